@@ -1,0 +1,348 @@
+"""Control groups: limit and account a container's processes (cgroups(7)).
+
+One interface over both kernel designs. `detect()` reads /proc/self/mountinfo once and chooses,
+per controller, the unified (v2) hierarchy when the host enables the controller there, else the
+controller's v1 hierarchy; hybrid hosts (v1 controllers plus a mostly empty cgroup2 mount) are
+the common case and work. `v1.py` and `v2.py` hold the version-specific file names and rules;
+this module only creates the directories, dispatches, and cleans up.
+
+    mgr = detect()
+    cg = mgr.create("minirun/<id>", Resources(memory=64 << 20, pids_limit=100))
+    ...the child joins by writing "0" to each of cg.procs_files()...
+    cg.destroy()
+
+`Cgroup.paths` maps each controller we use ("memory", "cpu", ...) to the group's directory that
+holds that controller's files, plus "unified" for the group in the cgroup2 tree when one is
+mounted (on a hybrid host it only tracks the processes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import re
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from minirun.errors import CgroupError
+
+from . import _fs
+from ._mounts import Mounts, parse_mountinfo
+from .v1 import CONTROLLERS as V1_CONTROLLERS
+from .v1 import V1Driver
+from .v2 import KEY as UNIFIED
+from .v2 import V2Driver
+
+__all__ = ["Cgroup", "CgroupManager", "Resources", "detect"]
+
+DEFAULT_CPU_PERIOD = 100_000
+
+# Which controller each Resources field needs, by hierarchy version.
+_NEEDS = {
+    "memory": ("memory", "memory"), "memory_swap": ("memory", "memory"),
+    "memory_reservation": ("memory", "memory"),
+    "cpu_quota": ("cpu", "cpu"), "cpu_period": ("cpu", "cpu"), "cpu_shares": ("cpu", "cpu"),
+    "cpuset_cpus": ("cpuset", "cpuset"), "cpuset_mems": ("cpuset", "cpuset"),
+    "pids_limit": ("pids", "pids"), "blkio_weight": ("blkio", "io"),
+}
+
+_NAME = re.compile(r"^[A-Za-z0-9_.:@+-]+(/[A-Za-z0-9_.:@+-]+)*$")
+
+
+@dataclass
+class Resources:
+    """Limits for a group; None means "leave as is" (on create: the kernel's default).
+
+    memory_swap is memory + swap, like Docker's --memory-swap (-1 = unlimited swap);
+    pids_limit -1 or 0 means unlimited; cpu_quota is µs of CPU time per cpu_period µs.
+    """
+
+    memory: int | None = None
+    memory_swap: int | None = None
+    memory_reservation: int | None = None
+    cpu_quota: int | None = None
+    cpu_period: int | None = None
+    cpu_shares: int | None = None
+    cpuset_cpus: str | None = None
+    cpuset_mems: str | None = None
+    pids_limit: int | None = None
+    blkio_weight: int | None = None
+
+    @classmethod
+    def from_cpus(cls, cpus: float, **fields) -> Resources:
+        """Docker's --cpus: 0.5 -> quota 50000 µs per 100000 µs period."""
+        from minirun.units import cpus_to_quota
+        quota, period = cpus_to_quota(cpus)
+        return cls(cpu_quota=quota, cpu_period=period, **fields)
+
+    def set_fields(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
+
+
+class CgroupManager:
+    """The cgroup hierarchies of this machine and which one serves each controller."""
+
+    def __init__(self, mounts: Mounts):
+        self.mounts = mounts
+        self.v2_owned = set(mounts.v2_enabled) if mounts.unified is not None else set()
+        self.v1_owned = {c for c in V1_CONTROLLERS if c in mounts.v1 and c not in self.v2_owned}
+        # v1 and v2 name the block I/O controller differently.
+        if "io" in self.v2_owned:
+            self.v1_owned.discard("blkio")
+
+    def available(self) -> dict[str, str]:
+        """controller -> "v1" | "v2", for the controllers a minirun group can use."""
+        out = {c: "v1" for c in sorted(self.v1_owned)}
+        out.update({c: "v2" for c in sorted(self.v2_owned)})
+        if self.mounts.unified is not None and "freezer" not in out:
+            out["freezer"] = "v2"          # cgroup.freeze is core in v2
+        return out
+
+    def hierarchies(self) -> dict[str, Path]:
+        """Path key -> mount point, for every hierarchy a group is created in."""
+        out = {c: self.mounts.v1[c] for c in sorted(self.v1_owned)}
+        if self.mounts.unified is not None:
+            out[UNIFIED] = self.mounts.unified
+            for c in self.v2_owned:
+                out[c] = self.mounts.unified
+        return out
+
+    def create(self, name: str, resources: Resources | None = None) -> Cgroup:
+        """Create the group in every hierarchy and apply limits, before any process joins."""
+        _check_name(name)
+        resources = resources or Resources()
+        self._check_supported(resources)
+        made: list[Path] = []
+        try:
+            for mount in _unique(self.hierarchies().values()):
+                made.append(self._make(mount, name))
+            cg = Cgroup(self, name, {k: m / name for k, m in self.hierarchies().items()})
+            for driver in cg._drivers():
+                driver.init_group(cg.paths)
+            cg.apply(resources)
+        except BaseException:
+            for d in reversed(made):
+                _fs.rmdir(d)
+            self._remove_parents(name)
+            raise
+        return cg
+
+    def open(self, name: str) -> Cgroup:
+        """An existing group, in whichever hierarchies still have it (maybe none)."""
+        _check_name(name)
+        paths = {k: m / name for k, m in self.hierarchies().items() if (m / name).is_dir()}
+        return Cgroup(self, name, paths)
+
+    # -- internals --------------------------------------------------------------------------
+    def _check_supported(self, res: Resources) -> None:
+        for field in res.set_fields():
+            v1_name, v2_name = _NEEDS[field]
+            if v1_name not in self.v1_owned and v2_name not in self.v2_owned:
+                raise CgroupError(
+                    f"cgroup: {field} needs the {v1_name} controller, which this machine does "
+                    f"not offer (no v1 hierarchy, not enabled in cgroup2)")
+
+    def _make(self, mount: Path, name: str) -> Path:
+        """mkdir the group under mount, creating and preparing shared parents on the way.
+
+        Another container may rmdir an empty shared parent at any moment; if a parent vanishes
+        under us we start again."""
+        parts = name.split("/")
+        controllers = [c for c, m in self.mounts.v1.items() if m == mount and c in self.v1_owned]
+        for _attempt in range(50):
+            d = mount
+            try:
+                for part in parts[:-1]:
+                    d = d / part
+                    try:
+                        os.mkdir(d)
+                    except FileExistsError:
+                        pass
+                    self._prepare(mount, controllers, d)
+                child = d / parts[-1]
+                os.mkdir(child)
+                return child
+            except FileExistsError as err:
+                raise CgroupError(f"cgroup: {d / parts[-1]} already exists",
+                                  path=str(d / parts[-1])) from err
+            except FileNotFoundError:
+                continue
+            except CgroupError:
+                if not d.is_dir():
+                    continue
+                raise
+            except OSError as err:
+                raise CgroupError(f"cgroup: mkdir {d}: {os.strerror(err.errno or errno.EIO)}",
+                                  path=str(d)) from err
+        raise CgroupError(f"cgroup: {mount / name}: parent keeps disappearing", path=str(mount))
+
+    def _prepare(self, mount: Path, controllers: list[str], directory: Path) -> None:
+        if mount == self.mounts.unified:
+            V2Driver(mount, self.v2_owned).prepare_ancestor(directory)
+        else:
+            driver = V1Driver(self.v1_owned)
+            for c in controllers:
+                driver.prepare_ancestor(c, directory)
+
+    def _remove_parents(self, name: str) -> None:
+        """rmdir the shared parents (e.g. "minirun") that became empty, in every hierarchy."""
+        parents = [p for p in Path(name).parents if str(p) != "."]
+        for mount in _unique(self.hierarchies().values()):
+            for parent in parents:
+                _fs.rmdir_if_empty(mount / parent)
+
+
+class Cgroup:
+    """One group (e.g. "minirun/<id>") across all hierarchies."""
+
+    def __init__(self, manager: CgroupManager, name: str, paths: dict[str, Path]):
+        self.manager = manager
+        self.name = name
+        self.paths = paths
+        present = set(paths)
+        self._v1 = V1Driver(manager.v1_owned & present)
+        unified = manager.mounts.unified
+        self._v2 = (V2Driver(unified, manager.v2_owned & present)
+                    if unified is not None and UNIFIED in present else None)
+
+    def _drivers(self) -> list:
+        return [self._v1] + ([self._v2] if self._v2 else [])
+
+    def _dirs(self) -> list[Path]:
+        return _unique(self.paths.values())
+
+    def procs_files(self) -> list[str]:
+        """cgroup.procs in every hierarchy: writing "0" to each moves the writer in."""
+        return [str(d / "cgroup.procs") for d in self._dirs()]
+
+    def add(self, pid: int) -> None:
+        for path in self.procs_files():
+            _fs.write(Path(path), pid)
+
+    def apply(self, res: Resources) -> None:
+        """Write the limits that are set (not None); used on create and for live updates."""
+        self.manager._check_supported(res)
+        if res.cpu_quota is not None and res.cpu_quota > 0 and res.cpu_period is None:
+            res = dataclasses.replace(res, cpu_period=DEFAULT_CPU_PERIOD)
+        for driver in self._drivers():
+            driver.apply(self.paths, res)
+
+    def pids(self) -> list[int]:
+        seen: set[int] = set()
+        for d in self._dirs():
+            seen.update(_fs.read_procs(d / "cgroup.procs"))
+        return sorted(seen)
+
+    def _freezer(self):
+        if "freezer" in self._v1.owned:
+            return self._v1
+        return self._v2
+
+    def freeze(self) -> None:
+        freezer = self._freezer()
+        if freezer is None:
+            raise CgroupError(f"cgroup: {self.name}: no freezer on this machine")
+        freezer.freeze(self.paths)
+
+    def thaw(self) -> None:
+        freezer = self._freezer()
+        if freezer is None:
+            raise CgroupError(f"cgroup: {self.name}: no freezer on this machine")
+        freezer.thaw(self.paths)
+
+    def stats(self) -> dict:
+        out: dict = {
+            "memory_usage": None, "memory_limit": None, "memory_max_usage": None,
+            "cpu_usage_ns": None, "pids_current": None, "pids_limit": None, "oom_kills": 0,
+            "cpu_quota_us": None, "cpu_period_us": None, "cpu_shares": None,
+            "cpuset_cpus": None,
+        }
+        out.update(self._v1.stats(self.paths))
+        if self._v2 is not None:
+            out.update(self._v2.stats(self.paths, cpu_usage="cpuacct" not in self._v1.owned))
+        return out
+
+    def _memory_driver(self):
+        if "memory" in self._v1.owned:
+            return self._v1
+        if self._v2 is not None and "memory" in self._v2.owned:
+            return self._v2
+        return None
+
+    def oom_kill_count(self) -> int:
+        driver = self._memory_driver()
+        return driver.oom_kill_count(self.paths) if driver else 0
+
+    def oom_events_file(self) -> str | None:
+        driver = self._memory_driver()
+        path = driver.oom_events_file(self.paths) if driver else None
+        return str(path) if path else None
+
+    def kill_all(self, sig: int = signal.SIGKILL) -> None:
+        """Signal every process; frozen meanwhile so none can fork a child we would miss."""
+        if sig == signal.SIGKILL and self._v2 is not None:
+            kill_file = self._v2.kill_file(self.paths)
+            if kill_file is not None:
+                _fs.write(kill_file, "1")
+        if not self.pids():
+            return
+        freezer = self._freezer()
+        frozen = False
+        if freezer is not None:
+            try:
+                freezer.freeze(self.paths)
+                frozen = True
+            except CgroupError:
+                frozen = False       # a task stuck in D state: signal it anyway
+        try:
+            for pid in self.pids():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        finally:
+            if frozen:
+                freezer.thaw(self.paths)
+
+    def destroy(self, timeout: float = 5.0) -> None:
+        """Kill everything, wait until empty, remove the group and empty shared parents."""
+        self.paths = {k: d for k, d in self.paths.items() if d.is_dir()}
+        deadline = time.monotonic() + timeout
+        while self.pids():
+            if time.monotonic() > deadline:
+                raise CgroupError(f"cgroup: {self.name} still has processes {self.pids()} "
+                                  f"after {timeout:g}s")
+            self.kill_all(signal.SIGKILL)
+            time.sleep(0.02)
+        for d in self._dirs():
+            _fs.rmdir(d)
+        self.manager._remove_parents(self.name)
+
+    def __repr__(self) -> str:
+        return f"Cgroup({self.name!r}, {sorted(self.paths)})"
+
+
+def detect(mountinfo: str | Path = "/proc/self/mountinfo",
+           cgroup_root: str | Path | None = None) -> CgroupManager:
+    """Look at the mounted hierarchies once and choose, per controller, v2 or v1."""
+    mounts = parse_mountinfo(mountinfo, cgroup_root)
+    if not mounts.v1 and mounts.unified is None:
+        raise CgroupError(f"cgroup: no cgroup filesystem is mounted (see {mountinfo})")
+    return CgroupManager(mounts)
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name) or any(p in (".", "..") for p in name.split("/")):
+        raise CgroupError(f"cgroup: invalid group name {name!r} "
+                          f"(a relative path like 'minirun/<id>')")
+
+
+def _unique(paths) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        if p not in out:
+            out.append(p)
+    return out

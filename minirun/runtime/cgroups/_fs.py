@@ -1,0 +1,108 @@
+"""Reading and writing cgroup files, with errors that name the file and the errno text.
+
+Every cgroup interface file is a tiny text file: one write() sets a value, and the kernel
+answers a bad one with an errno (EINVAL, EBUSY, ...). We keep that errno and the path in the
+message so a user sees exactly which knob refused which value. See cgroups(7).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from pathlib import Path
+
+from minirun.errors import CgroupError
+
+# What v1 prints for "no limit" in memory.limit_in_bytes: LONG_MAX rounded down to a page.
+UNLIMITED_V1 = 0x7FFFFFFFFFFFF000
+
+
+def write(path: Path, value: str | int) -> None:
+    """Write one value to a cgroup file (a single write(2), as the kernel expects)."""
+    text = str(value)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise _error("write", text, path, err) from err
+    try:
+        os.write(fd, text.encode())
+    except OSError as err:
+        raise _error("write", text, path, err) from err
+    finally:
+        os.close(fd)
+
+
+def read(path: Path) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError as err:
+        raise CgroupError(f"cgroup: read {path}: {os.strerror(err.errno or errno.EIO)}",
+                          path=str(path)) from err
+
+
+def read_int(path: Path) -> int:
+    return int(read(path))
+
+
+def read_keyed(path: Path) -> dict[str, int]:
+    """A flat-keyed file ("key value" per line), e.g. memory.events or cpu.stat."""
+    out: dict[str, int] = {}
+    for line in read(path).splitlines():
+        key, _, value = line.partition(" ")
+        try:
+            out[key] = int(value)
+        except ValueError:
+            continue
+    return out
+
+
+def read_limit(path: Path) -> int | None:
+    """A limit: None for "max" (v2, pids) or the v1 "unlimited" huge number."""
+    text = read(path)
+    if text == "max" or text == "-1":
+        return None
+    value = int(text)
+    return None if value >= UNLIMITED_V1 else value
+
+
+def read_procs(path: Path) -> list[int]:
+    try:
+        return [int(x) for x in Path(path).read_text().split()]
+    except FileNotFoundError:
+        return []
+    except OSError as err:
+        raise CgroupError(f"cgroup: read {path}: {os.strerror(err.errno or errno.EIO)}",
+                          path=str(path)) from err
+
+
+def rmdir(path: Path, timeout: float = 1.0) -> None:
+    """Remove a cgroup directory; retry EBUSY briefly (exiting tasks still hold it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            if err.errno == errno.EBUSY and time.monotonic() < deadline:
+                time.sleep(0.01)
+                continue
+            raise CgroupError(f"cgroup: rmdir {path}: {os.strerror(err.errno or errno.EIO)}",
+                              path=str(path)) from err
+
+
+def rmdir_if_empty(path: Path) -> None:
+    """Remove a shared parent if nobody uses it; another container may, so don't insist."""
+    try:
+        os.rmdir(path)
+    except OSError as err:
+        if err.errno not in (errno.EBUSY, errno.ENOTEMPTY, errno.ENOENT):
+            raise CgroupError(f"cgroup: rmdir {path}: {os.strerror(err.errno or errno.EIO)}",
+                              path=str(path)) from err
+
+
+def _error(op: str, value: str, path: Path, err: OSError) -> CgroupError:
+    text = os.strerror(err.errno or errno.EIO)
+    return CgroupError(f"cgroup: {op} '{value}' to {path}: {text}", path=str(path))

@@ -1,0 +1,185 @@
+"""cgroup v1: one hierarchy per controller (or a few co-mounted), one directory per group in each.
+
+Concepts: cgroups(7) "Cgroups version 1"; the per-controller files are documented in the
+kernel's Documentation/admin-guide/cgroup-v1/ (memory.rst, cpusets.rst, freezer-subsystem.rst,
+pids.rst) and scheduler/sched-bwc.rst for CFS bandwidth (cpu.cfs_quota_us).
+
+Kernel details a reader should know:
+- a new cpuset group starts with empty cpuset.cpus/cpuset.mems and refuses tasks until they
+  are filled in; we copy them from the nearest ancestor that has them;
+- memory.memsw.limit_in_bytes (memory+swap) may never be below memory.limit_in_bytes, so the
+  two are written in the order that keeps that true at every step;
+- the freezer is asynchronous: freezer.state reads FREEZING until every task stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from minirun.errors import CgroupError
+
+from . import _fs
+
+if TYPE_CHECKING:
+    from . import Resources
+
+# The controllers this driver knows how to use when they live in a v1 hierarchy.
+CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "devices", "blkio")
+
+
+class V1Driver:
+    version = "v1"
+
+    def __init__(self, owned: set[str]):
+        self.owned = set(owned)
+
+    # -- creating ---------------------------------------------------------------------------
+    def prepare_ancestor(self, controller: str, directory: Path) -> None:
+        """Make a shared parent (e.g. .../cpuset/minirun) usable by its children."""
+        if controller == "cpuset":
+            _fill_cpuset(directory)
+
+    def init_group(self, paths: dict[str, Path]) -> None:
+        """Make a new group able to take tasks (before any limit is applied)."""
+        if "cpuset" in self.owned and "cpuset" in paths:
+            _fill_cpuset(paths["cpuset"])
+
+    # -- limits -----------------------------------------------------------------------------
+    def apply(self, paths: dict[str, Path], res: Resources) -> None:
+        if "memory" in self.owned:
+            self._memory(paths["memory"], res)
+        if "cpu" in self.owned:
+            d = paths["cpu"]
+            if res.cpu_shares is not None:
+                _fs.write(d / "cpu.shares", res.cpu_shares)
+            if res.cpu_period is not None:
+                _fs.write(d / "cpu.cfs_period_us", res.cpu_period)
+            if res.cpu_quota is not None:
+                _fs.write(d / "cpu.cfs_quota_us", res.cpu_quota if res.cpu_quota > 0 else -1)
+        if "cpuset" in self.owned:
+            d = paths["cpuset"]
+            # mems first: a task must always have somewhere to allocate.
+            if res.cpuset_mems is not None:
+                _fs.write(d / "cpuset.mems", res.cpuset_mems)
+            if res.cpuset_cpus is not None:
+                _fs.write(d / "cpuset.cpus", res.cpuset_cpus)
+        if "pids" in self.owned and res.pids_limit is not None:
+            limit = "max" if res.pids_limit <= 0 else str(res.pids_limit)
+            _fs.write(paths["pids"] / "pids.max", limit)
+        if "blkio" in self.owned and res.blkio_weight is not None:
+            d = paths["blkio"]
+            for name in ("blkio.weight", "blkio.bfq.weight"):
+                if (d / name).exists():
+                    _fs.write(d / name, res.blkio_weight)
+                    break
+            else:
+                raise CgroupError(
+                    f"cgroup: blkio weight needs a proportional I/O scheduler (no blkio.weight "
+                    f"or blkio.bfq.weight in {d}; load bfq)", path=str(d))
+
+    def _memory(self, d: Path, res: Resources) -> None:
+        if res.memory_reservation is not None:
+            value = res.memory_reservation if res.memory_reservation > 0 else -1
+            _fs.write(d / "memory.soft_limit_in_bytes", value)
+        memsw = d / "memory.memsw.limit_in_bytes"
+        swap = res.memory_swap
+        if swap is not None and not memsw.exists():
+            if swap != -1 and swap != res.memory:
+                raise CgroupError("cgroup: swap limit needs swap accounting "
+                                  "(memory.memsw.* missing)", path=str(memsw))
+            swap = None      # memory+swap == memory, or unlimited: nothing to write
+        limit = d / "memory.limit_in_bytes"
+        if swap is None:
+            if res.memory is not None:
+                _fs.write(limit, res.memory if res.memory > 0 else -1)
+            return
+        mem = res.memory
+        if mem is None:
+            _fs.write(memsw, swap)
+            return
+        # memsw >= limit must hold after each write: grow swap first if the new swap is above
+        # the current limit (it then stays above both old and new limits), else shrink memory first.
+        current = _fs.read_int(limit)
+        new_swap = _fs.UNLIMITED_V1 if swap == -1 else swap
+        if new_swap > current:
+            _fs.write(memsw, swap)
+            _fs.write(limit, mem if mem > 0 else -1)
+        else:
+            _fs.write(limit, mem if mem > 0 else -1)
+            _fs.write(memsw, swap)
+
+    # -- reading ----------------------------------------------------------------------------
+    def stats(self, paths: dict[str, Path]) -> dict:
+        out: dict = {}
+        if "memory" in self.owned:
+            d = paths["memory"]
+            out["memory_usage"] = _fs.read_int(d / "memory.usage_in_bytes")
+            out["memory_limit"] = _fs.read_limit(d / "memory.limit_in_bytes")
+            out["memory_max_usage"] = _fs.read_int(d / "memory.max_usage_in_bytes")
+            if (d / "memory.memsw.limit_in_bytes").exists():
+                out["memory_swap_limit"] = _fs.read_limit(d / "memory.memsw.limit_in_bytes")
+            out["oom_kills"] = self.oom_kill_count(paths)
+        if "cpuacct" in self.owned:
+            out["cpu_usage_ns"] = _fs.read_int(paths["cpuacct"] / "cpuacct.usage")
+        if "cpu" in self.owned:
+            d = paths["cpu"]
+            quota = _fs.read_int(d / "cpu.cfs_quota_us")
+            out["cpu_quota_us"] = None if quota < 0 else quota
+            out["cpu_period_us"] = _fs.read_int(d / "cpu.cfs_period_us")
+            out["cpu_shares"] = _fs.read_int(d / "cpu.shares")
+            stat = _fs.read_keyed(d / "cpu.stat")
+            out["cpu_throttled_periods"] = stat.get("nr_throttled", 0)
+        if "cpuset" in self.owned:
+            out["cpuset_cpus"] = _fs.read(paths["cpuset"] / "cpuset.cpus")
+            out["cpuset_mems"] = _fs.read(paths["cpuset"] / "cpuset.mems")
+        if "pids" in self.owned:
+            out["pids_current"] = _fs.read_int(paths["pids"] / "pids.current")
+            out["pids_limit"] = _fs.read_limit(paths["pids"] / "pids.max")
+        return out
+
+    def oom_events_file(self, paths: dict[str, Path]) -> Path | None:
+        if "memory" not in self.owned:
+            return None
+        return paths["memory"] / "memory.oom_control"
+
+    def oom_kill_count(self, paths: dict[str, Path]) -> int:
+        path = self.oom_events_file(paths)
+        if path is None:
+            return 0
+        return _fs.read_keyed(path).get("oom_kill", 0)
+
+    # -- freezer ----------------------------------------------------------------------------
+    def freeze(self, paths: dict[str, Path], timeout: float = 5.0) -> None:
+        state = paths["freezer"] / "freezer.state"
+        deadline = time.monotonic() + timeout
+        while True:
+            # Writing FROZEN again retries tasks that were busy (e.g. in vfork) last time.
+            _fs.write(state, "FROZEN")
+            for _ in range(10):
+                if _fs.read(state) == "FROZEN":
+                    return
+                time.sleep(0.01)
+            if time.monotonic() > deadline:
+                _fs.write(state, "THAWED")
+                raise CgroupError(f"cgroup: {state} stuck in FREEZING after {timeout:g}s",
+                                  path=str(state))
+
+    def thaw(self, paths: dict[str, Path]) -> None:
+        _fs.write(paths["freezer"] / "freezer.state", "THAWED")
+
+
+def _fill_cpuset(directory: Path) -> None:
+    """Copy cpuset.cpus/mems from the nearest ancestor that has them, if this one is empty."""
+    for name in ("cpuset.mems", "cpuset.cpus"):
+        if _fs.read(directory / name):
+            continue
+        source = directory.parent
+        while not (value := _fs.read(source / name)):
+            if source.parent == source or not (source.parent / name).exists():
+                raise CgroupError(f"cgroup: no ancestor of {directory} has {name} set",
+                                  path=str(directory / name))
+            source = source.parent
+        _fs.write(directory / name, value)
+
