@@ -1,0 +1,98 @@
+"""cffi builder for minirun._native: the C hot path (c_ext/*.c) as a Python extension.
+
+API mode: the compiler checks these declarations against c_ext/minirun.h, and `...` lets it fill
+in struct layouts and constant values, so the two cannot drift apart silently.
+"""
+
+from pathlib import Path
+
+from cffi import FFI
+
+HERE = Path(__file__).resolve().parent
+# setuptools insists on paths relative to setup.py, which sits one level up
+SOURCES = [f"c_ext/{name}" for name in ("spawn.c", "fs.c", "process.c", "enter.c")]
+
+CDEF = """
+#define MR_STEP__COUNT ...
+#define MR_STEP_EXEC ...
+#define MR_OP_MOUNT ...
+#define MR_OP_MKNOD ...
+#define MR_OP_SYMLINK ...
+#define MR_OP_MKDIR ...
+#define MR_MSG_GO ...
+#define MR_MSG_READY ...
+#define MR_MSG_ERROR ...
+#define MR_MSG_TTY ...
+#define MR_MSG_TRACE ...
+
+struct mr_err { int errno_; int step; int index; char text[256]; ...; };
+struct mr_msg { int type; struct mr_err err; uint64_t stamps[...]; ...; };
+
+struct mr_fsop {
+    int kind; const char *source; const char *target; const char *fstype; const char *data;
+    unsigned long flags; unsigned long propagation; unsigned int mode;
+    unsigned int major; unsigned int minor; int target_is_file; ...;
+};
+struct mr_rlimit { int resource; uint64_t soft; uint64_t hard; ...; };
+
+struct mr_plan {
+    int clone_flags; int unshare_cgroupns;
+    const char *monitor_path; char *const *monitor_argv; int monitor_keep_fds[2];
+    const int *cgroup_procs_fds; int n_cgroup_procs_fds;
+    const char *rootfs; const char *rootfs_fstype; const char *rootfs_data;
+    unsigned long root_propagation; int rootfs_readonly;
+    const struct mr_fsop *fsops; int n_fsops;
+    const char *const *masked_paths; int n_masked_paths;
+    const char *const *readonly_paths; int n_readonly_paths;
+    const char *hostname; const char *domainname;
+    const struct mr_rlimit *rlimits; int n_rlimits;
+    const char *oom_score_adj;
+    uint32_t uid; uint32_t gid; const uint32_t *groups; int n_groups; int umask;
+    int set_caps; int cap_last;
+    uint64_t cap_bounding; uint64_t cap_effective; uint64_t cap_permitted;
+    uint64_t cap_inheritable; uint64_t cap_ambient;
+    int no_new_privs; const void *seccomp_filter; int seccomp_len;
+    const char *cwd; const char *path; const char *search_path;
+    char *const *argv; char *const *envp;
+    int stdio[3]; int terminal; unsigned short console_rows; unsigned short console_cols;
+    int preserve_fds; int sync_fd; int exec_fifo_fd; int trace;
+    ...;
+};
+
+struct mr_enter {
+    const int *ns_fds; int n_ns_fds;
+    const int *cgroup_procs_fds; int n_cgroup_procs_fds;
+    const char *root_dir;
+    uint32_t uid; uint32_t gid; const uint32_t *groups; int n_groups; int umask;
+    int set_caps; int cap_last;
+    uint64_t cap_bounding; uint64_t cap_effective; uint64_t cap_permitted;
+    uint64_t cap_inheritable; uint64_t cap_ambient;
+    int no_new_privs; const void *seccomp_filter; int seccomp_len;
+    const char *cwd; const char *path; const char *search_path;
+    char *const *argv; char *const *envp;
+    int stdio[3]; int terminal; unsigned short console_rows; unsigned short console_cols;
+    int sync_fd;
+    ...;
+};
+
+const char *mr_step_name(int step);
+int mr_spawn(const struct mr_plan *plan, int *monitor_pid, struct mr_err *err);
+int mr_enter(const struct mr_enter *ex, struct mr_err *err);
+"""
+
+ffibuilder = FFI()
+ffibuilder.cdef(CDEF)
+ffibuilder.set_source(
+    "minirun._native",
+    '#include "minirun.h"',
+    sources=SOURCES,
+    include_dirs=["c_ext"],
+    extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"],
+)
+
+# Standalone programs built beside the extension (see setup.py): static, so that minirun-init
+# runs in images without a libc and the monitor maps as little as possible.
+PROGRAMS = {"minirun-monitor": "monitor.c", "minirun-init": "init.c"}
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

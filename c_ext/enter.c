@@ -1,0 +1,149 @@
+/*
+ * enter.c — `minirun exec`: run one more process inside a running container.
+ *
+ * A process cannot move itself into another pid namespace, only its future children, so this is
+ * two steps: a forked helper joins the cgroup and the namespaces (setns), then clones the real
+ * process with CLONE_PARENT so that it becomes the *caller's* child (and is waited for there) and
+ * exits. The real process then sets up stdio, credentials and capabilities like the first one.
+ *
+ *   caller ── fork ──▶ helper: join cgroup, setns(...) ── clone(CLONE_PARENT) ──▶ process
+ *      ▲                      reports the pid on a pipe, exits            (child of the caller)
+ *      └────── sync socket: MR_MSG_ERROR, MR_MSG_TTY, or EOF at execve ◀───────────┘
+ *
+ * Man pages: setns(2), nsenter(1), pid_namespaces(7).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "minirun.h"
+#include "process.h"
+#include "util.h"
+
+static _Noreturn void enter_process(const struct mr_enter *ex)
+{
+    struct mr_err err;
+    struct mr_creds creds = {
+        .uid = ex->uid, .gid = ex->gid, .groups = ex->groups, .n_groups = ex->n_groups,
+        .set_caps = ex->set_caps, .cap_last = ex->cap_last, .bounding = ex->cap_bounding,
+        .effective = ex->cap_effective, .permitted = ex->cap_permitted,
+        .inheritable = ex->cap_inheritable, .ambient = ex->cap_ambient,
+    };
+    memset(&err, 0, sizeof(err));
+    if (ex->terminal) {
+        if (mr_open_terminal(ex->sync_fd, ex->console_rows, ex->console_cols, &err) < 0)
+            goto fail;
+    } else {
+        setsid();
+        if (mr_setup_stdio(ex->stdio, &err) < 0)
+            goto fail;
+    }
+    if (mr_drop_bounding(&creds, &err) < 0)
+        goto fail;
+    if (!ex->no_new_privs && mr_load_seccomp(ex->seccomp_filter, ex->seccomp_len, &err) < 0)
+        goto fail;
+    if (mr_set_ids_and_caps(&creds, &err) < 0)
+        goto fail;
+    if (ex->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+        mr_fail(&err, MR_STEP_NO_NEW_PRIVS, -1, NULL);
+        goto fail;
+    }
+    umask(ex->umask >= 0 ? (mode_t)ex->umask : 022);
+    if (ex->cwd && chdir(ex->cwd) < 0) {
+        mr_fail(&err, MR_STEP_CHDIR, -1, ex->cwd);
+        goto fail;
+    }
+    if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+        mr_fail(&err, MR_STEP_CLOSE_FDS, -1, NULL);
+        goto fail;
+    }
+    if (ex->no_new_privs && mr_load_seccomp(ex->seccomp_filter, ex->seccomp_len, &err) < 0)
+        goto fail;
+    mr_exec(ex->path, ex->search_path, ex->argv, ex->envp, &err);
+fail:;
+    struct mr_msg msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.type = MR_MSG_ERROR;
+    msg.err = err;
+    mr_send_msg(ex->sync_fd, &msg, -1);
+    _exit(err.step == MR_STEP_EXEC ? (err.errno_ == ENOENT ? 127 : 126) : 125);
+}
+
+static _Noreturn void helper(const struct mr_enter *ex, int pid_pipe)
+{
+    struct mr_err err;
+    int report;
+    memset(&err, 0, sizeof(err));
+    for (int i = 0; i < ex->n_cgroup_procs_fds; i++)
+        if (write(ex->cgroup_procs_fds[i], "0", 1) < 0) {
+            mr_fail(&err, MR_STEP_JOIN_CGROUP, i, NULL);
+            goto fail;
+        }
+    for (int i = 0; i < ex->n_ns_fds; i++)
+        if (setns(ex->ns_fds[i], 0) < 0) {
+            mr_fail(&err, MR_STEP_SETNS, i, NULL);
+            goto fail;
+        }
+    if (ex->root_dir && (chroot(ex->root_dir) < 0 || chdir("/") < 0)) {
+        mr_fail(&err, MR_STEP_SETNS, -1, ex->root_dir);
+        goto fail;
+    }
+    pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)CLONE_PARENT, NULL, NULL, NULL, 0);
+    if (pid == 0)
+        enter_process(ex);
+    if (pid < 0) {
+        mr_fail(&err, MR_STEP_FORK, -1, NULL);
+        goto fail;
+    }
+    report = pid;
+    if (write(pid_pipe, &report, sizeof(report)) < 0)
+        _exit(125);
+    _exit(0);
+fail:
+    report = -1;
+    if (write(pid_pipe, &report, sizeof(report)) < 0 || write(pid_pipe, &err, sizeof(err)) < 0)
+        _exit(125);
+    _exit(125);
+}
+
+pid_t mr_enter(const struct mr_enter *ex, struct mr_err *err)
+{
+    int pipefd[2];
+    memset(err, 0, sizeof(*err));
+    err->index = -1;
+    if (pipe2(pipefd, O_CLOEXEC) < 0)
+        return mr_fail(err, MR_STEP_FORK, -1, "pipe");
+    pid_t h = fork();
+    if (h == 0) {
+        close(pipefd[0]);
+        helper(ex, pipefd[1]);
+    }
+    close(pipefd[1]);
+    if (h < 0) {
+        close(pipefd[0]);
+        return mr_fail(err, MR_STEP_FORK, -1, NULL);
+    }
+    int report = -1;
+    ssize_t n;
+    do n = read(pipefd[0], &report, sizeof(report)); while (n < 0 && errno == EINTR);
+    if (n == (ssize_t)sizeof(report) && report < 0) {
+        if (read(pipefd[0], err, sizeof(*err)) != (ssize_t)sizeof(*err))
+            mr_fail(err, MR_STEP_FORK, -1, "helper died");
+    } else if (n != (ssize_t)sizeof(report)) {
+        errno = EPIPE;
+        mr_fail(err, MR_STEP_FORK, -1, "helper died");
+        report = -1;
+    }
+    close(pipefd[0]);
+    waitpid(h, NULL, 0);
+    return report;
+}

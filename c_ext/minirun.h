@@ -1,0 +1,127 @@
+/*
+ * minirun.h — the native boundary.
+ *
+ * Python decides everything and writes it down as a flat struct mr_plan; the C code only executes
+ * it between clone() and execve(). Nothing in the plan is allocated by C, and the child never calls
+ * malloc, stdio or Python: after clone() only async-signal-safe syscalls run.
+ */
+#ifndef MINIRUN_H
+#define MINIRUN_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include "steps.h"
+#include "sync.h"
+
+/* One filesystem operation inside the new root, run in order before pivot_root. */
+enum mr_fsop_kind { MR_OP_MOUNT = 0, MR_OP_MKNOD = 1, MR_OP_SYMLINK = 2, MR_OP_MKDIR = 3 };
+
+struct mr_fsop {
+    int kind;
+    const char *source;         /* mount source; for a symlink, where it points */
+    const char *target;         /* absolute path inside the container */
+    const char *fstype;         /* NULL for a bind mount */
+    const char *data;           /* mount options the filesystem parses, or NULL */
+    unsigned long flags;        /* MS_* (MS_BIND, MS_REC, MS_RDONLY, MS_NOSUID, ...) */
+    unsigned long propagation;  /* MS_PRIVATE, MS_SLAVE, MS_SHARED or MS_UNBINDABLE (| MS_REC) */
+    unsigned int mode;          /* mknod and mkdir */
+    unsigned int major, minor;  /* mknod */
+    int target_is_file;         /* the mount point is a file (bind of a file), not a directory */
+};
+
+struct mr_rlimit { int resource; uint64_t soft, hard; };
+
+struct mr_plan {
+    /* namespaces and the monitor */
+    int clone_flags;              /* CLONE_NEW* created at clone() */
+    int unshare_cgroupns;         /* CLONE_NEWCGROUP after joining the cgroup, so it is the root */
+    const char *monitor_path;     /* NULL: the caller is the parent; else fork+exec this monitor */
+    char *const *monitor_argv;
+    int monitor_keep_fds[2];      /* fds the monitor reads (the container's log pipes), or -1 */
+    const int *cgroup_procs_fds;  /* opened cgroup.procs files: the child writes "0" to each */
+    int n_cgroup_procs_fds;
+
+    /* the root filesystem */
+    const char *rootfs;           /* host path of the container's root mount point */
+    const char *rootfs_fstype;    /* "overlay", or NULL to bind-mount rootfs onto itself */
+    const char *rootfs_data;      /* overlay's lowerdir=...,upperdir=...,workdir=... */
+    unsigned long root_propagation;  /* applied to "/" first; MS_REC|MS_PRIVATE by default */
+    int rootfs_readonly;
+    const struct mr_fsop *fsops;
+    int n_fsops;
+    const char *const *masked_paths;
+    int n_masked_paths;
+    const char *const *readonly_paths;
+    int n_readonly_paths;
+
+    /* the process */
+    const char *hostname;         /* NULL: keep */
+    const char *domainname;
+    const struct mr_rlimit *rlimits;
+    int n_rlimits;
+    int oom_score_adj_fd;         /* -1, or an fd whose content is written to /proc/self/oom_score_adj */
+    const char *oom_score_adj;
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    int n_groups;                 /* -1: leave supplementary groups alone */
+    int umask;                    /* -1: 0022 */
+    int set_caps;                 /* 0: keep the caller's capabilities (tests only) */
+    int cap_last;                 /* /proc/sys/kernel/cap_last_cap */
+    uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
+    int no_new_privs;
+    const void *seccomp_filter;   /* struct sock_filter[], built by Python with libseccomp */
+    int seccomp_len;              /* instructions; 0: no filter */
+    const char *cwd;
+    const char *path;             /* the program; without a '/', looked up in search_path */
+    const char *search_path;      /* the container's PATH, searched after pivot_root */
+    char *const *argv;
+    char *const *envp;
+
+    /* stdio and the conversation with the parent */
+    int stdio[3];                 /* fds to become 0, 1, 2; a value equal to its index keeps it */
+    int terminal;                 /* open a pty in the container's devpts, send the master */
+    unsigned short console_rows, console_cols;
+    int preserve_fds;             /* keep fds 3 .. 3+preserve_fds-1 open across execve */
+    int sync_fd;                  /* the child's end of the socketpair */
+    int exec_fifo_fd;             /* O_PATH fd of exec.fifo: block until `start`; -1: exec now */
+    int trace;                    /* send MR_MSG_TRACE with step timestamps before execve */
+};
+
+/* Start a container. Returns the container's pid (in the caller's pid namespace) or -1 with *err
+ * filled. With a monitor, *monitor_pid is the monitor's pid and the container is its child. */
+pid_t mr_spawn(const struct mr_plan *plan, pid_t *monitor_pid, struct mr_err *err);
+
+/* exec: join the namespaces of a running container and run a process there. */
+struct mr_enter {
+    const int *ns_fds;            /* /proc/PID/ns/... opened by Python, user namespace first */
+    int n_ns_fds;
+    const int *cgroup_procs_fds;
+    int n_cgroup_procs_fds;
+    const char *root_dir;         /* "/" of the container (after joining its mount namespace) */
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    int n_groups;
+    int umask;
+    int set_caps;
+    int cap_last;
+    uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
+    int no_new_privs;
+    const void *seccomp_filter;
+    int seccomp_len;
+    const char *cwd;
+    const char *path;
+    const char *search_path;
+    char *const *argv;
+    char *const *envp;
+    int stdio[3];
+    int terminal;
+    unsigned short console_rows, console_cols;
+    int sync_fd;
+};
+
+/* Returns the pid of the process running in the container (a child of the caller) or -1. */
+pid_t mr_enter(const struct mr_enter *ex, struct mr_err *err);
+
+#endif

@@ -1,0 +1,187 @@
+/*
+ * process.c — what the container's process is: stdio, terminal, user, capabilities, seccomp, exec.
+ *
+ * Shared by the first process (spawn.c) and by `exec` (enter.c). Everything here runs in a child
+ * after fork/clone, so it only makes syscalls and writes to the stack.
+ *
+ * Man pages: capabilities(7), credentials(7), prctl(2), seccomp(2), pty(7), execve(2).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "process.h"
+#include "util.h"
+
+int mr_send_msg(int fd, const struct mr_msg *msg, int pass_fd)
+{
+    struct iovec iov = { .iov_base = (void *)msg, .iov_len = sizeof(*msg) };
+    union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } control;
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (pass_fd >= 0) {
+        memset(&control, 0, sizeof(control));
+        mh.msg_control = control.buf;
+        mh.msg_controllen = sizeof(control.buf);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+    }
+    ssize_t n;
+    do n = sendmsg(fd, &mh, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
+    return n == (ssize_t)sizeof(*msg) ? 0 : -1;
+}
+
+/* Make the planned fds the process's 0, 1 and 2. Python only hands us fds that are either already
+ * in place or >= 3, so one dup2 each cannot clobber a later source. */
+int mr_setup_stdio(const int stdio[3], struct mr_err *err)
+{
+    for (int i = 0; i < 3; i++) {
+        if (stdio[i] < 0)
+            continue;
+        if (stdio[i] != i) {
+            if (dup2(stdio[i], i) < 0)
+                return mr_fail(err, MR_STEP_STDIO, i, NULL);
+        } else if (fcntl(i, F_SETFD, 0) < 0) {
+            return mr_fail(err, MR_STEP_STDIO, i, NULL);
+        }
+    }
+    return 0;
+}
+
+/* A terminal like runc's: the pty comes from the container's own devpts instance (so `tty` inside
+ * says /dev/pts/0), the master goes to the parent over the sync socket, the slave becomes the
+ * controlling terminal and stdio of a new session. */
+int mr_open_terminal(int sync_fd, unsigned short rows, unsigned short cols, struct mr_err *err)
+{
+    int master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0)
+        return mr_fail(err, MR_STEP_TTY, -1, "/dev/pts/ptmx");
+    int unlock = 0;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
+        return mr_fail(err, MR_STEP_TTY, -1, "unlockpt");
+    int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+    if (slave < 0)
+        return mr_fail(err, MR_STEP_TTY, -1, "open pty peer");
+    if (rows && cols) {
+        struct winsize ws = { .ws_row = rows, .ws_col = cols };
+        ioctl(slave, TIOCSWINSZ, &ws);
+    }
+    struct mr_msg msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.type = MR_MSG_TTY;
+    if (mr_send_msg(sync_fd, &msg, master) < 0)
+        return mr_fail(err, MR_STEP_TTY, -1, "send pty master");
+    close(master);
+    setsid();
+    if (ioctl(slave, TIOCSCTTY, 0) < 0)
+        return mr_fail(err, MR_STEP_TTY, -1, "TIOCSCTTY");
+    for (int i = 0; i < 3; i++)
+        if (dup2(slave, i) < 0)
+            return mr_fail(err, MR_STEP_TTY, i, "dup2");
+    if (slave > 2)
+        close(slave);
+    return 0;
+}
+
+/* The bounding set can only shrink, and only while we still hold CAP_SETPCAP: before setuid. */
+int mr_drop_bounding(const struct mr_creds *c, struct mr_err *err)
+{
+    if (!c->set_caps)
+        return 0;
+    for (int cap = 0; cap <= c->cap_last; cap++)
+        if (!(c->bounding & (1ull << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+            return mr_fail(err, MR_STEP_CAPS_BOUNDING, cap, NULL);
+    return 0;
+}
+
+/* Switch user and set the capability sets. PR_SET_KEEPCAPS keeps the permitted set across the
+ * setuid away from root; capset then sets exactly what the plan says. */
+int mr_set_ids_and_caps(const struct mr_creds *c, struct mr_err *err)
+{
+    if (c->set_caps && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+        return mr_fail(err, MR_STEP_CAPS, -1, "PR_SET_KEEPCAPS");
+    if (c->n_groups >= 0 && setgroups((size_t)c->n_groups, c->groups) < 0)
+        return mr_fail(err, MR_STEP_SETGROUPS, -1, NULL);
+    if (setresgid(c->gid, c->gid, c->gid) < 0)
+        return mr_fail(err, MR_STEP_SETGID, -1, NULL);
+    if (setresuid(c->uid, c->uid, c->uid) < 0)
+        return mr_fail(err, MR_STEP_SETUID, -1, NULL);
+    if (!c->set_caps)
+        return 0;
+    struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    struct __user_cap_data_struct data[2];
+    for (int i = 0; i < 2; i++) {
+        data[i].effective = (uint32_t)(c->effective >> (32 * i));
+        data[i].permitted = (uint32_t)(c->permitted >> (32 * i));
+        data[i].inheritable = (uint32_t)(c->inheritable >> (32 * i));
+    }
+    if (syscall(SYS_capset, &hdr, data) < 0)
+        return mr_fail(err, MR_STEP_CAPS, -1, NULL);
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    for (int cap = 0; cap <= c->cap_last; cap++)
+        if ((c->ambient & (1ull << cap)) &&
+            prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+            return mr_fail(err, MR_STEP_AMBIENT, cap, NULL);
+    return 0;
+}
+
+int mr_load_seccomp(const void *filter, int len, struct mr_err *err)
+{
+    if (len <= 0)
+        return 0;
+    struct sock_fprog prog = { .len = (unsigned short)len, .filter = (struct sock_filter *)filter };
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
+        return mr_fail(err, MR_STEP_SECCOMP, -1, NULL);
+    return 0;
+}
+
+/* execve, searching search_path like execvp when path has no '/'. ENOENT everywhere means "not
+ * found" (127); a file found but not executable wins over not found (126), as in a shell. */
+int mr_exec(const char *path, const char *search_path, char *const argv[], char *const envp[],
+            struct mr_err *err)
+{
+    if (strchr(path, '/') || !search_path || !*search_path) {
+        execve(path, argv, envp);
+        return mr_fail(err, MR_STEP_EXEC, -1, path);
+    }
+    char buf[4096];
+    size_t plen = strlen(path);
+    int saw_eacces = 0;
+    for (const char *dir = search_path; ; ) {
+        const char *end = strchr(dir, ':');
+        size_t dlen = end ? (size_t)(end - dir) : strlen(dir);
+        if (dlen + plen + 2 <= sizeof(buf)) {
+            size_t n = 0;
+            if (dlen == 0)
+                buf[n++] = '.';
+            memcpy(buf + n, dir, dlen);
+            n += dlen;
+            buf[n++] = '/';
+            memcpy(buf + n, path, plen + 1);
+            execve(buf, argv, envp);
+            if (errno == EACCES || errno == ENOEXEC || errno == EPERM)
+                saw_eacces = errno;
+            else if (errno != ENOENT && errno != ENOTDIR)
+                return mr_fail(err, MR_STEP_EXEC, -1, buf);
+        }
+        if (!end)
+            break;
+        dir = end + 1;
+    }
+    errno = saw_eacces ? saw_eacces : ENOENT;
+    return mr_fail(err, MR_STEP_EXEC, -1, path);
+}

@@ -1,0 +1,297 @@
+/*
+ * spawn.c — start a container: clone() into new namespaces, then execute the plan step by step.
+ *
+ * The sync points (numbers in comments) are drawn in sync.h. In short: Python builds the plan (1),
+ * mr_spawn forks the monitor, which clones the container (2); the child joins its cgroup and waits
+ * (3) while Python records the pid and writes uid maps (4), then sends GO (5); the child builds its
+ * root and process (6), reports an error or nothing (7), and execve()s (9). EOF on the socket,
+ * which is close-on-exec, tells the parent the program is running.
+ *
+ * Man pages: clone(2), namespaces(7), pid_namespaces(7), cgroup_namespaces(7).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fs.h"
+#include "minirun.h"
+#include "process.h"
+#include "util.h"
+
+#define MR_STEP_NAME(name, text) text,
+static const char *const step_names[] = { MR_STEPS(MR_STEP_NAME) };
+#undef MR_STEP_NAME
+
+const char *mr_step_name(int step)
+{
+    if (step < 0 || step >= MR_STEP__COUNT)
+        return "unknown step";
+    return step_names[step];
+}
+
+/* fork-like clone: no new stack, the child continues on a copy of ours. */
+static pid_t clone_fork(int flags)
+{
+    return (pid_t)syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), NULL, NULL, NULL, 0);
+}
+
+static int join_cgroups(const int *fds, int n, struct mr_err *err)
+{
+    for (int i = 0; i < n; i++) {
+        ssize_t w;
+        do w = write(fds[i], "0", 1); while (w < 0 && errno == EINTR);
+        if (w < 0)
+            return mr_fail(err, MR_STEP_JOIN_CGROUP, i, NULL);
+    }
+    return 0;
+}
+
+/* (3) Block until the parent has finished its part (uid maps, network) and says GO. */
+static int wait_go(int sync_fd, struct mr_err *err)
+{
+    struct mr_msg msg;
+    ssize_t n;
+    do n = recv(sync_fd, &msg, sizeof(msg), 0); while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)sizeof(msg) || msg.type != MR_MSG_GO) {
+        if (n >= 0)
+            errno = EPIPE;
+        return mr_fail(err, MR_STEP_WAIT_GO, -1, NULL);
+    }
+    return 0;
+}
+
+static int set_rlimits(const struct mr_plan *p, struct mr_err *err)
+{
+    for (int i = 0; i < p->n_rlimits; i++) {
+        struct rlimit64 rl = { .rlim_cur = p->rlimits[i].soft, .rlim_max = p->rlimits[i].hard };
+        if (setrlimit64((__rlimit_resource_t)p->rlimits[i].resource, &rl) < 0)
+            return mr_fail(err, MR_STEP_RLIMIT, i, NULL);
+    }
+    return 0;
+}
+
+static int set_oom_score(const struct mr_plan *p, struct mr_err *err)
+{
+    if (!p->oom_score_adj)
+        return 0;
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, p->oom_score_adj, strlen(p->oom_score_adj)) < 0)
+        return mr_fail(err, MR_STEP_OOM_SCORE, -1, p->oom_score_adj);
+    close(fd);
+    return 0;
+}
+
+/* (8) OCI create/start: block on exec.fifo until `start` opens it for reading. The fifo is
+ * close-on-exec, so a successful execve gives `start` EOF; a failure writes the error record. */
+static int wait_exec_fifo(int fifo_path_fd, int *fifo, struct mr_err *err)
+{
+    char path[40];
+    *fifo = open(mr_fd_path(fifo_path_fd, path), O_WRONLY | O_CLOEXEC);
+    if (*fifo < 0)
+        return mr_fail(err, MR_STEP_EXEC_FIFO, -1, NULL);
+    close(fifo_path_fd);
+    return 0;
+}
+
+#define STAMP(s) (stamps[MR_STEP_##s] = mr_now_ns())
+
+/* (6) Everything between GO and execve, in the order the kernel needs it. Returns only on error. */
+static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *stamps)
+{
+    struct mr_creds creds = {
+        .uid = p->uid, .gid = p->gid, .groups = p->groups, .n_groups = p->n_groups,
+        .set_caps = p->set_caps, .cap_last = p->cap_last, .bounding = p->cap_bounding,
+        .effective = p->cap_effective, .permitted = p->cap_permitted,
+        .inheritable = p->cap_inheritable, .ambient = p->cap_ambient,
+    };
+    int fifo = -1;
+
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);   /* until execve: die with the monitor */
+    if (join_cgroups(p->cgroup_procs_fds, p->n_cgroup_procs_fds, err) < 0) return;
+    STAMP(JOIN_CGROUP);
+    if (wait_go(p->sync_fd, err) < 0) return;
+    STAMP(WAIT_GO);
+    if (!p->terminal && setsid() < 0) { mr_fail(err, MR_STEP_SETSID, -1, NULL); return; }
+    if (p->unshare_cgroupns && unshare(CLONE_NEWCGROUP) < 0) {
+        mr_fail(err, MR_STEP_UNSHARE_CGROUP, -1, NULL);
+        return;
+    }
+    umask(0);
+    if (mr_setup_rootfs(p, err) < 0) return;
+    STAMP(ROOTFS);
+    int rootfd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0) { mr_fail(err, MR_STEP_OPEN_ROOT, -1, p->rootfs); return; }
+    if (mr_run_fsops(rootfd, p->fsops, p->n_fsops, err) < 0) return;
+    STAMP(MOUNT);
+    if (mr_pivot_root(rootfd, err) < 0) return;
+    close(rootfd);
+    STAMP(PIVOT_ROOT);
+    if (mr_mask_paths(p->masked_paths, p->n_masked_paths, err) < 0) return;
+    if (mr_readonly_paths(p->readonly_paths, p->n_readonly_paths, err) < 0) return;
+    STAMP(READONLY_PATH);
+    if (p->rootfs_readonly &&
+        mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0) {
+        mr_fail(err, MR_STEP_ROOT_READONLY, -1, "/");
+        return;
+    }
+    if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0) {
+        mr_fail(err, MR_STEP_HOSTNAME, -1, p->hostname);
+        return;
+    }
+    if (p->domainname && setdomainname(p->domainname, strlen(p->domainname)) < 0) {
+        mr_fail(err, MR_STEP_DOMAINNAME, -1, p->domainname);
+        return;
+    }
+    if (set_rlimits(p, err) < 0 || set_oom_score(p, err) < 0) return;
+    if (p->terminal) {
+        if (mr_open_terminal(p->sync_fd, p->console_rows, p->console_cols, err) < 0) return;
+        STAMP(TTY);
+    } else if (mr_setup_stdio(p->stdio, err) < 0) {
+        return;
+    }
+    if (mr_drop_bounding(&creds, err) < 0) return;
+    /* Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we still have it. */
+    if (!p->no_new_privs && mr_load_seccomp(p->seccomp_filter, p->seccomp_len, err) < 0) return;
+    if (mr_set_ids_and_caps(&creds, err) < 0) return;
+    STAMP(CAPS);
+    if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+        mr_fail(err, MR_STEP_NO_NEW_PRIVS, -1, NULL);
+        return;
+    }
+    umask(p->umask >= 0 ? (mode_t)p->umask : 022);
+    if (p->cwd && chdir(p->cwd) < 0) { mr_fail(err, MR_STEP_CHDIR, -1, p->cwd); return; }
+    /* Every fd we did not plan to pass becomes close-on-exec: nothing of the host leaks in. */
+    if (syscall(SYS_close_range, 3 + p->preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+        mr_fail(err, MR_STEP_CLOSE_FDS, -1, NULL);
+        return;
+    }
+    STAMP(CLOSE_FDS);
+    if (p->exec_fifo_fd >= 0) {
+        struct mr_msg ready;
+        memset(&ready, 0, sizeof(ready));
+        ready.type = MR_MSG_READY;
+        mr_send_msg(p->sync_fd, &ready, -1);
+        close(p->sync_fd);
+        if (wait_exec_fifo(p->exec_fifo_fd, &fifo, err) < 0) return;
+        STAMP(EXEC_FIFO);
+    }
+    if (p->no_new_privs && mr_load_seccomp(p->seccomp_filter, p->seccomp_len, err) < 0) return;
+    STAMP(SECCOMP);
+    if (p->trace) {
+        struct mr_msg trace;
+        memset(&trace, 0, sizeof(trace));
+        trace.type = MR_MSG_TRACE;
+        memcpy(trace.stamps, stamps, sizeof(trace.stamps));
+        trace.stamps[MR_STEP_EXEC] = mr_now_ns();
+        mr_send_msg(p->sync_fd, &trace, -1);
+    }
+    prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+    mr_exec(p->path, p->search_path, p->argv, p->envp, err);
+    if (fifo >= 0) {
+        /* The parent that could read the socket is gone; `start` reads the fifo instead. */
+        struct mr_msg msg;
+        memset(&msg, 0, sizeof(msg));
+        msg.type = MR_MSG_ERROR;
+        msg.err = *err;
+        ssize_t w = write(fifo, &msg, sizeof(msg));
+        (void)w;
+    }
+}
+
+/* The container process: run the plan; on failure report {errno, step, index} and exit. */
+static _Noreturn void container(const struct mr_plan *p, uint64_t clone_stamp)
+{
+    struct mr_err err;
+    uint64_t stamps[MR_STEP__COUNT];
+    memset(&err, 0, sizeof(err));
+    memset(stamps, 0, sizeof(stamps));
+    stamps[MR_STEP_CLONE] = clone_stamp;
+    child_main(p, &err, stamps);
+    struct mr_msg msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.type = MR_MSG_ERROR;
+    msg.err = err;
+    mr_send_msg(p->sync_fd, &msg, -1);
+    /* 126/127 like a shell when the program could not be run, 125 for our own failures */
+    _exit(err.step == MR_STEP_EXEC ? (err.errno_ == ENOENT ? 127 : 126) : 125);
+}
+
+static int keep_fd(int fd)
+{
+    return fd < 0 ? 0 : fcntl(fd, F_SETFD, 0);
+}
+
+/*
+ * (2) The monitor: a fork of the caller that clones the container, tells the caller the pid over
+ * a pipe and execs the small native monitor program, which then is the container's parent: it
+ * waits, records the exit status and copies the logs, so no Python process stays per container.
+ */
+static _Noreturn void monitor(const struct mr_plan *p, int pid_pipe)
+{
+    pid_t pid = clone_fork(p->clone_flags);
+    if (pid == 0)
+        container(p, mr_now_ns());
+    int report = pid < 0 ? -errno : pid;
+    ssize_t w = write(pid_pipe, &report, sizeof(report));
+    (void)w;
+    if (pid < 0)
+        _exit(125);
+    close(pid_pipe);
+    close(p->sync_fd);
+    setsid();
+    if (keep_fd(p->monitor_keep_fds[0]) < 0 || keep_fd(p->monitor_keep_fds[1]) < 0)
+        _exit(125);
+    execv(p->monitor_path, p->monitor_argv);
+    _exit(125);
+}
+
+pid_t mr_spawn(const struct mr_plan *p, pid_t *monitor_pid, struct mr_err *err)
+{
+    memset(err, 0, sizeof(*err));
+    err->index = -1;
+    *monitor_pid = -1;
+    if (!p->monitor_path) {
+        pid_t pid = clone_fork(p->clone_flags);
+        if (pid == 0)
+            container(p, mr_now_ns());
+        if (pid < 0)
+            return mr_fail(err, MR_STEP_CLONE, -1, NULL);
+        return pid;
+    }
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) < 0)
+        return mr_fail(err, MR_STEP_FORK_MONITOR, -1, "pipe");
+    pid_t m = fork();
+    if (m == 0) {
+        close(pipefd[0]);
+        monitor(p, pipefd[1]);
+    }
+    close(pipefd[1]);
+    if (m < 0) {
+        close(pipefd[0]);
+        return mr_fail(err, MR_STEP_FORK_MONITOR, -1, NULL);
+    }
+    int report = 0;
+    ssize_t n;
+    do n = read(pipefd[0], &report, sizeof(report)); while (n < 0 && errno == EINTR);
+    close(pipefd[0]);
+    if (n != (ssize_t)sizeof(report) || report < 0) {
+        waitpid(m, NULL, 0);
+        errno = n == (ssize_t)sizeof(report) ? -report : EPIPE;
+        return mr_fail(err, MR_STEP_CLONE, -1, NULL);
+    }
+    *monitor_pid = m;
+    return report;
+}

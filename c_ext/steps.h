@@ -1,0 +1,58 @@
+/*
+ * steps.h — every step of the native path, in the order it runs.
+ *
+ * The child reports a failure as {errno, step, index}; Python turns the step number back into a
+ * name with mr_step_name(), so the table lives here once and both sides read it.
+ * X(ENUM, "name printed to the user")
+ */
+#ifndef MINIRUN_STEPS_H
+#define MINIRUN_STEPS_H
+
+#define MR_STEPS(X)                                                     \
+    X(NONE,            "none")                                          \
+    X(FORK_MONITOR,    "fork monitor")                                  \
+    X(CLONE,           "clone")                                         \
+    X(JOIN_CGROUP,     "join cgroup")                                   \
+    X(WAIT_GO,         "wait for parent")                               \
+    X(SETSID,          "setsid")                                        \
+    X(UNSHARE_CGROUP,  "unshare cgroup namespace")                      \
+    X(PROPAGATION,     "make / private")                                \
+    X(ROOTFS,          "mount rootfs")                                  \
+    X(OPEN_ROOT,       "open rootfs")                                   \
+    X(MKDIR,           "create mount point")                            \
+    X(MOUNT,           "mount")                                         \
+    X(MKNOD,           "mknod")                                         \
+    X(SYMLINK,         "symlink")                                       \
+    X(PIVOT_ROOT,      "pivot_root")                                    \
+    X(UMOUNT_OLD,      "detach old root")                               \
+    X(MASK,            "mask path")                                     \
+    X(READONLY_PATH,   "make path read-only")                           \
+    X(ROOT_READONLY,   "make rootfs read-only")                         \
+    X(HOSTNAME,        "sethostname")                                   \
+    X(DOMAINNAME,      "setdomainname")                                 \
+    X(RLIMIT,          "setrlimit")                                     \
+    X(OOM_SCORE,       "set oom_score_adj")                             \
+    X(TTY,             "open terminal")                                 \
+    X(STDIO,           "set up stdio")                                  \
+    X(CAPS_BOUNDING,   "drop bounding capabilities")                    \
+    X(SETGROUPS,       "setgroups")                                     \
+    X(SETGID,          "setgid")                                        \
+    X(SETUID,          "setuid")                                        \
+    X(CAPS,            "capset")                                        \
+    X(AMBIENT,         "raise ambient capability")                      \
+    X(NO_NEW_PRIVS,    "set no_new_privs")                              \
+    X(CHDIR,           "chdir")                                         \
+    X(CLOSE_FDS,       "close stray fds")                               \
+    X(EXEC_FIFO,       "wait for start")                                \
+    X(SECCOMP,         "load seccomp filter")                           \
+    X(EXEC,            "exec")                                          \
+    X(SETNS,           "setns")                                         \
+    X(FORK,            "fork")
+
+#define MR_STEP_ENUM(name, text) MR_STEP_##name,
+enum mr_step { MR_STEPS(MR_STEP_ENUM) MR_STEP__COUNT };
+#undef MR_STEP_ENUM
+
+const char *mr_step_name(int step);
+
+#endif

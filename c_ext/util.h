@@ -1,0 +1,55 @@
+/*
+ * util.h — the few helpers the child may use: they only touch the stack and make syscalls.
+ */
+#ifndef MINIRUN_UTIL_H
+#define MINIRUN_UTIL_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include "sync.h"
+
+/* Record a failure: the errno in force, the step, the list index and the object involved. */
+static inline int mr_fail(struct mr_err *err, int step, int index, const char *text)
+{
+    size_t i = 0;
+    err->errno_ = errno ? errno : EINVAL;
+    err->step = step;
+    err->index = index;
+    if (text)
+        for (; text[i] && i < sizeof(err->text) - 1; i++)
+            err->text[i] = text[i];
+    err->text[i] = '\0';
+    return -1;
+}
+
+static inline uint64_t mr_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Decimal text of n into buf (at least 24 bytes); returns buf. */
+static inline char *mr_utoa(unsigned long n, char *buf)
+{
+    char tmp[24];
+    int len = 0, i = 0;
+    do { tmp[len++] = (char)('0' + n % 10); n /= 10; } while (n);
+    while (len) buf[i++] = tmp[--len];
+    buf[i] = '\0';
+    return buf;
+}
+
+/* "/proc/self/fd/N" for a fd, the name through which we act on an O_PATH handle. */
+static inline char *mr_fd_path(int fd, char buf[40])
+{
+    static const char prefix[] = "/proc/self/fd/";
+    size_t i;
+    for (i = 0; prefix[i]; i++) buf[i] = prefix[i];
+    mr_utoa((unsigned long)fd, buf + i);
+    return buf;
+}
+
+#endif

@@ -1,0 +1,105 @@
+"""Domain errors: what went wrong, where, and with which object.
+
+Native failures become these in one place (runtime/spawn.py); the CLI maps them to exit
+statuses in one place (cli/errors.py). Every message is one line a user can act on.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+
+class MinirunError(Exception):
+    """Base of every error minirun raises on purpose."""
+
+    exit_status = 125
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(MinirunError):
+    """A flag, value or argument that cannot be right (bad memory string, bad mount spec...)."""
+
+
+class NotRoot(MinirunError):
+    """The operation needs root (or the capabilities root has)."""
+
+
+class ImageNotFound(MinirunError):
+    """No image of that name or id in the store."""
+
+
+class ImageFormatError(MinirunError):
+    """An archive or image that is malformed, hostile, or not of a supported format."""
+
+
+class ImageInUse(MinirunError):
+    """An image a container still uses cannot be removed."""
+
+
+class ContainerNotFound(MinirunError):
+    """No container of that name or id (prefix)."""
+
+
+class AmbiguousId(MinirunError):
+    """A short id that matches more than one container."""
+
+
+class NameInUse(MinirunError):
+    """A container name that is already taken."""
+
+
+class InvalidTransition(MinirunError):
+    """The container's status does not allow that operation (e.g. start a running container)."""
+
+
+class CgroupError(MinirunError):
+    """A cgroup could not be created, joined, limited or removed."""
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.path = path
+
+
+class SpecError(MinirunError):
+    """An OCI runtime spec (config.json) that is invalid or asks for what we do not support.
+
+    `field` is the JSON pointer of the offending field, e.g. "process/args"."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class SpawnError(MinirunError):
+    """The native child failed before execve: which step, which object, which errno."""
+
+    def __init__(self, message: str, errno: int = 0, step: str = "", index: int = -1):
+        super().__init__(message)
+        self.errno = errno
+        self.step = step
+        self.index = index
+
+
+class CommandNotFound(SpawnError):
+    """The program to run does not exist in the container (exit 127, like a shell)."""
+
+    exit_status = 127
+
+
+class NotExecutable(SpawnError):
+    """The program exists but cannot be executed (exit 126, like a shell)."""
+
+    exit_status = 126
+
+
+def os_error(what: str, err: OSError) -> str:
+    """'what: strerror' for an OSError, the one-line form used in messages."""
+    code = err.errno or _errno.EIO
+    return f"{what}: {os.strerror(code)}"

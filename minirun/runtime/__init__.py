@@ -1,0 +1,1 @@
+"""The runtime core: containers from spec to exit."""

@@ -1,0 +1,447 @@
+"""The container lifecycle: create, start, stop, kill, exec, update, remove.
+
+Each operation is one small function of the same shape: load the record, take its lock, refresh
+the status from facts, check the transition is allowed (InvalidTransition otherwise), act, save.
+The Runtime object is the public API; the CLI and the scheduler's workers both call it (the
+workers keep one per process: the "warm path", with every import already done).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError
+from minirun.paths import data_root
+from minirun.runtime import procfs, sync
+from minirun.runtime.options import LIBEXEC, RunOptions
+from minirun.runtime.state import ContainerRecord, StateStore, now_iso
+
+MONITOR = str(LIBEXEC / "minirun-monitor")
+
+
+@dataclass
+class Started:
+    """A container that is running: its pid, its monitor, and the pty master for -t."""
+
+    record: ContainerRecord
+    pid: int
+    monitor_pid: int
+    tty_master: int | None = None
+    stamps: list[int] | None = None
+
+
+@dataclass
+class ExecProcess:
+    pid: int
+    tty_master: int | None = None
+
+
+class Runtime:
+    def __init__(self, root: str | os.PathLike | None = None, cgroups=None):
+        self.root = data_root(root)
+        self.store = StateStore(self.root)
+        self._cgroups = cgroups
+        self._images = None
+
+    # -- collaborators, made on first use (the CLI's `ps` needs neither) --------------------
+    @property
+    def cgroups(self):
+        if self._cgroups is None:
+            from minirun.runtime.cgroups import detect
+
+            self._cgroups = detect()
+        return self._cgroups
+
+    @property
+    def images(self):
+        if self._images is None:
+            from minirun.images.store import ImageStore
+
+            self._images = ImageStore(self.root)
+        return self._images
+
+    def get(self, ref: str) -> ContainerRecord:
+        return self.store.get(ref)
+
+    def list(self, all: bool = False) -> list[ContainerRecord]:
+        records = self.store.list()
+        return records if all else [r for r in records if r.status() == "running"]
+
+    # -- create ---------------------------------------------------------------------------
+    def create(self, opts: RunOptions) -> ContainerRecord:
+        """`docker create`: the container's directory, spec and name; no process yet."""
+        from minirun.runtime.options import build_spec
+
+        image = self.images.get(opts.image)
+        record = self.store.new(opts.name, image=opts.image, image_id=image.id,
+                                auto_remove=opts.auto_remove, detached=opts.detach)
+        try:
+            for sub in ("rootfs", "upper", "work"):
+                (record.dir / sub).mkdir(mode=0o755)
+            layers_top_first = [record.dir / "upper", *reversed(image.layers)]
+            spec = build_spec(opts, image.config, layers_top_first, record.dir, record.id)
+            record.save_spec(spec)
+        except BaseException:
+            self.store.forget(record)
+            raise
+        return record
+
+    # -- start ----------------------------------------------------------------------------
+    def start(self, ref: str | ContainerRecord, *, interactive: bool = False,
+              console: tuple[int, int] = (0, 0), trace: bool = False) -> Started:
+        record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
+        with record.locked():
+            record.require("start")
+            return self._spawn(record, interactive=interactive, console=console, trace=trace)
+
+    def _spawn(self, record: ContainerRecord, *, interactive: bool, console: tuple[int, int],
+               trace: bool) -> Started:
+        from minirun.runtime import plan, spawn
+        from minirun.runtime.options import cgroup_resources
+
+        spec = record.spec()
+        image = self.images.get(record.state.image_id)
+        (record.dir / "exit.json").unlink(missing_ok=True)
+        name = f"minirun/{record.id}"
+        self.cgroups.open(name).destroy()          # a previous run's group, if any
+        cg = self.cgroups.create(name, cgroup_resources(spec["linux"].get("resources", {})))
+        fds: list[int] = []                         # our copies of what the child/monitor get
+        parent_sock, child_sock = sync.socketpair()
+        try:
+            procs = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cg.procs_files()]
+            fds += procs
+            detached = record.state.detached
+            log_fds: tuple[int, int] = (-1, -1)
+            devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            fds.append(devnull)
+            if detached:
+                out_r, out_w = os.pipe2(os.O_CLOEXEC)
+                err_r, err_w = os.pipe2(os.O_CLOEXEC)
+                fds += [out_r, out_w, err_r, err_w]
+                stdio = (devnull, out_w, err_w)
+                log_fds = (out_r, err_r)
+            else:
+                stdio = (0 if interactive else devnull, 1, 2)
+            upper, work = record.dir / "upper", record.dir / "work"
+            lower = ":".join(str(p) for p in reversed(image.layers))
+            monitor_argv = [
+                MONITOR, record.id, str(record.dir / "exit.json"),
+                cg.oom_events_file() or "-",
+                str(record.dir / "container.log") if detached else "-",
+                str(log_fds[0]) if detached else "-", str(log_fds[1]) if detached else "-",
+            ]
+            if detached and record.state.auto_remove:
+                monitor_argv += [sys.executable, "-m", "minirun", "--root", str(self.root),
+                                 "rm", "--force", record.id]
+            launch = plan.Launch(
+                rootfs=spec["root"]["path"], rootfs_fstype="overlay",
+                rootfs_data=f"lowerdir={lower},upperdir={upper},workdir={work}",
+                cgroup_procs_fds=procs, monitor_argv=monitor_argv, monitor_fds=log_fds,
+                stdio=stdio, sync_fd=child_sock.fileno(), console=console, trace=trace)
+            np = plan.build(spec, launch)
+            pid, monitor_pid = spawn.spawn(np)
+        except BaseException:
+            cg.destroy()
+            raise
+        finally:
+            child_sock.close()
+            for fd in fds:
+                os.close(fd)
+        # (4) journal the pid before the container does anything
+        record.state.pid = pid
+        record.state.pid_start = procfs.start_time(pid)
+        record.state.monitor_pid = monitor_pid
+        record.state.started_at = now_iso()
+        record.state.error = ""
+        record.save()
+        try:
+            sync.send_go(parent_sock)                # (5)
+            report = sync.wait_ready(parent_sock)    # (7)
+        finally:
+            parent_sock.close()
+        if report.error is not None:
+            err = spawn.error_from_native(report.error, np, np.program)
+            _reap(monitor_pid)
+            cg.destroy()
+            (record.dir / "exit.json").unlink(missing_ok=True)
+            record.state.pid = record.state.pid_start = record.state.monitor_pid = None
+            record.state.started_at = None
+            record.state.error = str(err)
+            record.save()
+            raise err
+        return Started(record, pid, monitor_pid, report.tty_master, report.stamps or None)
+
+    def run(self, opts: RunOptions, **start_args) -> Started:
+        record = self.create(opts)
+        try:
+            return self.start(record, **start_args)
+        except BaseException:
+            if opts.auto_remove:
+                self.remove(record, force=True)
+            raise
+
+    # -- signals, stop, wait --------------------------------------------------------------
+    def kill(self, ref: str | ContainerRecord, sig: int = signal.SIGKILL) -> ContainerRecord:
+        record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
+        record.require("kill")
+        _signal(record, sig)
+        return record
+
+    def stop(self, ref: str | ContainerRecord, timeout: float = 10.0) -> ContainerRecord:
+        """SIGTERM (or the image's StopSignal), then SIGKILL after `timeout` seconds."""
+        record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
+        if record.status() != "running":
+            return record                           # stopping a stopped container is not an error
+        annotations = record.spec().get("annotations", {})
+        sig = _signal_number(annotations.get("org.opencontainers.image.stopSignal", "SIGTERM"))
+        _signal(record, sig)
+        if not self.wait_exit(record, timeout):
+            _signal(record, signal.SIGKILL)
+            self.wait_exit(record, 10.0)
+        return record
+
+    def wait_exit(self, record: ContainerRecord, timeout: float | None = None) -> bool:
+        """Wait until the process has exited and the monitor has recorded it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pid = record.state.pid
+        if pid and record.is_running():
+            try:
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                pidfd = None
+            if pidfd is not None:
+                try:
+                    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    if not select.select([pidfd], [], [], remaining)[0]:
+                        return False
+                finally:
+                    os.close(pidfd)
+        # the monitor writes exit.json right after reaping; give it a moment
+        while not (record.dir / "exit.json").exists():
+            if not procfs.is_alive(record.state.monitor_pid, procfs.start_time(record.state.monitor_pid or 0)):
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
+        return True
+
+    def wait(self, ref: str | ContainerRecord) -> int:
+        """`docker wait`: block until the container exits; its exit code."""
+        record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
+        self.wait_exit(record)
+        exit_rec = record.exit_record()
+        return exit_rec["exit_code"] if exit_rec else 255
+
+    # -- remove -----------------------------------------------------------------------------
+    def remove(self, ref: str | ContainerRecord, force: bool = False) -> str:
+        record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
+        with record.locked():
+            status = record.status()
+            if status == "running":
+                if not force:
+                    raise InvalidTransition(
+                        f"cannot remove container {record.name}: it is running (stop it first, or use --force)")
+                _signal(record, signal.SIGKILL)
+                self.wait_exit(record, 10.0)
+            self.cgroups.open(f"minirun/{record.id}").destroy()
+            self.store.forget(record)
+        return record.name
+
+    def prune(self) -> list[str]:
+        """Remove every container that is not running."""
+        removed = []
+        for record in self.store.list():
+            if record.status() != "running":
+                with contextlib.suppress(ContainerNotFound, InvalidTransition):
+                    removed.append(self.remove(record))
+        return removed
+
+    # -- exec -------------------------------------------------------------------------------
+    def exec(self, ref: str | ContainerRecord, args: list[str], *, env: list[str] = (),
+             workdir: str | None = None, user: str | None = None, tty: bool = False,
+             interactive: bool = False, console: tuple[int, int] = (0, 0)) -> ExecProcess:
+        from minirun import spec as oci
+        from minirun._native import ffi
+        from minirun.runtime import plan, spawn
+        from minirun.runtime.options import resolve_user
+
+        record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
+        record.require("exec")
+        spec = record.spec()
+        proc = dict(spec["process"])
+        if not args:
+            raise MinirunError("exec needs a command")
+        proc["env"] = oci.merge_env(proc.get("env", []), list(env))
+        if user:
+            image = self.images.get(record.state.image_id)
+            proc["user"] = resolve_user(user, [record.dir / "upper", *reversed(image.layers)])
+        np = plan.NativePlan()
+        np.program = args[0]
+        ex = ffi.new("struct mr_enter *")
+        np._keep.append(ex)
+        pid = record.state.pid
+        order = ["ipc", "uts", "net", "pid", "cgroup", "mnt"]   # mnt last: it changes our root
+        ns_types = {n["type"] for n in spec["linux"].get("namespaces", [])}
+        wanted = {"ipc": "ipc", "uts": "uts", "net": "network", "pid": "pid", "cgroup": "cgroup",
+                  "mnt": "mount"}
+        fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+               for ns in order if wanted[ns] in ns_types]
+        cg = self.cgroups.open(f"minirun/{record.id}")
+        procs = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cg.procs_files()]
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        parent_sock, child_sock = sync.socketpair()
+        try:
+            ex.ns_fds = np.array("int", fds)
+            ex.n_ns_fds = len(fds)
+            ex.cgroup_procs_fds = np.array("int", procs)
+            ex.n_cgroup_procs_fds = len(procs)
+            ex.root_dir = ffi.NULL
+            plan.set_credentials(np, ex, proc, True)
+            ex.cwd = np.cstr(workdir or proc.get("cwd", "/"))
+            ex.path = np.cstr(args[0])
+            ex.search_path = np.cstr(oci.env_value(proc["env"], "PATH", oci.DEFAULT_PATH))
+            ex.argv = np.cstr_array(list(args))
+            ex.envp = np.cstr_array(proc["env"])
+            ex.stdio = [0 if interactive else devnull, 1, 2]
+            ex.terminal = int(tty)
+            ex.console_rows, ex.console_cols = console
+            ex.sync_fd = child_sock.fileno()
+            child = spawn.enter(np, ex)
+        finally:
+            child_sock.close()
+            for fd in [*fds, *procs, devnull]:
+                os.close(fd)
+        try:
+            report = sync.wait_ready(parent_sock)
+        finally:
+            parent_sock.close()
+        if report.error is not None:
+            _reap(child)
+            raise spawn.error_from_native(report.error, np, args[0])
+        return ExecProcess(child, report.tty_master)
+
+    # -- limits, processes, inspect --------------------------------------------------------
+    def update(self, ref: str | ContainerRecord, changes: dict[str, Any]) -> ContainerRecord:
+        """Change limits live (vertical scaling). `changes` is an OCI linux.resources object."""
+        from minirun.runtime.options import cgroup_resources
+
+        record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
+        with record.locked():
+            record.require("update")
+            spec = record.spec()
+            res = spec["linux"].setdefault("resources", {})
+            for key, value in changes.items():
+                res.setdefault(key, {}).update(value)
+            if record.status() == "running":
+                self.cgroups.open(f"minirun/{record.id}").apply(cgroup_resources(changes))
+            record.save_spec(spec)
+        return record
+
+    def top(self, ref: str | ContainerRecord) -> list[dict]:
+        record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
+        record.require("top")
+        pids = self.cgroups.open(f"minirun/{record.id}").pids()
+        infos = [procfs.process_info(p) for p in sorted(pids)]
+        return [i for i in infos if i]
+
+    def inspect(self, ref: str | ContainerRecord) -> dict[str, Any]:
+        """Docker-shaped inspect output: config, state, limits."""
+        record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
+        spec = record.spec()
+        st = record.state
+        status = record.status()
+        exit_rec = record.exit_record() or {}
+        proc = spec["process"]
+        res = spec["linux"].get("resources", {})
+        cpu = res.get("cpu", {})
+        mounts = [m for m in spec.get("mounts", []) if m.get("type") == "bind"
+                  and not m["destination"].startswith(("/etc/host", "/etc/resolv", "/dev/"))]
+        return {
+            "Id": record.id,
+            "Name": record.name,
+            "Created": st.created,
+            "Path": proc["args"][0],
+            "Args": proc["args"][1:],
+            "Image": st.image_id,
+            "ImageName": st.image,
+            "State": {
+                "Status": status,
+                "Running": status == "running",
+                "Pid": st.pid if status == "running" else 0,
+                "ExitCode": exit_rec.get("exit_code", 0) if status == "exited" else 0,
+                "OOMKilled": bool(exit_rec.get("oom_killed", False)),
+                "StartedAt": st.started_at,
+                "FinishedAt": exit_rec.get("finished_at"),
+                "Error": st.error,
+            },
+            "Config": {
+                "Hostname": spec.get("hostname"),
+                "User": f"{proc['user'].get('uid', 0)}:{proc['user'].get('gid', 0)}",
+                "Env": proc.get("env", []),
+                "Cmd": proc["args"],
+                "WorkingDir": proc.get("cwd", "/"),
+                "Tty": proc.get("terminal", False),
+            },
+            "HostConfig": {
+                "Memory": res.get("memory", {}).get("limit", 0),
+                "MemorySwap": res.get("memory", {}).get("swap", 0),
+                "NanoCpus": int(cpu["quota"] * 1e9 / cpu["period"]) if cpu.get("quota") else 0,
+                "CpuQuota": cpu.get("quota", 0),
+                "CpuPeriod": cpu.get("period", 0),
+                "CpuShares": cpu.get("shares", 0),
+                "CpusetCpus": cpu.get("cpus", ""),
+                "PidsLimit": res.get("pids", {}).get("limit", 0),
+                "ReadonlyRootfs": spec["root"].get("readonly", False),
+                "Binds": [f"{m['source']}:{m['destination']}" + (":ro" if "ro" in m.get("options", []) else "")
+                          for m in mounts],
+                "AutoRemove": st.auto_remove,
+                "Init": proc["args"][0] == "/dev/init",
+                "NetworkMode": "none" if any(n["type"] == "network" for n in spec["linux"]["namespaces"]) else "host",
+            },
+            "LogPath": str(record.dir / "container.log"),
+        }
+
+
+def _signal(record: ContainerRecord, sig: int) -> None:
+    """Signal the container's PID 1 through a pidfd checked against the recorded start time,
+    so a recycled pid is never hit."""
+    pid = record.state.pid
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (ProcessLookupError, TypeError):
+        return
+    try:
+        if procfs.start_time(pid) == record.state.pid_start:
+            signal.pidfd_send_signal(pidfd, sig)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(pidfd)
+
+
+def _signal_number(name: str | int) -> int:
+    if isinstance(name, int) or str(name).isdigit():
+        return int(name)
+    name = str(name).upper()
+    name = name if name.startswith("SIG") else f"SIG{name}"
+    try:
+        return int(getattr(signal.Signals, name))
+    except AttributeError:
+        raise MinirunError(f"unknown signal {name}") from None
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def exit_status(record: ContainerRecord) -> int:
+    rec = record.exit_record()
+    return rec["exit_code"] if rec else 255

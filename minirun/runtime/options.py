@@ -1,0 +1,241 @@
+"""From Docker-style flags and an image's config to an OCI spec.
+
+This is where `run`'s familiar semantics live: the image gives defaults (Env, Cmd, Entrypoint,
+WorkingDir, User) and flags override them exactly as in Docker (`--entrypoint` also drops the
+image's Cmd; `-e KEY` alone copies the caller's value; `-u name` is looked up in the image's
+/etc/passwd).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from minirun import spec as oci
+from minirun.errors import UsageError
+
+LIBEXEC = Path(__file__).resolve().parent.parent / "libexec"
+INIT_PATH_IN_CONTAINER = "/dev/init"
+
+
+@dataclass
+class RunOptions:
+    image: str
+    command: list[str] = field(default_factory=list)
+    entrypoint: str | None = None
+    env: list[str] = field(default_factory=list)
+    env_files: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    name: str | None = None
+    memory: int | None = None
+    memory_swap: int | None = None
+    cpus: float | None = None
+    cpu_shares: int | None = None
+    cpuset_cpus: str | None = None
+    pids_limit: int | None = None
+    volumes: list[str] = field(default_factory=list)
+    tmpfs: list[str] = field(default_factory=list)
+    read_only: bool = False
+    init: bool = False
+    interactive: bool = False
+    tty: bool = False
+    network: str = "none"
+    auto_remove: bool = False
+    detach: bool = False
+
+
+def build_spec(opts: RunOptions, image_config: dict[str, Any], layers_top_first: list[Path],
+               container_dir: Path, container_id: str) -> dict[str, Any]:
+    spec = oci.default_spec()
+    proc = spec["process"]
+    proc["args"] = _args(opts, image_config)
+    proc["env"] = oci.merge_env(
+        [f"PATH={oci.DEFAULT_PATH}", *image_config.get("Env", [])],
+        [f"HOSTNAME={opts.hostname or container_id[:12]}", *_env(opts)],
+    )
+    proc["cwd"] = opts.workdir or image_config.get("WorkingDir") or "/"
+    if not proc["cwd"].startswith("/"):
+        raise UsageError(f"the working directory {proc['cwd']!r} must be an absolute path")
+    proc["user"] = resolve_user(opts.user or image_config.get("User") or "", layers_top_first)
+    proc["terminal"] = opts.tty
+    spec["root"] = {"path": str(container_dir / "rootfs"), "readonly": opts.read_only}
+    spec["hostname"] = opts.hostname or container_id[:12]
+    spec["mounts"].extend(_network_files(opts, container_dir, spec["hostname"]))
+    spec["mounts"].extend(_volumes(opts.volumes))
+    spec["mounts"].extend(_tmpfs(opts.tmpfs))
+    if opts.init:
+        spec["mounts"].append({"destination": INIT_PATH_IN_CONTAINER, "type": "bind",
+                               "source": str(LIBEXEC / "minirun-init"), "options": ["bind", "ro"]})
+        proc["args"] = [INIT_PATH_IN_CONTAINER, "--", *proc["args"]]
+    if opts.network == "host":
+        spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
+    elif opts.network != "none":
+        raise UsageError(f"--network {opts.network}: only 'none' and 'host' are supported so far")
+    spec["linux"]["resources"] = resources(opts)
+    if image_config.get("StopSignal"):
+        spec.setdefault("annotations", {})["org.opencontainers.image.stopSignal"] = image_config["StopSignal"]
+    return oci.validate(spec)
+
+
+def resources(opts: RunOptions) -> dict[str, Any]:
+    """The OCI linux.resources object for the limit flags (also used by `update`)."""
+    res: dict[str, Any] = {}
+    if opts.memory is not None:
+        res.setdefault("memory", {})["limit"] = opts.memory
+    if opts.memory_swap is not None:
+        res.setdefault("memory", {})["swap"] = opts.memory_swap
+    if opts.cpus is not None:
+        from minirun.units import parse_cpus
+
+        quota, period = parse_cpus(str(opts.cpus))
+        res.setdefault("cpu", {}).update(quota=quota, period=period)
+    if opts.cpu_shares is not None:
+        res.setdefault("cpu", {})["shares"] = opts.cpu_shares
+    if opts.cpuset_cpus is not None:
+        res.setdefault("cpu", {})["cpus"] = opts.cpuset_cpus
+    limit = oci.DEFAULT_PIDS_LIMIT if opts.pids_limit is None else opts.pids_limit
+    res["pids"] = {"limit": limit}
+    return res
+
+
+def _args(opts: RunOptions, cfg: dict[str, Any]) -> list[str]:
+    if opts.entrypoint is not None:
+        entry = shlex.split(opts.entrypoint) if opts.entrypoint else []
+        cmd = list(opts.command)            # --entrypoint drops the image's Cmd, as in Docker
+    else:
+        entry = list(cfg.get("Entrypoint") or [])
+        cmd = list(opts.command) or list(cfg.get("Cmd") or [])
+    args = entry + cmd
+    if not args:
+        raise UsageError(f"no command specified: the image {opts.image} has no Cmd or Entrypoint")
+    return args
+
+
+def _env(opts: RunOptions) -> list[str]:
+    out = []
+    for path in opts.env_files:
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError as e:
+            raise UsageError(f"--env-file {path}: {os.strerror(e.errno or 5)}") from None
+        out += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    out += opts.env
+    result = []
+    for item in out:
+        key, eq, _ = item.partition("=")
+        if not key:
+            raise UsageError(f"invalid environment variable {item!r}: use KEY=value")
+        if eq:
+            result.append(item)
+        elif key in os.environ:             # -e KEY copies the caller's value, like Docker
+            result.append(f"{key}={os.environ[key]}")
+    return result
+
+
+def _volumes(volumes: list[str]) -> list[dict[str, Any]]:
+    mounts = []
+    for v in volumes:
+        parts = v.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+            raise UsageError(f"invalid volume {v!r}: use /host/path:/container/path[:ro]")
+        host, target = parts[0], parts[1]
+        mode = parts[2] if len(parts) == 3 else "rw"
+        if not host.startswith("/"):
+            raise UsageError(f"invalid volume {v!r}: named volumes are not supported; give an absolute host path")
+        if not target.startswith("/"):
+            raise UsageError(f"invalid volume {v!r}: the container path must be absolute")
+        if mode not in ("ro", "rw"):
+            raise UsageError(f"invalid volume {v!r}: mode must be ro or rw")
+        if not os.path.exists(host):
+            os.makedirs(host, exist_ok=True)   # Docker's -v creates a missing host directory
+        options = ["rbind", "rprivate"] + (["ro"] if mode == "ro" else [])
+        mounts.append({"destination": target, "type": "bind", "source": host, "options": options})
+    return mounts
+
+
+def _tmpfs(entries: list[str]) -> list[dict[str, Any]]:
+    mounts = []
+    for t in entries:
+        target, _, opts = t.partition(":")
+        if not target.startswith("/"):
+            raise UsageError(f"invalid --tmpfs {t!r}: the path must be absolute")
+        options = ["nosuid", "nodev", "noexec"] + ([o for o in opts.split(",") if o] if opts else [])
+        mounts.append({"destination": target, "type": "tmpfs", "source": "tmpfs", "options": options})
+    return mounts
+
+
+def _network_files(opts: RunOptions, container_dir: Path, hostname: str) -> list[dict[str, Any]]:
+    """/etc/hostname and /etc/hosts of the container's own (Docker's behaviour); with the host's
+    network, its /etc/resolv.conf too."""
+    files = {"hostname": hostname + "\n",
+             "hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"}
+    if opts.network == "host":
+        try:
+            files["resolv.conf"] = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            pass
+    mounts = []
+    for name, content in files.items():
+        path = container_dir / name
+        path.write_text(content)
+        mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": str(path),
+                       "options": ["rbind", "rprivate"]})
+    return mounts
+
+
+def resolve_user(user: str, layers_top_first: list[Path]) -> dict[str, Any]:
+    """"uid", "uid:gid", "name" or "name:group" -> {"uid", "gid", "additionalGids"}.
+
+    Names are looked up in the image's /etc/passwd and /etc/group, as the container would."""
+    if not user:
+        return {"uid": 0, "gid": 0}
+    name, _, group = user.partition(":")
+    passwd = _read_image_file(layers_top_first, "etc/passwd")
+    uid = gid = None
+    if name.isdigit():
+        uid = int(name)
+        for fields in passwd:
+            if len(fields) > 3 and fields[2] == name:
+                gid = int(fields[3])
+    else:
+        for fields in passwd:
+            if len(fields) > 3 and fields[0] == name:
+                uid, gid = int(fields[2]), int(fields[3])
+        if uid is None:
+            raise UsageError(f"unable to find user {name}: no matching entries in passwd file")
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            matches = [f for f in _read_image_file(layers_top_first, "etc/group") if f and f[0] == group]
+            if not matches:
+                raise UsageError(f"unable to find group {group}: no matching entries in group file")
+            gid = int(matches[0][2])
+    return {"uid": uid, "gid": gid if gid is not None else 0}
+
+
+def _read_image_file(layers_top_first: list[Path], rel: str) -> list[list[str]]:
+    for layer in layers_top_first:
+        path = layer / rel
+        if path.is_file() and not path.is_symlink():
+            return [line.split(":") for line in path.read_text(errors="replace").splitlines()]
+    return []
+
+
+def cgroup_resources(res: dict[str, Any]):
+    """OCI linux.resources -> the cgroup driver's Resources (only the fields that are set)."""
+    from minirun.runtime.cgroups import Resources
+
+    mem, cpu, pids = res.get("memory", {}), res.get("cpu", {}), res.get("pids", {})
+    return Resources(
+        memory=mem.get("limit"), memory_swap=mem.get("swap"),
+        memory_reservation=mem.get("reservation"),
+        cpu_quota=cpu.get("quota"), cpu_period=cpu.get("period"), cpu_shares=cpu.get("shares"),
+        cpuset_cpus=cpu.get("cpus"), cpuset_mems=cpu.get("mems"),
+        pids_limit=pids.get("limit"),
+    )

@@ -1,0 +1,253 @@
+"""Turn an OCI spec into the flat struct mr_plan the native child executes.
+
+Policy lives here, in Python: which namespaces, which mounts in which order, which devices,
+which capabilities. The C side (c_ext/spawn.c) only carries the plan out. Every C string and
+array is allocated here with cffi and kept alive by the NativePlan until the call returns.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from minirun import spec as oci
+from minirun._native import ffi, lib
+from minirun.errors import SpecError
+
+CLONE_FLAGS = {
+    "pid": 0x20000000, "network": 0x40000000, "mount": 0x00020000, "ipc": 0x08000000,
+    "uts": 0x04000000, "user": 0x10000000, "time": 0x00000080,
+}
+
+RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
+
+# The /dev entries every container has beside the devices (runc's defaults).
+DEV_SYMLINKS = [
+    ("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
+    ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"),
+    ("pts/ptmx", "/dev/ptmx"),
+]
+
+
+@dataclass
+class Launch:
+    """What one start adds to the spec: where the root is, how stdio and the monitor are wired."""
+
+    rootfs: str                          # host path of the root mount point
+    rootfs_fstype: str | None = None     # "overlay", or None to bind-mount rootfs onto itself
+    rootfs_data: str | None = None
+    bundle: str = "/"                    # relative bind sources resolve against it
+    cgroup_procs_fds: list[int] = field(default_factory=list)
+    monitor_argv: list[str] | None = None
+    monitor_fds: tuple[int, int] = (-1, -1)
+    stdio: tuple[int, int, int] = (0, 1, 2)
+    sync_fd: int = -1
+    exec_fifo_fd: int = -1
+    console: tuple[int, int] = (0, 0)
+    trace: bool = False
+    set_caps: bool = True
+    extra_mounts: list[dict[str, Any]] = field(default_factory=list)
+
+
+class NativePlan:
+    """A struct mr_plan and everything it points to, plus names for the error messages."""
+
+    def __init__(self):
+        self._keep: list[Any] = []
+        self.plan = ffi.new("struct mr_plan *")
+        self.fsop_names: list[str] = []
+        self.masked: list[str] = []
+        self.readonly: list[str] = []
+        self.rlimit_names: list[str] = []
+        self.program = ""
+
+    def cstr(self, value: str | bytes | None):
+        if value is None:
+            return ffi.NULL
+        buf = ffi.new("char[]", value.encode() if isinstance(value, str) else value)
+        self._keep.append(buf)
+        return buf
+
+    def cstr_array(self, values: list[str]):
+        items = [self.cstr(v) for v in values] + [ffi.NULL]
+        arr = ffi.new("char *[]", items)
+        self._keep.append(arr)
+        return arr
+
+    def array(self, ctype: str, values: list):
+        arr = ffi.new(f"{ctype}[]", values or [0])
+        self._keep.append(arr)
+        return arr
+
+    def describe(self, step: str, index: int, text: str) -> str:
+        """The object a failed step was working on, for `mount proc on /proc: ...`."""
+        lists = {"mount": self.fsop_names, "create mount point": self.fsop_names,
+                 "mknod": self.fsop_names, "symlink": self.fsop_names,
+                 "mask path": self.masked, "make path read-only": self.readonly,
+                 "setrlimit": self.rlimit_names}
+        names = lists.get(step)
+        if names is not None and 0 <= index < len(names):
+            return f"{step} {names[index]}" + (f" ({text})" if text and step != "mount" and text not in names[index] else "")
+        return f"{step} {text}" if text else step
+
+
+def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
+    np = NativePlan()
+    p = np.plan
+    linux = spec.get("linux", {})
+    proc = spec["process"]
+
+    flags = 0
+    for i, ns in enumerate(linux.get("namespaces", [])):
+        if ns.get("path"):
+            raise SpecError(f"linux/namespaces/{i}/path", "joining an existing namespace is not supported yet")
+        if ns["type"] == "cgroup":
+            p.unshare_cgroupns = 1   # after joining the cgroup, so the container sees it as "/"
+        else:
+            flags |= CLONE_FLAGS[ns["type"]]
+    if flags & CLONE_FLAGS["user"]:
+        raise SpecError("linux/namespaces", "user namespaces are not supported yet")
+    p.clone_flags = flags
+
+    if launch.monitor_argv:
+        p.monitor_path = np.cstr(launch.monitor_argv[0])
+        p.monitor_argv = np.cstr_array(launch.monitor_argv)
+    p.monitor_keep_fds = list(launch.monitor_fds)
+    p.cgroup_procs_fds = np.array("int", launch.cgroup_procs_fds)
+    p.n_cgroup_procs_fds = len(launch.cgroup_procs_fds)
+
+    p.rootfs = np.cstr(launch.rootfs)
+    p.rootfs_fstype = np.cstr(launch.rootfs_fstype)
+    p.rootfs_data = np.cstr(launch.rootfs_data)
+    p.root_propagation = oci.propagation_flags(linux.get("rootfsPropagation", "rprivate"))
+    p.rootfs_readonly = int(bool(spec["root"].get("readonly")))
+    _fsops(np, spec, launch)
+    np.masked = list(linux.get("maskedPaths", []))
+    np.readonly = list(linux.get("readonlyPaths", []))
+    p.masked_paths = np.cstr_array(np.masked)
+    p.n_masked_paths = len(np.masked)
+    p.readonly_paths = np.cstr_array(np.readonly)
+    p.n_readonly_paths = len(np.readonly)
+
+    p.hostname = np.cstr(spec.get("hostname") or None)
+    p.domainname = np.cstr(spec.get("domainname") or None)
+    _rlimits(np, proc.get("rlimits", []))
+    if "oomScoreAdj" in proc:
+        p.oom_score_adj = np.cstr(str(int(proc["oomScoreAdj"])))
+    set_credentials(np, p, proc, launch.set_caps)
+    if linux.get("seccomp"):
+        raise SpecError("linux/seccomp", "seccomp profiles are not supported yet")
+
+    env = proc.get("env", [])
+    args = proc["args"]
+    np.program = args[0]
+    p.cwd = np.cstr(proc.get("cwd", "/"))
+    p.path = np.cstr(args[0])
+    p.search_path = np.cstr(oci.env_value(env, "PATH", oci.DEFAULT_PATH))
+    p.argv = np.cstr_array(args)
+    p.envp = np.cstr_array(env)
+
+    p.stdio = list(launch.stdio)
+    p.terminal = int(bool(proc.get("terminal")))
+    size = proc.get("consoleSize") or {}
+    p.console_rows = size.get("height", launch.console[0])
+    p.console_cols = size.get("width", launch.console[1])
+    p.preserve_fds = 0
+    p.sync_fd = launch.sync_fd
+    p.exec_fifo_fd = launch.exec_fifo_fd
+    p.trace = int(launch.trace)
+    return np
+
+
+def set_credentials(np: NativePlan, p, proc: dict[str, Any], set_caps: bool) -> None:
+    """User, groups, umask, capabilities and no_new_privs of struct mr_plan or mr_enter `p`:
+    the same for the first process and for `exec`."""
+    user = proc.get("user", {})
+    p.uid = user.get("uid", 0)
+    p.gid = user.get("gid", 0)
+    groups = user.get("additionalGids", [])
+    p.groups = np.array("uint32_t", groups)
+    p.n_groups = len(groups)
+    p.umask = user.get("umask", -1) if user.get("umask") is not None else -1
+    caps = proc.get("capabilities", {})
+    host = oci.host_cap_bounding()
+    p.set_caps = int(set_caps)
+    p.cap_last = len(oci.CAPABILITIES) - 1
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        p.cap_last = min(p.cap_last, int(f.read()))
+    # we cannot hand out what we do not hold (e.g. --privileged on a host missing SYS_RESOURCE)
+    p.cap_bounding = oci.cap_mask(caps.get("bounding", []), "process/capabilities/bounding") & host
+    p.cap_effective = oci.cap_mask(caps.get("effective", []), "process/capabilities/effective") & host
+    p.cap_permitted = oci.cap_mask(caps.get("permitted", []), "process/capabilities/permitted") & host
+    p.cap_inheritable = oci.cap_mask(caps.get("inheritable", []), "process/capabilities/inheritable") & host
+    p.cap_ambient = oci.cap_mask(caps.get("ambient", []), "process/capabilities/ambient") & host
+    p.no_new_privs = int(bool(proc.get("noNewPrivileges")))
+
+
+def _fsops(np: NativePlan, spec: dict[str, Any], launch: Launch) -> None:
+    ops: list[dict[str, Any]] = []
+    for m in [*spec.get("mounts", []), *launch.extra_mounts]:
+        options = list(m.get("options", []))
+        flags, propagation, data = oci.mount_options(options)
+        is_bind = m.get("type") == "bind" or flags & oci.MS["BIND"]
+        source = m.get("source", "")
+        op = {"kind": lib.MR_OP_MOUNT, "target": m["destination"], "flags": flags,
+              "propagation": propagation, "data": data or None}
+        if is_bind:
+            source = str(Path(launch.bundle, source)) if not source.startswith("/") else source
+            try:
+                st = os.stat(source)
+            except OSError as e:
+                raise SpecError("mounts", f"bind source {source}: {os.strerror(e.errno)}") from None
+            op.update(source=source, fstype=None, flags=flags | oci.MS["BIND"],
+                      target_is_file=not stat.S_ISDIR(st.st_mode))
+            name = f"{source} on {m['destination']}"
+        else:
+            op.update(source=source or m.get("type"), fstype=m.get("type"))
+            name = f"{m.get('type')} on {m['destination']}"
+        ops.append(op)
+        np.fsop_names.append(name)
+    for d in spec.get("linux", {}).get("devices", []):
+        kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[d.get("type", "c")]
+        ops.append({"kind": lib.MR_OP_MKNOD, "target": d["path"], "mode": kind | d.get("fileMode", 0o666),
+                    "major": d.get("major", 0), "minor": d.get("minor", 0)})
+        np.fsop_names.append(d["path"])
+    if any(m["destination"] == "/dev" for m in spec.get("mounts", [])):
+        for source, target in DEV_SYMLINKS:
+            ops.append({"kind": lib.MR_OP_SYMLINK, "source": source, "target": target})
+            np.fsop_names.append(f"{target} -> {source}")
+    arr = ffi.new("struct mr_fsop[]", max(len(ops), 1))
+    np._keep.append(arr)
+    for i, op in enumerate(ops):
+        arr[i].kind = op["kind"]
+        arr[i].source = np.cstr(op.get("source"))
+        arr[i].target = np.cstr(op["target"])
+        arr[i].fstype = np.cstr(op.get("fstype"))
+        arr[i].data = np.cstr(op.get("data"))
+        arr[i].flags = op.get("flags", 0)
+        arr[i].propagation = op.get("propagation", 0)
+        arr[i].mode = op.get("mode", 0)
+        arr[i].major = op.get("major", 0)
+        arr[i].minor = op.get("minor", 0)
+        arr[i].target_is_file = int(op.get("target_is_file", False))
+    np.plan.fsops = arr
+    np.plan.n_fsops = len(ops)
+
+
+def _rlimits(np: NativePlan, rlimits: list[dict[str, Any]]) -> None:
+    arr = ffi.new("struct mr_rlimit[]", max(len(rlimits), 1))
+    np._keep.append(arr)
+    for i, rl in enumerate(rlimits):
+        name = rl.get("type", "")
+        if name not in RLIMITS:
+            raise SpecError(f"process/rlimits/{i}/type", f"unknown rlimit {name!r}")
+        arr[i].resource = RLIMITS[name]
+        arr[i].soft = rl.get("soft", 0)
+        arr[i].hard = rl.get("hard", 0)
+        np.rlimit_names.append(name)
+    np.plan.rlimits = arr
+    np.plan.n_rlimits = len(rlimits)

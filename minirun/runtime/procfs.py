@@ -1,0 +1,52 @@
+"""Facts about processes from /proc (proc(5)): is this pid still *our* process?
+
+A pid alone can be reused after the process dies; pid + start time (field 22 of /proc/PID/stat,
+in clock ticks since boot) names one process for the life of the machine.
+"""
+
+from __future__ import annotations
+
+import os
+
+PROC = "/proc"
+
+
+def start_time(pid: int, proc: str = PROC) -> int | None:
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # the command name (field 2) may contain spaces and parentheses: split after the last ')'
+    fields = data[data.rindex(b")") + 2 :].split()
+    if fields[0] == b"Z":       # a zombie has exited; only its exit status is left to collect
+        return None
+    return int(fields[19])
+
+
+def is_alive(pid: int | None, started: int | None, proc: str = PROC) -> bool:
+    return bool(pid) and started is not None and start_time(pid, proc) == started
+
+
+def process_info(pid: int, proc: str = PROC) -> dict | None:
+    """uid, state, cpu time and command line of a process, for `top`."""
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            stat = f.read()
+        with open(f"{proc}/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+        st = os.stat(f"{proc}/{pid}")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    comm = stat[stat.index(b"(") + 1 : stat.rindex(b")")].decode(errors="replace")
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    args = [a.decode(errors="replace") for a in cmdline.split(b"\0") if a]
+    return {
+        "pid": pid,
+        "ppid": int(fields[1]),
+        "uid": st.st_uid,
+        "state": fields[0].decode(),
+        "cpu_seconds": (int(fields[11]) + int(fields[12])) / ticks,
+        "command": " ".join(args) if args else f"[{comm}]",
+    }

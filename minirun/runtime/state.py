@@ -1,0 +1,230 @@
+"""Where a container's state lives, and how its status is derived from facts.
+
+    ROOT/containers/ID/state.json   what minirun recorded (ids, pid + start time, times, flags)
+    ROOT/containers/ID/config.json  the OCI spec the container runs
+    ROOT/containers/ID/exit.json    written by the native monitor when the process exits
+    ROOT/containers/ID/lock         flock(2) held by any command changing this container
+    ROOT/names/NAME -> ID           a symlink: creating it is the atomic reservation of the name
+
+The status is never trusted from a stored flag alone: a recorded pid counts as running only while
+/proc shows a process with that pid *and* the same start time (see procfs.py), and the exit record
+of the monitor says how it ended. Every write is temp file, fsync, rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from minirun.errors import AmbiguousId, ContainerNotFound, InvalidTransition, NameInUse, UsageError
+from minirun.runtime import procfs
+
+# status -> operations allowed in it (runc's libcontainer keeps the same kind of table)
+TRANSITIONS: dict[str, set[str]] = {
+    "created": {"start", "rm", "update", "inspect"},
+    "running": {"stop", "kill", "exec", "pause", "update", "top", "inspect", "wait"},
+    "exited": {"start", "rm", "inspect", "update", "wait"},
+}
+
+NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+    """Readers see the old content or the new, never half: temp file, fsync, rename."""
+    if isinstance(data, str):
+        data = data.encode()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2) + "\n")
+
+
+@dataclass
+class ContainerState:
+    id: str
+    name: str
+    image: str = ""
+    image_id: str = ""
+    created: str = ""
+    pid: int | None = None
+    pid_start: int | None = None
+    monitor_pid: int | None = None
+    started_at: str | None = None
+    auto_remove: bool = False
+    detached: bool = False
+    error: str = ""
+    restart_count: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ContainerRecord:
+    """One container's directory: its state, spec and exit record, and the status they imply."""
+
+    def __init__(self, directory: Path, state: ContainerState):
+        self.dir = directory
+        self.state = state
+
+    @property
+    def id(self) -> str:
+        return self.state.id
+
+    @property
+    def name(self) -> str:
+        return self.state.name
+
+    def save(self) -> None:
+        write_json(self.dir / "state.json", asdict(self.state))
+
+    def spec(self) -> dict:
+        return json.loads((self.dir / "config.json").read_text())
+
+    def save_spec(self, spec: dict) -> None:
+        write_json(self.dir / "config.json", spec)
+
+    def exit_record(self) -> dict | None:
+        try:
+            return json.loads((self.dir / "exit.json").read_text())
+        except FileNotFoundError:
+            return None
+
+    def is_running(self) -> bool:
+        return procfs.is_alive(self.state.pid, self.state.pid_start)
+
+    def status(self) -> str:
+        if self.is_running():
+            return "running"
+        if self.state.pid is None:
+            return "created"
+        return "exited"
+
+    def require(self, operation: str) -> str:
+        """Refuse an operation the current status does not allow; return the status."""
+        status = self.status()
+        if operation not in TRANSITIONS[status]:
+            raise InvalidTransition(f"cannot {operation} container {self.name}: it is {status}")
+        return status
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold this container's lock: concurrent commands on it run one after the other."""
+        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self.reload()
+            yield self
+        finally:
+            os.close(fd)
+
+    def reload(self) -> None:
+        data = json.loads((self.dir / "state.json").read_text())
+        self.state = ContainerState(**data)
+
+
+class StateStore:
+    """All containers under ROOT: create, find by name, id or id prefix, list, remove."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.containers = root / "containers"
+        self.names = root / "names"
+
+    def new(self, name: str | None, **fields) -> ContainerRecord:
+        self.containers.mkdir(parents=True, exist_ok=True)
+        self.names.mkdir(parents=True, exist_ok=True)
+        cid = secrets.token_hex(32)
+        name = name or _generated_name(cid)
+        if not (set(name) <= NAME_CHARS) or not name[0].isalnum():
+            raise UsageError(f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+        try:
+            os.symlink(cid, self.names / name)
+        except FileExistsError:
+            raise NameInUse(f"the container name {name!r} is already in use") from None
+        directory = self.containers / cid
+        directory.mkdir(mode=0o700)
+        record = ContainerRecord(directory, ContainerState(id=cid, name=name, created=now_iso(),
+                                                           **fields))
+        record.save()
+        return record
+
+    def get(self, ref: str) -> ContainerRecord:
+        """A container by name, full id, or unique id prefix (like Docker)."""
+        if not ref:
+            raise ContainerNotFound("no such container: ''")
+        link = self.names / ref
+        cid = None
+        if "/" not in ref and os.path.islink(link):
+            cid = os.readlink(link)
+        elif len(ref) == 64 and (self.containers / ref).is_dir():
+            cid = ref
+        elif all(c in "0123456789abcdef" for c in ref):
+            matches = [p.name for p in self._dirs() if p.name.startswith(ref)]
+            if len(matches) > 1:
+                raise AmbiguousId(f"{ref!r} matches {len(matches)} containers: give more of the id")
+            cid = matches[0] if matches else None
+        if cid is None:
+            raise ContainerNotFound(f"no such container: {ref}")
+        return self._load(self.containers / cid, ref)
+
+    def _load(self, directory: Path, ref: str) -> ContainerRecord:
+        try:
+            data = json.loads((directory / "state.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            raise ContainerNotFound(f"no such container: {ref}") from None
+        return ContainerRecord(directory, ContainerState(**data))
+
+    def _dirs(self) -> list[Path]:
+        try:
+            return [p for p in self.containers.iterdir() if p.is_dir()]
+        except FileNotFoundError:
+            return []
+
+    def list(self) -> list[ContainerRecord]:
+        out = []
+        for d in self._dirs():
+            with contextlib.suppress(ContainerNotFound):
+                out.append(self._load(d, d.name))
+        return sorted(out, key=lambda r: r.state.created, reverse=True)
+
+    def forget(self, record: ContainerRecord) -> None:
+        """Drop the name and the directory (the caller released everything else first)."""
+        link = self.names / record.name
+        with contextlib.suppress(FileNotFoundError):
+            if os.readlink(link) == record.id:
+                os.unlink(link)
+        _rmtree(record.dir)
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    # the overlay upper dir may hold files with any mode; shutil handles that as root
+    shutil.rmtree(path, ignore_errors=False)
+
+
+_ADJECTIVES = "brave calm eager fancy gentle happy jolly keen lucky merry nimble proud quiet swift tidy witty".split()
+_NOUNS = "turing hopper lovelace ritchie thompson torvalds knuth dijkstra liskov hamilton kernighan pike".split()
+
+
+def _generated_name(cid: str) -> str:
+    """Docker-style adjective_scientist names, picked from the id so they are reproducible."""
+    n = int(cid[:8], 16)
+    return f"{_ADJECTIVES[n % len(_ADJECTIVES)]}_{_NOUNS[(n >> 8) % len(_NOUNS)]}_{cid[:4]}"

@@ -1,0 +1,66 @@
+"""The parent's side of the conversation with the native child (the table is in c_ext/sync.h).
+
+    1 build plan, create cgroup              2 mr_spawn: fork monitor, clone
+    3 child: join cgroup, wait               4 parent: record pid (uid maps, network: later issues)
+    5 send_go()                              6 child: mounts, pivot_root, credentials, caps
+    7 wait_ready(): MR_MSG_TTY (pty master), MR_MSG_TRACE (timestamps), MR_MSG_READY (exec fifo),
+      MR_MSG_ERROR {errno, step, index}, or EOF = execve succeeded
+    8 `start` opens exec.fifo: EOF there means the program runs (OCI create/start)
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+
+from minirun._native import ffi, lib
+
+MSG_SIZE = ffi.sizeof("struct mr_msg")
+
+
+@dataclass
+class ChildReport:
+    """What the child said before execve (or before blocking on the exec fifo)."""
+
+    error: object | None = None          # a copy of struct mr_err, if it failed
+    tty_master: int | None = None        # the pty master fd, for a terminal
+    stamps: list[int] = field(default_factory=list)   # CLOCK_MONOTONIC ns per step (trace)
+    ready: bool = False                  # blocked on the exec fifo, waiting for `start`
+
+
+def socketpair() -> tuple[socket.socket, socket.socket]:
+    """(parent end, child end); both close-on-exec, so execve in the child closes its end."""
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+
+def send_go(sock: socket.socket) -> None:
+    """(5) The parent has done its part; the child may build the container."""
+    msg = ffi.new("struct mr_msg *")
+    msg.type = lib.MR_MSG_GO
+    sock.sendall(bytes(ffi.buffer(msg)))
+
+
+def wait_ready(sock: socket.socket) -> ChildReport:
+    """(7) Read what the child reports until EOF (exec happened), an error, or READY."""
+    report = ChildReport()
+    while True:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(sock, MSG_SIZE, 1)
+        except ConnectionResetError:
+            data, fds = b"", []
+        if not data:
+            return report
+        msg = ffi.new("struct mr_msg *")
+        ffi.memmove(msg, data, min(len(data), MSG_SIZE))
+        if msg.type == lib.MR_MSG_TTY and fds:
+            report.tty_master = fds[0]
+        elif msg.type == lib.MR_MSG_TRACE:
+            report.stamps = list(msg.stamps)
+        elif msg.type == lib.MR_MSG_ERROR:
+            err = ffi.new("struct mr_err *")
+            err[0] = msg.err
+            report.error = err
+            return report
+        elif msg.type == lib.MR_MSG_READY:
+            report.ready = True
+            return report

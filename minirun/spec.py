@@ -1,0 +1,243 @@
+"""The OCI runtime spec (config.json): the one description of a container.
+
+`minirun run` turns image config + flags into a spec (runtime/options.py); the runtime consumes
+specs; the OCI command line (a later issue) reads them from bundles. This module holds the
+defaults (Docker's: capabilities, mounts, masked and read-only paths) and the validation of the
+subset we support, with errors that name the field by JSON pointer.
+
+Reference: https://github.com/opencontainers/runtime-spec (config.md, config-linux.md).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from minirun.errors import SpecError
+
+OCI_VERSION = "1.2.0"
+
+# capabilities(7): bit numbers. The kernel's own table, so we can build masks for capset(2).
+CAPABILITIES = (
+    "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "
+    "NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO "
+    "SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME "
+    "SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG "
+    "WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE"
+).split()
+CAP_NUMBER = {f"CAP_{name}": i for i, name in enumerate(CAPABILITIES)}
+
+# Docker's default set: enough for ordinary programs (chown, bind to :80, setuid to a user),
+# nothing that reaches the host (no SYS_ADMIN, NET_ADMIN, SYS_PTRACE, SYS_MODULE...).
+DEFAULT_CAPS = [
+    f"CAP_{c}"
+    for c in (
+        "CHOWN DAC_OVERRIDE FSETID FOWNER MKNOD NET_RAW SETGID SETUID SETFCAP SETPCAP "
+        "NET_BIND_SERVICE SYS_CHROOT KILL AUDIT_WRITE"
+    ).split()
+]
+
+# Paths of the kernel that tell about or act on the host: hidden (masked) or made read-only.
+MASKED_PATHS = [
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+    "/sys/firmware", "/sys/devices/virtual/powercap",
+]
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# The devices every container gets (character devices, mode 0666), as in runc and Docker.
+DEFAULT_DEVICES = [
+    {"path": "/dev/null", "type": "c", "major": 1, "minor": 3},
+    {"path": "/dev/zero", "type": "c", "major": 1, "minor": 5},
+    {"path": "/dev/full", "type": "c", "major": 1, "minor": 7},
+    {"path": "/dev/random", "type": "c", "major": 1, "minor": 8},
+    {"path": "/dev/urandom", "type": "c", "major": 1, "minor": 9},
+    {"path": "/dev/tty", "type": "c", "major": 5, "minor": 0},
+]
+
+NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "cgroup", "user", "time")
+
+
+def default_mounts() -> list[dict[str, Any]]:
+    return [
+        {"destination": "/proc", "type": "proc", "source": "proc",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "ro"]},
+    ]
+
+
+def default_spec() -> dict[str, Any]:
+    """A complete spec with Docker's defaults; callers fill in root, args, env, limits."""
+    caps = list(DEFAULT_CAPS)
+    return {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": [f"PATH={DEFAULT_PATH}"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": caps, "effective": list(caps), "permitted": list(caps),
+                "inheritable": [], "ambient": [],
+            },
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": False},
+        "hostname": "minirun",
+        "mounts": default_mounts(),
+        "linux": {
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+            "devices": [dict(d, fileMode=0o666, uid=0, gid=0) for d in DEFAULT_DEVICES],
+            "resources": {"pids": {"limit": DEFAULT_PIDS_LIMIT}},
+            "maskedPaths": list(MASKED_PATHS),
+            "readonlyPaths": list(READONLY_PATHS),
+        },
+    }
+
+
+# Docker sets no pids limit by default; podman sets 2048. A fork bomb should not take the host.
+DEFAULT_PIDS_LIMIT = 2048
+
+# Mount options (mount(8)) that are flags to mount(2) rather than data for the filesystem:
+# name -> (set these MS_* bits, clear these).
+MS = {
+    "RDONLY": 1, "NOSUID": 2, "NODEV": 4, "NOEXEC": 8, "SYNCHRONOUS": 16, "REMOUNT": 32,
+    "MANDLOCK": 64, "DIRSYNC": 128, "NOATIME": 1024, "NODIRATIME": 2048, "BIND": 4096,
+    "REC": 16384, "UNBINDABLE": 1 << 17, "PRIVATE": 1 << 18, "SLAVE": 1 << 19, "SHARED": 1 << 20,
+    "RELATIME": 1 << 21, "STRICTATIME": 1 << 24,
+}
+_FLAG_OPTIONS = {
+    "ro": MS["RDONLY"], "nosuid": MS["NOSUID"], "nodev": MS["NODEV"], "noexec": MS["NOEXEC"],
+    "sync": MS["SYNCHRONOUS"], "dirsync": MS["DIRSYNC"], "mand": MS["MANDLOCK"],
+    "noatime": MS["NOATIME"], "nodiratime": MS["NODIRATIME"], "relatime": MS["RELATIME"],
+    "strictatime": MS["STRICTATIME"], "bind": MS["BIND"], "rbind": MS["BIND"] | MS["REC"],
+}
+_CLEAR_OPTIONS = {"rw", "suid", "dev", "exec", "async", "nomand", "atime", "diratime",
+                  "norelatime", "nostrictatime", "defaults"}
+_PROPAGATION = {
+    "private": MS["PRIVATE"], "rprivate": MS["PRIVATE"] | MS["REC"],
+    "shared": MS["SHARED"], "rshared": MS["SHARED"] | MS["REC"],
+    "slave": MS["SLAVE"], "rslave": MS["SLAVE"] | MS["REC"],
+    "unbindable": MS["UNBINDABLE"], "runbindable": MS["UNBINDABLE"] | MS["REC"],
+}
+
+
+def mount_options(options: list[str]) -> tuple[int, int, str]:
+    """mount(8)-style options -> (MS_* flags, propagation flags, data string for the fs)."""
+    flags = propagation = 0
+    data = []
+    for opt in options:
+        if opt in _FLAG_OPTIONS:
+            flags |= _FLAG_OPTIONS[opt]
+        elif opt in _PROPAGATION:
+            propagation = _PROPAGATION[opt]
+        elif opt in _CLEAR_OPTIONS:
+            continue
+        else:
+            data.append(opt)
+    return flags, propagation, ",".join(data)
+
+
+def propagation_flags(name: str) -> int:
+    try:
+        return _PROPAGATION[name]
+    except KeyError:
+        raise SpecError("linux/rootfsPropagation", f"unknown propagation {name!r}") from None
+
+
+def cap_mask(names: list[str], field: str) -> int:
+    mask = 0
+    for i, name in enumerate(names):
+        key = name if name.startswith("CAP_") else f"CAP_{name}"
+        if key.upper() not in CAP_NUMBER:
+            raise SpecError(f"{field}/{i}", f"unknown capability {name!r}")
+        mask |= 1 << CAP_NUMBER[key.upper()]
+    return mask
+
+
+def validate(spec: Any) -> dict[str, Any]:
+    """Check the fields we rely on; SpecError names the first bad one by JSON pointer.
+
+    Fields that would weaken isolation if silently ignored are refused, not skipped."""
+    if not isinstance(spec, dict):
+        raise SpecError("/", "the spec must be a JSON object")
+    proc = _obj(spec, "process")
+    args = proc.get("args")
+    if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
+        raise SpecError("process/args", "must be a non-empty list of strings")
+    env = proc.get("env", [])
+    if not isinstance(env, list) or not all(isinstance(e, str) and "=" in e for e in env):
+        raise SpecError("process/env", 'must be a list of "KEY=value" strings')
+    cwd = proc.get("cwd", "/")
+    if not isinstance(cwd, str) or not cwd.startswith("/"):
+        raise SpecError("process/cwd", "must be an absolute path")
+    user = proc.get("user", {})
+    for key in ("uid", "gid"):
+        if not isinstance(user.get(key, 0), int) or user.get(key, 0) < 0:
+            raise SpecError(f"process/user/{key}", "must be an integer >= 0")
+    caps = proc.get("capabilities", {})
+    for kind in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+        cap_mask(caps.get(kind, []), f"process/capabilities/{kind}")
+    for key in ("apparmorProfile", "selinuxLabel"):
+        if proc.get(key):
+            raise SpecError(f"process/{key}", "not supported by minirun (refused, not ignored)")
+    root = _obj(spec, "root")
+    if not isinstance(root.get("path"), str) or not root["path"]:
+        raise SpecError("root/path", "must be a path")
+    for i, m in enumerate(spec.get("mounts", [])):
+        if not isinstance(m, dict) or not str(m.get("destination", "")).startswith("/"):
+            raise SpecError(f"mounts/{i}/destination", "must be an absolute path")
+        if not isinstance(m.get("options", []), list):
+            raise SpecError(f"mounts/{i}/options", "must be a list of strings")
+    linux = spec.get("linux", {})
+    for i, ns in enumerate(linux.get("namespaces", [])):
+        if ns.get("type") not in NAMESPACES:
+            raise SpecError(f"linux/namespaces/{i}/type", f"unknown namespace {ns.get('type')!r}")
+    if linux.get("mountLabel"):
+        raise SpecError("linux/mountLabel", "SELinux is not supported by minirun")
+    return spec
+
+
+def _obj(spec: dict, key: str) -> dict:
+    value = spec.get(key)
+    if not isinstance(value, dict):
+        raise SpecError(key, "is required and must be an object")
+    return value
+
+
+def env_value(env: list[str], key: str, default: str | None = None) -> str | None:
+    for item in reversed(env):
+        k, _, v = item.partition("=")
+        if k == key:
+            return v
+    return default
+
+
+def merge_env(base: list[str], extra: list[str]) -> list[str]:
+    """Later KEY=value pairs replace earlier ones, order kept (like Docker's -e over ENV)."""
+    out: dict[str, str] = {}
+    for item in [*base, *extra]:
+        k, _, v = item.partition("=")
+        out[k] = v
+    return [f"{k}={v}" for k, v in out.items()]
+
+
+def host_cap_bounding() -> int:
+    """The capability bounding set of this process: we cannot give a container more."""
+    with open(f"/proc/{os.getpid()}/status") as f:
+        for line in f:
+            if line.startswith("CapBnd:"):
+                return int(line.split()[1], 16)
+    return (1 << len(CAPABILITIES)) - 1

@@ -1,0 +1,29 @@
+"""Build glue: cffi compiles c_ext/ into minirun._native, and two small static programs
+(the container monitor and the optional init) are compiled into minirun/libexec/."""
+
+import os
+import subprocess
+import sys
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "c_ext"))
+from build import HERE, PROGRAMS  # noqa: E402
+
+
+class BuildExtAndPrograms(build_ext):
+    def run(self):
+        super().run()
+        base = "." if self.inplace else self.build_lib
+        out = os.path.join(base, "minirun", "libexec")
+        os.makedirs(out, exist_ok=True)
+        cc = os.environ.get("CC", "cc")
+        for name, source in PROGRAMS.items():
+            target = os.path.join(out, name)
+            cmd = [cc, "-O2", "-Wall", "-static", "-o", target, str(HERE / source)]
+            print(" ".join(cmd))
+            subprocess.check_call(cmd)
+
+
+setup(cffi_modules=["c_ext/build.py:ffibuilder"], cmdclass={"build_ext": BuildExtAndPrograms})
