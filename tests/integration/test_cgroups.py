@@ -1,0 +1,314 @@
+"""cgroups on the real kernel: limits land in the files and the kernel enforces them.
+
+Needs root. Each test uses its own group "minirun/test-<hex>", kills the processes it starts,
+and checks that nothing is left under /sys/fs/cgroup afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from minirun.errors import CgroupError
+from minirun.runtime.cgroups import Resources, detect
+
+pytestmark = pytest.mark.root
+
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def mgr():
+    if os.geteuid() != 0:
+        pytest.skip("cgroup tests need root")
+    try:
+        return detect()
+    except CgroupError as err:
+        pytest.skip(f"no cgroups here: {err}")
+
+
+def requires(mgr, *controllers):
+    missing = [c for c in controllers if c not in mgr.available()]
+    if missing:
+        pytest.skip(f"this machine lacks the cgroup controller(s) {', '.join(missing)}")
+
+
+def leftovers(mgr, name):
+    return [m / name for m in set(mgr.hierarchies().values()) if (m / name).exists()]
+
+
+@pytest.fixture
+def name(mgr):
+    """A fresh group name; the test fails if the group survives it."""
+    group = f"minirun/test-{secrets.token_hex(4)}"
+    yield group
+    left = leftovers(mgr, group)
+    if left:
+        mgr.open(group).destroy()
+    assert not left, f"test left cgroups behind: {left}"
+
+
+@pytest.fixture
+def procs():
+    """Start processes blocked before exec; killed and reaped whatever happens."""
+    started: list[subprocess.Popen] = []
+
+    def start(*argv, **kw):
+        # The shell waits for a line on stdin, so the program only starts once it is in the group.
+        p = subprocess.Popen(["sh", "-c", 'read _ && exec "$@"', "sh", *argv],
+                             stdin=subprocess.PIPE, text=True, **kw)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=10)
+        for stream in (p.stdin, p.stdout, p.stderr):
+            if stream:
+                stream.close()
+
+
+def release(p):
+    p.stdin.write("go\n")
+    p.stdin.flush()
+
+
+def read(path):
+    return Path(path).read_text().strip()
+
+
+def test_create_writes_limits(mgr, name):
+    requires(mgr, "memory", "pids", "cpu", "cpuset")
+    cg = mgr.create(name, Resources(memory=64 * MiB, pids_limit=50, cpu_quota=50000,
+                                    cpu_shares=512, cpuset_cpus="0"))
+    try:
+        p = cg.paths
+        if mgr.available()["memory"] == "v1":
+            assert int(read(p["memory"] / "memory.limit_in_bytes")) == 64 * MiB
+            assert read(p["pids"] / "pids.max") == "50"
+            assert read(p["cpu"] / "cpu.cfs_quota_us") == "50000"
+            assert read(p["cpu"] / "cpu.cfs_period_us") == "100000"
+            assert read(p["cpu"] / "cpu.shares") == "512"
+        else:
+            assert int(read(p["memory"] / "memory.max")) == 64 * MiB
+            assert read(p["cpu"] / "cpu.max") == "50000 100000"
+        assert read(p["cpuset"] / "cpuset.cpus") == "0"
+        s = cg.stats()
+        assert s["memory_limit"] == 64 * MiB and s["pids_limit"] == 50
+        assert s["cpu_quota_us"] == 50000 and s["cpu_period_us"] == 100000
+        assert s["cpuset_cpus"] == "0" and s["pids_current"] == 0
+    finally:
+        cg.destroy()
+
+
+def test_process_joins_every_hierarchy(mgr, name, procs):
+    cg = mgr.create(name, Resources())
+    try:
+        p = procs("sleep", "30")
+        cg.add(p.pid)
+        assert cg.pids() == [p.pid]
+        lines = read(f"/proc/{p.pid}/cgroup").splitlines()
+        joined = [line for line in lines if line.endswith("/" + name)]
+        # one line per hierarchy we created the group in (v1 ones and the unified "0::")
+        assert len(joined) == len(cg.procs_files()), lines
+    finally:
+        cg.destroy()
+    assert p.wait(timeout=5) == -signal.SIGKILL
+
+
+def test_child_can_join_by_writing_zero(mgr, name):
+    """The runtime's child joins by writing "0" to each cgroup.procs opened by the parent."""
+    cg = mgr.create(name, Resources())
+    try:
+        script = ("import sys\nfor f in sys.argv[1:]:\n    open(f, 'w').write('0')\n"
+                  "print(open('/proc/self/cgroup').read())")
+        out = subprocess.run([sys.executable, "-c", script, *cg.procs_files()],
+                             capture_output=True, text=True, check=True).stdout
+        assert sum(line.endswith("/" + name) for line in out.splitlines()) == len(cg.procs_files())
+    finally:
+        cg.destroy()
+
+
+def test_memory_limit_kills_a_memory_hog(mgr, name, procs):
+    requires(mgr, "memory")
+    cg = mgr.create(name, Resources(memory=32 * MiB, memory_swap=32 * MiB))
+    try:
+        hog = procs(sys.executable, "-c", "b = bytearray(200 << 20); b[::4096] = b'x' * (50 << 8)")
+        cg.add(hog.pid)
+        release(hog)
+        assert hog.wait(timeout=30) == -signal.SIGKILL
+        assert cg.oom_kill_count() >= 1
+        assert cg.stats()["oom_kills"] >= 1
+        assert cg.oom_events_file() and os.path.exists(cg.oom_events_file())
+    finally:
+        cg.destroy()
+
+
+def test_pids_limit_stops_fork(mgr, name, procs):
+    requires(mgr, "pids")
+    cg = mgr.create(name, Resources(pids_limit=3))
+    try:
+        sh = procs("sh", "-c", "for i in 1 2 3 4 5 6; do sleep 2 & done; wait",
+                   stderr=subprocess.PIPE)
+        cg.add(sh.pid)
+        release(sh)
+        _, err = sh.communicate(timeout=30)
+        assert "fork" in err.lower(), err          # dash: "Cannot fork"; bash: "fork: retry"
+        events = Path(cg.paths["pids"]) / "pids.events"
+        assert int(read(events).split()[-1]) >= 1
+    finally:
+        cg.destroy()
+
+
+def test_cpu_quota_throttles(mgr, name, procs):
+    requires(mgr, "cpu")
+    cg = mgr.create(name, Resources.from_cpus(0.2))
+    try:
+        busy = procs(sys.executable, "-c",
+                     "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 1: pass")
+        cg.add(busy.pid)
+        release(busy)
+        assert busy.wait(timeout=10) == 0
+        used = cg.stats()["cpu_usage_ns"] / 1e9
+        assert 0.05 < used <= 0.35, f"used {used:.3f}s of CPU in 1s at 0.2 CPUs"
+    finally:
+        cg.destroy()
+
+
+def test_cpuset_pins_the_process(mgr, name, procs):
+    requires(mgr, "cpuset")
+    cpu = str(max(os.sched_getaffinity(0)))
+    cg = mgr.create(name, Resources(cpuset_cpus=cpu))
+    try:
+        p = procs("sleep", "30")
+        cg.add(p.pid)
+        assert os.sched_getaffinity(p.pid) == {int(cpu)}
+    finally:
+        cg.destroy()
+
+
+def test_apply_updates_live(mgr, name, procs):
+    requires(mgr, "pids", "memory", "cpu")
+    cg = mgr.create(name, Resources(pids_limit=10, memory=64 * MiB, memory_swap=64 * MiB))
+    try:
+        p = procs("sleep", "30")
+        cg.add(p.pid)
+        cg.apply(Resources(pids_limit=20, memory=128 * MiB, memory_swap=256 * MiB))
+        s = cg.stats()
+        assert s["pids_limit"] == 20 and s["memory_limit"] == 128 * MiB
+        cg.apply(Resources(memory=48 * MiB, memory_swap=48 * MiB))   # lowering: other order
+        assert cg.stats()["memory_limit"] == 48 * MiB
+        assert cg.stats()["pids_limit"] == 20                          # untouched field kept
+        cg.apply(Resources(pids_limit=-1, cpu_quota=30000))
+        s = cg.stats()
+        assert s["pids_limit"] is None and s["cpu_quota_us"] == 30000
+        assert s["cpu_period_us"] == 100000
+    finally:
+        cg.destroy()
+
+
+def test_swap_limit_below_memory_is_refused(mgr, name):
+    requires(mgr, "memory")
+    with pytest.raises(CgroupError, match="memsw|swap"):
+        mgr.create(name, Resources(memory=64 * MiB, memory_swap=32 * MiB))
+    assert leftovers(mgr, name) == []
+
+
+def test_freeze_and_thaw(mgr, name, procs):
+    requires(mgr, "freezer", "cpuacct")
+    cg = mgr.create(name, Resources())
+    try:
+        busy = procs(sys.executable, "-c", "while True: pass")
+        cg.add(busy.pid)
+        release(busy)
+        time.sleep(0.2)
+        cg.freeze()
+        if "freezer" in cg.paths and mgr.available()["freezer"] == "v1":
+            assert read(cg.paths["freezer"] / "freezer.state") == "FROZEN"
+        before = cg.stats()["cpu_usage_ns"]
+        time.sleep(0.3)
+        assert cg.stats()["cpu_usage_ns"] == before, "a frozen process kept running"
+        cg.thaw()
+        time.sleep(0.3)
+        assert cg.stats()["cpu_usage_ns"] > before
+    finally:
+        cg.destroy()
+
+
+def test_destroy_leaves_nothing_and_is_idempotent(mgr, name, procs):
+    cg = mgr.create(name, Resources(pids_limit=100))
+    p = procs("sh", "-c", "sleep 30 & sleep 30 & wait")
+    cg.add(p.pid)
+    release(p)
+    time.sleep(0.1)
+    assert len(cg.pids()) == 3
+    cg.destroy()
+    assert leftovers(mgr, name) == []
+    for mount in set(mgr.hierarchies().values()):
+        parent = mount / "minirun"
+        # gone, unless another container (another test run) still uses it
+        try:
+            others = [c for c in parent.iterdir() if c.is_dir()]
+        except FileNotFoundError:
+            others = []
+        assert not parent.exists() or others, f"{parent} left empty"
+    cg.destroy()
+    mgr.open(name).destroy()
+
+
+def test_concurrent_create_and_destroy(mgr):
+    names = [f"minirun/test-{secrets.token_hex(4)}" for _ in range(8)]
+    errors: list[BaseException] = []
+
+    def work(group):
+        try:
+            for _ in range(3):
+                mgr.create(group, Resources(pids_limit=10, cpuset_cpus="0")).destroy()
+        except BaseException as err:   # report in the main thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for n in names:
+        if leftovers(mgr, n):
+            mgr.open(n).destroy()
+    assert not errors, errors
+    assert all(leftovers(mgr, n) == [] for n in names)
+
+
+def test_bad_value_names_the_file_and_leaves_nothing(mgr, name):
+    requires(mgr, "cpuset")
+    with pytest.raises(CgroupError) as info:
+        mgr.create(name, Resources(cpuset_cpus="99", pids_limit=5))
+    assert "cpuset.cpus" in str(info.value) and "'99'" in str(info.value)
+    # the kernel's errno text: EINVAL or ERANGE depending on the version
+    assert str(info.value).endswith(("Invalid argument", "Numerical result out of range"))
+    assert info.value.path and info.value.path.endswith("cpuset.cpus")
+    assert leftovers(mgr, name) == []
+
+
+def test_missing_group_opens_and_destroys(mgr, name):
+    cg = mgr.open(name)
+    assert cg.paths == {} and cg.pids() == []
+    cg.destroy()
+
+
+def test_available_matches_mounts(mgr):
+    avail = mgr.available()
+    assert set(avail.values()) <= {"v1", "v2"}
+    for controller, version in avail.items():
+        if version == "v1":
+            assert (mgr.hierarchies()[controller]).is_dir()
