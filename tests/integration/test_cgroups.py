@@ -312,3 +312,26 @@ def test_available_matches_mounts(mgr):
     for controller, version in avail.items():
         if version == "v1":
             assert (mgr.hierarchies()[controller]).is_dir()
+
+
+def test_unified_group_tracks_freezes_and_kills(mgr, name, procs):
+    """On a hybrid host the cgroup2 group only tracks; its core files still work."""
+    from minirun.runtime.cgroups.v2 import V2Driver
+    if "unified" not in mgr.hierarchies():
+        pytest.skip("no cgroup2 mount on this machine")
+    cg = mgr.create(name, Resources())
+    try:
+        p = procs("sleep", "30")
+        cg.add(p.pid)
+        unified = cg.paths["unified"]
+        assert read(unified / "cgroup.procs") == str(p.pid)
+        driver = V2Driver(mgr.hierarchies()["unified"], set())
+        if not (unified / "cgroup.freeze").exists():
+            pytest.skip("kernel without cgroup.freeze (< 5.2)")
+        driver.freeze(cg.paths)
+        assert "frozen 1" in read(unified / "cgroup.events")
+        driver.thaw(cg.paths)
+        assert "frozen 0" in read(unified / "cgroup.events")
+    finally:
+        cg.destroy()
+    assert p.wait(timeout=5) == -signal.SIGKILL

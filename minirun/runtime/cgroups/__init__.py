@@ -170,11 +170,14 @@ class CgroupManager:
                                   path=str(d / parts[-1])) from err
             except FileNotFoundError:
                 continue
-            except CgroupError:
-                if not d.is_dir():
-                    continue
+            except CgroupError as err:
+                cause = err.__cause__
+                if isinstance(cause, OSError) and cause.errno in (errno.ENOENT, errno.ENODEV):
+                    continue        # the parent went away while we prepared it
                 raise
             except OSError as err:
+                if err.errno == errno.ENODEV:
+                    continue        # mkdir inside a parent being removed
                 raise CgroupError(f"cgroup: mkdir {d}: {os.strerror(err.errno or errno.EIO)}",
                                   path=str(d)) from err
         raise CgroupError(f"cgroup: {mount / name}: parent keeps disappearing", path=str(mount))
