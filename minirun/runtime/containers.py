@@ -94,11 +94,14 @@ class Runtime:
         return record
 
     # -- start ----------------------------------------------------------------------------
-    def start(self, ref: str | ContainerRecord, *, interactive: bool = False,
+    def start(self, ref: str | ContainerRecord, *, attach: bool = False, interactive: bool = False,
               console: tuple[int, int] = (0, 0), trace: bool = False) -> Started:
+        """Start the process. Detached (the default), its output goes to the log through the
+        monitor; attached, it uses our stdio and the caller waits for the monitor (our child)."""
         record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
         with record.locked():
             record.require("start")
+            record.state.detached = not attach
             return self._spawn(record, interactive=interactive, console=console, trace=trace)
 
     def _spawn(self, record: ContainerRecord, *, interactive: bool, console: tuple[int, int],
@@ -181,7 +184,7 @@ class Runtime:
     def run(self, opts: RunOptions, **start_args) -> Started:
         record = self.create(opts)
         try:
-            return self.start(record, **start_args)
+            return self.start(record, attach=not opts.detach, **start_args)
         except BaseException:
             if opts.auto_remove:
                 self.remove(record, force=True)

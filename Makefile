@@ -1,0 +1,59 @@
+# minirun — `make` lists the targets. Every target installs what it needs and is quick when it
+# already has it: apt packages (checked with dpkg, installed only when missing), a .venv with the
+# package (rebuilt when pyproject.toml, setup.py or c_ext/ change), and the busybox image tarball.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := gcc make libc6-dev libcap-dev libseccomp-dev busybox-static pkg-config
+NATIVE_SOURCES := $(wildcard c_ext/*.c c_ext/*.h c_ext/build.py) setup.py pyproject.toml
+IMAGE := rootfs/build/busybox.tar
+
+.DEFAULT_GOAL := help
+.PHONY: help prereqs install image demo test test-unit bench lint clean
+
+help:  ## this list
+	@echo "minirun — a small, readable container runtime"
+	@echo
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+prereqs:  ## apt packages (only the missing ones; needs root)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: $(NATIVE_SOURCES)
+	@$(MAKE) --no-print-directory prereqs
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
+	@touch $@
+
+install: $(VENV)/.installed  ## the .venv with minirun and its C extension
+
+$(IMAGE): rootfs/build.py $(VENV)/.installed
+	$(PY) rootfs/build.py --out $(IMAGE)
+
+image: $(IMAGE)  ## build the busybox image tarball from rootfs/ (reproducible)
+
+demo: install image  ## the main demo: an isolated, limited container from the tarball image
+	@bash docs/demos/main.sh
+
+test: install image  ## run the tests (unit, native, integration; root needed for the last two)
+	$(PY) -m pytest -q tests
+
+test-unit: install  ## only the tests that need no root
+	$(PY) -m pytest -q tests/unit
+
+bench: install image  ## benchmarks side by side with podman, runc and crun
+	$(PY) benchmarks/run_all.py
+
+lint: install  ## ruff and the import-layer contracts
+	$(VENV)/bin/ruff check minirun tests benchmarks
+	$(VENV)/bin/lint-imports
+
+clean:  ## remove build outputs and the venv (not /var/lib/minirun)
+	rm -rf $(VENV) build rootfs/build minirun/_native*.so minirun/libexec *.egg-info .pytest_cache

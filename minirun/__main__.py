@@ -1,0 +1,5 @@
+"""`python -m minirun` — the same as the `minirun` command."""
+
+from minirun.cli.main import main
+
+main()

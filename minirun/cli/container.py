@@ -1,0 +1,355 @@
+"""Container verbs: run, create, start, ps, logs, exec, stop, kill, rm, inspect, wait, top, update.
+
+Thin by design: parse flags, call minirun.runtime, print. The runtime is imported inside each
+verb so that `minirun --help` does not pay for it.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+
+import typer
+
+from minirun.cli.common import print_json, print_table, root
+
+group = typer.Typer(help="Manage containers.", no_args_is_help=True)
+
+RUN_CONTEXT = {"allow_interspersed_args": False, "help_option_names": ["--help"]}
+
+
+def _runtime(ctx: typer.Context):
+    from minirun.runtime.containers import Runtime
+
+    return Runtime(root(ctx))
+
+
+def run(
+    ctx: typer.Context,
+    image: str = typer.Argument(..., help="Image name or id."),
+    command: list[str] = typer.Argument(None, help="Command and arguments (default: the image's)."),
+    detach: bool = typer.Option(False, "-d", "--detach", help="Run in the background; print the id."),
+    rm: bool = typer.Option(False, "--rm", help="Remove the container when it exits."),
+    name: str = typer.Option(None, "--name", help="A name for the container."),
+    env: list[str] = typer.Option(None, "-e", "--env", help="Set KEY=value (or copy KEY)."),
+    env_file: list[str] = typer.Option(None, "--env-file", help="Read KEY=value lines from a file."),
+    workdir: str = typer.Option(None, "-w", "--workdir", help="Working directory inside."),
+    user: str = typer.Option(None, "-u", "--user", help="user[:group], by name or number."),
+    hostname: str = typer.Option(None, "-h", "--hostname", help="Container host name."),
+    entrypoint: str = typer.Option(None, "--entrypoint", help="Override the image's entrypoint."),
+    memory: str = typer.Option(None, "-m", "--memory", help="Memory limit (e.g. 64m)."),
+    memory_swap: str = typer.Option(None, "--memory-swap", help="Memory + swap limit (-1: unlimited)."),
+    cpus: float = typer.Option(None, "--cpus", help="CPU quota in CPUs (e.g. 0.5)."),
+    cpu_shares: int = typer.Option(None, "--cpu-shares", help="Relative CPU weight (default 1024)."),
+    cpuset_cpus: str = typer.Option(None, "--cpuset-cpus", help="CPUs allowed (e.g. 0-1)."),
+    pids_limit: int = typer.Option(None, "--pids-limit", help="Max processes (default 2048; -1: none)."),
+    volume: list[str] = typer.Option(None, "-v", "--volume", help="Bind mount /host:/ctr[:ro]."),
+    tmpfs: list[str] = typer.Option(None, "--tmpfs", help="Mount a tmpfs at /path[:options]."),
+    read_only: bool = typer.Option(False, "--read-only", help="Mount the root filesystem read-only."),
+    init: bool = typer.Option(False, "--init", help="Run a tiny init as PID 1 (reaps, forwards signals)."),
+    interactive: bool = typer.Option(False, "-i", "--interactive", help="Keep stdin attached."),
+    tty: bool = typer.Option(False, "-t", "--tty", help="Allocate a terminal."),
+    network: str = typer.Option("none", "--network", "--net", help="none or host."),
+) -> None:
+    """Run a command in a new container (`create` makes one without starting it)."""
+    from minirun.errors import UsageError
+    from minirun.runtime.options import RunOptions
+    from minirun.units import parse_bytes
+
+    creating = ctx.info_name == "create"
+    if detach and tty and not creating:
+        raise UsageError("-t with -d is not supported yet (there is no attach): drop -t")
+    swap = None
+    if memory_swap is not None:
+        swap = -1 if memory_swap.strip() == "-1" else parse_bytes(memory_swap)
+    opts = RunOptions(
+        image=image, command=list(command or []), entrypoint=entrypoint, env=list(env or []),
+        env_files=list(env_file or []), workdir=workdir, user=user, hostname=hostname, name=name,
+        memory=parse_bytes(memory) if memory else None, memory_swap=swap, cpus=cpus,
+        cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, pids_limit=pids_limit,
+        volumes=list(volume or []), tmpfs=list(tmpfs or []), read_only=read_only, init=init,
+        interactive=interactive, tty=tty, network=network, auto_remove=rm,
+        detach=detach or creating,
+    )
+    rt = _runtime(ctx)
+    if creating:
+        sys.stdout.write(rt.create(opts).id + "\n")
+        return
+    from minirun.cli import attach
+
+    console = attach.console_size() if tty else (0, 0)
+    started = rt.run(opts, interactive=interactive, console=console)
+    if detach:
+        sys.stdout.write(started.record.id + "\n")
+        return
+    try:
+        attach.wait_child(started.monitor_pid, started.pid, started.tty_master)
+        code = _exit_code(started.record)
+    finally:
+        if rm:
+            rt.remove(started.record, force=True)
+    raise typer.Exit(code)
+
+
+def _exit_code(record) -> int:
+    rec = record.exit_record()
+    return rec["exit_code"] if rec else 255
+
+
+def start(ctx: typer.Context, containers: list[str] = typer.Argument(..., help="Containers.")) -> None:
+    """Start created or stopped containers in the background."""
+    rt = _runtime(ctx)
+    for ref in containers:
+        rt.start(ref)
+        sys.stdout.write(ref + "\n")
+
+
+def ps(
+    ctx: typer.Context,
+    all: bool = typer.Option(False, "-a", "--all", help="Show every container, not only running ones."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only ids."),
+    format: str = typer.Option("table", "--format", help="table or json."),
+) -> None:
+    """List containers."""
+    from minirun.runtime.state import StateStore
+
+    store = StateStore(root(ctx))
+    records = store.list()
+    rows = []
+    for r in records:
+        status = r.status()
+        if not all and status != "running":
+            continue
+        rows.append((r, status))
+    if quiet:
+        sys.stdout.write("".join(r.id[:12] + "\n" for r, _ in rows))
+        return
+    now = datetime.now(UTC)
+    if format == "json":
+        print_json([{"Id": r.id, "Names": r.name, "Image": r.state.image, "Command": _command(r),
+                     "Created": r.state.created, "State": status, "Status": _status_text(r, status, now),
+                     "Pid": r.state.pid if status == "running" else 0} for r, status in rows])
+        return
+    print_table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"],
+                [(r.id[:12], r.state.image, _command(r), _ago(r.state.created, now) + " ago",
+                  _status_text(r, status, now), r.name) for r, status in rows])
+
+
+def _command(record) -> str:
+    try:
+        args = record.spec()["process"]["args"]
+    except (OSError, KeyError, ValueError):
+        return ""
+    text = " ".join(args)
+    return '"' + (text if len(text) <= 20 else text[:19] + "…") + '"'
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    text = text.rstrip("Z")
+    if "." in text:                              # the monitor writes nanoseconds
+        head, frac = text.split(".", 1)
+        text = f"{head}.{frac[:6]}"
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _ago(text: str | None, now: datetime) -> str:
+    when = _parse_time(text)
+    if when is None:
+        return "?"
+    s = max(0, int((now - when).total_seconds()))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if s >= size:
+            n = s // size
+            return f"{n} {unit}{'s' if n > 1 else ''}"
+    return "Less than a second" if s < 1 else f"{s} second{'s' if s > 1 else ''}"
+
+
+def _status_text(record, status: str, now: datetime) -> str:
+    if status == "running":
+        return f"Up {_ago(record.state.started_at, now)}"
+    if status == "created":
+        return "Created"
+    rec = record.exit_record() or {}
+    return f"Exited ({rec.get('exit_code', 255)}) {_ago(rec.get('finished_at'), now)} ago"
+
+
+def logs(
+    ctx: typer.Context,
+    container: str = typer.Argument(...),
+    follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new output."),
+    tail: int = typer.Option(None, "--tail", help="Only the last N lines."),
+    timestamps: bool = typer.Option(False, "-t", "--timestamps", help="Prefix each line with its time."),
+) -> None:
+    """Print a container's output (stdout and stderr, kept apart)."""
+    from minirun.runtime import logs as logfile
+
+    rt = _runtime(ctx)
+    record = rt.get(container)
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    try:
+        for entry in logfile.read(record.dir / "container.log", tail=tail, follow=follow,
+                                  running=record.is_running):
+            stream = err if entry.stream == "stderr" else out
+            if timestamps:
+                stream.write(entry.time.encode() + b" ")
+            stream.write(entry.text + (b"" if entry.partial else b"\n"))
+            if follow:
+                stream.flush()
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:
+        sys.stderr.close()
+
+
+def exec_(
+    ctx: typer.Context,
+    container: str = typer.Argument(...),
+    command: list[str] = typer.Argument(..., help="Command and arguments."),
+    interactive: bool = typer.Option(False, "-i", "--interactive", help="Keep stdin attached."),
+    tty: bool = typer.Option(False, "-t", "--tty", help="Allocate a terminal."),
+    env: list[str] = typer.Option(None, "-e", "--env", help="Set KEY=value."),
+    workdir: str = typer.Option(None, "-w", "--workdir", help="Working directory inside."),
+    user: str = typer.Option(None, "-u", "--user", help="user[:group]."),
+    detach: bool = typer.Option(False, "-d", "--detach", help="Do not wait for the command."),
+) -> None:
+    """Run a command in a running container (same namespaces, cgroup and limits)."""
+    from minirun.cli import attach
+
+    rt = _runtime(ctx)
+    proc = rt.exec(container, list(command), env=list(env or []), workdir=workdir, user=user,
+                   tty=tty, interactive=interactive,
+                   console=attach.console_size() if tty else (0, 0))
+    if detach:
+        return
+    raise typer.Exit(attach.wait_child(proc.pid, proc.pid, proc.tty_master))
+
+
+def stop(
+    ctx: typer.Context,
+    containers: list[str] = typer.Argument(...),
+    time_: float = typer.Option(10, "-t", "--time", help="Seconds to wait before SIGKILL."),
+) -> None:
+    """Stop containers: SIGTERM (or the image's stop signal), SIGKILL after --time seconds."""
+    rt = _runtime(ctx)
+    for ref in containers:
+        rt.stop(ref, timeout=time_)
+        sys.stdout.write(ref + "\n")
+
+
+def kill(
+    ctx: typer.Context,
+    containers: list[str] = typer.Argument(...),
+    signal_: str = typer.Option("KILL", "-s", "--signal", help="Signal name or number."),
+) -> None:
+    """Send a signal to containers' main process."""
+    from minirun.runtime.containers import _signal_number
+
+    rt = _runtime(ctx)
+    sig = _signal_number(signal_)
+    for ref in containers:
+        rt.kill(ref, sig)
+        sys.stdout.write(ref + "\n")
+
+
+def rm(
+    ctx: typer.Context,
+    containers: list[str] = typer.Argument(...),
+    force: bool = typer.Option(False, "-f", "--force", help="Kill a running container first."),
+) -> None:
+    """Remove containers and everything they hold on the host (cgroups, files)."""
+    rt = _runtime(ctx)
+    for ref in containers:
+        rt.remove(ref, force=force)
+        sys.stdout.write(ref + "\n")
+
+
+def inspect(ctx: typer.Context, containers: list[str] = typer.Argument(...)) -> None:
+    """Show containers' configuration and state as JSON."""
+    rt = _runtime(ctx)
+    print_json([rt.inspect(ref) for ref in containers])
+
+
+def wait(ctx: typer.Context, containers: list[str] = typer.Argument(...)) -> None:
+    """Block until containers stop; print their exit codes."""
+    rt = _runtime(ctx)
+    for ref in containers:
+        sys.stdout.write(f"{rt.wait(ref)}\n")
+
+
+def top(
+    ctx: typer.Context,
+    container: str = typer.Argument(...),
+    format: str = typer.Option("table", "--format", help="table or json."),
+) -> None:
+    """Show the processes running in a container (host pids)."""
+    rt = _runtime(ctx)
+    procs = rt.top(container)
+    if format == "json":
+        print_json(procs)
+        return
+    print_table(["PID", "PPID", "UID", "TIME", "CMD"],
+                [(p["pid"], p["ppid"], p["uid"], _cpu_time(p["cpu_seconds"]), p["command"]) for p in procs])
+
+
+def _cpu_time(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def update(
+    ctx: typer.Context,
+    containers: list[str] = typer.Argument(...),
+    memory: str = typer.Option(None, "-m", "--memory", help="Memory limit."),
+    memory_swap: str = typer.Option(None, "--memory-swap", help="Memory + swap limit."),
+    cpus: float = typer.Option(None, "--cpus", help="CPU quota in CPUs."),
+    cpu_shares: int = typer.Option(None, "--cpu-shares", help="Relative CPU weight."),
+    cpuset_cpus: str = typer.Option(None, "--cpuset-cpus", help="CPUs allowed."),
+    pids_limit: int = typer.Option(None, "--pids-limit", help="Max processes."),
+) -> None:
+    """Change the limits of containers, live."""
+    from minirun.errors import UsageError
+    from minirun.runtime.options import RunOptions, resources
+    from minirun.units import parse_bytes
+
+    opts = RunOptions(image="", memory=parse_bytes(memory) if memory else None,
+                      memory_swap=(-1 if memory_swap == "-1" else parse_bytes(memory_swap)) if memory_swap else None,
+                      cpus=cpus, cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, pids_limit=pids_limit)
+    changes = resources(opts)
+    if pids_limit is None:
+        changes.pop("pids")
+    if not changes:
+        raise UsageError("update needs at least one limit (-m, --cpus, --pids-limit, ...)")
+    rt = _runtime(ctx)
+    for ref in containers:
+        rt.update(ref, changes)
+        sys.stdout.write(ref + "\n")
+
+
+def prune(ctx: typer.Context, force: bool = typer.Option(False, "-f", "--force", help="Do not ask.")) -> None:
+    """Remove every stopped container."""
+    if not force and sys.stdin.isatty() and not typer.confirm("Remove all stopped containers?"):
+        return
+    for name in _runtime(ctx).prune():
+        sys.stdout.write(name + "\n")
+
+
+def register(app: typer.Typer) -> None:
+    """The Docker-style top-level verbs, and the same under `minirun container`."""
+    for target in (app, group):
+        target.command("run", context_settings=RUN_CONTEXT)(run)
+        target.command("create", context_settings=RUN_CONTEXT)(run)
+        target.command("start")(start)
+        target.command("ps")(ps)
+        target.command("logs")(logs)
+        target.command("exec", context_settings=RUN_CONTEXT)(exec_)
+        target.command("stop")(stop)
+        target.command("kill")(kill)
+        target.command("rm")(rm)
+        target.command("inspect")(inspect)
+        target.command("wait")(wait)
+        target.command("top")(top)
+        target.command("update")(update)
+    group.command("ls")(ps)
+    group.command("prune")(prune)

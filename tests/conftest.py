@@ -1,0 +1,97 @@
+"""Shared fixtures: a fresh data root per session, the busybox image, the `minirun` command,
+capability-named skips, and a check that the suite leaves nothing behind on the host.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+MINIRUN = [str(Path(sys.executable).with_name("minirun"))]
+IMAGE_TAR = REPO / "rootfs" / "build" / "busybox.tar"
+
+
+def requires(*features: str) -> None:
+    """Skip, with the reason printed, when the machine lacks a feature: "root", "overlay",
+    "cgroup:memory", "busybox-image". Never fake a pass."""
+    for feature in features:
+        if feature == "root" and os.geteuid() != 0:
+            pytest.skip("needs root")
+        elif feature == "overlay" and "overlay" not in Path("/proc/filesystems").read_text():
+            pytest.skip("the kernel has no overlayfs")
+        elif feature.startswith("cgroup:"):
+            from minirun.runtime.cgroups import detect
+
+            if feature.split(":", 1)[1] not in detect().available():
+                pytest.skip(f"this machine lacks the cgroup controller {feature.split(':', 1)[1]}")
+        elif feature == "busybox-image" and not IMAGE_TAR.exists():
+            pytest.skip(f"{IMAGE_TAR} missing: run `make image`")
+
+
+class Minirun:
+    """Run the real `minirun` command against one data root, as a user would."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def __call__(self, *args: str, input: str | bytes | None = None, check: bool = True,
+                 timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [*MINIRUN, "--root", str(self.root), *args], input=input, capture_output=True,
+            text=not isinstance(input, bytes), timeout=timeout, env=env,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"minirun {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+    def out(self, *args: str, **kw) -> str:
+        return self(*args, **kw).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def data_root():
+    root = Path(tempfile.mkdtemp(prefix="minirun-test-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mr(data_root) -> Minirun:
+    requires("root", "overlay", "busybox-image")
+    m = Minirun(data_root)
+    m("image", "import", str(IMAGE_TAR), "busybox")
+    yield m
+    # every test removes its containers; what is left here is a leak the check below reports
+    left = m.out("ps", "-a", "-q")
+    if left:
+        m("rm", "-f", *left.split(), check=False)
+
+
+@pytest.fixture
+def clean(mr, data_root):
+    """Asserts the test left no container, mount, cgroup or monitor process behind."""
+    yield mr
+    leaks = leftovers(data_root)
+    assert not leaks, f"the test left these behind: {leaks}"
+
+
+def leftovers(data_root: Path) -> list[str]:
+    found = []
+    containers = data_root / "containers"
+    if containers.exists():
+        found += [f"container dir {p.name[:12]}" for p in containers.iterdir()]
+    mountinfo = Path("/proc/self/mountinfo").read_text()
+    found += [f"mount {line.split()[4]}" for line in mountinfo.splitlines() if str(data_root) in line]
+    for ids in (p.name for p in containers.iterdir()) if containers.exists() else []:
+        found += [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/minirun/{ids}")]
+    out = subprocess.run(["pgrep", "-f", f"minirun-monitor.*{data_root}"], capture_output=True, text=True)
+    found += [f"monitor pid {pid}" for pid in out.stdout.split()]
+    return found

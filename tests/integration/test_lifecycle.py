@@ -1,0 +1,213 @@
+"""The lifecycle from the outside: run, create/start, ps, logs, exec, stop, kill, rm, wait, top."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.conftest import MINIRUN
+
+pytestmark = pytest.mark.root
+
+
+def test_run_hello(clean):
+    assert clean.out("run", "--rm", "busybox", "echo", "hello") == "hello"
+
+
+def test_exit_status_is_the_containers(clean):
+    assert clean("run", "--rm", "busybox", "sh", "-c", "exit 42", check=False).returncode == 42
+
+
+def test_detached_container_outlives_the_cli_and_is_listed(clean):
+    cid = clean.out("run", "-d", "--name", "ticker", "busybox", "sh", "-c", "while :; do date; sleep 0.2; done")
+    try:
+        assert len(cid) == 64
+        ps = clean.out("ps")
+        assert "ticker" in ps and "Up " in ps
+        assert clean.out("ps", "-q") == cid[:12]
+        [entry] = json.loads(clean.out("ps", "--format", "json"))
+        assert entry["Id"] == cid and entry["State"] == "running"
+        time.sleep(0.6)
+        assert len(clean.out("logs", "ticker").splitlines()) >= 2
+        clean("stop", "-t", "1", "ticker")
+        assert "ticker" not in clean.out("ps")
+        assert "Exited (137)" in clean.out("ps", "-a")   # sh as PID 1 ignores SIGTERM: killed
+    finally:
+        clean("rm", "-f", "ticker")
+
+
+def test_stop_a_shell_trapping_term_exits_with_its_own_status(clean):
+    cid = clean.out("run", "-d", "busybox", "sh", "-c", "trap 'exit 7' TERM; while :; do sleep 0.1; done")
+    time.sleep(0.3)
+    started = time.monotonic()
+    clean("stop", cid)
+    assert time.monotonic() - started < 5
+    assert clean.out("wait", cid) == "7"
+    clean("rm", cid)
+
+
+def test_kill_with_a_signal(clean):
+    cid = clean.out("run", "-d", "--init", "busybox", "sleep", "30")
+    clean("kill", "-s", "TERM", cid)             # init forwards TERM to sleep, which dies of it
+    assert clean.out("wait", cid) == str(128 + 15)
+    clean("rm", cid)
+
+
+def test_init_reaps_zombies(clean):
+    script = "(sleep 0.1 &); sleep 0.6; ps -o stat,comm | grep -c '^Z' || true"
+    assert clean.out("run", "--rm", "--init", "busybox", "sh", "-c", script) == "0"
+    assert clean.out("run", "--rm", "--init", "busybox", "sh", "-c", "echo $PPID") == "1"
+
+
+def test_logs_are_complete_and_streams_kept_apart(clean):
+    cid = clean.out("run", "-d", "busybox", "sh", "-c", "seq 1 2000; echo oops >&2")
+    assert clean.out("wait", cid) == "0"
+    r = clean("logs", cid)
+    assert r.stdout.split() == [str(i) for i in range(1, 2001)]
+    assert r.stderr.strip() == "oops"
+    tail = clean("logs", "--tail", "3", cid)
+    assert (tail.stdout + tail.stderr).split() == ["1999", "2000", "oops"]
+    stamped = clean.out("logs", "-t", "--tail", "1", cid)
+    assert stamped.startswith("20") and stamped.endswith(" oops")
+    clean("rm", cid)
+
+
+def test_logs_follow_ends_when_the_container_does(clean):
+    cid = clean.out("run", "-d", "busybox", "sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.2; done")
+    out = clean.out("logs", "-f", cid, timeout=10)
+    assert out.split() == ["1", "2", "3"]
+    clean("rm", cid)
+
+
+def test_exec_shares_the_containers_namespaces(clean):
+    cid = clean.out("run", "-d", "-h", "shared", "busybox", "sleep", "30")
+    try:
+        assert clean.out("exec", cid, "hostname") == "shared"
+        assert clean.out("exec", cid, "cat", "/proc/1/comm") == "sleep"
+        pid = json.loads(clean.out("inspect", cid))[0]["State"]["Pid"]
+        for ns in ("pid", "mnt", "uts", "ipc", "net"):
+            inside = clean.out("exec", cid, "readlink", f"/proc/self/ns/{ns}")
+            assert inside == os.readlink(f"/proc/{pid}/ns/{ns}")
+        assert clean("exec", cid, "sh", "-c", "exit 5", check=False).returncode == 5
+        assert clean.out("exec", "-e", "X=1", "-w", "/tmp", "-u", "nobody", cid, "sh", "-c", "echo $X $(pwd) $(id -u)") == "1 /tmp 65534"
+        top = clean.out("top", cid)
+        assert "sleep 30" in top
+    finally:
+        clean("rm", "-f", cid)
+
+
+def test_create_then_start(clean):
+    cid = clean.out("create", "--name", "later", "busybox", "echo", "started")
+    assert "Created" in clean.out("ps", "-a")
+    clean("start", "later")
+    assert clean.out("wait", "later") == "0"
+    assert clean.out("logs", "later") == "started"
+    clean("start", "later")                       # a stopped container starts again
+    assert clean.out("wait", "later") == "0"
+    clean("rm", "later")
+
+
+def test_inspect_reports_config_state_and_limits(clean):
+    cid = clean.out("run", "-d", "--name", "insp", "-m", "64m", "--cpus", "0.5", "--pids-limit", "64",
+                    "-e", "A=b", "busybox", "sleep", "30")
+    try:
+        [info] = json.loads(clean.out("inspect", "insp"))
+        assert info["Id"] == cid and info["Name"] == "insp"
+        assert info["State"]["Running"] and info["State"]["Pid"] > 0 and info["State"]["StartedAt"]
+        assert info["HostConfig"]["Memory"] == 64 << 20
+        assert info["HostConfig"]["NanoCpus"] == 500_000_000
+        assert info["HostConfig"]["PidsLimit"] == 64
+        assert "A=b" in info["Config"]["Env"]
+        assert info["Config"]["Cmd"] == ["sleep", "30"]
+    finally:
+        clean("rm", "-f", "insp")
+    assert "insp" not in clean.out("ps", "-a")
+
+
+def test_short_id_prefix_is_accepted(clean):
+    cid = clean.out("create", "busybox", "true")
+    assert clean.out("inspect", cid[:6]).count(cid) >= 1
+    clean("rm", cid[:8])
+
+
+def test_environment_workdir_user_entrypoint(clean, tmp_path):
+    envfile = tmp_path / "env"
+    envfile.write_text("# comment\nFROM_FILE=yes\n")
+    out = clean.out("run", "--rm", "-e", "A=1", "--env-file", str(envfile), "-w", "/tmp", "-u", "65534:65534",
+                    "busybox", "sh", "-c", "echo $A $FROM_FILE $(pwd) $(id -u):$(id -g) $HOSTNAME")
+    a, from_file, cwd, ids, hostname = out.split()
+    assert (a, from_file, cwd, ids) == ("1", "yes", "/tmp", "65534:65534") and len(hostname) == 12
+    assert clean.out("run", "--rm", "--entrypoint", "echo", "busybox", "via", "entrypoint") == "via entrypoint"
+
+
+def test_volumes_read_write_and_read_only(clean, tmp_path):
+    (tmp_path / "in.txt").write_text("from host")
+    out = clean.out("run", "--rm", "-v", f"{tmp_path}:/data", "busybox", "sh", "-c", "cat /data/in.txt; echo hi > /data/out.txt")
+    assert out == "from host"
+    assert (tmp_path / "out.txt").read_text() == "hi\n"
+    r = clean("run", "--rm", "-v", f"{tmp_path}:/data:ro", "busybox", "sh", "-c", "echo x > /data/x", check=False)
+    assert r.returncode != 0 and "Read-only file system" in r.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_read_only_root_with_a_tmpfs(clean):
+    r = clean("run", "--rm", "--read-only", "--tmpfs", "/scratch", "busybox", "sh", "-c",
+              "touch /scratch/ok && echo tmpfs-ok; touch /nope", check=False)
+    assert "tmpfs-ok" in r.stdout and "Read-only file system" in r.stderr
+
+
+def test_interactive_stdin(clean):
+    assert clean.out("run", "--rm", "-i", "busybox", "tr", "a-z", "A-Z", input="hello\n") == "HELLO"
+    assert clean.out("run", "--rm", "busybox", "cat", input="ignored\n") == ""   # no -i: no stdin
+
+
+def test_tty_is_a_real_terminal(clean, data_root):
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(MINIRUN[0], [*MINIRUN, "--root", str(data_root), "run", "-it", "--rm", "busybox", "sh"])
+    out = b""
+    os.write(fd, b"tty; echo $((6*7)); stty size\r")
+    deadline = time.monotonic() + 15
+    os.write(fd, b"exit 3\r")
+    while time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    _, status = os.waitpid(pid, 0)
+    text = out.decode(errors="replace")
+    assert "/dev/pts/0" in text and "42" in text
+    assert os.waitstatus_to_exitcode(status) == 3
+
+
+def test_names_are_unique_even_under_a_race(clean):
+    def create():
+        return subprocess.run([*MINIRUN, "--root", str(clean.root), "create", "--name", "racer", "busybox", "true"],
+                              capture_output=True, text=True)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: create(), range(4)))
+    assert sorted(r.returncode for r in results) == [0, 125, 125, 125]
+    assert all("already in use" in r.stderr for r in results if r.returncode)
+    clean("rm", "racer")
+
+
+def test_prune_removes_stopped_containers(clean):
+    a = clean.out("create", "busybox", "true")
+    b = clean.out("run", "-d", "busybox", "sleep", "30")
+    try:
+        clean("container", "prune", "-f")
+        ids = clean.out("ps", "-a", "-q").split()
+        assert a[:12] not in ids and b[:12] in ids
+    finally:
+        clean("rm", "-f", b)
