@@ -1,0 +1,462 @@
+"""The image store: content-addressed, shared layers, atomic changes.
+
+    images/
+      lock                      flock(2): exclusive around every change, shared around reads
+      repositories.json         the index: name:tag -> image id, images, layers (atomic rewrite)
+      blobs/sha256/<hex>        content by digest: image configs now; manifests and compressed
+                                layer blobs when OCI layouts / registries arrive
+      layers/<diff_id hex>/     one unpacked layer, shared by every image that uses it
+        diff/                   the files (an overlayfs lowerdir)
+        layer.json              size, compression seen, whiteouts
+      tmp/                      staging: every change is built here and rename(2)d into place
+
+An image *is* its config (the OCI image config JSON); its id is that JSON's sha256, the way
+Docker names images. The config lists its layers by diff_id (sha256 of the uncompressed tar),
+so two images built from the same tar share one unpacked copy. Multi-layer images, OCI layouts
+and docker-archives only add importers: the layout stays.
+
+Crash safety: a layer or blob is renamed into place before the index names it, and removed only
+after the index stops naming it, so a crash leaves at worst an unreferenced directory, never a
+half image. `gc()` sweeps such leftovers. See docs/images.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from minirun.errors import ImageFormatError, ImageNotFound, UsageError
+from minirun.images.tarsafe import (
+    DEFAULT_MAX_ENTRY_SIZE,
+    DEFAULT_MAX_TOTAL_SIZE,
+    extract_layer,
+)
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+INDEX_VERSION = 1
+
+_HEX = re.compile(r"[0-9a-f]{4,64}")
+_NAME = re.compile(
+    r"(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?"  # optional registry host[:port]/
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+)
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_GOARCH = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "armv7l": "arm",
+    "i686": "386",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
+
+
+def parse_reference(ref: str) -> str:
+    """'busybox' -> 'busybox:latest'; 'name:tag' stays. UsageError if it cannot be a name."""
+    if "@" in ref:
+        raise UsageError(f"invalid image name {ref!r}: digest references are not supported")
+    name, tag = ref, "latest"
+    colon, slash = ref.rfind(":"), ref.rfind("/")
+    if colon > slash:
+        name, tag = ref[:colon], ref[colon + 1 :]
+    if not _NAME.fullmatch(name) or len(name) > 255:
+        raise UsageError(
+            f"invalid image name {ref!r}: use lowercase letters, digits, '.', '_', '-' and '/'"
+        )
+    if not _TAG.fullmatch(tag):
+        raise UsageError(f"invalid image tag {tag!r} in {ref!r}")
+    if re.fullmatch(r"[0-9a-f]{64}", name):
+        raise UsageError(f"invalid image name {ref!r}: a 64-hex-digit name looks like an id")
+    return f"{name}:{tag}"
+
+
+def _now_rfc3339() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_time(s: str) -> _dt.datetime:
+    try:
+        t = _dt.datetime.fromisoformat(s)
+    except (TypeError, ValueError):
+        return _dt.datetime.min.replace(tzinfo=_dt.UTC)
+    return t if t.tzinfo else t.replace(tzinfo=_dt.UTC)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes, tmpdir: Path) -> None:
+    """Write temp, fsync, rename, fsync the directory: readers see old or new, never half."""
+    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.{os.getpid()}.", dir=tmpdir)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+@dataclass
+class Image:
+    id: str  # 64 hex: sha256 of the config JSON
+    names: list[str]  # "busybox:latest"
+    layers: list[Path]  # unpacked layer dirs, lowest first (overlay lowerdirs are given top first)
+    config: dict  # the OCI config's "config": Env, Cmd, Entrypoint, WorkingDir, User, Labels...
+    created: str  # RFC 3339
+    size: int  # bytes unpacked
+    diff_ids: list[str]
+    raw: dict = field(default_factory=dict, repr=False)  # the whole OCI image config
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    def to_dict(self) -> dict:
+        """`minirun image inspect`, shaped like Docker's so tools and habits carry over."""
+        return {
+            "Id": "sha256:" + self.id,
+            "RepoTags": list(self.names),
+            "Created": self.created,
+            "Size": self.size,
+            "Architecture": self.raw.get("architecture", ""),
+            "Os": self.raw.get("os", ""),
+            "Config": self.config,
+            "RootFS": {"Type": "layers", "Layers": list(self.diff_ids)},
+            "GraphDriver": {
+                "Name": "overlay",
+                "Data": {"LowerDirs": [str(p) for p in self.layers]},
+            },
+        }
+
+
+class ImageStore:
+    """Images under `data_root / "images"`. Safe for concurrent use by threads and processes."""
+
+    def __init__(self, data_root: Path | str):
+        self.root = Path(data_root) / "images"
+        self.blobs = self.root / "blobs" / "sha256"
+        self.layers_dir = self.root / "layers"
+        self.tmp = self.root / "tmp"
+        self.index_path = self.root / "repositories.json"
+        self.lock_path = self.root / "lock"
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _ensure(self) -> None:
+        for d in (self.blobs, self.layers_dir, self.tmp):
+            d.mkdir(parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def _locked(self, exclusive: bool = True):
+        if exclusive:
+            self._ensure()
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        else:
+            try:
+                fd = os.open(self.lock_path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:  # no store yet: nothing to read, nothing to lock
+                yield
+                return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    def _read_index(self) -> dict:
+        try:
+            data = json.loads(self.index_path.read_bytes())
+        except FileNotFoundError:
+            data = {}
+        except ValueError as e:
+            raise ImageFormatError(f"{self.index_path}: corrupt index: {e}") from None
+        data.setdefault("version", INDEX_VERSION)
+        for key in ("repositories", "images", "layers"):
+            data.setdefault(key, {})
+        return data
+
+    def _write_index(self, index: dict) -> None:
+        data = json.dumps(index, indent=1, sort_keys=True).encode() + b"\n"
+        _write_atomic(self.index_path, data, self.tmp)
+
+    def _stage(self, kind: str) -> Path:
+        return Path(tempfile.mkdtemp(prefix=f"{kind}-{os.getpid()}-", dir=self.tmp))
+
+    def _discard(self, path: Path) -> None:
+        """Make `path` vanish at once (rename into tmp/), then delete it at leisure."""
+        trash = self._stage("trash")
+        try:
+            os.rename(path, trash / "x")
+        except FileNotFoundError:
+            pass
+        shutil.rmtree(trash)
+
+    def layer_path(self, diff_id: str) -> Path:
+        return self.layers_dir / diff_id.removeprefix("sha256:") / "diff"
+
+    def _image(self, image_id: str, index: dict) -> Image:
+        try:
+            raw_bytes = (self.blobs / image_id).read_bytes()
+        except FileNotFoundError:
+            raise ImageNotFound(f"no such image: {image_id[:12]} (config blob missing)") from None
+        raw = json.loads(raw_bytes)
+        diff_ids = list(raw.get("rootfs", {}).get("diff_ids", []))
+        names = sorted(n for n, i in index["repositories"].items() if i == image_id)
+        return Image(
+            id=image_id,
+            names=names,
+            layers=[self.layer_path(d) for d in diff_ids],
+            config=raw.get("config", {}),
+            created=raw.get("created", ""),
+            size=index["images"].get(image_id, {}).get("size", 0),
+            diff_ids=diff_ids,
+            raw=raw,
+        )
+
+    def _resolve(self, ref: str, index: dict) -> tuple[str, str | None]:
+        """(image id, the name:tag if `ref` named a tag). Names win over id prefixes, as in
+        Docker."""
+        want = ref.removeprefix("sha256:")
+        if not ref.startswith("sha256:"):
+            try:
+                tagged = parse_reference(ref)
+            except UsageError:
+                tagged = None
+            if tagged and tagged in index["repositories"]:
+                return index["repositories"][tagged], tagged
+        if _HEX.fullmatch(want):
+            hits = [i for i in index["images"] if i.startswith(want)]
+            if len(hits) == 1:
+                return hits[0], None
+            if len(hits) > 1:
+                raise ImageNotFound(
+                    f"no such image: {ref} (ambiguous: the id prefix matches {len(hits)} images)"
+                )
+        raise ImageNotFound(f"no such image: {ref}")
+
+    # --- the API ----------------------------------------------------------------------------
+
+    def get(self, ref: str) -> Image:
+        with self._locked(exclusive=False):
+            index = self._read_index()
+            image_id, _ = self._resolve(ref, index)
+            return self._image(image_id, index)
+
+    def list(self) -> list[Image]:
+        with self._locked(exclusive=False):
+            index = self._read_index()
+            images = [self._image(i, index) for i in index["images"]]
+        images.sort(key=lambda im: im.id)
+        images.sort(key=lambda im: _parse_time(im.created), reverse=True)
+        return images
+
+    def import_tarball(
+        self,
+        source,
+        name: str,
+        *,
+        config: dict | None = None,
+        max_entry_size: int = DEFAULT_MAX_ENTRY_SIZE,
+        max_total_size: int = DEFAULT_MAX_TOTAL_SIZE,
+    ) -> Image:
+        """Import a root filesystem tar (plain, gzip, xz, bzip2, zstd) as a one-layer image.
+
+        `source` is a path or a binary file object (a pipe works: the stream is read once).
+        `config` entries override the defaults (Env PATH, Cmd ["sh"]), like `docker import -c`.
+        """
+        tagged = parse_reference(name)
+        self._ensure()
+        stage = self._stage("import")
+        try:
+            layer_stage = stage / "layer"
+            (layer_stage / "diff").mkdir(parents=True)
+            with self._open_source(source) as f:
+                res = extract_layer(
+                    f,
+                    layer_stage / "diff",
+                    max_entry_size=max_entry_size,
+                    max_total_size=max_total_size,
+                )
+            layer_meta = {
+                "diff_id": res.diff_id,
+                "size": res.size,
+                "compression": res.compression,
+                "digest": res.digest,
+                "entries": res.entries,
+                "whiteouts": res.whiteouts,
+                "opaque": res.opaque,
+            }
+            (layer_stage / "layer.json").write_text(json.dumps(layer_meta, indent=1) + "\n")
+
+            now = _now_rfc3339()
+            image_config = {"Env": [f"PATH={DEFAULT_PATH}"], "Cmd": ["sh"]}
+            image_config.update(config or {})
+            doc = {
+                "created": now,
+                "architecture": _GOARCH.get(platform.machine(), platform.machine()),
+                "os": "linux",
+                "config": image_config,
+                "rootfs": {"type": "layers", "diff_ids": [res.diff_id]},
+                "history": [
+                    {
+                        "created": now,
+                        "created_by": "minirun image import",
+                        "comment": f"imported from {self._describe(source)}",
+                    }
+                ],
+            }
+            blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+            image_id = hashlib.sha256(blob).hexdigest()
+            blob_stage = stage / "config.json"
+            with open(blob_stage, "wb") as fh:
+                fh.write(blob)
+                fh.flush()
+                os.fsync(fh.fileno())
+            return self._commit(tagged, image_id, blob_stage, layer_stage, res.diff_id, res.size)
+        finally:
+            shutil.rmtree(stage)
+
+    def _commit(self, tagged, image_id, blob_stage, layer_stage, diff_id, size) -> Image:
+        """Move the staged pieces into place and name them, all under the lock."""
+        hexid = diff_id.removeprefix("sha256:")
+        with self._locked():
+            index = self._read_index()
+            added: list[Path] = []
+            try:
+                dst = self.layers_dir / hexid
+                if hexid not in index["layers"] or not dst.is_dir():
+                    if dst.exists():  # left by a crash before the index named it
+                        self._discard(dst)
+                    os.rename(layer_stage, dst)
+                    added.append(dst)
+                blob = self.blobs / image_id
+                if not blob.exists():
+                    os.rename(blob_stage, blob)
+                    added.append(blob)
+                _fsync_dir(self.blobs)
+                _fsync_dir(self.layers_dir)
+                index["layers"][hexid] = {"size": size}
+                index["images"].setdefault(image_id, {"size": size})
+                index["repositories"][tagged] = image_id
+                self._write_index(index)
+            except BaseException:
+                for p in added:  # undo: nothing of a failed import stays visible
+                    self._discard(p)
+                raise
+            return self._image(image_id, index)
+
+    def remove(self, ref: str) -> list[str]:
+        """`docker rmi`: a name untags (and deletes the image when no name is left); an id
+        deletes the image and all its names. Layers no remaining image uses are deleted.
+        Returns what went: the names untagged, then "sha256:<id>" if the image was deleted."""
+        with self._locked():
+            index = self._read_index()
+            image_id, tagged = self._resolve(ref, index)
+            removed: list[str] = []
+            names = (
+                [tagged]
+                if tagged
+                else sorted(n for n, i in index["repositories"].items() if i == image_id)
+            )
+            for n in names:
+                del index["repositories"][n]
+                removed.append(n)
+            if image_id in index["repositories"].values():
+                self._write_index(index)
+                return removed
+            diff_ids = self._image(image_id, index).diff_ids
+            del index["images"][image_id]
+            removed.append("sha256:" + image_id)
+            still_used = {d for i in index["images"] for d in self._diff_ids(i)}
+            gone = [d for d in diff_ids if d not in still_used]
+            for d in gone:
+                index["layers"].pop(d.removeprefix("sha256:"), None)
+            self._write_index(index)
+            # The index no longer names them: a crash from here on leaves only garbage.
+            self._discard(self.blobs / image_id)
+            for d in gone:
+                self._discard(self.layers_dir / d.removeprefix("sha256:"))
+        return removed
+
+    def _diff_ids(self, image_id: str) -> list[str]:
+        raw = json.loads((self.blobs / image_id).read_bytes())
+        return list(raw.get("rootfs", {}).get("diff_ids", []))
+
+    def gc(self) -> list[str]:
+        """Delete what a crash can leave behind: staging dirs of dead processes, layers and
+        config blobs the index does not name. Returns the paths removed."""
+        removed: list[str] = []
+        with self._locked():
+            index = self._read_index()
+            for entry in self.tmp.iterdir():
+                m = re.match(r"[a-z]+-(\d+)-", entry.name) or re.search(r"\.(\d+)\.", entry.name)
+                if m and not _pid_alive(int(m.group(1))):
+                    (shutil.rmtree if entry.is_dir() else os.unlink)(entry)
+                    removed.append(str(entry))
+            for entry in self.layers_dir.iterdir():
+                if entry.name not in index["layers"]:
+                    self._discard(entry)
+                    removed.append(str(entry))
+            for entry in self.blobs.iterdir():
+                if entry.name not in index["images"]:
+                    entry.unlink()
+                    removed.append(str(entry))
+        return removed
+
+    # --- sources ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _describe(source) -> str:
+        if isinstance(source, str | os.PathLike):
+            return os.fspath(source)
+        return (
+            getattr(source, "name", None)
+            if isinstance(getattr(source, "name", None), str)
+            else "a stream"
+        )
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _open_source(source):
+        if isinstance(source, str | os.PathLike):
+            try:
+                f = open(source, "rb", buffering=0)  # noqa: SIM115
+            except OSError as e:
+                raise UsageError(
+                    f"cannot open {os.fspath(source)}: {os.strerror(e.errno)}"
+                ) from None
+            with f:
+                yield f
+        else:
+            yield source
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as e:
+        return e.errno == errno.EPERM
+    return True

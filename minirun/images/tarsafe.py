@@ -1,0 +1,595 @@
+"""Safe extraction of an image layer (a tar stream, maybe compressed) into a directory.
+
+A layer is untrusted input: it decides names, link targets, modes and sizes. The classic
+attacks are a name that climbs out (`../../etc/passwd`), a symlink planted early so that a later
+entry is written *through* it (`evil -> /etc`, then `evil/passwd`), a hardlink to a host file,
+device nodes, and sheer size (a small gzip that inflates to terabytes).
+
+The defence here is structural rather than a list of checks on strings: every entry is created
+relative to a directory file descriptor, one path component at a time, with O_NOFOLLOW, so the
+kernel is never asked to resolve a symlink on our behalf (see openat(2), "The dirfd argument",
+and open(2), O_PATH and O_NOFOLLOW). A symlink in the layer is created as a symlink and never
+walked. tarfile only parses headers (TarInfo.fromtarfile); the bytes are copied by us.
+
+While reading we hash the uncompressed stream: its sha256 is the layer's *diff_id* (the OCI
+image spec's name for it), which is how the store shares one unpacked copy between images.
+
+Whiteouts (`.wh.NAME`, `.wh..wh..opq`, from the OCI image-layer spec) become what overlayfs
+expects (Documentation/filesystems/overlayfs.rst): a 0/0 character device named NAME, and the
+`trusted.overlay.opaque=y` xattr on an opaque directory.
+"""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import lzma
+import os
+import stat
+import tarfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from minirun.errors import ImageFormatError, MinirunError, os_error
+
+CHUNK = 1 << 20  # bytes per read / per decompressed piece: big enough for speed, bounded memory
+GiB = 1 << 30
+DEFAULT_MAX_ENTRY_SIZE = 8 * GiB
+DEFAULT_MAX_TOTAL_SIZE = 64 * GiB
+MAX_HEADER_READ = 16 << 20  # pax / GNU long-name payloads larger than this are refused
+
+_O_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_O_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_FD_CACHE = 256  # directory fds kept open between entries (tars are grouped by directory)
+
+WHITEOUT_PREFIX = ".wh."
+WHITEOUT_OPAQUE = ".wh..wh..opq"
+OPAQUE_XATTR = "trusted.overlay.opaque"
+# xattrs from the archive that we apply; trusted.* (overlayfs' own metadata) and SELinux
+# labels are never taken from an image.
+_XATTR_PREFIXES = ("user.", "security.capability")
+
+
+@dataclass
+class ExtractResult:
+    diff_id: str  # "sha256:<hex>" of the uncompressed tar stream
+    digest: str  # "sha256:<hex>" of the bytes as given (== diff_id when not compressed)
+    compression: str  # "none", "gzip", "xz", "bzip2", "zstd"
+    size: int  # bytes of file data written
+    entries: int
+    whiteouts: list[str] = field(default_factory=list)  # paths hidden by `.wh.` entries
+    opaque: list[str] = field(default_factory=list)  # directories marked opaque
+
+
+# --- the byte stream: raw -> decompressed -> hashed --------------------------------------------
+
+
+def _raw_chunks(fileobj, first: bytes, hasher) -> Iterator[bytes]:
+    if first:
+        if hasher is not None:
+            hasher.update(first)
+        yield first
+    while True:
+        data = fileobj.read(CHUNK)
+        if not data:
+            return
+        if hasher is not None:
+            hasher.update(data)
+        yield data
+
+
+def _gunzip(raw: Iterator[bytes], what: str) -> Iterator[bytes]:
+    # wbits=31: gzip framing. Several members may follow each other (pigz, cat a.gz b.gz).
+    d, done = zlib.decompressobj(31), False
+    for data in raw:
+        while True:
+            if done:
+                if not data.strip(b"\0"):
+                    break
+                d, done = zlib.decompressobj(31), False
+            out = d.decompress(data, CHUNK)
+            if out:
+                yield out
+            if d.eof:
+                done, data = True, d.unused_data
+                continue
+            data = d.unconsumed_tail
+            if not data:
+                break
+    if not done:
+        out = d.flush()
+        if out:
+            yield out
+        if not d.eof:
+            raise ImageFormatError(f"{what}: truncated archive (gzip stream ends early)")
+
+
+def _unlzma(raw: Iterator[bytes], what: str, make, kind: str) -> Iterator[bytes]:
+    d, done = make(), False
+    for data in raw:
+        while True:
+            if done:
+                if not data.strip(b"\0"):
+                    break
+                d, done = make(), False
+            out = d.decompress(data, CHUNK)
+            data = b""
+            if out:
+                yield out
+            if d.eof:
+                done, data = True, d.unused_data
+                continue
+            if d.needs_input:
+                break
+    if not done:
+        raise ImageFormatError(f"{what}: truncated archive ({kind} stream ends early)")
+
+
+def _unzstd(fileobj, first: bytes, hasher, what: str) -> Iterator[bytes]:
+    try:
+        import zstandard
+    except ImportError:
+        raise ImageFormatError("zstd compression needs the zstandard package") from None
+
+    class _Prefixed:  # zstandard reads from a file object; give it the sniffed bytes first
+        def __init__(self):
+            self.raw = _raw_chunks(fileobj, first, hasher)
+            self.buf = b""
+
+        def read(self, n=-1):
+            while n < 0 or len(self.buf) < n:
+                try:
+                    self.buf += next(self.raw)
+                except StopIteration:
+                    break
+            out, self.buf = (self.buf, b"") if n < 0 else (self.buf[:n], self.buf[n:])
+            return out
+
+    reader = zstandard.ZstdDecompressor().stream_reader(_Prefixed(), read_across_frames=True)
+    try:
+        while True:
+            out = reader.read(CHUNK)
+            if not out:
+                return
+            yield out
+    except zstandard.ZstdError as e:
+        raise ImageFormatError(f"{what}: corrupt zstd data: {e}") from None
+
+
+_MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"BZh", "bzip2"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
+
+
+def _open_stream(fileobj, what: str):
+    """Sniff the compression from magic bytes; return (chunks, kind, raw hasher or None)."""
+    first = b""
+    while len(first) < 6:
+        data = fileobj.read(CHUNK)
+        if not data:
+            break
+        first += data
+    kind = next((k for magic, k in _MAGIC if first.startswith(magic)), "none")
+    if kind == "none":
+        return _raw_chunks(fileobj, first, None), kind, None
+    hasher = hashlib.sha256()
+    if kind == "zstd":
+        return _unzstd(fileobj, first, hasher, what), kind, hasher
+    raw = _raw_chunks(fileobj, first, hasher)
+    if kind == "gzip":
+        return _gunzip(raw, what), kind, hasher
+    if kind == "xz":
+        return _unlzma(raw, what, lzma.LZMADecompressor, "xz"), kind, hasher
+    return _unlzma(raw, what, bz2.BZ2Decompressor, "bzip2"), kind, hasher
+
+
+class _Stream:
+    """The uncompressed tar bytes: hashed once as produced, read() for headers, copy_to() for data.
+
+    It also plays the part of the TarFile object that TarInfo.fromtarfile() expects (fileobj,
+    offset, encoding, errors, pax_headers), so tarfile parses headers and nothing else.
+    """
+
+    encoding = "utf-8"
+    errors = "surrogateescape"
+
+    def __init__(self, chunks: Iterator[bytes], what: str, max_total: int):
+        self._chunks = chunks
+        self._buf = b""
+        self._pos = 0
+        self._base = 0  # stream offset of _buf[0]
+        self._what = what
+        self._max_total = max_total
+        self.hash = hashlib.sha256()
+        self.fileobj = self
+        self.offset = 0
+        self.pax_headers: dict[str, str] = {}
+
+    def _fill(self) -> bool:
+        try:
+            data = next(self._chunks)
+        except StopIteration:
+            return False
+        except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as e:
+            raise ImageFormatError(f"{self._what}: corrupt compressed data: {e}") from None
+        self.hash.update(data)
+        self._base += len(self._buf)
+        self._buf, self._pos = data, 0
+        if self._base + len(data) > self._max_total:
+            raise ImageFormatError(
+                f"{self._what}: archive is larger than {self._max_total} bytes uncompressed"
+            )
+        return True
+
+    def tell(self) -> int:
+        return self._base + self._pos
+
+    def read(self, n: int) -> bytes:
+        if n > MAX_HEADER_READ:
+            raise ImageFormatError(f"{self._what}: header of {n} bytes is too large")
+        end = self._pos + n
+        if end <= len(self._buf):
+            out = self._buf[self._pos : end]
+            self._pos = end
+            return out
+        parts = [self._buf[self._pos :]]
+        need = n - len(parts[0])
+        self._pos = len(self._buf)
+        while need > 0 and self._fill():
+            take = self._buf[:need]
+            parts.append(take)
+            self._pos = len(take)
+            need -= len(take)
+        return b"".join(parts)
+
+    def copy_to(self, fd: int, n: int) -> None:
+        while n > 0:
+            if self._pos >= len(self._buf) and not self._fill():
+                raise ImageFormatError(f"{self._what}: truncated archive")
+            k = min(n, len(self._buf) - self._pos)
+            view = memoryview(self._buf)[self._pos : self._pos + k]
+            while view:
+                view = view[os.write(fd, view) :]
+            self._pos += k
+            n -= k
+
+    def skip(self, n: int) -> None:
+        while n > 0:
+            if self._pos >= len(self._buf) and not self._fill():
+                raise ImageFormatError(f"{self._what}: truncated archive")
+            k = min(n, len(self._buf) - self._pos)
+            self._pos += k
+            n -= k
+
+    def drain(self) -> None:
+        """Read (and hash) everything after the end-of-archive marker."""
+        self._pos = len(self._buf)
+        while self._fill():
+            self._pos = len(self._buf)
+
+
+# --- names -------------------------------------------------------------------------------------
+
+
+def clean_name(raw: str, what: str = "layer", kind: str = "entry") -> tuple[str, ...]:
+    """Split an archive path into components, lexically. A leading '/' is dropped (as Docker
+    does); '..' that would climb above the image root is refused."""
+    if "\0" in raw:
+        raise ImageFormatError(f"{what}: {kind} {raw!r} has a NUL byte in its name")
+    parts: list[str] = []
+    for p in raw.split("/"):
+        if p in ("", "."):
+            continue
+        if p == "..":
+            if not parts:
+                raise ImageFormatError(f"{what}: {kind} {raw!r} leaves the image root")
+            parts.pop()
+        else:
+            parts.append(p)
+    return tuple(parts)
+
+
+# --- the extractor -----------------------------------------------------------------------------
+
+
+class _Extractor:
+    def __init__(self, dest: Path, what: str, max_entry: int, max_total: int, devices: bool):
+        self.what = what
+        self.max_entry = max_entry
+        self.max_total = max_total
+        self.devices = devices
+        self.root_fd = os.open(dest, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.fds: dict[tuple[str, ...], int] = {(): self.root_fd}
+        self.files: set[tuple[str, ...]] = set()  # non-directories we created (hardlink targets)
+        self.dirs: dict[tuple[str, ...], tarfile.TarInfo] = {}  # metadata applied at the end
+        self.chown = os.geteuid() == 0
+        self.uid, self.gid = os.geteuid(), os.getegid()
+        self.size = 0
+        self.entries = 0
+        self.whiteouts: list[str] = []
+        self.opaque: list[str] = []
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+
+    def fail(self, raw: str, problem: str) -> ImageFormatError:
+        return ImageFormatError(f"{self.what}: entry {raw!r} {problem}")
+
+    # Walk to a directory one component at a time, never following a symlink; create missing
+    # intermediate directories (0755, like Docker) as we go.
+    def dir_fd(self, parts: tuple[str, ...], raw: str) -> int:
+        fd = self.fds.get(parts)
+        if fd is not None:
+            return fd
+        if len(self.fds) > _FD_CACHE:
+            for key in list(self.fds)[1 : len(self.fds) // 2]:
+                os.close(self.fds.pop(key))
+        i = len(parts) - 1
+        while parts[:i] not in self.fds:
+            i -= 1
+        cur = self.fds[parts[:i]]
+        for j in range(i, len(parts)):
+            name = parts[j]
+            try:
+                cur = os.open(name, _O_DIR, dir_fd=cur)
+            except FileNotFoundError:
+                os.mkdir(name, 0o755, dir_fd=cur)
+                cur = os.open(name, _O_DIR, dir_fd=cur)
+            except (NotADirectoryError, OSError) as e:
+                if not isinstance(e, NotADirectoryError) and e.errno != 40:  # ELOOP
+                    raise
+                st = os.stat(name, dir_fd=cur, follow_symlinks=False)
+                what = "symlink" if stat.S_ISLNK(st.st_mode) else "non-directory"
+                raise self.fail(raw, f"goes through {what} {'/'.join(parts[: j + 1])!r}") from None
+            self.fds[parts[: j + 1]] = cur
+        return cur
+
+    def make_room(self, parent: int, parts: tuple[str, ...], raw: str, kind: str) -> None:
+        """An entry of this name exists already: a later entry replaces an earlier one, as with
+        tar, except that a directory is never replaced (its children would be orphaned, and a
+        directory turned into a symlink is the classic way to redirect later entries)."""
+        st = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            raise self.fail(raw, f"replaces a directory with a {kind}")
+        os.unlink(parts[-1], dir_fd=parent)
+        self.files.discard(parts)
+
+    def create(self, op, parent: int, parts: tuple[str, ...], raw: str, kind: str):
+        try:
+            return op()
+        except FileExistsError:
+            self.make_room(parent, parts, raw, kind)
+            return op()
+
+    def set_owner(self, name, ti: tarfile.TarInfo, dir_fd=None) -> None:
+        if self.chown and (ti.uid != self.uid or ti.gid != self.gid):
+            if dir_fd is None:
+                os.chown(name, ti.uid, ti.gid)
+            else:
+                os.chown(name, ti.uid, ti.gid, dir_fd=dir_fd, follow_symlinks=False)
+
+    def set_xattrs(self, fd: int, ti: tarfile.TarInfo) -> None:
+        for key, value in ti.pax_headers.items():
+            if key.startswith("SCHILY.xattr."):
+                name = key[len("SCHILY.xattr.") :]
+                if name.startswith(_XATTR_PREFIXES):
+                    os.setxattr(fd, name, value.encode("utf-8", "surrogateescape"))
+
+    def entry(self, ti: tarfile.TarInfo, stream: _Stream) -> None:
+        raw = ti.name
+        parts = clean_name(raw, self.what)
+        self.entries += 1
+        if ti.issparse():
+            raise self.fail(raw, "is a sparse file (not supported)")
+        if not parts:  # "./": the root directory itself
+            if not ti.isdir():
+                raise self.fail(raw, "replaces the image root")
+            self.dirs[()] = ti
+            return
+        base = parts[-1]
+        if base.startswith(WHITEOUT_PREFIX):
+            self.whiteout(parts, raw)
+            return
+        parent = self.dir_fd(parts[:-1], raw)
+        mtime_ns = int(round(ti.mtime * 1e9))
+
+        if ti.isreg():
+            if ti.size > self.max_entry:
+                raise self.fail(raw, f"is {ti.size} bytes, more than the limit of {self.max_entry}")
+            self.size += ti.size
+            if self.size > self.max_total:
+                raise ImageFormatError(
+                    f"{self.what}: archive is larger than {self.max_total} bytes (at entry {raw!r})"
+                )
+            fd = self.create(
+                lambda: os.open(base, _O_FILE, 0o600, dir_fd=parent), parent, parts, raw, "file"
+            )
+            try:
+                stream.copy_to(fd, ti.size)
+                self.set_owner(fd, ti)
+                os.fchmod(fd, ti.mode & 0o7777)
+                if ti.pax_headers:
+                    self.set_xattrs(fd, ti)
+                os.utime(fd, ns=(mtime_ns, mtime_ns))
+            finally:
+                os.close(fd)
+            self.files.add(parts)
+        elif ti.isdir():
+            try:
+                os.mkdir(base, 0o755, dir_fd=parent)
+            except FileExistsError:
+                st = os.stat(base, dir_fd=parent, follow_symlinks=False)
+                if not stat.S_ISDIR(st.st_mode):
+                    os.unlink(base, dir_fd=parent)
+                    self.files.discard(parts)
+                    os.mkdir(base, 0o755, dir_fd=parent)
+            self.dirs[parts] = ti
+        elif ti.issym():
+            if "\0" in ti.linkname:
+                raise self.fail(raw, "has a NUL byte in its link target")
+            self.create(
+                lambda: os.symlink(ti.linkname, base, dir_fd=parent), parent, parts, raw, "symlink"
+            )
+            self.set_owner(base, ti, parent)
+            os.utime(base, ns=(mtime_ns, mtime_ns), dir_fd=parent, follow_symlinks=False)
+            self.files.add(parts)
+        elif ti.islnk():
+            target = clean_name(ti.linkname, self.what, "hardlink target")
+            if target not in self.files:
+                raise self.fail(
+                    raw, f"is a hardlink to {ti.linkname!r}, which is not in the layer (yet)"
+                )
+            if target == parts:
+                return
+            src = self.dir_fd(target[:-1], raw)
+            self.create(
+                lambda: os.link(
+                    target[-1], base, src_dir_fd=src, dst_dir_fd=parent, follow_symlinks=False
+                ),
+                parent,
+                parts,
+                raw,
+                "hardlink",
+            )
+            self.files.add(parts)
+        elif ti.ischr() or ti.isblk() or ti.isfifo():
+            if ti.isfifo():
+                op = lambda: os.mkfifo(base, 0o600, dir_fd=parent)  # noqa: E731
+            elif not self.devices:
+                raise self.fail(raw, "is a device node (not allowed)")
+            else:
+                kind = stat.S_IFCHR if ti.ischr() else stat.S_IFBLK
+                dev = os.makedev(ti.devmajor, ti.devminor)
+                op = lambda: os.mknod(base, kind | 0o600, dev, dir_fd=parent)  # noqa: E731
+            self.create(op, parent, parts, raw, "special file")
+            self.set_owner(base, ti, parent)
+            os.chmod(base, ti.mode & 0o7777, dir_fd=parent, follow_symlinks=False)
+            os.utime(base, ns=(mtime_ns, mtime_ns), dir_fd=parent, follow_symlinks=False)
+            self.files.add(parts)
+        else:
+            raise self.fail(raw, f"has an unsupported type {ti.type!r}")
+
+    def whiteout(self, parts: tuple[str, ...], raw: str) -> None:
+        base = parts[-1]
+        if base == WHITEOUT_OPAQUE:
+            fd = os.open(
+                ".",
+                os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC,
+                dir_fd=self.dir_fd(parts[:-1], raw),
+            )
+            try:
+                os.setxattr(fd, OPAQUE_XATTR, b"y")
+            finally:
+                os.close(fd)
+            self.opaque.append("/".join(parts[:-1]))
+            return
+        if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
+            return  # other aufs metadata (.wh..wh.plnk, ...): meaningless outside aufs
+        hidden = base[len(WHITEOUT_PREFIX) :]
+        if hidden in ("", ".", ".."):
+            raise self.fail(raw, "is not a valid whiteout")
+        parent = self.dir_fd(parts[:-1], raw)
+        # A whiteout hides what lower layers have; if this layer itself has the name, it stays.
+        try:
+            os.mknod(hidden, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
+        except FileExistsError:
+            pass
+        else:
+            self.files.add(parts[:-1] + (hidden,))
+        self.whiteouts.append("/".join(parts[:-1] + (hidden,)))
+
+    def finish_dirs(self) -> None:
+        # Deepest first: creating a child changes its parent's mtime, and a read-only mode
+        # applied early would stop us writing children as non-root.
+        for parts in sorted(self.dirs, key=len, reverse=True):
+            ti = self.dirs[parts]
+            mtime_ns = int(round(ti.mtime * 1e9))
+            if parts:
+                parent, name = self.dir_fd(parts[:-1], ti.name), parts[-1]
+            else:
+                parent, name = self.root_fd, "."
+            self.set_owner(name, ti, parent)
+            os.chmod(name, ti.mode & 0o7777, dir_fd=parent, follow_symlinks=False)
+            if any(k.startswith("SCHILY.xattr.") for k in ti.pax_headers):
+                fd = os.open(
+                    name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent
+                )
+                try:
+                    self.set_xattrs(fd, ti)
+                finally:
+                    os.close(fd)
+            os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=parent, follow_symlinks=False)
+
+
+def extract_layer(
+    fileobj,
+    dest: Path,
+    *,
+    max_entry_size: int = DEFAULT_MAX_ENTRY_SIZE,
+    max_total_size: int = DEFAULT_MAX_TOTAL_SIZE,
+    allow_devices: bool = False,
+    what: str = "layer",
+) -> ExtractResult:
+    """Unpack the tar stream `fileobj` (plain, gzip, xz, bzip2, or zstd) into the existing
+    directory `dest`. Raises ImageFormatError naming the entry for anything hostile or broken;
+    on error `dest` holds a partial tree that the caller discards (the store stages in tmp/)."""
+    chunks, compression, raw_hash = _open_stream(fileobj, what)
+    stream = _Stream(chunks, what, max_total_size)
+    ex = _Extractor(Path(dest), what, max_entry_size, max_total_size, allow_devices)
+    raw = "?"
+    try:
+        first = True
+        while True:
+            try:
+                ti = tarfile.TarInfo.fromtarfile(stream)
+            except tarfile.EOFHeaderError:
+                break
+            except tarfile.EmptyHeaderError:
+                if first:
+                    raise ImageFormatError(f"{what}: not a tar archive (empty)") from None
+                raise ImageFormatError(
+                    f"{what}: truncated archive (no end-of-archive marker)"
+                ) from None
+            except tarfile.TruncatedHeaderError:
+                raise ImageFormatError(f"{what}: truncated archive") from None
+            except (tarfile.HeaderError, RecursionError, UnicodeError, ValueError) as e:
+                if first:
+                    raise ImageFormatError(f"{what}: not a tar archive ({e})") from None
+                raise ImageFormatError(f"{what}: corrupt archive after {raw!r}: {e}") from None
+            first = False
+            raw = ti.name
+            try:
+                ex.entry(ti, stream)
+            except MinirunError:
+                raise
+            except OSError as e:
+                raise MinirunError(os_error(f"{what}: entry {raw!r}", e)) from None
+            gap = stream.offset - stream.tell()
+            if gap < 0:
+                raise ImageFormatError(f"{what}: corrupt archive at entry {raw!r}")
+            stream.skip(gap)
+        stream.drain()
+        try:
+            ex.finish_dirs()
+        except OSError as e:
+            raise MinirunError(os_error(f"{what}: setting directory metadata", e)) from None
+    finally:
+        ex.close()
+    diff_id = "sha256:" + stream.hash.hexdigest()
+    digest = "sha256:" + raw_hash.hexdigest() if raw_hash is not None else diff_id
+    return ExtractResult(
+        diff_id=diff_id,
+        digest=digest,
+        compression=compression,
+        size=ex.size,
+        entries=ex.entries,
+        whiteouts=ex.whiteouts,
+        opaque=ex.opaque,
+    )
