@@ -558,6 +558,8 @@ def extract_layer(
                     f"{what}: truncated archive (no end-of-archive marker)"
                 ) from None
             except tarfile.TruncatedHeaderError:
+                if first:
+                    raise ImageFormatError(f"{what}: not a tar archive (too short)") from None
                 raise ImageFormatError(f"{what}: truncated archive") from None
             except (tarfile.HeaderError, RecursionError, UnicodeError, ValueError) as e:
                 if first:
