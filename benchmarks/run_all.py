@@ -1,0 +1,97 @@
+"""Run every benchmark, print the tables, and write them as markdown to benchmarks/results/latest.md.
+
+    .venv/bin/python benchmarks/run_all.py [--quick] [--only startup,monitor,cli]
+
+`make bench` calls this. Misses against the targets are reported (PASS/MISS), never fatal; a
+benchmark that crashes is reported as such and the others still run (exit status 1 then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import cli_latency  # noqa: E402
+import monitor_memory  # noqa: E402
+import startup  # noqa: E402
+from _common import (  # noqa: E402
+    RESULTS,
+    Section,
+    ensure_tools,
+    install_signal_handlers,
+    log,
+    machine,
+    run_cleanups,
+    tool_version,
+)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer runs (a smoke test, not for the record)")
+    ap.add_argument("--only", default="startup,monitor,cli")
+    ap.add_argument("--no-write", action="store_true", help="do not write results/latest.md")
+    args = ap.parse_args()
+    install_signal_handlers()
+    only = set(args.only.split(","))
+    benches = [
+        ("startup", startup.main, ["--runs", "10", "--warm-runs", "30"] if args.quick else []),
+        ("monitor", monitor_memory.main, []),
+        ("cli", cli_latency.main, ["--runs", "5", "--containers", "20"] if args.quick else []),
+    ]
+    ensure_tools(["podman", "runc", "crun"])
+    sections: list[Section] = []
+    failed = False
+    t0 = time.monotonic()
+    try:
+        for name, fn, bargs in benches:
+            if name not in only:
+                continue
+            try:
+                for s in fn(bargs):
+                    print(s.text() + "\n", flush=True)
+                    sections.append(s)
+            except KeyboardInterrupt:
+                raise
+            except Exception:  # noqa: BLE001 — report and go on with the next benchmark
+                failed = True
+                tb = traceback.format_exc()
+                sys.stderr.write(tb)
+                sections.append(Section(f"{name}: FAILED", [], [], [tb.strip()]))
+    finally:
+        run_cleanups()
+    elapsed = time.monotonic() - t0
+    if not args.no_write:
+        write_markdown(sections, elapsed, args.quick)
+    return 1 if failed else 0
+
+
+def write_markdown(sections: list[Section], elapsed: float, quick: bool) -> None:
+    m = machine()
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# minirun benchmarks" + (" (quick run: not for the record)" if quick else ""),
+        "",
+        f"- date: {now}",
+        f"- machine: {m.get('nproc')} CPUs ({m.get('cpu', '?')}), kernel {m.get('kernel')}, "
+        f"{m.get('os', '?')}, Python {m.get('python')}",
+        f"- podman {tool_version('podman')}; runc {tool_version('runc')}; crun {tool_version('crun')}",
+        f"- wall time of the whole run: {elapsed:.0f} s; reproduce with `make bench`",
+        "",
+    ]
+    for s in sections:
+        lines.append(s.markdown())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "latest.md"
+    out.write_text("\n".join(lines).rstrip() + "\n")
+    log(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
