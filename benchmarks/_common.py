@@ -85,8 +85,9 @@ def bench_env(no_bytecode: bool = False) -> dict[str, str]:
         _cleanups.append(lambda: shutil.rmtree(cache, ignore_errors=True))
         _bench_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         _bench_env["PYTHONPYCACHEPREFIX"] = str(cache)
-    if no_bytecode:
-        return {**_bench_env, "PYTHONDONTWRITEBYTECODE": "1"}
+    if no_bytecode:                    # and no prefix: nothing cached can be read either
+        env = {k: v for k, v in _bench_env.items() if k != "PYTHONPYCACHEPREFIX"}
+        return {**env, "PYTHONDONTWRITEBYTECODE": "1"}
     return _bench_env
 
 
@@ -193,6 +194,8 @@ def machine() -> dict[str, str]:
             if line.startswith("model name"):
                 info["cpu"] = line.split(":", 1)[1].strip()
                 break
+    with contextlib.suppress(OSError):
+        info["loadavg"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     with contextlib.suppress(OSError):
         for line in Path("/etc/os-release").read_text().splitlines():
             if line.startswith("PRETTY_NAME="):

@@ -33,6 +33,7 @@ from _common import (  # noqa: E402
 
 
 def main() -> int:
+    load_at_start = machine().get("loadavg")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer runs (a smoke test, not for the record)")
     ap.add_argument("--only", default="startup,monitor,cli")
@@ -68,19 +69,21 @@ def main() -> int:
         run_cleanups()
     elapsed = time.monotonic() - t0
     if not args.no_write:
-        write_markdown(sections, elapsed, args.quick)
+        write_markdown(sections, elapsed, args.quick, load_at_start)
     return 1 if failed else 0
 
 
-def write_markdown(sections: list[Section], elapsed: float, quick: bool) -> None:
+def write_markdown(sections: list[Section], elapsed: float, quick: bool, load: str | None) -> None:
     m = machine()
+    m["loadavg"] = load or "?"
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# minirun benchmarks" + (" (quick run: not for the record)" if quick else ""),
         "",
         f"- date: {now}",
         f"- machine: {m.get('nproc')} CPUs ({m.get('cpu', '?')}), kernel {m.get('kernel')}, "
-        f"{m.get('os', '?')}, Python {m.get('python')}",
+        f"{m.get('os', '?')}, Python {m.get('python')}; load average at the start {m.get('loadavg', '?')} "
+        "(other work on the machine shows up in the p95 column)",
         f"- podman {tool_version('podman')}; runc {tool_version('runc')}; crun {tool_version('crun')}",
         f"- wall time of the whole run: {elapsed:.0f} s; reproduce with `make bench`",
         "",

@@ -150,6 +150,7 @@ def crun_inner(bundle: str, state: str, runs: int) -> None:
         samples = time_loop(cmd_runner(argv), runs)
     finally:
         subprocess.run(["crun", "--root", state, "delete", "-f", "minirun-bench-crun"], capture_output=True)
+        run_cleanups()
     sys.stdout.write(json.dumps(samples) + "\n")
 
 
@@ -208,6 +209,40 @@ def importtime_note(top: int = 10) -> str:
     return "\n".join(out)
 
 
+# -- where the CLI's time goes ---------------------------------------------------------------------
+RUN_MODULES = ("minirun.runtime.containers", "minirun.runtime.options", "minirun.runtime.plan",
+               "minirun.runtime.spawn", "minirun.runtime.cgroups", "minirun.images.store")
+
+
+def breakdown(root: Path, runs: int, run_median: float | None) -> Section:
+    """Cumulative stages of `minirun run`, each a fresh interpreter: what each stage adds."""
+    stages = [
+        ("python -c pass", "pass"),
+        ("+ import minirun.cli.main (typer, click)", "import minirun.cli.main"),
+        ("+ typer._adapters (pydantic; typer loads it to parse options)",
+         "import minirun.cli.main, typer._adapters"),
+        ("+ the runtime modules `run` imports",
+         "import minirun.cli.main, typer._adapters, " + ", ".join(RUN_MODULES)),
+    ]
+    sec = Section(f"where `minirun run --rm ... true` spends its time ({runs} runs per stage)",
+                  ["stage", "median", "adds"])
+    prev = 0.0
+    for label, code in stages:
+        probe = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=bench_env())
+        if probe.returncode != 0:
+            sec.rows.append([label, "n/a", probe.stderr.strip().splitlines()[-1][:60]])
+            continue
+        m = median(time_loop(cmd_runner([PY, "-c", code]), runs))
+        sec.rows.append([label, fmt_ms(m), f"+{m - prev:.1f} ms" if prev else ""])
+        prev = m
+    help_ms = median(time_loop(cmd_runner([MINIRUN, "--root", str(root), "--help"]), runs))
+    sec.rows.append(["minirun --help (imports + typer command tree + rich help)", fmt_ms(help_ms), ""])
+    if run_median:
+        sec.rows.append(["minirun run --rm (everything: parse, create, start, wait, remove)",
+                         fmt_ms(run_median), f"+{run_median - prev:.1f} ms vs imports"])
+    return sec
+
+
 # -- the benchmark --------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> list[Section]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -231,12 +266,16 @@ def main(argv: list[str] | None = None) -> list[Section]:
                 rows["minirun run --rm (no .pyc cache)"] = time_loop(cmd_runner(
                     [MINIRUN, "--root", str(root), "run", "--rm", "--network", "none", IMAGE_NAME, "true"],
                     env=bench_env(no_bytecode=True)), 20)
-                notes.append("this shell sets PYTHONDONTWRITEBYTECODE=1: the timed CLI runs unset it (bytecode "
-                             "cached in a private PYTHONPYCACHEPREFIX); the `no .pyc cache` row shows the cost "
-                             "of recompiling minirun's own modules on every command")
+                d = median(rows["minirun run --rm (no .pyc cache)"]) - median(rows["minirun run --rm"])
+                notes.append("the calling shell sets PYTHONDONTWRITEBYTECODE=1: timed commands unset it (bytecode "
+                             "cached in a private PYTHONPYCACHEPREFIX, as in a user's shell); with it set, minirun "
+                             f"recompiles its own modules on every command: {d:+.1f} ms median")
             log(f"startup: warm path x{args.warm_runs}")
             samples, warm_rate = bench_warm_path(root, args.warm_runs)
             rows["minirun warm path (library)"] = samples
+            log("startup: CLI breakdown")
+            run_rows = rows["minirun run --rm"]
+            bd = breakdown(root, max(10, runs // 3), median(run_rows) if isinstance(run_rows, list) else None)
         if tools["podman"] is None:
             log(f"startup: podman run --rm x{runs}")
             try:
@@ -264,10 +303,6 @@ def main(argv: list[str] | None = None) -> list[Section]:
                 rows["crun run (private mnt ns)"] = f"failed: {e}"
         else:
             rows["crun run (private mnt ns)"] = f"skipped: {tools['crun'] or 'no bundle (runc missing)'}"
-        log("startup: python -c pass")
-        rows["python -c pass (venv)"] = time_loop(cmd_runner([PY, "-c", "pass"]), max(30, runs // 2))
-        rows["python -c 'import minirun.cli.main'"] = time_loop(
-            cmd_runner([PY, "-c", "import minirun.cli.main"]), max(30, runs // 2))
     finally:
         remove_tree(tmp)
 
@@ -306,7 +341,7 @@ def main(argv: list[str] | None = None) -> list[Section]:
         tgt.rows.append(["warm path rate / crun CLI rate", "-", ">= 1.0x", ">= 1.5x", "n/a (no crun)"])
 
     imp = Section("start-up: where the CLI's import time goes", [], [], [importtime_note()])
-    return [sec, tgt, imp]
+    return [sec, tgt, bd, imp]
 
 
 if __name__ == "__main__":
