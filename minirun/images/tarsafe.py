@@ -26,6 +26,7 @@ import hashlib
 import lzma
 import os
 import stat
+import struct
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -247,6 +248,11 @@ class _Stream:
             need -= len(take)
         return b"".join(parts)
 
+    def peek(self, n: int) -> bytes | None:
+        """The next n bytes if they are already buffered (else None), without consuming."""
+        end = self._pos + n
+        return self._buf[self._pos : end] if end <= len(self._buf) else None
+
     def copy_to(self, fd: int, n: int) -> None:
         while n > 0:
             if self._pos >= len(self._buf) and not self._fill():
@@ -271,6 +277,57 @@ class _Stream:
         self._pos = len(self._buf)
         while self._fill():
             self._pos = len(self._buf)
+
+
+# --- headers -----------------------------------------------------------------------------------
+
+# A ustar header, field by field (POSIX pax(1), "ustar Interchange Format").
+_HDR = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s12x")
+_FAST_TYPES = frozenset((b"0", b"\0", b"1", b"2", b"3", b"4", b"5", b"6", b"7"))
+_DATA_TYPES = frozenset((b"0", b"\0", b"7"))  # types whose data blocks follow the header
+_USTAR, _GNU = (b"ustar\0", b"00"), (b"ustar ", b" \0")
+
+
+def _num(field: bytes) -> int:
+    return int(field.replace(b"\0", b" ").strip() or b"0", 8)  # "0000644\0", "012345\0 "
+
+
+def _fast_header(stream: _Stream) -> tarfile.TarInfo | None:
+    """Parse the common case (one plain ustar or GNU header) without tarfile's generality; it
+    is most of the per-entry cost. Anything unusual (pax, long names, sparse, base-256
+    numbers, bad checksums, end of archive) returns None and goes to tarfile."""
+    block = stream.peek(512)
+    if block is None or stream.pax_headers:
+        return None
+    (name, mode, uid, gid, size, mtime, chksum, typ, linkname, magic, version,
+     uname, gname, devmajor, devminor, prefix) = _HDR.unpack(block)  # fmt: skip
+    if typ not in _FAST_TYPES or ((magic, version) != _USTAR and (magic, version) != _GNU):
+        return None
+    try:
+        if _num(chksum) != sum(block) - sum(chksum) + 256:
+            return None
+        nums = [_num(mode), _num(uid), _num(gid), _num(size), _num(mtime), 0, 0]
+        if typ == b"3" or typ == b"4":
+            nums[5:] = _num(devmajor), _num(devminor)
+    except ValueError:
+        return None
+    name = name.split(b"\0", 1)[0]
+    if magic == _USTAR[0] and prefix[0]:
+        name = prefix.split(b"\0", 1)[0] + b"/" + name
+    text = name.decode("utf-8", "surrogateescape")
+    if typ == b"\0" and text.endswith("/"):
+        typ = tarfile.DIRTYPE  # old tars mark directories by the trailing slash alone
+    ti = tarfile.TarInfo(text.rstrip("/") if typ == tarfile.DIRTYPE else text)
+    ti.mode, ti.uid, ti.gid, ti.size, ti.mtime, ti.devmajor, ti.devminor = nums
+    ti.type = typ
+    ti.linkname = linkname.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    ti.uname = uname.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    ti.gname = gname.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    stream.skip(512)
+    ti.offset_data = stream.tell()
+    ti.offset = ti.offset_data - 512
+    stream.offset = ti.offset_data + (-(-ti.size // 512) * 512 if typ in _DATA_TYPES else 0)
+    return ti
 
 
 # --- names -------------------------------------------------------------------------------------
@@ -548,7 +605,7 @@ def extract_layer(
         first = True
         while True:
             try:
-                ti = tarfile.TarInfo.fromtarfile(stream)
+                ti = _fast_header(stream) or tarfile.TarInfo.fromtarfile(stream)
             except tarfile.EOFHeaderError:
                 break
             except tarfile.EmptyHeaderError:
