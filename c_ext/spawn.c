@@ -251,6 +251,11 @@ static _Noreturn void monitor(const struct mr_plan *p, int pid_pipe)
     close(pid_pipe);
     close(p->sync_fd);
     setsid();
+    /* The monitor must not hold the caller's stdio: `id=$(minirun run -d ...)` would wait for
+     * the container to exit before the pipe closed. The container has its own copies. */
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    for (int i = 0; null >= 0 && i < 3; i++)
+        dup2(null, i);
     if (keep_fd(p->monitor_keep_fds[0]) < 0 || keep_fd(p->monitor_keep_fds[1]) < 0)
         _exit(125);
     execv(p->monitor_path, p->monitor_argv);

@@ -77,9 +77,14 @@ def mr(data_root) -> Minirun:
 
 @pytest.fixture
 def clean(mr, data_root):
-    """Asserts the test left no container, mount, cgroup or monitor process behind."""
+    """Asserts the test left no container, mount, cgroup or monitor process behind (and removes
+    what it left, so one failure does not cascade into the next test)."""
     yield mr
     leaks = leftovers(data_root)
+    if leaks:
+        left = mr.out("ps", "-a", "-q")
+        if left:
+            mr("rm", "-f", *left.split(), check=False)
     assert not leaks, f"the test left these behind: {leaks}"
 
 

@@ -244,10 +244,10 @@ def kill(
     signal_: str = typer.Option("KILL", "-s", "--signal", help="Signal name or number."),
 ) -> None:
     """Send a signal to containers' main process."""
-    from minirun.runtime.containers import _signal_number
+    from minirun.runtime.containers import signal_number
 
     rt = _runtime(ctx)
-    sig = _signal_number(signal_)
+    sig = signal_number(signal_)
     for ref in containers:
         rt.kill(ref, sig)
         sys.stdout.write(ref + "\n")

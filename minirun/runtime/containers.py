@@ -203,7 +203,7 @@ class Runtime:
         if record.status() != "running":
             return record                           # stopping a stopped container is not an error
         annotations = record.spec().get("annotations", {})
-        sig = _signal_number(annotations.get("org.opencontainers.image.stopSignal", "SIGTERM"))
+        sig = signal_number(annotations.get("org.opencontainers.image.stopSignal", "SIGTERM"))
         _signal(record, sig)
         if not self.wait_exit(record, timeout):
             _signal(record, signal.SIGKILL)
@@ -429,7 +429,7 @@ def _signal(record: ContainerRecord, sig: int) -> None:
         os.close(pidfd)
 
 
-def _signal_number(name: str | int) -> int:
+def signal_number(name: str | int) -> int:
     if isinstance(name, int) or str(name).isdigit():
         return int(name)
     name = str(name).upper()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -74,8 +75,8 @@ def test_logs_are_complete_and_streams_kept_apart(clean):
     assert r.stderr.strip() == "oops"
     tail = clean("logs", "--tail", "3", cid)
     assert (tail.stdout + tail.stderr).split() == ["1999", "2000", "oops"]
-    stamped = clean.out("logs", "-t", "--tail", "1", cid)
-    assert stamped.startswith("20") and stamped.endswith(" oops")
+    stamped = clean("logs", "-t", "--tail", "1", cid).stderr.strip()
+    assert stamped.startswith("20") and stamped.endswith("Z oops")
     clean("rm", cid)
 
 
@@ -168,27 +169,51 @@ def test_interactive_stdin(clean):
     assert clean.out("run", "--rm", "busybox", "cat", input="ignored\n") == ""   # no -i: no stdin
 
 
-def test_tty_is_a_real_terminal(clean, data_root):
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execv(MINIRUN[0], [*MINIRUN, "--root", str(data_root), "run", "-it", "--rm", "busybox", "sh"])
+def _read_until(fd: int, marker: bytes | None, seconds: float) -> bytes:
+    """Read a pty until `marker` shows up (or EOF / EIO when marker is None)."""
     out = b""
-    os.write(fd, b"tty; echo $((6*7)); stty size\r")
-    deadline = time.monotonic() + 15
-    os.write(fd, b"exit 3\r")
-    while time.monotonic() < deadline:
-        if select.select([fd], [], [], 0.5)[0]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and (marker is None or marker not in out):
+        if select.select([fd], [], [], 0.2)[0]:
             try:
                 chunk = os.read(fd, 4096)
-            except OSError:
+            except OSError:              # EIO: the other side is closed
                 break
             if not chunk:
                 break
             out += chunk
-    _, status = os.waitpid(pid, 0)
-    text = out.decode(errors="replace")
-    assert "/dev/pts/0" in text and "42" in text
-    assert os.waitstatus_to_exitcode(status) == 3
+    return out
+
+
+def test_tty_is_a_real_terminal(clean, data_root):
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(MINIRUN[0], [*MINIRUN, "--root", str(data_root), "run", "-it", "--rm", "busybox", "sh"])
+    try:
+        assert b"# " in _read_until(fd, b"# ", 15)        # the shell's prompt: it has a terminal
+        os.write(fd, b"tty; echo $((6*7))\r")
+        assert b"42" in _read_until(fd, b"42", 10)
+        os.write(fd, b"sleep 30\r")
+        time.sleep(0.3)
+        os.write(fd, b"\x03")                             # Ctrl-C reaches the container's sleep
+        os.write(fd, b"echo after-ctrl-c\r")
+        text = _read_until(fd, b"after-ctrl-c\r\n", 10)
+        assert b"after-ctrl-c\r\n" in text
+        os.write(fd, b"exit 3\r")
+        _read_until(fd, None, 10)
+        for _ in range(100):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.1)
+        assert done, "minirun run -it did not exit after the shell did"
+        assert os.waitstatus_to_exitcode(status) == 3
+    finally:
+        with contextlib.suppress(ChildProcessError, ProcessLookupError):
+            if not os.waitpid(pid, os.WNOHANG)[0]:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+        os.close(fd)
 
 
 def test_names_are_unique_even_under_a_race(clean):

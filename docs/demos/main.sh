@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The main demo (`make demo`): an isolated container from the busybox tarball image, with its
+# limits enforced, then everything removed. Runs in a throwaway data root; about 10 seconds.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+ROOT=$(mktemp -d /tmp/minirun-demo.XXXXXX)
+MR=(.venv/bin/minirun --root "$ROOT")
+if [ -t 1 ]; then B=$'\e[1m'; G=$'\e[32m'; D=$'\e[2m'; N=$'\e[0m'; else B= G= D= N=; fi
+step() { printf '\n%s== %s%s\n' "$B" "$*" "$N"; }
+show() { printf '%s$ minirun %s%s\n' "$D" "$*" "$N"; "${MR[@]}" "$@"; }
+cleanup() {
+  ids=$("${MR[@]}" ps -a -q 2>/dev/null || true)
+  [ -n "$ids" ] && "${MR[@]}" rm -f $ids >/dev/null 2>&1 || true
+  rm -rf "$ROOT"
+}
+trap cleanup EXIT
+
+step "1. import the image built from rootfs/ (a plain tarball)"
+show image import rootfs/build/busybox.tar busybox
+show image ls
+
+step "2. an isolated process: its own PID 1, hostname, root and /proc"
+show run --rm -h demo busybox sh -c 'echo "pid=$$ hostname=$(hostname)"; echo "processes visible: $(ls /proc | grep -c "^[0-9]")"; cat /etc/os-release | head -1'
+printf '%s(the host has %s processes)%s\n' "$D" "$(ls /proc | grep -c '^[0-9]')" "$N"
+
+step "3. memory limit: a hog in 32 MiB is OOM-killed (exit 137)"
+set +e
+show run --name hog -m 32m busybox sh -c 'x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done'
+echo "exit status: $?"
+set -e
+"${MR[@]}" inspect hog | grep -E '"(Status|ExitCode|OOMKilled)"'
+"${MR[@]}" rm hog >/dev/null
+
+step "4. pids limit: a fork bomb stops at 20 processes"
+show run --rm --pids-limit 20 busybox sh -c 'for i in $(seq 100); do sleep 2 & done 2>/dev/null; echo "processes running: $(ls /proc | grep -c "^[0-9]")"'
+
+step "5. a detached container with a cpu quota: logs, exec, top, stop, rm"
+show run -d --name ticker -m 64m --cpus 0.5 --pids-limit 64 busybox sh -c 'while :; do date; sleep 1; done' | cut -c1-12
+sleep 2.2
+show ps
+show logs ticker
+show exec ticker ps
+show stop -t 1 ticker
+show rm ticker
+
+step "6. nothing left behind"
+left=$(grep -c "$ROOT" /proc/self/mountinfo || true)
+cg=$(find /sys/fs/cgroup -maxdepth 3 -path '*minirun/*' 2>/dev/null | wc -l)
+echo "mounts: $left, container cgroups: $cg, containers: $("${MR[@]}" ps -a -q | wc -l)"
+printf '\n%sdone.%s Next: `make test`, and docs/architecture.md for how it works.\n' "$G" "$N"
