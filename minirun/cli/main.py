@@ -57,7 +57,8 @@ def main() -> None:
     try:
         status = app(standalone_mode=False)
     except click.exceptions.UsageError as e:
-        e.show()
+        where = e.ctx.command_path if e.ctx else "minirun"
+        sys.stderr.write(f"{where}: {e.format_message()} (see '{where} --help')\n")
         status = RUNTIME_ERROR               # Docker exits 125 on a bad flag
     except click.exceptions.Abort:
         status = 130
