@@ -163,8 +163,7 @@ static void write_exit_file(const char *path, int code, int sig, int oom)
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return;
-    write_all(fd, body, (size_t)n);
-    fsync(fd);
+    write_all(fd, body, (size_t)n);   /* no fsync: like state.json, a record of a process */
     close(fd);
     rename(tmp, path);
 }

@@ -4,7 +4,6 @@ Thin: parse, call minirun.images.store, print. The store is imported inside each
 `minirun --help` does not pay for it.
 """
 
-from __future__ import annotations
 
 import sys
 from typing import Annotated

@@ -1,52 +1,22 @@
-"""`minirun`: the entry point. Registers the verb groups; imports nothing heavy up front.
+"""`minirun`: the entry point. Maps errors to exit statuses; imports the CLI only when called.
 
-Each verb module imports the runtime inside its functions, so `minirun --help` and `minirun ps`
-pay only for what they use.
+Start-up is paid by every command, so nothing is imported at module level: `main()` first starts
+the cgroup-lock warmer for verbs that start containers (runtime/cgroups/warm.py), then imports
+typer and the verbs while the kernel's grace period passes.
 """
-
-from __future__ import annotations
 
 import os
 import sys
 
-import typer
-
-from minirun import __version__
-from minirun.cli import container, image
-
-app = typer.Typer(
-    name="minirun",
-    help="A small, readable container runtime: namespaces, cgroups, overlay images.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-def _version(value: bool) -> None:
-    if value:
-        sys.stdout.write(f"minirun {__version__}\n")
-        raise typer.Exit()
-
-
-@app.callback()
-def _global(
-    ctx: typer.Context,
-    root: str = typer.Option(None, "--root", envvar="MINIRUN_ROOT",
-                             help="Data root (images, containers). Default /var/lib/minirun."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
-) -> None:
-    ctx.obj = {"root": root}
-
-
-container.register(app)
-app.add_typer(image.app, name="image")
-app.add_typer(container.group, name="container")
+# Verbs that start a container process: warm the cgroup migration lock while we import.
+_SPAWNING_VERBS = {"run", "start", "exec"}
 
 
 def main() -> None:
+    if _SPAWNING_VERBS & set(sys.argv[1:4]):
+        from minirun.runtime.cgroups import warm
+
+        warm.start()
     import click
 
     from minirun.cli.errors import RUNTIME_ERROR, report
@@ -54,6 +24,8 @@ def main() -> None:
     if os.geteuid() != 0 and len(sys.argv) > 1 and sys.argv[1] not in ("--help", "-h", "--version"):
         sys.stderr.write("minirun: this command needs root (rootless mode is not supported yet)\n")
         sys.exit(RUNTIME_ERROR)
+    from minirun.cli.app import app
+
     try:
         status = app(standalone_mode=False)
     except click.exceptions.UsageError as e:
@@ -69,4 +41,10 @@ def main() -> None:
         status = 130
     except Exception as e:  # noqa: BLE001 — report() re-raises anything unforeseen
         status = report(e)
-    sys.exit(status if isinstance(status, int) else 0)
+    # Skip the interpreter's teardown (module cleanup, GC): a few ms on every command.
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass
+    os._exit(status if isinstance(status, int) else 0)

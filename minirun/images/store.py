@@ -29,7 +29,6 @@ import fcntl
 import hashlib
 import json
 import os
-import platform
 import re
 import shutil
 import tempfile
@@ -37,11 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from minirun.errors import ImageFormatError, ImageNotFound, UsageError
-from minirun.images.tarsafe import (
-    DEFAULT_MAX_ENTRY_SIZE,
-    DEFAULT_MAX_TOTAL_SIZE,
-    extract_layer,
-)
+
+# tarsafe (tarfile, lzma, bz2) is imported only by the verbs that unpack: `run` just reads the
+# index, and every millisecond of import is paid by every `minirun run`.
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 INDEX_VERSION = 1
@@ -279,14 +276,18 @@ class ImageStore:
         name: str,
         *,
         config: dict | None = None,
-        max_entry_size: int = DEFAULT_MAX_ENTRY_SIZE,
-        max_total_size: int = DEFAULT_MAX_TOTAL_SIZE,
+        max_entry_size: int | None = None,
+        max_total_size: int | None = None,
     ) -> Image:
         """Import a root filesystem tar (plain, gzip, xz, bzip2, zstd) as a one-layer image.
 
         `source` is a path or a binary file object (a pipe works: the stream is read once).
         `config` entries override the defaults (Env PATH, Cmd ["sh"]), like `docker import -c`.
         """
+        from minirun.images import tarsafe
+
+        max_entry_size = max_entry_size or tarsafe.DEFAULT_MAX_ENTRY_SIZE
+        max_total_size = max_total_size or tarsafe.DEFAULT_MAX_TOTAL_SIZE
         tagged = parse_reference(name)
         self._ensure()
         stage = self._stage("import")
@@ -294,7 +295,7 @@ class ImageStore:
             layer_stage = stage / "layer"
             (layer_stage / "diff").mkdir(parents=True)
             with self._open_source(source) as f:
-                res = extract_layer(
+                res = tarsafe.extract_layer(
                     f,
                     layer_stage / "diff",
                     max_entry_size=max_entry_size,
@@ -316,7 +317,7 @@ class ImageStore:
             image_config.update(config or {})
             doc = {
                 "created": now,
-                "architecture": _GOARCH.get(platform.machine(), platform.machine()),
+                "architecture": _GOARCH.get(os.uname().machine, os.uname().machine),
                 "os": "linux",
                 "config": image_config,
                 "rootfs": {"type": "layers", "diff_ids": [res.diff_id]},

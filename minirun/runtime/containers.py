@@ -20,6 +20,7 @@ from typing import Any
 from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError
 from minirun.paths import data_root
 from minirun.runtime import procfs, sync
+from minirun.runtime.cgroups import warm
 from minirun.runtime.options import LIBEXEC, RunOptions
 from minirun.runtime.state import ContainerRecord, StateStore, now_iso
 
@@ -113,7 +114,8 @@ class Runtime:
         image = self.images.get(record.state.image_id)
         (record.dir / "exit.json").unlink(missing_ok=True)
         name = f"minirun/{record.id}"
-        self.cgroups.open(name).destroy()          # a previous run's group, if any
+        if record.state.started_at is not None:
+            self.cgroups.open(name).destroy()      # the previous run's group (kept for its stats)
         cg = self.cgroups.create(name, cgroup_resources(spec["linux"].get("resources", {})))
         fds: list[int] = []                         # our copies of what the child/monitor get
         parent_sock, child_sock = sync.socketpair()
@@ -169,6 +171,7 @@ class Runtime:
             report = sync.wait_ready(parent_sock)    # (7)
         finally:
             parent_sock.close()
+            warm.stop()                              # the child has joined its cgroup
         if report.error is not None:
             err = spawn.error_from_native(report.error, np, np.program)
             _reap(monitor_pid)
@@ -325,6 +328,7 @@ class Runtime:
             report = sync.wait_ready(parent_sock)
         finally:
             parent_sock.close()
+            warm.stop()
         if report.error is not None:
             _reap(child)
             raise spawn.error_from_native(report.error, np, args[0])

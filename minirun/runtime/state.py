@@ -17,7 +17,6 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,22 +39,27 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
-    """Readers see the old content or the new, never half: temp file, fsync, rename."""
+def write_atomic(path: Path, data: bytes | str, mode: int = 0o644, durable: bool = True) -> None:
+    """Readers see the old content or the new, never half: temp file, (fsync,) rename.
+
+    durable=False skips the fsync: right for records of live processes (pid, start time), which
+    a power loss makes stale anyway, since no container survives it; the rename alone already
+    makes the write atomic for every crash of minirun itself."""
     if isinstance(data, str):
         data = data.encode()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         os.write(fd, data)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(tmp, path)
 
 
-def write_json(path: Path, obj: Any) -> None:
-    write_atomic(path, json.dumps(obj, indent=2) + "\n")
+def write_json(path: Path, obj: Any, durable: bool = True) -> None:
+    write_atomic(path, json.dumps(obj, indent=2) + "\n", durable=durable)
 
 
 @dataclass
@@ -92,7 +96,7 @@ class ContainerRecord:
         return self.state.name
 
     def save(self) -> None:
-        write_json(self.dir / "state.json", asdict(self.state))
+        write_json(self.dir / "state.json", asdict(self.state), durable=False)
 
     def spec(self) -> dict:
         return json.loads((self.dir / "config.json").read_text())
@@ -150,7 +154,7 @@ class StateStore:
     def new(self, name: str | None, **fields) -> ContainerRecord:
         self.containers.mkdir(parents=True, exist_ok=True)
         self.names.mkdir(parents=True, exist_ok=True)
-        cid = secrets.token_hex(32)
+        cid = os.urandom(32).hex()
         name = name or _generated_name(cid)
         if not (set(name) <= NAME_CHARS) or not name[0].isalnum():
             raise UsageError(f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
