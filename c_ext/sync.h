@@ -7,8 +7,9 @@
  *   parent (Python)                              child (C, new namespaces)
  *   1 build plan, create cgroup
  *   2 mr_spawn: fork monitor ─ clone ──────────▶ 3 join cgroup, block on the socket
- *   4 record pid, uid/gid maps, network
- *   5 send GO ─────────────────────────────────▶ 6 mounts, pivot_root, hostname, rlimits,
+ *   4 uid/gid maps, network (what the child
+ *     must not run without)
+ *   5 send GO, then record the pid ────────────▶ 6 mounts, pivot_root, hostname, rlimits,
  *                                                  credentials, capabilities, no_new_privs
  *     (terminal) receive the pty master ◀──────── 6a MR_MSG_TTY with SCM_RIGHTS
  *   7 read: MR_MSG_ERROR ◀──────────────────────── 7 any failure: {errno, step, index}, exit

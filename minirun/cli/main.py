@@ -24,10 +24,10 @@ def main() -> None:
     if os.geteuid() != 0 and len(sys.argv) > 1 and sys.argv[1] not in ("--help", "-h", "--version"):
         sys.stderr.write("minirun: this command needs root (rootless mode is not supported yet)\n")
         sys.exit(RUNTIME_ERROR)
-    from minirun.cli.app import app
+    from minirun.cli.app import build, verb_of
 
     try:
-        status = app(standalone_mode=False)
+        status = build(verb_of(sys.argv[1:]))(standalone_mode=False)
     except click.exceptions.UsageError as e:
         where = e.ctx.command_path if e.ctx else "minirun"
         sys.stderr.write(f"{where}: {e.format_message()} (see '{where} --help')\n")

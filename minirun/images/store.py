@@ -26,7 +26,6 @@ import contextlib
 import datetime as _dt
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -330,6 +329,8 @@ class ImageStore:
                 ],
             }
             blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+            import hashlib  # noqa: PLC0415 — OpenSSL costs 2 ms to load; only imports need it
+
             image_id = hashlib.sha256(blob).hexdigest()
             blob_stage = stage / "config.json"
             with open(blob_stage, "wb") as fh:

@@ -159,15 +159,17 @@ class Runtime:
             child_sock.close()
             for fd in fds:
                 os.close(fd)
-        # (4) journal the pid before the container does anything
-        record.state.pid = pid
-        record.state.pid_start = procfs.start_time(pid)
-        record.state.monitor_pid = monitor_pid
-        record.state.started_at = now_iso()
-        record.state.error = ""
-        record.save()
         try:
-            sync.send_go(parent_sock)                # (5)
+            # (5) GO first, then (4) record the pid while the child builds its root: the cgroup,
+            # named after the id and made before the clone, already ties the process to this
+            # container, so `rm` finds and kills it even if we die between the two.
+            sync.send_go(parent_sock)
+            record.state.pid = pid
+            record.state.pid_start = procfs.start_time(pid)
+            record.state.monitor_pid = monitor_pid
+            record.state.started_at = now_iso()
+            record.state.error = ""
+            record.save()
             report = sync.wait_ready(parent_sock)    # (7)
         finally:
             parent_sock.close()

@@ -1,8 +1,8 @@
 """The parent's side of the conversation with the native child (the table is in c_ext/sync.h).
 
     1 build plan, create cgroup              2 mr_spawn: fork monitor, clone
-    3 child: join cgroup, wait               4 parent: record pid (uid maps, network: later issues)
-    5 send_go()                              6 child: mounts, pivot_root, credentials, caps
+    3 child: join cgroup, wait               4 parent: uid maps, network (later issues)
+    5 send_go(), then record the pid         6 child: mounts, pivot_root, credentials, caps
     7 wait_ready(): MR_MSG_TTY (pty master), MR_MSG_TRACE (timestamps), MR_MSG_READY (exec fifo),
       MR_MSG_ERROR {errno, step, index}, or EOF = execve succeeded
     8 `start` opens exec.fifo: EOF there means the program runs (OCI create/start)
@@ -10,8 +10,11 @@
 
 from __future__ import annotations
 
-import socket
+import array
 from dataclasses import dataclass, field
+
+# The C module, not socket.py: the wrapper's imports cost ~1.5 ms on every `minirun run`.
+import _socket as socket
 
 from minirun._native import ffi, lib
 
@@ -45,7 +48,7 @@ def wait_ready(sock: socket.socket) -> ChildReport:
     report = ChildReport()
     while True:
         try:
-            data, fds, _flags, _addr = socket.recv_fds(sock, MSG_SIZE, 1)
+            data, fds = _recv_with_fds(sock)
         except ConnectionResetError:
             data, fds = b"", []
         if not data:
@@ -64,3 +67,13 @@ def wait_ready(sock: socket.socket) -> ChildReport:
         elif msg.type == lib.MR_MSG_READY:
             report.ready = True
             return report
+
+
+def _recv_with_fds(sock) -> tuple[bytes, list[int]]:
+    """One message and any fds passed with it (SCM_RIGHTS), like socket.recv_fds."""
+    fds = array.array("i")
+    data, ancdata, _flags, _addr = sock.recvmsg(MSG_SIZE, socket.CMSG_SPACE(fds.itemsize))
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
+    return data, list(fds)
