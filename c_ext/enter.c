@@ -39,6 +39,7 @@ static _Noreturn void enter_process(const struct mr_enter *ex)
         .inheritable = ex->cap_inheritable, .ambient = ex->cap_ambient,
     };
     memset(&err, 0, sizeof(err));
+    mr_reset_signals();
     if (ex->terminal) {
         if (mr_open_terminal(ex->sync_fd, ex->console_rows, ex->console_cols, &err) < 0)
             goto fail;

@@ -185,6 +185,9 @@ int main(int argc, char **argv)
     signal(SIGTTOU, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
     prctl(PR_SET_NAME, "minirun-monitor", 0, 0, 0);
+    sigset_t unblocked;                     /* spawn.c execs us with every signal blocked */
+    sigemptyset(&unblocked);
+    sigprocmask(SIG_SETMASK, &unblocked, NULL);
 
     struct stream streams[2] = {
         { .fd = none(argv[5]) ? -1 : atoi(argv[5]), .name = "stdout" },

@@ -13,6 +13,7 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <signal.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -43,6 +44,19 @@ int mr_send_msg(int fd, const struct mr_msg *msg, int pass_fd)
     ssize_t n;
     do n = sendmsg(fd, &mh, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
     return n == (ssize_t)sizeof(*msg) ? 0 : -1;
+}
+
+/* The container must not inherit Python's signal setup: CPython ignores SIGPIPE (so `yes | head`
+ * would never end), and the spawn path blocks every signal. execve keeps both an ignored
+ * disposition and the mask, so reset them all to what a freshly booted process has. */
+void mr_reset_signals(void)
+{
+    sigset_t none;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            signal(sig, SIG_DFL);   /* glibc's reserved real-time signals fail with EINVAL: fine */
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
 /* Make the planned fds the process's 0, 1 and 2. Python only hands us fds that are either already

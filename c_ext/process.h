@@ -16,6 +16,7 @@ struct mr_creds {
     uint64_t bounding, effective, permitted, inheritable, ambient;
 };
 
+void mr_reset_signals(void);
 int mr_setup_stdio(const int stdio[3], struct mr_err *err);
 int mr_open_terminal(int sync_fd, unsigned short rows, unsigned short cols, struct mr_err *err);
 int mr_drop_bounding(const struct mr_creds *c, struct mr_err *err);

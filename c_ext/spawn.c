@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <linux/close_range.h>
 #include <sched.h>
 #include <signal.h>
@@ -218,6 +219,7 @@ static _Noreturn void container(const struct mr_plan *p, uint64_t clone_stamp)
     memset(&err, 0, sizeof(err));
     memset(stamps, 0, sizeof(stamps));
     stamps[MR_STEP_CLONE] = clone_stamp;
+    mr_reset_signals();
     child_main(p, &err, stamps);
     struct mr_msg msg;
     memset(&msg, 0, sizeof(msg));
@@ -234,10 +236,27 @@ static int keep_fd(int fd)
 }
 
 /*
- * (2) The monitor: a fork of the caller that clones the container, tells the caller the pid over
+ * (2) The monitor: a child of the caller that clones the container, tells the caller the pid over
  * a pipe and execs the small native monitor program, which then is the container's parent: it
  * waits, records the exit status and copies the logs, so no Python process stays per container.
+ *
+ * It is started like posix_spawn starts a program: clone(CLONE_VM | CLONE_VFORK) on a stack of
+ * its own, so the caller's memory is shared rather than copied (a Python process maps tens of MB:
+ * copying its page tables once more per container is measurable) and the caller sleeps until the
+ * execv. Every signal stays blocked meanwhile: no handler of the caller's may run on shared memory.
+ * The monitor program unblocks them; the container resets them (mr_reset_signals).
  */
+struct monitor_args { const struct mr_plan *plan; int pid_pipe; };
+#define MONITOR_STACK (128 * 1024)
+
+static _Noreturn void monitor(const struct mr_plan *p, int pid_pipe);
+
+static int monitor_entry(void *arg)
+{
+    struct monitor_args *a = arg;
+    monitor(a->plan, a->pid_pipe);
+}
+
 static _Noreturn void monitor(const struct mr_plan *p, int pid_pipe)
 {
     pid_t pid = clone_fork(p->clone_flags);
@@ -250,6 +269,9 @@ static _Noreturn void monitor(const struct mr_plan *p, int pid_pipe)
         _exit(125);
     close(pid_pipe);
     close(p->sync_fd);
+    for (int sig = 1; sig < NSIG; sig++)     /* the caller's handlers are not ours */
+        if (sig != SIGKILL && sig != SIGSTOP)
+            signal(sig, SIG_DFL);
     setsid();
     /* The monitor must not hold the caller's stdio: `id=$(minirun run -d ...)` would wait for
      * the container to exit before the pipe closed. The container has its own copies. */
@@ -278,11 +300,15 @@ pid_t mr_spawn(const struct mr_plan *p, pid_t *monitor_pid, struct mr_err *err)
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0)
         return mr_fail(err, MR_STEP_FORK_MONITOR, -1, "pipe");
-    pid_t m = fork();
-    if (m == 0) {
-        close(pipefd[0]);
-        monitor(p, pipefd[1]);
-    }
+    /* The monitor runs on this stack until it execs; we are suspended that long (CLONE_VFORK).
+     * The container's copy of memory starts on it too, hence room for child_main's buffers. */
+    char stack[MONITOR_STACK] __attribute__((aligned(16)));
+    struct monitor_args args = { .plan = p, .pid_pipe = pipefd[1] };
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pid_t m = clone(monitor_entry, stack + MONITOR_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(pipefd[1]);
     if (m < 0) {
         close(pipefd[0]);

@@ -92,3 +92,16 @@ def test_no_host_fds_leak_in(clean):
         os.close(r)
         os.close(w)
     assert sorted(out.split()) == ["0", "1", "2", "3"]    # 3 is ls's own directory handle
+
+
+def test_signal_dispositions_are_fresh(clean):
+    # CPython ignores SIGPIPE; a container must not inherit that (nor a blocked mask), or
+    # `yes | head -1` would never end
+    out = clean.out("run", "--rm", "busybox", "sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/self/status; yes | head -1",
+                    timeout=20)
+    assert out.split() == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000", "y"]
+    cid = clean.out("run", "-d", "busybox", "sleep", "30")
+    try:
+        assert clean.out("exec", cid, "sh", "-c", "yes | head -1", timeout=20) == "y"
+    finally:
+        clean("rm", "-f", cid)

@@ -68,7 +68,7 @@ def test_init_reaps_zombies(clean):
 
 
 def test_logs_are_complete_and_streams_kept_apart(clean):
-    cid = clean.out("run", "-d", "busybox", "sh", "-c", "seq 1 2000; echo oops >&2")
+    cid = clean.out("run", "-d", "busybox", "sh", "-c", "seq 1 2000; sleep 0.2; echo oops >&2")
     assert clean.out("wait", cid) == "0"
     r = clean("logs", cid)
     assert r.stdout.split() == [str(i) for i in range(1, 2001)]
