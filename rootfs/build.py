@@ -98,6 +98,11 @@ def entries(busybox: Path, mtime: int):
         "etc/group": (GROUP.encode(), 0o644),
         "etc/nsswitch.conf": (NSSWITCH.encode(), 0o644),
         "etc/os-release": (os_release(version).encode(), 0o644),
+        # mount points for the per-container files minirun binds over them: when the image has
+        # them, overlayfs need not copy /etc up into every container's upper dir
+        "etc/hostname": (b"", 0o644),
+        "etc/hosts": (b"", 0o644),
+        "etc/resolv.conf": (b"", 0o644),
     }
     dirs = dict(DIRS)
     links = {}
