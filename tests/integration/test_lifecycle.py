@@ -236,3 +236,68 @@ def test_prune_removes_stopped_containers(clean):
         assert a[:12] not in ids and b[:12] in ids
     finally:
         clean("rm", "-f", b)
+
+
+def test_detached_rm_removes_itself_after_exit(clean):
+    cid = clean.out("run", "-d", "--rm", "busybox", "sh", "-c", "echo bye")
+    deadline = time.monotonic() + 15
+    while cid[:12] in clean.out("ps", "-a", "-q") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cid[:12] not in clean.out("ps", "-a", "-q")
+
+
+def test_image_import_from_stdin(clean):
+    from tests.conftest import IMAGE_TAR
+
+    out = clean.out("image", "import", "-", "frompipe:v1", input=IMAGE_TAR.read_bytes())
+    assert out.startswith(b"sha256:")
+    assert clean.out("run", "--rm", "frompipe:v1", "echo", "ok") == "ok"
+    clean("image", "rm", "frompipe:v1")
+
+
+def test_exec_it_gets_a_terminal_of_the_right_size(clean, data_root):
+    import fcntl
+    import struct
+    import termios
+
+    cid = clean.out("run", "-d", "busybox", "sleep", "30")
+    pid, fd = pty.fork()
+    if pid == 0:
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+        os.execv(MINIRUN[0], [*MINIRUN, "--root", str(data_root), "exec", "-it", cid, "sh"])
+    try:
+        assert b"# " in _read_until(fd, b"# ", 15)
+        os.write(fd, b"tty; stty size\r")
+        text = _read_until(fd, b"33 101", 10)
+        assert b"/dev/pts/" in text and b"33 101" in text
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))   # resize
+        os.kill(pid, __import__("signal").SIGWINCH)
+        time.sleep(0.3)
+        os.write(fd, b"stty size\r")
+        assert b"40 120" in _read_until(fd, b"40 120", 10)
+        os.write(fd, b"exit 4\r")
+        _read_until(fd, None, 10)
+        for _ in range(100):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.1)
+        assert done and os.waitstatus_to_exitcode(status) == 4
+    finally:
+        with contextlib.suppress(ChildProcessError, ProcessLookupError):
+            if not os.waitpid(pid, os.WNOHANG)[0]:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+        os.close(fd)
+        clean("rm", "-f", cid)
+
+
+def test_parallel_runs_and_removals_stay_consistent(clean):
+    def one(i):
+        r = subprocess.run([*MINIRUN, "--root", str(clean.root), "run", "--rm", "--name", f"par{i}",
+                            "busybox", "sh", "-c", f"echo {i}"], capture_output=True, text=True, timeout=60)
+        return r.returncode, r.stdout.strip()
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(16)))
+    assert results == [(0, str(i)) for i in range(16)]
+    assert clean.out("ps", "-a", "-q") == ""
