@@ -10,11 +10,10 @@
 
 from __future__ import annotations
 
-import array
-from dataclasses import dataclass, field
-
 # The C module, not socket.py: the wrapper's imports cost ~1.5 ms on every `minirun run`.
 import _socket as socket
+import array
+from dataclasses import dataclass, field
 
 from minirun._native import ffi, lib
 

@@ -105,7 +105,7 @@ def test_exec_shares_the_containers_namespaces(clean):
 
 
 def test_create_then_start(clean):
-    cid = clean.out("create", "--name", "later", "busybox", "echo", "started")
+    clean.out("create", "--name", "later", "busybox", "echo", "started")
     assert "Created" in clean.out("ps", "-a")
     clean("start", "later")
     assert clean.out("wait", "later") == "0"

@@ -81,7 +81,8 @@ def test_the_tar_is_a_minimal_unix_root(build, tmp_path):
     assert "root:x:0:0:root:/root:/bin/sh" in passwd and ":65534:" in passwd
     assert {line.split(":")[0] for line in group.split()} == {"root", "tty", "nogroup"}
     assert "etc/nsswitch.conf" in members and "minirun busybox" in os_release
-    assert "etc/hostname" not in members
+    for name in ("etc/hostname", "etc/hosts", "etc/resolv.conf"):   # empty mount points for binds
+        assert members[name].isfile() and members[name].size == 0
     applets = subprocess.run([str(BUSYBOX), "--list-full"], capture_output=True, text=True).stdout
     for applet in applets.split():
         assert applet.strip("/") in members, applet
