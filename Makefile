@@ -42,7 +42,9 @@ image: $(IMAGE)  ## build the busybox image tarball from rootfs/ (reproducible)
 demo: install image  ## the main demo: an isolated, limited container from the tarball image
 	@bash docs/demos/main.sh
 
-test: install image  ## run the tests (unit, native, integration; root needed for the last two)
+test: install image  ## lint, then the tests (unit and integration; the latter need root)
+	$(VENV)/bin/ruff check minirun tests benchmarks rootfs
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q tests
 
 test-unit: install  ## only the tests that need no root

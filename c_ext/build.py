@@ -44,7 +44,7 @@ struct mr_plan {
     const struct mr_fsop *fsops; int n_fsops;
     const char *const *masked_paths; int n_masked_paths;
     const char *const *readonly_paths; int n_readonly_paths;
-    const char *hostname; const char *domainname;
+    int loopback_up; const char *hostname; const char *domainname;
     const struct mr_rlimit *rlimits; int n_rlimits;
     const char *oom_score_adj;
     uint32_t uid; uint32_t gid; const uint32_t *groups; int n_groups; int umask;

@@ -55,6 +55,7 @@ struct mr_plan {
     int n_readonly_paths;
 
     /* the process */
+    int loopback_up;              /* a new network namespace starts with "lo" down: bring it up */
     const char *hostname;         /* NULL: keep */
     const char *domainname;
     const struct mr_rlimit *rlimits;

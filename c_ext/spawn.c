@@ -18,6 +18,8 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -106,6 +108,25 @@ static int wait_exec_fifo(int fifo_path_fd, int *fifo, struct mr_err *err)
     return 0;
 }
 
+/* A new network namespace has only "lo", and it is down; Docker's `--network none` has it up.
+ * Two ioctls on any socket do it (netdevice(7)): no netlink needed for this one flag. */
+static int loopback_up(struct mr_err *err)
+{
+    struct ifreq ifr;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return mr_fail(err, MR_STEP_LOOPBACK, -1, "socket");
+    memset(&ifr, 0, sizeof(ifr));
+    memcpy(ifr.ifr_name, "lo", 3);
+    int r = ioctl(fd, SIOCGIFFLAGS, &ifr);
+    if (r == 0) {
+        ifr.ifr_flags |= IFF_UP;
+        r = ioctl(fd, SIOCSIFFLAGS, &ifr);
+    }
+    close(fd);
+    return r < 0 ? mr_fail(err, MR_STEP_LOOPBACK, -1, "lo") : 0;
+}
+
 #define STAMP(s) (stamps[MR_STEP_##s] = mr_now_ns())
 
 /* (6) Everything between GO and execve, in the order the kernel needs it. Returns only on error. */
@@ -147,6 +168,7 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
         mr_fail(err, MR_STEP_ROOT_READONLY, -1, "/");
         return;
     }
+    if (p->loopback_up && loopback_up(err) < 0) return;
     if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0) {
         mr_fail(err, MR_STEP_HOSTNAME, -1, p->hostname);
         return;

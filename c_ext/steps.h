@@ -28,6 +28,7 @@
     X(MASK,            "mask path")                                     \
     X(READONLY_PATH,   "make path read-only")                           \
     X(ROOT_READONLY,   "make rootfs read-only")                         \
+    X(LOOPBACK,        "bring up loopback")                             \
     X(HOSTNAME,        "sethostname")                                   \
     X(DOMAINNAME,      "setdomainname")                                 \
     X(RLIMIT,          "setrlimit")                                     \

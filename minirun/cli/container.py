@@ -42,6 +42,7 @@ def run(
     cpu_shares: int = typer.Option(None, "--cpu-shares", help="Relative CPU weight (default 1024)."),
     cpuset_cpus: str = typer.Option(None, "--cpuset-cpus", help="CPUs allowed (e.g. 0-1)."),
     pids_limit: int = typer.Option(None, "--pids-limit", help="Max processes (default 2048; -1: none)."),
+    ulimit: list[str] = typer.Option(None, "--ulimit", help="Resource limit NAME=SOFT[:HARD]."),
     volume: list[str] = typer.Option(None, "-v", "--volume", help="Bind mount /host:/ctr[:ro]."),
     tmpfs: list[str] = typer.Option(None, "--tmpfs", help="Mount a tmpfs at /path[:options]."),
     read_only: bool = typer.Option(False, "--read-only", help="Mount the root filesystem read-only."),
@@ -66,7 +67,7 @@ def run(
         env_files=list(env_file or []), workdir=workdir, user=user, hostname=hostname, name=name,
         memory=parse_bytes(memory) if memory else None, memory_swap=swap, cpus=cpus,
         cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, pids_limit=pids_limit,
-        volumes=list(volume or []), tmpfs=list(tmpfs or []), read_only=read_only, init=init,
+        ulimits=list(ulimit or []), volumes=list(volume or []), tmpfs=list(tmpfs or []), read_only=read_only, init=init,
         interactive=interactive, tty=tty, network=network, auto_remove=rm,
         detach=detach or creating,
     )

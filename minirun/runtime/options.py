@@ -38,6 +38,7 @@ class RunOptions:
     cpu_shares: int | None = None
     cpuset_cpus: str | None = None
     pids_limit: int | None = None
+    ulimits: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
     tmpfs: list[str] = field(default_factory=list)
     read_only: bool = False
@@ -63,6 +64,8 @@ def build_spec(opts: RunOptions, image_config: dict[str, Any], layers_top_first:
         raise UsageError(f"the working directory {proc['cwd']!r} must be an absolute path")
     proc["user"] = resolve_user(opts.user or image_config.get("User") or "", layers_top_first)
     proc["terminal"] = opts.tty
+    if opts.ulimits:
+        proc["rlimits"] = [_ulimit(u) for u in opts.ulimits]
     spec["root"] = {"path": str(container_dir / "rootfs"), "readonly": opts.read_only}
     spec["hostname"] = opts.hostname or container_id[:12]
     spec["mounts"].extend(_network_files(opts, container_dir, spec["hostname"]))
@@ -114,6 +117,26 @@ def _args(opts: RunOptions, cfg: dict[str, Any]) -> list[str]:
     if not args:
         raise UsageError(f"no command specified: the image {opts.image} has no Cmd or Entrypoint")
     return args
+
+
+_ULIMITS = {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
+            "nproc", "rss", "rtprio", "rttime", "sigpending", "stack", "as"}
+_UNLIMITED = 2**64 - 1            # RLIM_INFINITY
+
+
+def _ulimit(text: str) -> dict[str, Any]:
+    """Docker's --ulimit NAME=SOFT[:HARD] (-1: unlimited) -> an OCI process.rlimits entry."""
+    name, _, values = text.partition("=")
+    soft, _, hard = values.partition(":")
+    try:
+        if name not in _ULIMITS:
+            raise ValueError
+        limits = [_UNLIMITED if v == "-1" else int(v) for v in (soft, hard or soft)]
+        if limits[0] > limits[1] or min(limits) < 0:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"invalid --ulimit {text!r}: use NAME=SOFT[:HARD], e.g. nofile=1024:2048") from None
+    return {"type": f"RLIMIT_{name.upper()}", "soft": limits[0], "hard": limits[1]}
 
 
 def _env(opts: RunOptions) -> list[str]:

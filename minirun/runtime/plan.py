@@ -133,6 +133,7 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
     p.readonly_paths = np.cstr_array(np.readonly)
     p.n_readonly_paths = len(np.readonly)
 
+    p.loopback_up = int(bool(flags & CLONE_FLAGS["network"]))
     p.hostname = np.cstr(spec.get("hostname") or None)
     p.domainname = np.cstr(spec.get("domainname") or None)
     _rlimits(np, proc.get("rlimits", []))

@@ -105,3 +105,15 @@ def test_signal_dispositions_are_fresh(clean):
         assert clean.out("exec", cid, "sh", "-c", "yes | head -1", timeout=20) == "y"
     finally:
         clean("rm", "-f", cid)
+
+
+def test_loopback_is_up_with_network_none(clean):
+    script = "httpd -p 127.0.0.1:8080 -h /etc && wget -q -O - http://127.0.0.1:8080/hostname"
+    assert clean.out("run", "--rm", "-h", "lo-test", "busybox", "sh", "-c", script, timeout=30) == "lo-test"
+    links = clean.out("run", "--rm", "busybox", "cat", "/proc/net/dev")
+    assert [ln.split(":")[0].strip() for ln in links.splitlines()[2:]] == ["lo"]   # nothing else
+
+
+def test_ulimit_is_applied(clean):
+    out = clean.out("run", "--rm", "--ulimit", "nofile=256:512", "busybox", "sh", "-c", "ulimit -n; ulimit -Hn")
+    assert out.split() == ["256", "512"]

@@ -107,3 +107,14 @@ def test_network_host_shares_the_host_namespace(layer, tmp_path):
     assert "network" not in {n["type"] for n in s["linux"]["namespaces"]}
     with pytest.raises(UsageError, match="--network bridge"):
         spec_for(layer, tmp_path, network="bridge")
+
+
+def test_ulimits_become_rlimits(layer, tmp_path):
+    s = spec_for(layer, tmp_path, ulimits=["nofile=1024:2048", "core=-1"])
+    assert s["process"]["rlimits"] == [
+        {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048},
+        {"type": "RLIMIT_CORE", "soft": 2**64 - 1, "hard": 2**64 - 1},
+    ]
+    for bad in ("nofile", "bogus=1", "nofile=2:1", "nofile=x"):
+        with pytest.raises(UsageError, match="invalid --ulimit"):
+            spec_for(layer, tmp_path, ulimits=[bad])
