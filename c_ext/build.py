@@ -35,6 +35,19 @@ struct mr_fsop {
 };
 struct mr_rlimit { int resource; uint64_t soft; uint64_t hard; ...; };
 
+struct mr_process {
+    uint32_t uid; uint32_t gid; const uint32_t *groups; int n_groups; int umask;
+    int set_caps; int cap_last;
+    uint64_t cap_bounding; uint64_t cap_effective; uint64_t cap_permitted;
+    uint64_t cap_inheritable; uint64_t cap_ambient;
+    int no_new_privs; const void *seccomp_filter; int seccomp_len;
+    const char *cwd; const char *path; const char *search_path;
+    char *const *argv; char *const *envp;
+    int stdio[3]; int terminal; unsigned short console_rows; unsigned short console_cols;
+    int preserve_fds;
+    ...;
+};
+
 struct mr_plan {
     int clone_flags; int unshare_cgroupns;
     const char *monitor_path; char *const *monitor_argv; int monitor_keep_fds[2];
@@ -47,15 +60,8 @@ struct mr_plan {
     int loopback_up; const char *hostname; const char *domainname;
     const struct mr_rlimit *rlimits; int n_rlimits;
     const char *oom_score_adj;
-    uint32_t uid; uint32_t gid; const uint32_t *groups; int n_groups; int umask;
-    int set_caps; int cap_last;
-    uint64_t cap_bounding; uint64_t cap_effective; uint64_t cap_permitted;
-    uint64_t cap_inheritable; uint64_t cap_ambient;
-    int no_new_privs; const void *seccomp_filter; int seccomp_len;
-    const char *cwd; const char *path; const char *search_path;
-    char *const *argv; char *const *envp;
-    int stdio[3]; int terminal; unsigned short console_rows; unsigned short console_cols;
-    int preserve_fds; int sync_fd; int exec_fifo_fd; int trace;
+    struct mr_process process;
+    int sync_fd; int exec_fifo_fd; int trace;
     ...;
 };
 
@@ -63,14 +69,7 @@ struct mr_enter {
     const int *ns_fds; int n_ns_fds;
     const int *cgroup_procs_fds; int n_cgroup_procs_fds;
     const char *root_dir;
-    uint32_t uid; uint32_t gid; const uint32_t *groups; int n_groups; int umask;
-    int set_caps; int cap_last;
-    uint64_t cap_bounding; uint64_t cap_effective; uint64_t cap_permitted;
-    uint64_t cap_inheritable; uint64_t cap_ambient;
-    int no_new_privs; const void *seccomp_filter; int seccomp_len;
-    const char *cwd; const char *path; const char *search_path;
-    char *const *argv; char *const *envp;
-    int stdio[3]; int terminal; unsigned short console_rows; unsigned short console_cols;
+    struct mr_process process;
     int sync_fd;
     ...;
 };

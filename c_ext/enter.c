@@ -15,7 +15,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/close_range.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -32,45 +31,13 @@
 static _Noreturn void enter_process(const struct mr_enter *ex)
 {
     struct mr_err err;
-    struct mr_creds creds = {
-        .uid = ex->uid, .gid = ex->gid, .groups = ex->groups, .n_groups = ex->n_groups,
-        .set_caps = ex->set_caps, .cap_last = ex->cap_last, .bounding = ex->cap_bounding,
-        .effective = ex->cap_effective, .permitted = ex->cap_permitted,
-        .inheritable = ex->cap_inheritable, .ambient = ex->cap_ambient,
-    };
     memset(&err, 0, sizeof(err));
     mr_reset_signals();
-    if (ex->terminal) {
-        if (mr_open_terminal(ex->sync_fd, ex->console_rows, ex->console_cols, &err) < 0)
-            goto fail;
-    } else {
+    if (!ex->process.terminal)
         setsid();
-        if (mr_setup_stdio(ex->stdio, &err) < 0)
-            goto fail;
-    }
-    if (mr_drop_bounding(&creds, &err) < 0)
-        goto fail;
-    if (!ex->no_new_privs && mr_load_seccomp(ex->seccomp_filter, ex->seccomp_len, &err) < 0)
-        goto fail;
-    if (mr_set_ids_and_caps(&creds, &err) < 0)
-        goto fail;
-    if (ex->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-        mr_fail(&err, MR_STEP_NO_NEW_PRIVS, -1, NULL);
-        goto fail;
-    }
-    umask(ex->umask >= 0 ? (mode_t)ex->umask : 022);
-    if (ex->cwd && chdir(ex->cwd) < 0) {
-        mr_fail(&err, MR_STEP_CHDIR, -1, ex->cwd);
-        goto fail;
-    }
-    if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-        mr_fail(&err, MR_STEP_CLOSE_FDS, -1, NULL);
-        goto fail;
-    }
-    if (ex->no_new_privs && mr_load_seccomp(ex->seccomp_filter, ex->seccomp_len, &err) < 0)
-        goto fail;
-    mr_exec(ex->path, ex->search_path, ex->argv, ex->envp, &err);
-fail:;
+    if (mr_process_stdio(&ex->process, ex->sync_fd, &err) == 0 &&
+        mr_process_credentials(&ex->process, &err) == 0)
+        mr_process_exec(&ex->process, &err);
     struct mr_msg msg;
     memset(&msg, 0, sizeof(msg));
     msg.type = MR_MSG_ERROR;

@@ -31,6 +31,31 @@ struct mr_fsop {
 
 struct mr_rlimit { int resource; uint64_t soft, hard; };
 
+/* The process half, shared by the first process (mr_plan) and `exec` (mr_enter): who it runs as,
+ * with which capabilities and filter, where, what, and with which stdio. */
+struct mr_process {
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    int n_groups;                 /* -1: leave supplementary groups alone */
+    int umask;                    /* -1: 0022 */
+    int set_caps;                 /* 0: keep the caller's capabilities (tests only) */
+    int cap_last;                 /* /proc/sys/kernel/cap_last_cap */
+    uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
+    int no_new_privs;
+    const void *seccomp_filter;   /* struct sock_filter[], built by Python with libseccomp */
+    int seccomp_len;              /* instructions; 0: no filter */
+    const char *cwd;
+    const char *path;             /* the program; without a '/', looked up in search_path */
+    const char *search_path;      /* the container's PATH, searched inside the container */
+    char *const *argv;
+    char *const *envp;
+    int stdio[3];                 /* fds to become 0, 1, 2; a value equal to its index keeps it */
+    int terminal;                 /* open a pty in the container's devpts, send the master */
+    unsigned short console_rows, console_cols;
+    int preserve_fds;             /* keep fds 3 .. 3+preserve_fds-1 open across execve */
+};
+
 struct mr_plan {
     /* namespaces and the monitor */
     int clone_flags;              /* CLONE_NEW* created at clone() */
@@ -60,30 +85,10 @@ struct mr_plan {
     const char *domainname;
     const struct mr_rlimit *rlimits;
     int n_rlimits;
-    int oom_score_adj_fd;         /* -1, or an fd whose content is written to /proc/self/oom_score_adj */
     const char *oom_score_adj;
-    uid_t uid;
-    gid_t gid;
-    const gid_t *groups;
-    int n_groups;                 /* -1: leave supplementary groups alone */
-    int umask;                    /* -1: 0022 */
-    int set_caps;                 /* 0: keep the caller's capabilities (tests only) */
-    int cap_last;                 /* /proc/sys/kernel/cap_last_cap */
-    uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
-    int no_new_privs;
-    const void *seccomp_filter;   /* struct sock_filter[], built by Python with libseccomp */
-    int seccomp_len;              /* instructions; 0: no filter */
-    const char *cwd;
-    const char *path;             /* the program; without a '/', looked up in search_path */
-    const char *search_path;      /* the container's PATH, searched after pivot_root */
-    char *const *argv;
-    char *const *envp;
+    struct mr_process process;
 
-    /* stdio and the conversation with the parent */
-    int stdio[3];                 /* fds to become 0, 1, 2; a value equal to its index keeps it */
-    int terminal;                 /* open a pty in the container's devpts, send the master */
-    unsigned short console_rows, console_cols;
-    int preserve_fds;             /* keep fds 3 .. 3+preserve_fds-1 open across execve */
+    /* the conversation with the parent */
     int sync_fd;                  /* the child's end of the socketpair */
     int exec_fifo_fd;             /* O_PATH fd of exec.fifo: block until `start`; -1: exec now */
     int trace;                    /* send MR_MSG_TRACE with step timestamps before execve */
@@ -99,26 +104,8 @@ struct mr_enter {
     int n_ns_fds;
     const int *cgroup_procs_fds;
     int n_cgroup_procs_fds;
-    const char *root_dir;         /* "/" of the container (after joining its mount namespace) */
-    uid_t uid;
-    gid_t gid;
-    const gid_t *groups;
-    int n_groups;
-    int umask;
-    int set_caps;
-    int cap_last;
-    uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
-    int no_new_privs;
-    const void *seccomp_filter;
-    int seccomp_len;
-    const char *cwd;
-    const char *path;
-    const char *search_path;
-    char *const *argv;
-    char *const *envp;
-    int stdio[3];
-    int terminal;
-    unsigned short console_rows, console_cols;
+    const char *root_dir;         /* chroot here after setns (NULL: the namespace's root) */
+    struct mr_process process;
     int sync_fd;
 };
 

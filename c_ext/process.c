@@ -19,6 +19,8 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <linux/close_range.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <termios.h>
 #include <unistd.h>
@@ -61,7 +63,7 @@ void mr_reset_signals(void)
 
 /* Make the planned fds the process's 0, 1 and 2. Python only hands us fds that are either already
  * in place or >= 3, so one dup2 each cannot clobber a later source. */
-int mr_setup_stdio(const int stdio[3], struct mr_err *err)
+static int setup_stdio(const int stdio[3], struct mr_err *err)
 {
     for (int i = 0; i < 3; i++) {
         if (stdio[i] < 0)
@@ -79,7 +81,7 @@ int mr_setup_stdio(const int stdio[3], struct mr_err *err)
 /* A terminal like runc's: the pty comes from the container's own devpts instance (so `tty` inside
  * says /dev/pts/0), the master goes to the parent over the sync socket, the slave becomes the
  * controlling terminal and stdio of a new session. */
-int mr_open_terminal(int sync_fd, unsigned short rows, unsigned short cols, struct mr_err *err)
+static int open_terminal(int sync_fd, unsigned short rows, unsigned short cols, struct mr_err *err)
 {
     int master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (master < 0)
@@ -112,19 +114,19 @@ int mr_open_terminal(int sync_fd, unsigned short rows, unsigned short cols, stru
 }
 
 /* The bounding set can only shrink, and only while we still hold CAP_SETPCAP: before setuid. */
-int mr_drop_bounding(const struct mr_creds *c, struct mr_err *err)
+static int drop_bounding(const struct mr_process *c, struct mr_err *err)
 {
     if (!c->set_caps)
         return 0;
     for (int cap = 0; cap <= c->cap_last; cap++)
-        if (!(c->bounding & (1ull << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+        if (!(c->cap_bounding & (1ull << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
             return mr_fail(err, MR_STEP_CAPS_BOUNDING, cap, NULL);
     return 0;
 }
 
 /* Switch user and set the capability sets. PR_SET_KEEPCAPS keeps the permitted set across the
  * setuid away from root; capset then sets exactly what the plan says. */
-int mr_set_ids_and_caps(const struct mr_creds *c, struct mr_err *err)
+static int set_ids_and_caps(const struct mr_process *c, struct mr_err *err)
 {
     if (c->set_caps && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
         return mr_fail(err, MR_STEP_CAPS, -1, "PR_SET_KEEPCAPS");
@@ -139,21 +141,21 @@ int mr_set_ids_and_caps(const struct mr_creds *c, struct mr_err *err)
     struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
     struct __user_cap_data_struct data[2];
     for (int i = 0; i < 2; i++) {
-        data[i].effective = (uint32_t)(c->effective >> (32 * i));
-        data[i].permitted = (uint32_t)(c->permitted >> (32 * i));
-        data[i].inheritable = (uint32_t)(c->inheritable >> (32 * i));
+        data[i].effective = (uint32_t)(c->cap_effective >> (32 * i));
+        data[i].permitted = (uint32_t)(c->cap_permitted >> (32 * i));
+        data[i].inheritable = (uint32_t)(c->cap_inheritable >> (32 * i));
     }
     if (syscall(SYS_capset, &hdr, data) < 0)
         return mr_fail(err, MR_STEP_CAPS, -1, NULL);
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
     for (int cap = 0; cap <= c->cap_last; cap++)
-        if ((c->ambient & (1ull << cap)) &&
+        if ((c->cap_ambient & (1ull << cap)) &&
             prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
             return mr_fail(err, MR_STEP_AMBIENT, cap, NULL);
     return 0;
 }
 
-int mr_load_seccomp(const void *filter, int len, struct mr_err *err)
+static int load_seccomp(const void *filter, int len, struct mr_err *err)
 {
     if (len <= 0)
         return 0;
@@ -165,8 +167,8 @@ int mr_load_seccomp(const void *filter, int len, struct mr_err *err)
 
 /* execve, searching search_path like execvp when path has no '/'. ENOENT everywhere means "not
  * found" (127); a file found but not executable wins over not found (126), as in a shell. */
-int mr_exec(const char *path, const char *search_path, char *const argv[], char *const envp[],
-            struct mr_err *err)
+static int exec_program(const char *path, const char *search_path, char *const argv[],
+                        char *const envp[], struct mr_err *err)
 {
     if (strchr(path, '/') || !search_path || !*search_path) {
         execve(path, argv, envp);
@@ -198,4 +200,43 @@ int mr_exec(const char *path, const char *search_path, char *const argv[], char 
     }
     errno = saw_eacces ? saw_eacces : ENOENT;
     return mr_fail(err, MR_STEP_EXEC, -1, path);
+}
+
+/* A terminal from the container's devpts, or the planned stdio. */
+int mr_process_stdio(const struct mr_process *pr, int sync_fd, struct mr_err *err)
+{
+    if (pr->terminal)
+        return open_terminal(sync_fd, pr->console_rows, pr->console_cols, err);
+    return setup_stdio(pr->stdio, err);
+}
+
+/* Who the process is, in the order the kernel needs: the bounding set shrinks while we still hold
+ * CAP_SETPCAP; without no_new_privs a filter needs CAP_SYS_ADMIN, so it loads before the user
+ * switch; then uid/gid and the capability sets, no_new_privs, umask, the working directory, and
+ * every fd we did not plan to pass becomes close-on-exec: nothing of the host leaks in. */
+int mr_process_credentials(const struct mr_process *pr, struct mr_err *err)
+{
+    if (drop_bounding(pr, err) < 0)
+        return -1;
+    if (!pr->no_new_privs && load_seccomp(pr->seccomp_filter, pr->seccomp_len, err) < 0)
+        return -1;
+    if (set_ids_and_caps(pr, err) < 0)
+        return -1;
+    if (pr->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return mr_fail(err, MR_STEP_NO_NEW_PRIVS, -1, NULL);
+    umask(pr->umask >= 0 ? (mode_t)pr->umask : 022);
+    if (pr->cwd && chdir(pr->cwd) < 0)
+        return mr_fail(err, MR_STEP_CHDIR, -1, pr->cwd);
+    if (syscall(SYS_close_range, 3 + pr->preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+        return mr_fail(err, MR_STEP_CLOSE_FDS, -1, NULL);
+    return 0;
+}
+
+/* The last two steps: with no_new_privs the filter comes as late as possible (it only has to
+ * allow execve), then the program. Returns only on failure, with *err filled. */
+void mr_process_exec(const struct mr_process *pr, struct mr_err *err)
+{
+    if (pr->no_new_privs && load_seccomp(pr->seccomp_filter, pr->seccomp_len, err) < 0)
+        return;
+    exec_program(pr->path, pr->search_path, pr->argv, pr->envp, err);
 }

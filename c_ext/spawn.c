@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <linux/close_range.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -132,12 +131,6 @@ static int loopback_up(struct mr_err *err)
 /* (6) Everything between GO and execve, in the order the kernel needs it. Returns only on error. */
 static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *stamps)
 {
-    struct mr_creds creds = {
-        .uid = p->uid, .gid = p->gid, .groups = p->groups, .n_groups = p->n_groups,
-        .set_caps = p->set_caps, .cap_last = p->cap_last, .bounding = p->cap_bounding,
-        .effective = p->cap_effective, .permitted = p->cap_permitted,
-        .inheritable = p->cap_inheritable, .ambient = p->cap_ambient,
-    };
     int fifo = -1;
 
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);   /* until execve: die with the monitor */
@@ -145,7 +138,7 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
     STAMP(JOIN_CGROUP);
     if (wait_go(p->sync_fd, err) < 0) return;
     STAMP(WAIT_GO);
-    if (!p->terminal && setsid() < 0) { mr_fail(err, MR_STEP_SETSID, -1, NULL); return; }
+    if (!p->process.terminal && setsid() < 0) { mr_fail(err, MR_STEP_SETSID, -1, NULL); return; }
     if (p->unshare_cgroupns && unshare(CLONE_NEWCGROUP) < 0) {
         mr_fail(err, MR_STEP_UNSHARE_CGROUP, -1, NULL);
         return;
@@ -178,29 +171,10 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
         return;
     }
     if (set_rlimits(p, err) < 0 || set_oom_score(p, err) < 0) return;
-    if (p->terminal) {
-        if (mr_open_terminal(p->sync_fd, p->console_rows, p->console_cols, err) < 0) return;
-        STAMP(TTY);
-    } else if (mr_setup_stdio(p->stdio, err) < 0) {
-        return;
-    }
-    if (mr_drop_bounding(&creds, err) < 0) return;
-    /* Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we still have it. */
-    if (!p->no_new_privs && mr_load_seccomp(p->seccomp_filter, p->seccomp_len, err) < 0) return;
-    if (mr_set_ids_and_caps(&creds, err) < 0) return;
+    if (mr_process_stdio(&p->process, p->sync_fd, err) < 0) return;
+    STAMP(STDIO);
+    if (mr_process_credentials(&p->process, err) < 0) return;
     STAMP(CAPS);
-    if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-        mr_fail(err, MR_STEP_NO_NEW_PRIVS, -1, NULL);
-        return;
-    }
-    umask(p->umask >= 0 ? (mode_t)p->umask : 022);
-    if (p->cwd && chdir(p->cwd) < 0) { mr_fail(err, MR_STEP_CHDIR, -1, p->cwd); return; }
-    /* Every fd we did not plan to pass becomes close-on-exec: nothing of the host leaks in. */
-    if (syscall(SYS_close_range, 3 + p->preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-        mr_fail(err, MR_STEP_CLOSE_FDS, -1, NULL);
-        return;
-    }
-    STAMP(CLOSE_FDS);
     if (p->exec_fifo_fd >= 0) {
         struct mr_msg ready;
         memset(&ready, 0, sizeof(ready));
@@ -210,8 +184,6 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
         if (wait_exec_fifo(p->exec_fifo_fd, &fifo, err) < 0) return;
         STAMP(EXEC_FIFO);
     }
-    if (p->no_new_privs && mr_load_seccomp(p->seccomp_filter, p->seccomp_len, err) < 0) return;
-    STAMP(SECCOMP);
     if (p->trace) {
         struct mr_msg trace;
         memset(&trace, 0, sizeof(trace));
@@ -221,7 +193,7 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
         mr_send_msg(p->sync_fd, &trace, -1);
     }
     prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
-    mr_exec(p->path, p->search_path, p->argv, p->envp, err);
+    mr_process_exec(&p->process, err);
     if (fifo >= 0) {
         /* The parent that could read the socket is gone; `start` reads the fifo instead. */
         struct mr_msg msg;

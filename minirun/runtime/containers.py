@@ -26,6 +26,11 @@ from minirun.runtime.state import ContainerRecord, StateStore, now_iso
 
 MONITOR = str(LIBEXEC / "minirun-monitor")
 
+# /proc/PID/ns/NAME and the spec's namespace type, in the order exec joins them: the mount
+# namespace last, since entering it changes our root and the other files would be out of reach
+NS_JOIN_ORDER = [("ipc", "ipc"), ("uts", "uts"), ("net", "network"), ("pid", "pid"),
+                 ("cgroup", "cgroup"), ("mnt", "mount")]
+
 
 @dataclass
 class Started:
@@ -283,24 +288,21 @@ class Runtime:
         record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
         record.require("exec")
         spec = record.spec()
-        proc = dict(spec["process"])
         if not args:
             raise MinirunError("exec needs a command")
-        proc["env"] = oci.merge_env(proc.get("env", []), list(env))
+        proc = dict(spec["process"], args=list(args), terminal=tty,
+                    env=oci.merge_env(spec["process"].get("env", []), list(env)),
+                    cwd=workdir or spec["process"].get("cwd", "/"))
         if user:
             image = self.images.get(record.state.image_id)
             proc["user"] = resolve_user(user, [record.dir / "upper", *reversed(image.layers)])
         np = plan.NativePlan()
-        np.program = args[0]
         ex = ffi.new("struct mr_enter *")
         np._keep.append(ex)
         pid = record.state.pid
-        order = ["ipc", "uts", "net", "pid", "cgroup", "mnt"]   # mnt last: it changes our root
         ns_types = {n["type"] for n in spec["linux"].get("namespaces", [])}
-        wanted = {"ipc": "ipc", "uts": "uts", "net": "network", "pid": "pid", "cgroup": "cgroup",
-                  "mnt": "mount"}
-        fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
-               for ns in order if wanted[ns] in ns_types]
+        fds = [os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+               for name, spec_type in NS_JOIN_ORDER if spec_type in ns_types]
         cg = self.cgroups.open(f"minirun/{record.id}")
         procs = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cg.procs_files()]
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -311,15 +313,8 @@ class Runtime:
             ex.cgroup_procs_fds = np.array("int", procs)
             ex.n_cgroup_procs_fds = len(procs)
             ex.root_dir = ffi.NULL
-            plan.set_credentials(np, ex, proc, True)
-            ex.cwd = np.cstr(workdir or proc.get("cwd", "/"))
-            ex.path = np.cstr(args[0])
-            ex.search_path = np.cstr(oci.env_value(proc["env"], "PATH", oci.DEFAULT_PATH))
-            ex.argv = np.cstr_array(list(args))
-            ex.envp = np.cstr_array(proc["env"])
-            ex.stdio = [0 if interactive else devnull, 1, 2]
-            ex.terminal = int(tty)
-            ex.console_rows, ex.console_cols = console
+            plan.set_process(np, ex.process, proc, stdio=(0 if interactive else devnull, 1, 2),
+                             console=console)
             ex.sync_fd = child_sock.fileno()
             child = spawn.enter(np, ex)
         finally:

@@ -139,54 +139,51 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
     _rlimits(np, proc.get("rlimits", []))
     if "oomScoreAdj" in proc:
         p.oom_score_adj = np.cstr(str(int(proc["oomScoreAdj"])))
-    set_credentials(np, p, proc, launch.set_caps)
     if linux.get("seccomp"):
         raise SpecError("linux/seccomp", "seccomp profiles are not supported yet")
-
-    env = proc.get("env", [])
-    args = proc["args"]
-    np.program = args[0]
-    p.cwd = np.cstr(proc.get("cwd", "/"))
-    p.path = np.cstr(args[0])
-    p.search_path = np.cstr(oci.env_value(env, "PATH", oci.DEFAULT_PATH))
-    p.argv = np.cstr_array(args)
-    p.envp = np.cstr_array(env)
-
-    p.stdio = list(launch.stdio)
-    p.terminal = int(bool(proc.get("terminal")))
-    size = proc.get("consoleSize") or {}
-    p.console_rows = size.get("height", launch.console[0])
-    p.console_cols = size.get("width", launch.console[1])
-    p.preserve_fds = 0
+    set_process(np, p.process, proc, stdio=launch.stdio, console=launch.console,
+                set_caps=launch.set_caps)
     p.sync_fd = launch.sync_fd
     p.exec_fifo_fd = launch.exec_fifo_fd
     p.trace = int(launch.trace)
     return np
 
 
-def set_credentials(np: NativePlan, p, proc: dict[str, Any], set_caps: bool) -> None:
-    """User, groups, umask, capabilities and no_new_privs of struct mr_plan or mr_enter `p`:
-    the same for the first process and for `exec`."""
+def set_process(np: NativePlan, pr, proc: dict[str, Any], *, stdio: tuple[int, int, int],
+                console: tuple[int, int], set_caps: bool = True) -> None:
+    """Fill a struct mr_process from the spec's `process`: the same for the first process and
+    for `exec` (user, groups, umask, capabilities, no_new_privs, cwd, program, stdio, terminal)."""
     user = proc.get("user", {})
-    p.uid = user.get("uid", 0)
-    p.gid = user.get("gid", 0)
+    pr.uid = user.get("uid", 0)
+    pr.gid = user.get("gid", 0)
     groups = user.get("additionalGids", [])
-    p.groups = np.array("uint32_t", groups)
-    p.n_groups = len(groups)
-    p.umask = user.get("umask", -1) if user.get("umask") is not None else -1
+    pr.groups = np.array("uint32_t", groups)
+    pr.n_groups = len(groups)
+    pr.umask = user["umask"] if user.get("umask") is not None else -1
     caps = proc.get("capabilities", {})
     host = oci.host_cap_bounding()
-    p.set_caps = int(set_caps)
-    p.cap_last = len(oci.CAPABILITIES) - 1
+    pr.set_caps = int(set_caps)
     with open("/proc/sys/kernel/cap_last_cap") as f:
-        p.cap_last = min(p.cap_last, int(f.read()))
+        pr.cap_last = min(len(oci.CAPABILITIES) - 1, int(f.read()))
     # we cannot hand out what we do not hold (e.g. --privileged on a host missing SYS_RESOURCE)
-    p.cap_bounding = oci.cap_mask(caps.get("bounding", []), "process/capabilities/bounding") & host
-    p.cap_effective = oci.cap_mask(caps.get("effective", []), "process/capabilities/effective") & host
-    p.cap_permitted = oci.cap_mask(caps.get("permitted", []), "process/capabilities/permitted") & host
-    p.cap_inheritable = oci.cap_mask(caps.get("inheritable", []), "process/capabilities/inheritable") & host
-    p.cap_ambient = oci.cap_mask(caps.get("ambient", []), "process/capabilities/ambient") & host
-    p.no_new_privs = int(bool(proc.get("noNewPrivileges")))
+    for kind in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+        mask = oci.cap_mask(caps.get(kind, []), f"process/capabilities/{kind}") & host
+        setattr(pr, f"cap_{kind}", mask)
+    pr.no_new_privs = int(bool(proc.get("noNewPrivileges")))
+    env = proc.get("env", [])
+    args = proc["args"]
+    np.program = args[0]
+    pr.cwd = np.cstr(proc.get("cwd", "/"))
+    pr.path = np.cstr(args[0])
+    pr.search_path = np.cstr(oci.env_value(env, "PATH", oci.DEFAULT_PATH))
+    pr.argv = np.cstr_array(args)
+    pr.envp = np.cstr_array(env)
+    pr.stdio = list(stdio)
+    pr.terminal = int(bool(proc.get("terminal")))
+    size = proc.get("consoleSize") or {}
+    pr.console_rows = size.get("height", console[0])
+    pr.console_cols = size.get("width", console[1])
+    pr.preserve_fds = 0
 
 
 def _fsops(np: NativePlan, spec: dict[str, Any], launch: Launch) -> None:
