@@ -393,3 +393,13 @@ def count_leaked_cgroups() -> int:
         if base.is_dir():
             n += sum(1 for p in base.iterdir() if p.is_dir())
     return n
+
+
+def run_standalone(main) -> None:
+    """`python benchmarks/X.py`: run one benchmark's main(argv), print its sections, clean up."""
+    install_signal_handlers()
+    try:
+        for section in main(sys.argv[1:]):
+            print(section.text() + "\n")
+    finally:
+        run_cleanups()

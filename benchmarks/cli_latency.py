@@ -17,13 +17,12 @@ from _common import (  # noqa: E402
     Section,
     cmd_runner,
     fmt_ms,
-    install_signal_handlers,
     log,
     median,
     minirun,
     minirun_root,
     p95,
-    run_cleanups,
+    run_standalone,
     time_loop,
     verdict,
 )
@@ -61,9 +60,4 @@ def main(argv: list[str] | None = None) -> list[Section]:
 
 
 if __name__ == "__main__":
-    install_signal_handlers()
-    try:
-        for s in main(sys.argv[1:]):
-            print(s.text() + "\n")
-    finally:
-        run_cleanups()
+    run_standalone(main)

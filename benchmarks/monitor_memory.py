@@ -17,12 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     IMAGE_NAME,
     Section,
-    install_signal_handlers,
     log,
     median,
     minirun,
     minirun_root,
-    run_cleanups,
+    run_standalone,
     verdict,
 )
 
@@ -90,9 +89,4 @@ def main(argv: list[str] | None = None) -> list[Section]:
 
 
 if __name__ == "__main__":
-    install_signal_handlers()
-    try:
-        for s in main(sys.argv[1:]):
-            print(s.text() + "\n")
-    finally:
-        run_cleanups()
+    run_standalone(main)

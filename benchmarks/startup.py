@@ -36,7 +36,6 @@ from _common import (  # noqa: E402
     fmt_ms,
     fmt_num,
     image_tar,
-    install_signal_handlers,
     log,
     median,
     minirun_root,
@@ -44,6 +43,7 @@ from _common import (  # noqa: E402
     remove_tree,
     run_checked,
     run_cleanups,
+    run_standalone,
     time_loop,
     verdict,
 )
@@ -347,9 +347,4 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--crun-inner":
         crun_inner(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         sys.exit(0)
-    install_signal_handlers()
-    try:
-        for s in main(sys.argv[1:]):
-            print(s.text() + "\n")
-    finally:
-        run_cleanups()
+    run_standalone(main)

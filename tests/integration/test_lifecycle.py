@@ -185,6 +185,24 @@ def _read_until(fd: int, marker: bytes | None, seconds: float) -> bytes:
     return out
 
 
+def _exit_status(pid: int, seconds: float = 10) -> int | None:
+    """The exit status of our child `pid` once it exits, or None if it is still running."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    return None
+
+
+def _kill_if_running(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, ProcessLookupError):
+        if not os.waitpid(pid, os.WNOHANG)[0]:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+
+
 def test_tty_is_a_real_terminal(clean, data_root):
     pid, fd = pty.fork()
     if pid == 0:
@@ -201,18 +219,9 @@ def test_tty_is_a_real_terminal(clean, data_root):
         assert b"after-ctrl-c\r\n" in text
         os.write(fd, b"exit 3\r")
         _read_until(fd, None, 10)
-        for _ in range(100):
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            time.sleep(0.1)
-        assert done, "minirun run -it did not exit after the shell did"
-        assert os.waitstatus_to_exitcode(status) == 3
+        assert _exit_status(pid) == 3, "minirun run -it did not exit with the shell's status"
     finally:
-        with contextlib.suppress(ChildProcessError, ProcessLookupError):
-            if not os.waitpid(pid, os.WNOHANG)[0]:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
+        _kill_if_running(pid)
         os.close(fd)
 
 
@@ -277,17 +286,9 @@ def test_exec_it_gets_a_terminal_of_the_right_size(clean, data_root):
         assert b"40 120" in _read_until(fd, b"40 120", 10)
         os.write(fd, b"exit 4\r")
         _read_until(fd, None, 10)
-        for _ in range(100):
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            time.sleep(0.1)
-        assert done and os.waitstatus_to_exitcode(status) == 4
+        assert _exit_status(pid) == 4
     finally:
-        with contextlib.suppress(ChildProcessError, ProcessLookupError):
-            if not os.waitpid(pid, os.WNOHANG)[0]:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
+        _kill_if_running(pid)
         os.close(fd)
         clean("rm", "-f", cid)
 
