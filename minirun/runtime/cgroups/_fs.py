@@ -106,3 +106,8 @@ def rmdir_if_empty(path: Path) -> None:
 def _error(op: str, value: str, path: Path, err: OSError) -> CgroupError:
     text = os.strerror(err.errno or errno.EIO)
     return CgroupError(f"cgroup: {op} '{value}' to {path}: {text}", path=str(path))
+
+
+def oom_kills(events_file: Path | None) -> int:
+    """The "oom_kill N" counter of memory.oom_control (v1) or memory.events (v2); 0 if none."""
+    return read_keyed(events_file).get("oom_kill", 0) if events_file else 0

@@ -145,10 +145,7 @@ class V1Driver:
         return paths["memory"] / "memory.oom_control"
 
     def oom_kill_count(self, paths: dict[str, Path]) -> int:
-        path = self.oom_events_file(paths)
-        if path is None:
-            return 0
-        return _fs.read_keyed(path).get("oom_kill", 0)
+        return _fs.oom_kills(self.oom_events_file(paths))
 
     # -- freezer ----------------------------------------------------------------------------
     def freeze(self, paths: dict[str, Path], timeout: float = 5.0) -> None:

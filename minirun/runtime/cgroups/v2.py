@@ -138,10 +138,7 @@ class V2Driver:
         return paths[KEY] / "memory.events"
 
     def oom_kill_count(self, paths: dict[str, Path]) -> int:
-        path = self.oom_events_file(paths)
-        if path is None:
-            return 0
-        return _fs.read_keyed(path).get("oom_kill", 0)
+        return _fs.oom_kills(self.oom_events_file(paths))
 
     def freeze(self, paths: dict[str, Path], timeout: float = 5.0) -> None:
         d = paths[KEY]
