@@ -48,17 +48,21 @@ int mr_send_msg(int fd, const struct mr_msg *msg, int pass_fd)
     return n == (ssize_t)sizeof(*msg) ? 0 : -1;
 }
 
-/* The container must not inherit Python's signal setup: CPython ignores SIGPIPE (so `yes | head`
- * would never end), and the spawn path blocks every signal. execve keeps both an ignored
- * disposition and the mask, so reset them all to what a freshly booted process has. */
+/* The container must not inherit our signal setup: CPython ignores SIGPIPE (so `yes | head`
+ * would never end), the spawn path blocks every signal, and whoever started us may ignore others.
+ * execve keeps both an ignored disposition and the mask, so reset them all to what a freshly
+ * booted process has. The raw syscall, because glibc refuses to touch the two real-time signals
+ * it reserves for itself (32 and 33), and an inherited "ignore" on those must go too. */
+struct kernel_sigaction { void *handler; unsigned long flags; void *restorer; uint64_t mask; };
+
 void mr_reset_signals(void)
 {
-    sigset_t none;
+    struct kernel_sigaction dfl = { 0 };        /* SIG_DFL, no flags, empty mask */
+    uint64_t none = 0;
     for (int sig = 1; sig < NSIG; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
-            signal(sig, SIG_DFL);   /* glibc's reserved real-time signals fail with EINVAL: fine */
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+            syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(uint64_t));
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(uint64_t));
 }
 
 /* Make the planned fds the process's 0, 1 and 2. Python only hands us fds that are either already
