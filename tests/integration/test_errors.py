@@ -85,3 +85,24 @@ def test_unforeseen_errors_still_show_a_traceback_for_bugs_only(clean):
     # `minirun --help` works and prints usage, exit 0
     r = clean("--help")
     assert r.returncode == 0 and "Usage" in r.stdout
+
+
+def test_bad_archives_are_refused_in_one_line_and_leave_no_image(clean, data_root, tmp_path):
+    import io
+    import tarfile
+
+    garbage = tmp_path / "garbage.tar"
+    garbage.write_bytes(b"not a tar at all\n")
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as t:
+        info = tarfile.TarInfo("../../etc/evil")
+        info.size = 1
+        t.addfile(info, io.BytesIO(b"x"))
+    before = clean.out("image", "ls", "-q")
+    for path, message in ((garbage, "not a tar archive"), (evil, "entry '../../etc/evil' leaves the image root"),
+                          (tmp_path / "missing.tar", "No such file or directory")):
+        r = clean("image", "import", str(path), "bad", check=False)
+        assert r.returncode == 125 and message in one_line(r)
+    assert clean.out("image", "ls", "-q") == before
+    assert not os.path.exists("/etc/evil")
+    assert os.listdir(data_root / "images" / "tmp") == []
