@@ -1,7 +1,7 @@
 """`minirun`: the entry point. Maps errors to exit statuses; imports the CLI only when called.
 
 Start-up is paid by every command, so nothing is imported at module level: `main()` first starts
-the cgroup-lock warmer for verbs that start containers (runtime/cgroups/warm.py), then imports
+the cgroup-lock warmer for verbs that start containers (runtime/cgroup_warm.py), then imports
 typer and the verbs while the kernel's grace period passes.
 """
 
@@ -14,7 +14,7 @@ _SPAWNING_VERBS = {"run", "start", "exec"}
 
 def main() -> None:
     if _SPAWNING_VERBS & set(sys.argv[1:4]):
-        from minirun.runtime.cgroups import warm
+        from minirun.runtime import cgroup_warm as warm
 
         warm.start()
     import click

@@ -20,7 +20,7 @@ from typing import Any
 from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError
 from minirun.paths import data_root
 from minirun.runtime import procfs, sync
-from minirun.runtime.cgroups import warm
+from minirun.runtime import cgroup_warm as warm
 from minirun.runtime.options import LIBEXEC, RunOptions
 from minirun.runtime.state import ContainerRecord, StateStore, now_iso
 

@@ -1,5 +1,8 @@
 """Keep the kernel's cgroup migration lock fast while a container is being prepared.
 
+(A module of its own, outside runtime/cgroups/, so that `minirun run` can start it before
+anything else is imported.)
+
 Moving a process into a cgroup (writing to cgroup.procs, which every container's first process
 does, v1 and v2 alike) takes `cgroup_threadgroup_rwsem` for writing. It is a per-cpu rwsem: cheap
 for its readers (every fork and exit on the machine), expensive for a writer after an idle period,
