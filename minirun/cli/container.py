@@ -84,16 +84,11 @@ def run(
         return
     try:
         attach.wait_child(started.monitor_pid, started.pid, started.tty_master)
-        code = _exit_code(started.record)
+        code = started.record.exit_code()
     finally:
         if rm:
             rt.remove(started.record, force=True)
     raise typer.Exit(code)
-
-
-def _exit_code(record) -> int:
-    rec = record.exit_record()
-    return rec["exit_code"] if rec else 255
 
 
 def start(ctx: typer.Context, containers: list[str] = typer.Argument(..., help="Containers.")) -> None:
@@ -171,8 +166,8 @@ def _status_text(record, status: str, now: datetime) -> str:
         return f"Up {_ago(record.state.started_at, now)}"
     if status == "created":
         return "Created"
-    rec = record.exit_record() or {}
-    return f"Exited ({rec.get('exit_code', 255)}) {_ago(rec.get('finished_at'), now)} ago"
+    finished = (record.exit_record() or {}).get("finished_at")
+    return f"Exited ({record.exit_code()}) {_ago(finished, now)} ago"
 
 
 def logs(

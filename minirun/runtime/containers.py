@@ -19,8 +19,8 @@ from typing import Any
 
 from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError
 from minirun.paths import data_root
-from minirun.runtime import procfs, sync
 from minirun.runtime import cgroup_warm as warm
+from minirun.runtime import procfs, sync
 from minirun.runtime.options import LIBEXEC, RunOptions
 from minirun.runtime.state import ContainerRecord, StateStore, now_iso
 
@@ -249,8 +249,7 @@ class Runtime:
         """`docker wait`: block until the container exits; its exit code."""
         record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
         self.wait_exit(record)
-        exit_rec = record.exit_record()
-        return exit_rec["exit_code"] if exit_rec else 255
+        return record.exit_code()
 
     # -- remove -----------------------------------------------------------------------------
     def remove(self, ref: str | ContainerRecord, force: bool = False) -> str:
@@ -444,8 +443,3 @@ def signal_number(name: str | int) -> int:
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
-
-
-def exit_status(record: ContainerRecord) -> int:
-    rec = record.exit_record()
-    return rec["exit_code"] if rec else 255

@@ -110,6 +110,12 @@ class ContainerRecord:
         except FileNotFoundError:
             return None
 
+    def exit_code(self) -> int:
+        """The recorded exit status (128+N for signal N); 255 when none was recorded, as Docker
+        reports a container whose end nobody saw."""
+        record = self.exit_record()
+        return record["exit_code"] if record else 255
+
     def is_running(self) -> bool:
         return procfs.is_alive(self.state.pid, self.state.pid_start)
 
