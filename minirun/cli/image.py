@@ -125,12 +125,13 @@ def rm(
 ) -> None:
     """Remove images: a name untags (the image goes with its last name); an id removes it."""
     from minirun.errors import ImageNotFound
+    from minirun.runtime.containers import Runtime
 
-    store = _store(ctx)
+    runtime = Runtime(root(ctx))
     missing: list[str] = []
     for ref in refs:
         try:
-            gone = store.remove(ref)
+            gone = runtime.remove_image(ref)
         except ImageNotFound as e:
             missing.append(str(e))
             continue

@@ -266,6 +266,19 @@ class Runtime:
             self.store.forget(record)
         return record.name
 
+    def remove_image(self, ref: str) -> list[str]:
+        """`image rm`, refused while any container (running or not) was made from the image:
+        its root is an overlay of the image's layers, which must outlive it."""
+        from minirun.errors import ImageInUse
+
+        image = self.images.get(ref)
+        users = [r.name for r in self.store.list() if r.state.image_id == image.id]
+        if users:
+            raise ImageInUse(f"image {ref} is used by container {users[0]}"
+                             + (f" and {len(users) - 1} more" if len(users) > 1 else "")
+                             + ": remove the container first")
+        return self.images.remove(ref)
+
     def prune(self) -> list[str]:
         """Remove every container that is not running."""
         removed = []

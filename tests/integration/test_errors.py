@@ -106,3 +106,14 @@ def test_bad_archives_are_refused_in_one_line_and_leave_no_image(clean, data_roo
     assert clean.out("image", "ls", "-q") == before
     assert not os.path.exists("/etc/evil")
     assert os.listdir(data_root / "images" / "tmp") == []
+
+
+def test_an_image_in_use_cannot_be_removed(clean, tmp_path):
+    from tests.conftest import IMAGE_TAR
+
+    clean("image", "import", str(IMAGE_TAR), "inuse:v1")
+    cid = clean.out("create", "--name", "user-of-inuse", "inuse:v1", "true")
+    r = clean("image", "rm", "inuse:v1", check=False)
+    assert r.returncode == 125 and "used by container user-of-inuse" in one_line(r)
+    clean("rm", cid)
+    assert clean("image", "rm", "inuse:v1").returncode == 0
