@@ -39,7 +39,17 @@ status=$?
 set -e
 printf '\nexit status: %s (the shell is process 1 of 20; the kernel refused the 21st fork)\n' "$status"
 
-step "5. a detached container with a cpu quota: logs, exec, top, stop, rm"
+step "5. cpu quota: a busy loop limited to a quarter of a CPU"
+id=$("${MR[@]}" run -d --name spin --cpus 0.25 busybox sh -c 'while :; do :; done')
+printf '%s$ minirun run -d --name spin --cpus 0.25 busybox sh -c "while :; do :; done"%s\n' "$D" "$N"
+cpu() { "${MR[@]}" top --format json spin | .venv/bin/python -c 'import json, sys; print(sum(p["cpu_seconds"] for p in json.load(sys.stdin)))'; }
+before=$(cpu)
+sleep 2
+after=$(cpu)
+awk -v a="$after" -v b="$before" 'BEGIN { printf "cpu time used in 2 s of wall time: %.2f s (the quota allows 0.50 s)\n", a - b }'
+"${MR[@]}" rm -f spin >/dev/null
+
+step "6. a detached container with limits: logs, exec, stop, rm"
 show run -d --name ticker -m 64m --cpus 0.5 --pids-limit 64 busybox sh -c 'while :; do date; sleep 1; done'
 sleep 2.2
 show ps
@@ -48,7 +58,7 @@ show exec ticker ps
 show stop -t 1 ticker
 show rm ticker
 
-step "6. nothing left behind"
+step "7. nothing left behind"
 left=$(grep -c "$ROOT" /proc/self/mountinfo || true)
 cg=$(find /sys/fs/cgroup -mindepth 3 -maxdepth 3 -type d -path '*/minirun/*' 2>/dev/null | wc -l)
 echo "mounts: $left, container cgroups: $cg, containers: $("${MR[@]}" ps -a -q | wc -l)"
