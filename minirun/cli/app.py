@@ -11,9 +11,9 @@ import sys
 import typer
 
 from minirun import __version__
-from minirun.cli import container, image
+from minirun.cli import container, image, trace
 
-GROUPS = {"image": image.app, "container": container.group}
+GROUPS = {"image": image.app, "container": container.group, "trace": trace.app}
 
 
 def _version(value: bool) -> None:

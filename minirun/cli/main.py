@@ -7,12 +7,19 @@ typer and the verbs while the kernel's grace period passes.
 
 import os
 import sys
+import time
 
 # Verbs that start a container process: warm the cgroup migration lock while we import.
-_SPAWNING_VERBS = {"run", "start", "exec"}
+_SPAWNING_VERBS = {"run", "start", "exec", "trace"}
+
+# (CLOCK_MONOTONIC ns, CPU ns this process had used) when main() began: `minirun trace` starts
+# its waterfall here and estimates the interpreter's own start from it (observe/trace.py)
+ENTERED = (0, 0)
 
 
 def main() -> None:
+    global ENTERED
+    ENTERED = time.monotonic_ns(), time.process_time_ns()
     if _SPAWNING_VERBS & set(sys.argv[1:4]):
         from minirun.runtime import cgroup_warm as warm
 

@@ -31,6 +31,8 @@ MONITOR = str(LIBEXEC / "minirun-monitor")
 NS_JOIN_ORDER = [("ipc", "ipc"), ("uts", "uts"), ("net", "network"), ("pid", "pid"),
                  ("cgroup", "cgroup"), ("mnt", "mount")]
 
+_UNTRACED = contextlib.nullcontext()   # a phase marker when nobody traces: no clock read, no import
+
 
 @dataclass
 class Started:
@@ -50,11 +52,20 @@ class ExecProcess:
 
 
 class Runtime:
-    def __init__(self, root: str | os.PathLike | None = None, cgroups=None):
+    # minirun/observe/trace.py's Tracer times the start-up phases (`minirun trace run`); set on the
+    # class, it also reaches the Runtime a CLI verb makes for itself
+    tracer = None
+
+    def __init__(self, root: str | os.PathLike | None = None, cgroups=None, tracer=None):
         self.root = data_root(root)
         self.store = StateStore(self.root)
         self._cgroups = cgroups
         self._images = None
+        if tracer is not None:
+            self.tracer = tracer
+
+    def _phase(self, name: str):
+        return _UNTRACED if self.tracer is None else self.tracer.phase(name)
 
     # -- collaborators, made on first use (the CLI's `ps` needs neither) --------------------
     @property
@@ -85,15 +96,17 @@ class Runtime:
         """`docker create`: the container's directory, spec and name; no process yet."""
         from minirun.runtime.options import build_spec
 
-        image = self.images.get(opts.image)
+        with self._phase("image lookup"):
+            image = self.images.get(opts.image)
         record = self.store.new(opts.name, image=opts.image, image_id=image.id,
                                 auto_remove=opts.auto_remove, detached=opts.detach)
         try:
             for sub in ("rootfs", "upper", "work"):
                 (record.dir / sub).mkdir(mode=0o755)
             layers_top_first = [record.dir / "upper", *reversed(image.layers)]
-            spec = build_spec(opts, image.config, layers_top_first, record.dir, record.id)
-            record.save_spec(spec)
+            with self._phase("spec build"):
+                spec = build_spec(opts, image.config, layers_top_first, record.dir, record.id)
+                record.save_spec(spec)
         except BaseException:
             self.store.forget(record)
             raise
@@ -108,7 +121,8 @@ class Runtime:
         with record.locked():
             record.require("start")
             record.state.detached = not attach
-            return self._spawn(record, interactive=interactive, console=console, trace=trace)
+            return self._spawn(record, interactive=interactive, console=console,
+                               trace=trace or self.tracer is not None)
 
     def _spawn(self, record: ContainerRecord, *, interactive: bool, console: tuple[int, int],
                trace: bool) -> Started:
@@ -116,12 +130,14 @@ class Runtime:
         from minirun.runtime.options import cgroup_resources
 
         spec = record.spec()
-        image = self.images.get(record.state.image_id)
+        with self._phase("image lookup"):
+            image = self.images.get(record.state.image_id)
         (record.dir / "exit.json").unlink(missing_ok=True)
         name = f"minirun/{record.id}"
         if record.state.started_at is not None:
             self.cgroups.open(name).destroy()      # the previous run's group (kept for its stats)
-        cg = self.cgroups.create(name, cgroup_resources(spec["linux"].get("resources", {})))
+        with self._phase("cgroup create"):
+            cg = self.cgroups.create(name, cgroup_resources(spec["linux"].get("resources", {})))
         fds: list[int] = []                         # our copies of what the child/monitor get
         parent_sock, child_sock = sync.socketpair()
         try:
@@ -155,8 +171,10 @@ class Runtime:
                 rootfs_data=f"lowerdir={lower},upperdir={upper},workdir={work}",
                 cgroup_procs_fds=procs, monitor_argv=monitor_argv, monitor_fds=log_fds,
                 stdio=stdio, sync_fd=child_sock.fileno(), console=console, trace=trace)
-            np = plan.build(spec, launch)
-            pid, monitor_pid = spawn.spawn(np)
+            with self._phase("plan build"):
+                np = plan.build(spec, launch)
+            with self._phase("mr_spawn"):
+                pid, monitor_pid = spawn.spawn(np)
         except BaseException:
             cg.destroy()
             raise
@@ -175,7 +193,8 @@ class Runtime:
             record.state.started_at = now_iso()
             record.state.error = ""
             record.save()
-            report = sync.wait_ready(parent_sock)    # (7)
+            with self._phase("wait for the child"):
+                report = sync.wait_ready(parent_sock)    # (7)
         finally:
             parent_sock.close()
             warm.stop()                              # the child has joined its cgroup
@@ -189,6 +208,8 @@ class Runtime:
             record.state.error = str(err)
             record.save()
             raise err
+        if self.tracer is not None:
+            self.tracer.stamps = report.stamps
         return Started(record, pid, monitor_pid, report.tty_master, report.stamps or None)
 
     def run(self, opts: RunOptions, **start_args) -> Started:
@@ -254,7 +275,7 @@ class Runtime:
     # -- remove -----------------------------------------------------------------------------
     def remove(self, ref: str | ContainerRecord, force: bool = False) -> str:
         record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
-        with record.locked():
+        with self._phase("remove"), record.locked():
             status = record.status()
             if status == "running":
                 if not force:

@@ -1,0 +1,168 @@
+"""The start-up waterfall (`minirun trace run`): Python's phases and the native child's steps,
+on one clock.
+
+Both sides read CLOCK_MONOTONIC (clock_gettime(2)): Python through `time.monotonic_ns()`, the C
+child through `mr_now_ns()` in c_ext/util.h. So a phase timed here and a step stamped in the child
+after clone(2) can be drawn on one time axis without any conversion.
+
+* `Tracer` records Python phases: `with tracer.phase("image lookup"): ...`. It is only made when
+  someone traces; the runtime's untraced path never imports this module (runtime/containers.py
+  uses a shared no-op context instead).
+* `merge()` turns the phases and the child's stamps into one ordered list of `Span`s. A stamp is
+  taken at the *end* of a step (c_ext/spawn.c `STAMP(...)`), so a step's span runs from the
+  previous stamp to its own; the first (clone) starts where the Python phase around it started.
+* `render()` draws the waterfall as text, `to_json()` gives the spans to programs.
+
+docs/trace.md explains what each step is, with its man page and the lines of c_ext/ that do it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+PYTHON, NATIVE = "python", "native"
+GAP = "(between phases)"          # Python time no phase covers, shown when it is worth a line
+MIN_GAP_NS = 100_000               # shorter gaps are noise: 0.1 ms
+
+
+@dataclass(frozen=True)
+class Span:
+    name: str
+    start_ns: int
+    end_ns: int
+    source: str                    # "python" or "native"
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+
+class _Phase:
+    """The context manager `Tracer.phase()` returns: two clock reads and one append."""
+
+    __slots__ = ("_tracer", "_name", "_start")
+
+    def __init__(self, tracer: Tracer, name: str):
+        self._tracer, self._name = tracer, name
+
+    def __enter__(self) -> _Phase:
+        self._start = time.monotonic_ns()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        # a phase that raised still took its time: keep it, the waterfall shows where it stopped
+        self._tracer.phases.append(Span(self._name, self._start, time.monotonic_ns(), PYTHON))
+        return False
+
+
+class Tracer:
+    """Records Python phases; the runtime hands it the child's stamps (`stamps`)."""
+
+    def __init__(self) -> None:
+        self.phases: list[Span] = []
+        self.stamps: list[int] = []           # CLOCK_MONOTONIC ns per native step, 0 = not run
+
+    def phase(self, name: str) -> _Phase:
+        return _Phase(self, name)
+
+    def add(self, name: str, start_ns: int, end_ns: int) -> None:
+        """A phase timed some other way (the interpreter's start, the CLI's start-up)."""
+        self.phases.append(Span(name, start_ns, end_ns, PYTHON))
+
+    def fill(self, after: str, before: str, name: str) -> None:
+        """Name the time between the last phase `after` and the next phase `before` (e.g. the
+        container running, between the runtime's last start-up phase and `remove`)."""
+        ends = [p.end_ns for p in self.phases if p.name == after]
+        if not ends:
+            return
+        starts = [p.start_ns for p in self.phases if p.name == before and p.start_ns >= ends[-1]]
+        if starts:
+            self.add(name, ends[-1], min(starts))
+
+
+def process_start_ns(entered_ns: int, cpu_at_entry_ns: int, proc: str = "/proc/self/stat") -> int:
+    """When this process began, on CLOCK_MONOTONIC, given when main() was entered and the CPU
+    time the process had used by then.
+
+    proc(5)'s `starttime` is exact but counted in clock ticks (10 ms with USER_HZ=100) and on the
+    boot clock; the CPU time used before main() is exact to the ns and, while the interpreter
+    starts without waiting for the disk, equals the wall time. So: main() minus that CPU time,
+    kept within the tick that `starttime` allows."""
+    with open(proc) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+    boot_ago = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - int(fields[19]) * tick
+    floor = time.monotonic_ns() - boot_ago      # starttime (field 22) on CLOCK_MONOTONIC
+    return max(floor, min(entered_ns - cpu_at_entry_ns, floor + tick))
+
+
+def merge(phases: Sequence[Span], stamps: Sequence[int],
+          step_name: Callable[[int], str]) -> list[Span]:
+    """One list of spans, ordered by start time: the Python phases, the Python time between them
+    (as GAP, when ≥ 0.1 ms), and one span per native step that ran (stamp ≠ 0)."""
+    spans = sorted(phases, key=lambda s: (s.start_ns, s.end_ns))
+    gaps = [Span(GAP, a.end_ns, b.start_ns, PYTHON)
+            for a, b in zip(spans, spans[1:], strict=False) if b.start_ns - a.end_ns >= MIN_GAP_NS]
+    native = []
+    ran = sorted((t, i) for i, t in enumerate(stamps) if t)
+    previous = None
+    for t, i in ran:
+        if previous is None:
+            # clone's stamp is the child's first instant: its span starts with the Python phase
+            # that called into C (mr_spawn), which also forked the monitor
+            around = [p.start_ns for p in spans if p.start_ns <= t <= p.end_ns]
+            previous = around[-1] if around else t
+        native.append(Span(step_name(i), previous, t, NATIVE))
+        previous = t
+    return sorted([*spans, *gaps, *native], key=lambda s: (s.start_ns, s.source != PYTHON))
+
+
+def total_ns(spans: Sequence[Span]) -> int:
+    return max(s.end_ns for s in spans) - min(s.start_ns for s in spans) if spans else 0
+
+
+def to_json(spans: Sequence[Span]) -> dict:
+    origin = min((s.start_ns for s in spans), default=0)
+    return {
+        "clock": "CLOCK_MONOTONIC",
+        "start_ns": origin,
+        "total_ms": round(total_ns(spans) / 1e6, 3),
+        "spans": [{"name": s.name, "source": s.source, "start_ns": s.start_ns, "end_ns": s.end_ns,
+                   "offset_ms": round((s.start_ns - origin) / 1e6, 3),
+                   "duration_ms": round(s.duration_ns / 1e6, 3)} for s in spans],
+    }
+
+
+COLOURS = {PYTHON: "\033[36m", NATIVE: "\033[33m", GAP: "\033[2m"}
+BARS = {PYTHON: "#", NATIVE: "=", GAP: "."}
+RESET = "\033[0m"
+
+
+def render(spans: Sequence[Span], width: int = 100, colour: bool = False, title: str = "") -> str:
+    """The waterfall: one line per span (offset from the start, duration, source, name, and a bar
+    placed on a time axis that spans the terminal), then the total."""
+    if not spans:
+        return "no spans recorded\n"
+    origin = min(s.start_ns for s in spans)
+    total = max(total_ns(spans), 1)
+    label = max(24, max(len(s.name) for s in spans))
+    head = f"{'offset ms':>9} {'dur ms':>8}  {'source':<6}  {'step':<{label}}  "
+    cols = max(10, width - len(head) - 1)
+    lines = [title] if title else []
+    lines.append("# python phase   = native step, in the child   . python between phases")
+    end = f"{total / 1e6:.2f} ms"
+    lines.append(head + "0 ms".ljust(cols - len(end)) + end)
+    for s in spans:
+        kind = GAP if s.name == GAP else s.source
+        a = (s.start_ns - origin) * cols // total
+        b = max(a + 1, -(-(s.end_ns - origin) * cols // total))
+        bar = " " * a + BARS[kind] * (min(b, cols) - a)
+        if colour:
+            bar = COLOURS[kind] + bar + RESET
+        lines.append(f"{(s.start_ns - origin) / 1e6:9.2f} {s.duration_ns / 1e6:8.2f}  "
+                     f"{s.source:<6}  {s.name:<{label}}  {bar}")
+    lines.append(f"{'':9} {total / 1e6:8.2f}  total")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,142 @@
+"""The start-up waterfall's logic on synthetic stamps: merging Python phases with the child's
+end-of-step stamps, the text drawing, the JSON, and the recorder itself."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from minirun.observe.trace import (
+    GAP,
+    NATIVE,
+    PYTHON,
+    Span,
+    Tracer,
+    merge,
+    render,
+    to_json,
+    total_ns,
+)
+
+MS = 1_000_000
+NAMES = ["none", "fork monitor", "clone", "join cgroup", "wait for parent", "mount rootfs", "exec"]
+
+
+def name(i: int) -> str:
+    return NAMES[i]
+
+
+def stamps(**at_ms: float) -> list[int]:
+    """A stamp array like the child's: ns per step index, 0 for steps that did not run."""
+    out = [0] * len(NAMES)
+    for step, ms in at_ms.items():
+        out[NAMES.index(step.replace("_", " "))] = int(ms * MS)
+    return out
+
+
+PHASES = [Span("image lookup", 1 * MS, 2 * MS, PYTHON), Span("mr_spawn", 3 * MS, 4 * MS, PYTHON),
+          Span("wait for the child", 4 * MS, 9 * MS, PYTHON)]
+
+
+def test_a_native_step_runs_from_the_previous_stamp_to_its_own():
+    spans = merge(PHASES, stamps(clone=3.5, join_cgroup=3.6, wait_for_parent=5, exec=8), name)
+    native = [(s.name, s.start_ns / MS, s.end_ns / MS) for s in spans if s.source == NATIVE]
+    # clone starts with the Python phase around its stamp (mr_spawn, which called into C)
+    assert native == [("clone", 3, 3.5), ("join cgroup", 3.5, 3.6), ("wait for parent", 3.6, 5),
+                      ("exec", 5, 8)]
+
+
+def test_steps_that_did_not_run_are_left_out():
+    spans = merge(PHASES, stamps(clone=3.5, exec=8), name)
+    assert [s.name for s in spans if s.source == NATIVE] == ["clone", "exec"]
+
+
+def test_spans_are_in_time_order_and_gaps_between_python_phases_are_named():
+    spans = merge(PHASES, stamps(clone=3.5, exec=8), name)
+    assert [s.start_ns for s in spans] == sorted(s.start_ns for s in spans)
+    gaps = [(s.start_ns / MS, s.end_ns / MS) for s in spans if s.name == GAP]
+    assert gaps == [(2, 3)]                       # image lookup → mr_spawn; 4 → 4 is no gap
+    python = [s for s in spans if s.source == PYTHON]
+    assert all(a.end_ns <= b.start_ns for a, b in zip(python, python[1:], strict=False))
+
+
+def test_tiny_gaps_are_not_worth_a_line():
+    phases = [Span("a", 0, MS, PYTHON), Span("b", MS + 50_000, 2 * MS, PYTHON)]
+    assert [s.name for s in merge(phases, [], name)] == ["a", "b"]
+
+
+def test_a_first_stamp_outside_any_phase_is_an_instant():
+    [clone] = merge([], stamps(clone=7), name)
+    assert (clone.start_ns, clone.end_ns) == (7 * MS, 7 * MS)
+
+
+def test_total_is_first_start_to_last_end():
+    spans = merge(PHASES, stamps(clone=3.5, exec=9.5), name)
+    assert total_ns(spans) == int(8.5 * MS)
+    assert total_ns([]) == 0
+
+
+def test_render_has_a_line_per_span_with_offset_duration_and_a_bar():
+    spans = merge(PHASES, stamps(clone=3.5, exec=8), name)
+    text = render(spans, width=80)
+    lines = text.splitlines()
+    assert len(lines) == 2 + len(spans) + 1       # legend, header, spans, total
+    assert all(len(line) <= 80 for line in lines)
+    wait = next(line for line in lines if "wait for the child" in line)
+    assert wait.split()[:3] == ["3.00", "5.00", "python"]
+    assert "#" in wait and "\033" not in text     # plain characters unless asked for colour
+    assert lines[-1].split()[:2] == ["8.00", "total"]
+    # the bar is placed on the time axis: the later span's bar starts further right
+    lookup = next(line for line in lines if "image lookup" in line)
+    assert wait.index("#") > lookup.index("#")
+
+
+def test_render_colours_only_when_asked():
+    spans = merge(PHASES, stamps(clone=3.5, exec=8), name)
+    assert "\033[" in render(spans, width=80, colour=True)
+
+
+def test_render_of_nothing():
+    assert "no spans" in render([])
+
+
+def test_json_has_every_span_with_its_offset_and_duration():
+    spans = merge(PHASES, stamps(clone=3.5, exec=8), name)
+    data = json.loads(json.dumps(to_json(spans)))
+    assert data["total_ms"] == 8.0 and data["start_ns"] == 1 * MS
+    assert [s["name"] for s in data["spans"]] == [s.name for s in spans]
+    exec_ = next(s for s in data["spans"] if s["name"] == "exec")
+    assert (exec_["source"], exec_["offset_ms"], exec_["duration_ms"]) == ("native", 2.5, 4.5)
+
+
+def test_tracer_records_phases_on_the_monotonic_clock_even_when_they_raise():
+    tracer = Tracer()
+    before = time.monotonic_ns()
+    with tracer.phase("image lookup"):
+        pass
+    try:
+        with tracer.phase("spec build"):
+            raise ValueError("bad flag")
+    except ValueError:
+        pass
+    after = time.monotonic_ns()
+    assert [p.name for p in tracer.phases] == ["image lookup", "spec build"]
+    assert all(before <= p.start_ns <= p.end_ns <= after for p in tracer.phases)
+
+
+def test_fill_names_the_time_between_two_phases():
+    tracer = Tracer()
+    tracer.add("wait for the child", 0, 2 * MS)
+    tracer.add("remove", 5 * MS, 6 * MS)
+    tracer.fill("wait for the child", "remove", "container runs")
+    assert ("container runs", 2 * MS, 5 * MS) in [(p.name, p.start_ns, p.end_ns) for p in tracer.phases]
+    tracer.fill("never happened", "remove", "nothing")
+    assert "nothing" not in [p.name for p in tracer.phases]
+
+
+def test_process_start_is_before_now_and_within_a_tick_of_procs_starttime():
+    from minirun.observe.trace import process_start_ns
+
+    now, cpu = time.monotonic_ns(), time.process_time_ns()
+    start = process_start_ns(now, cpu)
+    assert now - 60 * 1000 * MS < start <= now - cpu + 1   # this process began in the last minute
