@@ -18,9 +18,10 @@ RUN_CONTEXT = {"allow_interspersed_args": False, "help_option_names": ["--help"]
 
 
 def _runtime(ctx: typer.Context):
+    """The Runtime for this command (with the start-up tracer when `minirun trace` runs it)."""
     from minirun.runtime.containers import Runtime
 
-    return Runtime(root(ctx))
+    return Runtime(root(ctx), tracer=(ctx.find_root().obj or {}).get("tracer"))
 
 
 def run(

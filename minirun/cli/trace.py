@@ -25,7 +25,6 @@ def run(ctx: typer.Context, format: str = "table", **flags) -> None:
     from minirun.cli import main
     from minirun.errors import UsageError
     from minirun.observe import trace
-    from minirun.runtime.containers import Runtime
     from minirun.runtime.spawn import step_name
 
     entered = main.ENTERED
@@ -37,7 +36,8 @@ def run(ctx: typer.Context, format: str = "table", **flags) -> None:
     if entered[0]:                     # called through main(), not from a test's CliRunner
         tracer.add("interpreter start", trace.process_start_ns(*entered), entered[0])
         tracer.add("CLI start-up (typer, flags)", entered[0], _now())
-    Runtime.tracer = tracer            # the Runtime that `run` makes reports to it
+    obj = ctx.find_root().obj
+    obj["tracer"] = tracer             # the Runtime that `run` makes reports to it
     try:
         container.run(ctx, **flags)
     except typer.Exit:
@@ -51,7 +51,7 @@ def run(ctx: typer.Context, format: str = "table", **flags) -> None:
                                           title=f"start-up of {' '.join([flags['image'], *(flags['command'] or [])])}"))
         raise
     finally:
-        Runtime.tracer = None
+        obj.pop("tracer", None)
 
 
 def _now() -> int:

@@ -52,17 +52,13 @@ class ExecProcess:
 
 
 class Runtime:
-    # minirun/observe/trace.py's Tracer times the start-up phases (`minirun trace run`); set on the
-    # class, it also reaches the Runtime a CLI verb makes for itself
-    tracer = None
-
     def __init__(self, root: str | os.PathLike | None = None, cgroups=None, tracer=None):
         self.root = data_root(root)
         self.store = StateStore(self.root)
         self._cgroups = cgroups
         self._images = None
-        if tracer is not None:
-            self.tracer = tracer
+        # minirun/observe/trace.py's Tracer times the start-up phases (`minirun trace run`)
+        self.tracer = tracer
 
     def _phase(self, name: str):
         return _UNTRACED if self.tracer is None else self.tracer.phase(name)
