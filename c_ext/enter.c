@@ -38,12 +38,7 @@ static _Noreturn void enter_process(const struct mr_enter *ex)
     if (mr_process_stdio(&ex->process, ex->sync_fd, &err) == 0 &&
         mr_process_credentials(&ex->process, &err) == 0)
         mr_process_exec(&ex->process, &err);
-    struct mr_msg msg;
-    memset(&msg, 0, sizeof(msg));
-    msg.type = MR_MSG_ERROR;
-    msg.err = err;
-    mr_send_msg(ex->sync_fd, &msg, -1);
-    _exit(err.step == MR_STEP_EXEC ? (err.errno_ == ENOENT ? 127 : 126) : 125);
+    mr_report_and_exit(ex->sync_fd, &err);
 }
 
 static _Noreturn void helper(const struct mr_enter *ex, int pid_pipe)

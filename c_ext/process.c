@@ -48,6 +48,18 @@ int mr_send_msg(int fd, const struct mr_msg *msg, int pass_fd)
     return n == (ssize_t)sizeof(*msg) ? 0 : -1;
 }
 
+/* (7) A step failed: tell the parent {errno, step, index} and exit like a shell would, 126/127
+ * when the program could not be run, 125 for our own failures. */
+_Noreturn void mr_report_and_exit(int sync_fd, const struct mr_err *err)
+{
+    struct mr_msg msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.type = MR_MSG_ERROR;
+    msg.err = *err;
+    mr_send_msg(sync_fd, &msg, -1);
+    _exit(err->step == MR_STEP_EXEC ? (err->errno_ == ENOENT ? 127 : 126) : 125);
+}
+
 /* The container must not inherit our signal setup: CPython ignores SIGPIPE (so `yes | head`
  * would never end), the spawn path blocks every signal, and whoever started us may ignore others.
  * execve keeps both an ignored disposition and the mask, so reset them all to what a freshly

@@ -215,13 +215,7 @@ static _Noreturn void container(const struct mr_plan *p, uint64_t clone_stamp)
     stamps[MR_STEP_CLONE] = clone_stamp;
     mr_reset_signals();
     child_main(p, &err, stamps);
-    struct mr_msg msg;
-    memset(&msg, 0, sizeof(msg));
-    msg.type = MR_MSG_ERROR;
-    msg.err = err;
-    mr_send_msg(p->sync_fd, &msg, -1);
-    /* 126/127 like a shell when the program could not be run, 125 for our own failures */
-    _exit(err.step == MR_STEP_EXEC ? (err.errno_ == ENOENT ? 127 : 126) : 125);
+    mr_report_and_exit(p->sync_fd, &err);
 }
 
 static int keep_fd(int fd)

@@ -4,6 +4,7 @@ capability-named skips, and a check that the suite leaves nothing behind on the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -54,6 +55,25 @@ class Minirun:
 
     def out(self, *args: str, **kw) -> str:
         return self(*args, **kw).stdout.strip()
+
+    @contextlib.contextmanager
+    def detached(self, *args: str):
+        """`run -d ARGS`: yields the id, and force-removes the container however the test ends."""
+        cid = self.out("run", "-d", *args)
+        try:
+            yield cid
+        finally:
+            self("rm", "-f", cid, check=False)
+
+
+def cgroup_value(cid: str, controller: str, v1_file: str, v2_file: str) -> str:
+    """A container's cgroup setting, read where this host keeps it (v1 or v2 file name)."""
+    from minirun.runtime.cgroups import detect
+
+    mgr = detect()
+    group = mgr.open(f"minirun/{cid}")
+    name = v1_file if mgr.available().get(controller) == "v1" else v2_file
+    return (group.paths[controller] / name).read_text().strip()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.conftest import requires
+from tests.conftest import cgroup_value, requires
 
 pytestmark = pytest.mark.root
 
@@ -34,37 +34,27 @@ def test_fork_bomb_is_stopped_by_the_pids_limit(clean):
 
 def test_default_pids_limit_is_set(clean):
     requires("cgroup:pids")
-    cid = clean.out("run", "-d", "busybox", "sleep", "30")
-    try:
-        limit = json.loads(clean.out("inspect", cid))[0]["HostConfig"]["PidsLimit"]
-        assert limit == 2048
-        assert open(f"/sys/fs/cgroup/pids/minirun/{cid}/pids.max").read().strip() == "2048"
-    finally:
-        clean("rm", "-f", cid)
+    with clean.detached("busybox", "sleep", "30") as cid:
+        assert json.loads(clean.out("inspect", cid))[0]["HostConfig"]["PidsLimit"] == 2048
+        assert cgroup_value(cid, "pids", "pids.max", "pids.max") == "2048"
 
 
 def test_cpu_quota_is_in_effect(clean):
     requires("cgroup:cpu")
-    cid = clean.out("run", "-d", "--cpus", "0.2", "busybox", "sh", "-c", "while :; do :; done")
-    try:
+    with clean.detached("--cpus", "0.2", "busybox", "sh", "-c", "while :; do :; done") as cid:
         time.sleep(1.5)
         used = sum(p["cpu_seconds"] for p in json.loads(clean.out("top", cid, "--format", "json")))
         assert 0.05 < used <= 0.5, f"a 0.2-cpu container used {used:.2f}s of cpu in 1.5s"
-    finally:
-        clean("rm", "-f", cid)
 
 
 def test_update_changes_limits_live(clean):
     requires("cgroup:memory", "cgroup:pids")
-    cid = clean.out("run", "-d", "-m", "64m", "busybox", "sleep", "30")
-    try:
+    with clean.detached("-m", "64m", "busybox", "sleep", "30") as cid:
         clean("update", "-m", "128m", "--pids-limit", "50", cid)
         host = json.loads(clean.out("inspect", cid))[0]["HostConfig"]
         assert host["Memory"] == 128 << 20 and host["PidsLimit"] == 50
-        assert int(open(f"/sys/fs/cgroup/memory/minirun/{cid}/memory.limit_in_bytes").read()) == 128 << 20
-        assert open(f"/sys/fs/cgroup/pids/minirun/{cid}/pids.max").read().strip() == "50"
-    finally:
-        clean("rm", "-f", cid)
+        assert int(cgroup_value(cid, "memory", "memory.limit_in_bytes", "memory.max")) == 128 << 20
+        assert cgroup_value(cid, "pids", "pids.max", "pids.max") == "50"
 
 
 def test_cpuset_pins_the_container(clean):
