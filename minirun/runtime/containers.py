@@ -266,6 +266,7 @@ class Runtime:
         """`docker wait`: block until the container exits; its exit code."""
         record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
         self.wait_exit(record)
+        _reap_if_ours(record.state.monitor_pid)
         return record.exit_code()
 
     # -- remove -----------------------------------------------------------------------------
@@ -280,6 +281,7 @@ class Runtime:
                 _signal(record, signal.SIGKILL)
                 self.wait_exit(record, 10.0)
             self.cgroups.open(f"minirun/{record.id}").destroy()
+            _reap_if_ours(record.state.monitor_pid)
             self.store.forget(record)
         return record.name
 
@@ -473,3 +475,11 @@ def signal_number(name: str | int) -> int:
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
+
+
+def _reap_if_ours(monitor_pid: int | None) -> None:
+    """A process that starts detached containers (a worker) is their monitors' parent: collect a
+    monitor that has exited, so no zombie is left behind. Not our child, or still running: no-op."""
+    if monitor_pid:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(monitor_pid, os.WNOHANG)

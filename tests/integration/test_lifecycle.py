@@ -302,3 +302,18 @@ def test_parallel_runs_and_removals_stay_consistent(clean):
         results = list(pool.map(one, range(16)))
     assert results == [(0, str(i)) for i in range(16)]
     assert clean.out("ps", "-a", "-q") == ""
+
+
+def test_the_library_leaves_no_zombie_monitors(mr, data_root):
+    """A long-lived process (a worker) that runs detached containers reaps their monitors."""
+    from minirun.runtime.containers import Runtime
+    from minirun.runtime.options import RunOptions
+
+    rt = Runtime(data_root)
+    started = [rt.run(RunOptions(image="busybox", command=["true"], detach=True)) for _ in range(3)]
+    for s in started:
+        assert rt.wait(s.record) == 0
+        rt.remove(s.record)
+    children = open(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read().split()
+    zombies = [c for c in children if open(f"/proc/{c}/stat").read().split(")")[1].split()[0] == "Z"]
+    assert not any(int(c) in {s.monitor_pid for s in started} for c in zombies)
