@@ -57,6 +57,54 @@ DEFAULT_DEVICES = [
     {"path": "/dev/tty", "type": "c", "major": 5, "minor": 0},
 ]
 
+# seccomp(2): the default filter. A deny-list (unlike Docker's allowlist, see docs/security.md):
+# every syscall is allowed except those that reach past the container into the host's kernel
+# state, which fail with EPERM as they do in Docker. Names the kernel lacks are skipped.
+SECCOMP_DENIED = {
+    "mounts and the root": "mount umount umount2 pivot_root fsopen fsmount fsconfig fspick "
+                           "move_mount open_tree mount_setattr",
+    "namespaces of others": "setns",
+    "kernel code": "init_module finit_module delete_module create_module kexec_load "
+                   "kexec_file_load bpf uselib",
+    "the machine": "reboot swapon swapoff acct quotactl nfsservctl vhangup syslog iopl ioperm",
+    "the clocks": "settimeofday clock_settime clock_settime64 clock_adjtime clock_adjtime64 "
+                  "adjtimex stime",
+    "the kernel keyring (not namespaced)": "keyctl add_key request_key",
+    "other processes' memory": "ptrace process_vm_readv process_vm_writev kcmp",
+    "file handles (escape a bind mount)": "open_by_handle_at name_to_handle_at",
+    "profiling and fault handling": "perf_event_open userfaultfd lookup_dcookie",
+}
+# clone/unshare flags that make new namespaces: NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER,
+# NEWPID, NEWNET (Docker's mask 0x7E020000). One rule per bit: a rule compares an argument once.
+CLONE_NEW_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000,
+                   0x40000000)
+# personality(2) values programs use: PER_LINUX, PER_LINUX32, each with UNAME26, and the query.
+PERSONALITY_ALLOWED = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
+
+
+def default_seccomp() -> dict[str, Any]:
+    """The default linux.seccomp profile (OCI format); docs/security.md explains each line."""
+    eperm = {"action": "SCMP_ACT_ERRNO", "errnoRet": 1}
+    rules: list[dict[str, Any]] = [
+        dict(eperm, names=names.split()) for names in SECCOMP_DENIED.values()]
+    new_ns = [{"index": 0, "value": bit, "valueTwo": bit, "op": "SCMP_CMP_MASKED_EQ"}
+              for bit in CLONE_NEW_FLAGS]
+    rules.append(dict(eperm, names=["clone", "unshare"], args=new_ns))
+    # clone3 passes its flags in memory a filter cannot read: ENOSYS makes libc fall back to clone
+    rules.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38})
+    # "none of the allowed personalities", written as single-bit tests (all ORed): a disallowed
+    # bit set while bit 31 is clear, or bit 31 set (only the query 0xffffffff) with a bit clear.
+    allowed_bits = 0
+    for value in PERSONALITY_ALLOWED[:-1]:
+        allowed_bits |= value
+    bad = [{"index": 0, "value": (1 << b) | 1 << 31, "valueTwo": 1 << b, "op": "SCMP_CMP_MASKED_EQ"}
+           for b in range(31) if not allowed_bits >> b & 1]
+    bad += [{"index": 0, "value": (1 << b) | 1 << 31, "valueTwo": 1 << 31, "op": "SCMP_CMP_MASKED_EQ"}
+            for b in range(31)]
+    rules.append(dict(eperm, names=["personality"], args=bad))
+    return {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}
+
+
 NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "cgroup", "user", "time")
 
 
@@ -103,6 +151,7 @@ def default_spec() -> dict[str, Any]:
             "resources": {"pids": {"limit": DEFAULT_PIDS_LIMIT}},
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
+            "seccomp": default_seccomp(),
         },
     }
 

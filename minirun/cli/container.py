@@ -51,6 +51,7 @@ def run(
     interactive: bool = typer.Option(False, "-i", "--interactive", help="Keep stdin attached."),
     tty: bool = typer.Option(False, "-t", "--tty", help="Allocate a terminal."),
     network: str = typer.Option("none", "--network", "--net", help="none or host."),
+    security_opt: list[str] = typer.Option(None, "--security-opt", help="seccomp=PROFILE.json or seccomp=unconfined."),
 ) -> None:
     """Run a command in a new container."""
     from minirun.errors import UsageError
@@ -70,7 +71,7 @@ def run(
         cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, pids_limit=pids_limit,
         ulimits=list(ulimit or []), volumes=list(volume or []), tmpfs=list(tmpfs or []), read_only=read_only, init=init,
         interactive=interactive, tty=tty, network=network, auto_remove=rm,
-        detach=detach or creating,
+        detach=detach or creating, security_opt=list(security_opt or []),
     )
     rt = _runtime(ctx)
     if creating:

@@ -345,7 +345,7 @@ class Runtime:
             ex.n_cgroup_procs_fds = len(procs)
             ex.root_dir = ffi.NULL
             plan.set_process(np, ex.process, proc, stdio=(0 if interactive else devnull, 1, 2),
-                             console=console)
+                             console=console, seccomp_bpf=plan.seccomp_program(spec))
             ex.sync_fd = child_sock.fileno()
             child = spawn.enter(np, ex)
         finally:
@@ -438,6 +438,7 @@ class Runtime:
                           for m in mounts],
                 "AutoRemove": st.auto_remove,
                 "Init": proc["args"][0] == "/dev/init",
+                "SecurityOpt": RunOptions.security_opt_of(spec),
                 "NetworkMode": "none" if any(n["type"] == "network" for n in spec["linux"]["namespaces"]) else "host",
             },
             "LogPath": str(record.dir / "container.log"),

@@ -48,6 +48,15 @@ class RunOptions:
     network: str = "none"
     auto_remove: bool = False
     detach: bool = False
+    security_opt: list[str] = field(default_factory=list)
+
+    @staticmethod
+    def security_opt_of(spec: dict[str, Any]) -> list[str]:
+        """The effective --security-opt of a spec, for inspect: seccomp=default|custom|unconfined."""
+        profile = spec.get("linux", {}).get("seccomp")
+        if not profile:
+            return ["seccomp=unconfined"]
+        return ["seccomp=default" if profile == oci.default_seccomp() else "seccomp=custom"]
 
 
 def build_spec(opts: RunOptions, image_config: dict[str, Any], layers_top_first: list[Path],
@@ -80,9 +89,28 @@ def build_spec(opts: RunOptions, image_config: dict[str, Any], layers_top_first:
     elif opts.network != "none":
         raise UsageError(f"--network {opts.network}: only 'none' and 'host' are supported so far")
     spec["linux"]["resources"] = resources(opts)
+    for item in opts.security_opt:
+        _security_opt(spec, item)
     if image_config.get("StopSignal"):
         spec.setdefault("annotations", {})["org.opencontainers.image.stopSignal"] = image_config["StopSignal"]
     return oci.validate(spec)
+
+
+def _security_opt(spec: dict[str, Any], item: str) -> None:
+    """Docker's --security-opt: seccomp=unconfined|PROFILE.json, no-new-privileges[=true]."""
+    key, sep, value = item.partition("=" if "=" in item else ":")
+    if key == "seccomp" and value == "unconfined":
+        spec["linux"].pop("seccomp", None)
+    elif key == "seccomp" and value:
+        from minirun.runtime import seccomp
+
+        caps = spec["process"]["capabilities"]["bounding"]
+        spec["linux"]["seccomp"] = seccomp.load_docker(value, caps)
+    elif key == "no-new-privileges" and value in ("", "true"):
+        spec["process"]["noNewPrivileges"] = True
+    else:
+        raise UsageError(f"--security-opt {item!r}: use seccomp=unconfined, seccomp=PROFILE.json "
+                         "or no-new-privileges")
 
 
 def resources(opts: RunOptions) -> dict[str, Any]:

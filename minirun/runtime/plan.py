@@ -139,20 +139,37 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
     _rlimits(np, proc.get("rlimits", []))
     if "oomScoreAdj" in proc:
         p.oom_score_adj = np.cstr(str(int(proc["oomScoreAdj"])))
-    if linux.get("seccomp"):
-        raise SpecError("linux/seccomp", "seccomp profiles are not supported yet")
     set_process(np, p.process, proc, stdio=launch.stdio, console=launch.console,
-                set_caps=launch.set_caps)
+                set_caps=launch.set_caps, seccomp_bpf=seccomp_program(spec))
     p.sync_fd = launch.sync_fd
     p.exec_fifo_fd = launch.exec_fifo_fd
     p.trace = int(launch.trace)
     return np
 
 
+def seccomp_program(spec: dict[str, Any]) -> bytes | None:
+    """The container's seccomp filter as BPF bytes (runtime/seccomp.py), or None: unconfined.
+
+    Built programs are cached under ROOT/cache/seccomp/, ROOT found from the container's root
+    path (ROOT/containers/ID/rootfs); a bundle elsewhere (the OCI command line) caches in memory."""
+    profile = spec.get("linux", {}).get("seccomp")
+    if not profile:
+        return None
+    from minirun.runtime import seccomp
+
+    rootfs = Path(spec.get("root", {}).get("path", ""))
+    cache = None
+    if rootfs.is_absolute() and rootfs.parent.parent.name == "containers":
+        cache = rootfs.parent.parent.parent / "cache" / "seccomp"
+    return seccomp.program(profile, cache)
+
+
 def set_process(np: NativePlan, pr, proc: dict[str, Any], *, stdio: tuple[int, int, int],
-                console: tuple[int, int], set_caps: bool = True) -> None:
+                console: tuple[int, int], set_caps: bool = True,
+                seccomp_bpf: bytes | None = None) -> None:
     """Fill a struct mr_process from the spec's `process`: the same for the first process and
-    for `exec` (user, groups, umask, capabilities, no_new_privs, cwd, program, stdio, terminal)."""
+    for `exec` (user, groups, umask, capabilities, no_new_privs, seccomp filter, cwd, program,
+    stdio, terminal)."""
     user = proc.get("user", {})
     pr.uid = user.get("uid", 0)
     pr.gid = user.get("gid", 0)
@@ -170,6 +187,11 @@ def set_process(np: NativePlan, pr, proc: dict[str, Any], *, stdio: tuple[int, i
         mask = oci.cap_mask(caps.get(kind, []), f"process/capabilities/{kind}") & host
         setattr(pr, f"cap_{kind}", mask)
     pr.no_new_privs = int(bool(proc.get("noNewPrivileges")))
+    if seccomp_bpf:                  # struct sock_filter[]: 8 bytes an instruction
+        buf = ffi.new("char[]", seccomp_bpf)
+        np._keep.append(buf)
+        pr.seccomp_filter = buf
+        pr.seccomp_len = len(seccomp_bpf) // 8
     env = proc.get("env", [])
     args = proc["args"]
     np.program = args[0]

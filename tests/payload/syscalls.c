@@ -1,0 +1,101 @@
+/*
+ * syscalls — a tiny static test payload: make raw system calls and print what the kernel said.
+ *
+ *     syscalls NAME...        one line per call: "NAME 0" on success, else "NAME ERRNO_NAME"
+ *
+ * Raw syscall(2) so libc cannot hide or retry anything (glibc's clone3 fallback, for one). The
+ * arguments are chosen so that, *without* a seccomp filter, each call fails for a reason other
+ * than EPERM (a missing path, a bad address) or succeeds harmlessly: EPERM then means the filter.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/keyctl.h>
+#include <linux/reboot.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/personality.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *errname(int e)
+{
+    switch (e) {
+    case 0: return "0";
+    case EPERM: return "EPERM";
+    case ENOENT: return "ENOENT";
+    case ENOSYS: return "ENOSYS";
+    case EFAULT: return "EFAULT";
+    case EINVAL: return "EINVAL";
+    case EACCES: return "EACCES";
+    case EBUSY: return "EBUSY";
+    case ESRCH: return "ESRCH";
+    case EEXIST: return "EEXIST";
+    case EDQUOT: return "EDQUOT";
+    default: return strerrorname_np(e) ? strerrorname_np(e) : "E?";
+    }
+}
+
+static long call(const char *name)
+{
+    if (!strcmp(name, "mount"))          /* unfiltered: ENOENT (the target is looked up first) */
+        return syscall(SYS_mount, "none", "/no/such/dir", "tmpfs", 0L, NULL);
+    if (!strcmp(name, "umount2"))        /* unfiltered: ENOENT */
+        return syscall(SYS_umount2, "/no/such/dir", 0L);
+    if (!strcmp(name, "add_key"))        /* unfiltered: a key in the session keyring */
+        return syscall(SYS_add_key, "user", "minirun-test", "x", 1L, KEY_SPEC_PROCESS_KEYRING);
+    if (!strcmp(name, "keyctl"))         /* unfiltered: the id of our session keyring */
+        return syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0L);
+    if (!strcmp(name, "ptrace_pid1"))    /* unfiltered: EPERM too (no CAP_SYS_PTRACE) */
+        return syscall(SYS_ptrace, PTRACE_ATTACH, 1L, NULL, NULL);
+    if (!strcmp(name, "ptrace_traceme")) /* unfiltered: allowed without any capability */
+        return syscall(SYS_ptrace, PTRACE_TRACEME, 0L, NULL, NULL);
+    if (!strcmp(name, "reboot"))         /* unfiltered: EPERM too (no CAP_SYS_BOOT); an invalid
+                                            command, so even root on a host changes nothing */
+        return syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, 0x6d72L, NULL);
+    if (!strcmp(name, "personality_linux32")) /* allowed by the default filter */
+        return syscall(SYS_personality, 0x8L) < 0 ? -1 : syscall(SYS_personality, 0x0L) < 0 ? -1 : 0;
+    if (!strcmp(name, "personality_query"))   /* allowed by the default filter */
+        return syscall(SYS_personality, 0xffffffffL) < 0 ? -1 : 0;
+    if (!strcmp(name, "personality_norandom")) /* ADDR_NO_RANDOMIZE: unfiltered, allowed */
+        return syscall(SYS_personality, (long)ADDR_NO_RANDOMIZE) < 0 ? -1 : 0;
+    if (!strcmp(name, "clone3")) {       /* an invalid size: unfiltered EINVAL */
+        return syscall(SYS_clone3, NULL, 0L);
+    }
+    if (!strcmp(name, "clone_newuser") || !strcmp(name, "clone_plain")) {
+        long flags = SIGCHLD | (name[6] == 'n' ? CLONE_NEWUSER : 0);
+        long pid = syscall(SYS_clone, flags, 0L, NULL, NULL, 0L);
+        if (pid == 0)
+            _exit(0);
+        if (pid > 0)
+            waitpid((pid_t)pid, NULL, 0);
+        return pid < 0 ? -1 : 0;
+    }
+    if (!strcmp(name, "unshare_newuser"))
+        return syscall(SYS_unshare, (long)CLONE_NEWUSER);
+    if (!strcmp(name, "unshare_files"))  /* no new namespace: allowed */
+        return syscall(SYS_unshare, (long)CLONE_FILES);
+    if (!strcmp(name, "setns"))          /* unfiltered: EBADF */
+        return syscall(SYS_setns, -1, 0L);
+    if (!strcmp(name, "mkdir"))
+        return syscall(SYS_mkdir, "/tmp/syscalls-mkdir", 0755L);
+    errno = EINVAL;
+    return -2;
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        errno = 0;
+        long rc = call(argv[i]);
+        if (rc == -2) {
+            fprintf(stderr, "syscalls: unknown call %s\n", argv[i]);
+            return 2;
+        }
+        printf("%s %s\n", argv[i], rc < 0 ? errname(errno) : "0");
+    }
+    return 0;
+}

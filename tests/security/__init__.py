@@ -1,0 +1,1 @@
+"""Security features checked from inside containers (seccomp; later: devices, user namespaces)."""
