@@ -95,24 +95,32 @@ def program(profile: dict[str, Any], cache_dir: Path | None = None) -> bytes:
     if path is not None:
         try:
             data = path.read_bytes()
-        except FileNotFoundError:
+        except OSError:             # not built yet (or no usable cache directory)
             pass
     if not data or len(data) % 8:
         data = compile_profile(profile)
         if path is not None:
-            _write_atomic(path, data)
+            try:
+                _write_atomic(path, data)
+            except OSError:         # a read-only or full data root: build again next time
+                pass
     _memory[key] = data
     return data
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write temp, fsync, rename: a reader sees the old file, no file, or the whole new one.
+    The directory is root's (like the image store): whoever can write it could weaken filters."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def validate(profile: Any, where: str = "linux/seccomp") -> dict[str, Any]:

@@ -215,3 +215,10 @@ def test_cache_dir_is_under_the_data_root(monkeypatch):
     assert calls == [Path("/nonexistent-root/cache/seccomp")]
     del spec["linux"]["seccomp"]
     assert plan.seccomp_program(spec) is None
+
+
+def test_an_unwritable_cache_only_costs_a_rebuild(tmp_path):
+    """The cache is an optimisation: a data root we cannot write still gets its program."""
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache directory should be")
+    assert seccomp.program(DENY_MKDIR, blocker / "seccomp") == seccomp.compile_profile(DENY_MKDIR)
