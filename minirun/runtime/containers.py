@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError
@@ -79,6 +80,11 @@ class Runtime:
 
             self._images = ImageStore(self.root)
         return self._images
+
+    @property
+    def seccomp_cache(self) -> Path:
+        """Built seccomp programs, by profile hash (runtime/seccomp.py)."""
+        return self.root / "cache" / "seccomp"
 
     def get(self, ref: str) -> ContainerRecord:
         return self.store.get(ref)
@@ -166,7 +172,8 @@ class Runtime:
                 rootfs=spec["root"]["path"], rootfs_fstype="overlay",
                 rootfs_data=f"lowerdir={lower},upperdir={upper},workdir={work}",
                 cgroup_procs_fds=procs, monitor_argv=monitor_argv, monitor_fds=log_fds,
-                stdio=stdio, sync_fd=child_sock.fileno(), console=console, trace=trace)
+                stdio=stdio, sync_fd=child_sock.fileno(), console=console, trace=trace,
+                cache_dir=self.seccomp_cache)
             with self._phase("plan build"):
                 np = plan.build(spec, launch)
             with self._phase("mr_spawn"):
@@ -345,7 +352,7 @@ class Runtime:
             ex.n_cgroup_procs_fds = len(procs)
             ex.root_dir = ffi.NULL
             plan.set_process(np, ex.process, proc, stdio=(0 if interactive else devnull, 1, 2),
-                             console=console, seccomp_bpf=plan.seccomp_program(spec))
+                             console=console, seccomp_bpf=plan.seccomp_program(spec, self.seccomp_cache))
             ex.sync_fd = child_sock.fileno()
             child = spawn.enter(np, ex)
         finally:

@@ -50,6 +50,7 @@ class Launch:
     console: tuple[int, int] = (0, 0)
     trace: bool = False
     set_caps: bool = True
+    cache_dir: Path | None = None        # where built seccomp programs are kept between runs
     extra_mounts: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -140,28 +141,22 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
     if "oomScoreAdj" in proc:
         p.oom_score_adj = np.cstr(str(int(proc["oomScoreAdj"])))
     set_process(np, p.process, proc, stdio=launch.stdio, console=launch.console,
-                set_caps=launch.set_caps, seccomp_bpf=seccomp_program(spec))
+                set_caps=launch.set_caps, seccomp_bpf=seccomp_program(spec, launch.cache_dir))
     p.sync_fd = launch.sync_fd
     p.exec_fifo_fd = launch.exec_fifo_fd
     p.trace = int(launch.trace)
     return np
 
 
-def seccomp_program(spec: dict[str, Any]) -> bytes | None:
+def seccomp_program(spec: dict[str, Any], cache_dir: Path | None = None) -> bytes | None:
     """The container's seccomp filter as BPF bytes (runtime/seccomp.py), or None: unconfined.
-
-    Built programs are cached under ROOT/cache/seccomp/, ROOT found from the container's root
-    path (ROOT/containers/ID/rootfs); a bundle elsewhere (the OCI command line) caches in memory."""
+    Built programs are cached in memory, and in `cache_dir` when one is given."""
     profile = spec.get("linux", {}).get("seccomp")
     if not profile:
         return None
     from minirun.runtime import seccomp
 
-    rootfs = Path(spec.get("root", {}).get("path", ""))
-    cache = None
-    if rootfs.is_absolute() and rootfs.parent.parent.name == "containers":
-        cache = rootfs.parent.parent.parent / "cache" / "seccomp"
-    return seccomp.program(profile, cache)
+    return seccomp.program(profile, cache_dir)
 
 
 def set_process(np: NativePlan, pr, proc: dict[str, Any], *, stdio: tuple[int, int, int],

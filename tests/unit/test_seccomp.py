@@ -10,7 +10,6 @@ import ctypes
 import errno
 import json
 import os
-from pathlib import Path
 
 import pytest
 
@@ -203,18 +202,20 @@ def test_security_opt_flag(tmp_path):
         assert "\n" not in str(e.value)
 
 
-def test_cache_dir_is_under_the_data_root(monkeypatch):
-    """ROOT/containers/ID/rootfs -> ROOT/cache/seccomp; no profile, no program."""
+def test_programs_are_cached_under_the_data_root(monkeypatch, tmp_path):
+    """The runtime keeps built programs in ROOT/cache/seccomp; no profile, no program."""
     from minirun.runtime import plan
+    from minirun.runtime.containers import Runtime
 
+    cache = Runtime(tmp_path).seccomp_cache
+    assert cache == tmp_path / "cache" / "seccomp"
     spec = oci.default_spec()
-    spec["root"]["path"] = "/nonexistent-root/containers/abc/rootfs"
     calls = []
     monkeypatch.setattr(seccomp, "program", lambda profile, cache: calls.append(cache) or b"")
-    plan.seccomp_program(spec)
-    assert calls == [Path("/nonexistent-root/cache/seccomp")]
+    plan.seccomp_program(spec, cache)
+    assert calls == [cache]
     del spec["linux"]["seccomp"]
-    assert plan.seccomp_program(spec) is None
+    assert plan.seccomp_program(spec, cache) is None
 
 
 def test_an_unwritable_cache_only_costs_a_rebuild(tmp_path):
