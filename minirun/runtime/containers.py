@@ -145,29 +145,10 @@ class Runtime:
         try:
             procs = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cg.procs_files()]
             fds += procs
-            detached = record.state.detached
-            log_fds: tuple[int, int] = (-1, -1)
-            devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-            fds.append(devnull)
-            if detached:
-                out_r, out_w = os.pipe2(os.O_CLOEXEC)
-                err_r, err_w = os.pipe2(os.O_CLOEXEC)
-                fds += [out_r, out_w, err_r, err_w]
-                stdio = (devnull, out_w, err_w)
-                log_fds = (out_r, err_r)
-            else:
-                stdio = (0 if interactive else devnull, 1, 2)
+            stdio, log_fds = _wire_stdio(record.state.detached, interactive, fds)
             upper, work = record.dir / "upper", record.dir / "work"
             lower = ":".join(str(p) for p in reversed(image.layers))
-            monitor_argv = [
-                MONITOR, record.id, str(record.dir / "exit.json"),
-                cg.oom_events_file() or "-",
-                str(record.dir / "container.log") if detached else "-",
-                str(log_fds[0]) if detached else "-", str(log_fds[1]) if detached else "-",
-            ]
-            if detached and record.state.auto_remove:
-                monitor_argv += [sys.executable, "-m", "minirun", "--root", str(self.root),
-                                 "rm", "--force", record.id]
+            monitor_argv = self._monitor_argv(record, cg.oom_events_file(), log_fds)
             launch = plan.Launch(
                 rootfs=spec["root"]["path"], rootfs_fstype="overlay",
                 rootfs_data=f"lowerdir={lower},upperdir={upper},workdir={work}",
@@ -179,6 +160,7 @@ class Runtime:
             with self._phase("mr_spawn"):
                 pid, monitor_pid = spawn.spawn(np)
         except BaseException:
+            parent_sock.close()
             cg.destroy()
             raise
         finally:
@@ -189,7 +171,8 @@ class Runtime:
             # (5) GO first, then (4) record the pid while the child builds its root: the cgroup,
             # named after the id and made before the clone, already ties the process to this
             # container, so `rm` finds and kills it even if we die between the two.
-            sync.send_go(parent_sock)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sync.send_go(parent_sock)           # a child already gone has left its report
             record.state.pid = pid
             record.state.pid_start = procfs.start_time(pid)
             record.state.monitor_pid = monitor_pid
@@ -214,6 +197,17 @@ class Runtime:
         if self.tracer is not None:
             self.tracer.stamps = report.stamps
         return Started(record, pid, monitor_pid, report.tty_master, report.stamps or None)
+
+    def _monitor_argv(self, record: ContainerRecord, oom_file: str | None,
+                      log_fds: tuple[int, int]) -> list[str]:
+        """minirun-monitor ID EXIT_FILE OOM_FILE LOG_FILE OUT_FD ERR_FD [ON_EXIT...] (monitor.c)."""
+        detached = log_fds[0] >= 0
+        argv = [MONITOR, record.id, str(record.dir / "exit.json"), oom_file or "-",
+                str(record.dir / "container.log") if detached else "-",
+                str(log_fds[0]) if detached else "-", str(log_fds[1]) if detached else "-"]
+        if detached and record.state.auto_remove:
+            argv += [sys.executable, "-m", "minirun", "--root", str(self.root), "rm", "--force", record.id]
+        return argv
 
     def run(self, opts: RunOptions, **start_args) -> Started:
         record = self.create(opts)
@@ -450,6 +444,19 @@ class Runtime:
             },
             "LogPath": str(record.dir / "container.log"),
         }
+
+
+def _wire_stdio(detached: bool, interactive: bool, fds: list[int]):
+    """The container's stdio (in, out, err), and the read ends the monitor logs from (or -1).
+    Every fd opened here is appended to `fds`, the caller's to close once the child has them."""
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    fds.append(devnull)
+    if not detached:
+        return (0 if interactive else devnull, 1, 2), (-1, -1)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    fds += [out_r, out_w, err_r, err_w]
+    return (devnull, out_w, err_w), (out_r, err_r)
 
 
 def _signal(record: ContainerRecord, sig: int) -> None:
