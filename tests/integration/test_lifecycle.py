@@ -304,12 +304,16 @@ def test_parallel_runs_and_removals_stay_consistent(clean):
     assert clean.out("ps", "-a", "-q") == ""
 
 
-def test_the_library_leaves_no_zombie_monitors(mr, data_root):
-    """A long-lived process (a worker) that runs detached containers reaps their monitors."""
+def test_the_library_leaves_no_zombie_monitors_or_fds(mr, data_root):
+    """A long-lived process (a worker) that runs containers reaps their monitors and closes
+    every fd it opened for them."""
+    from minirun.errors import CommandNotFound
     from minirun.runtime.containers import Runtime
     from minirun.runtime.options import RunOptions
 
     rt = Runtime(data_root)
+    rt.cgroups, rt.images                           # noqa: B018 — open what stays open first
+    fds_before = sorted(os.listdir("/proc/self/fd"))
     started = [rt.run(RunOptions(image="busybox", command=["true"], detach=True)) for _ in range(3)]
     for s in started:
         assert rt.wait(s.record) == 0
@@ -317,3 +321,8 @@ def test_the_library_leaves_no_zombie_monitors(mr, data_root):
     children = open(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read().split()
     zombies = [c for c in children if open(f"/proc/{c}/stat").read().split(")")[1].split()[0] == "Z"]
     assert not any(int(c) in {s.monitor_pid for s in started} for c in zombies)
+    assert sorted(os.listdir("/proc/self/fd")) == fds_before      # and no fd leaks
+    # a start that fails leaks nothing either
+    with pytest.raises(CommandNotFound, match="nosuchcmd"):
+        rt.run(RunOptions(image="busybox", command=["nosuchcmd"], auto_remove=True))
+    assert sorted(os.listdir("/proc/self/fd")) == fds_before
