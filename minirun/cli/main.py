@@ -36,6 +36,14 @@ def main() -> None:
     try:
         status = build(verb_of(sys.argv[1:]))(standalone_mode=False)
     except click.exceptions.UsageError as e:
+        message = e.format_message()
+        if e.ctx is not None and (message == "" or (e.ctx.parent is None and message == "Missing command.")):
+            # no verb at all (or a group without its verb): the help, as Docker does; click
+            # printed it already when the message is empty
+            if message:
+                sys.stdout.write(e.ctx.get_help() + "\n")
+            sys.stdout.flush()
+            os._exit(0)
         where = e.ctx.command_path if e.ctx else "minirun"
         sys.stderr.write(f"{where}: {e.format_message()} (see '{where} --help')\n")
         status = RUNTIME_ERROR               # Docker exits 125 on a bad flag

@@ -96,10 +96,14 @@ class Runtime:
     # -- create ---------------------------------------------------------------------------
     def create(self, opts: RunOptions) -> ContainerRecord:
         """`docker create`: the container's directory, spec and name; no process yet."""
+        from minirun.errors import ImageNotFound
         from minirun.runtime.options import build_spec
 
         with self._phase("image lookup"):
-            image = self.images.get(opts.image)
+            try:
+                image = self.images.get(opts.image)
+            except ImageNotFound as e:
+                raise ImageNotFound(f"{e} (import it first: minirun image import FILE {opts.image})") from None
         record = self.store.new(opts.name, image=opts.image, image_id=image.id,
                                 auto_remove=opts.auto_remove, detached=opts.detach)
         try:

@@ -117,3 +117,13 @@ def test_an_image_in_use_cannot_be_removed(clean, tmp_path):
     assert r.returncode == 125 and "used by container user-of-inuse" in one_line(r)
     clean("rm", cid)
     assert clean("image", "rm", "inuse:v1").returncode == 0
+
+
+def test_no_verb_prints_help_and_succeeds(clean):
+    r = clean(check=False)
+    assert r.returncode == 0 and "Usage" in r.stdout and r.stderr == ""
+
+
+def test_an_unknown_verb_is_an_error(clean):
+    r = clean("nosuchverb", check=False)
+    assert r.returncode == 125 and "No such command 'nosuchverb'" in one_line(r)
