@@ -52,6 +52,7 @@ class Launch:
     set_caps: bool = True
     cache_dir: Path | None = None        # where built seccomp programs are kept between runs
     extra_mounts: list[dict[str, Any]] = field(default_factory=list)
+    preserve_fds: int = 0                # keep fds 3 .. 3+N-1 open across execve (OCI --preserve-fds)
 
 
 class NativePlan:
@@ -142,6 +143,7 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
         p.oom_score_adj = np.cstr(str(int(proc["oomScoreAdj"])))
     set_process(np, p.process, proc, stdio=launch.stdio, console=launch.console,
                 set_caps=launch.set_caps, seccomp_bpf=seccomp_program(spec, launch.cache_dir))
+    p.process.preserve_fds = launch.preserve_fds
     p.sync_fd = launch.sync_fd
     p.exec_fifo_fd = launch.exec_fifo_fd
     p.trace = int(launch.trace)

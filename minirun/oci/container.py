@@ -1,0 +1,450 @@
+"""The OCI lifecycle over a state directory, the way runc keeps it.
+
+    ROOT/ID/state.json   what `create` recorded: pid + start time, monitor, bundle, cgroup, created
+    ROOT/ID/exec.fifo    exists from `create` until `start`; the container blocks opening it (sync 8)
+    ROOT/ID/exit.json    written by minirun-monitor when the process exits
+
+The status is derived from facts, never stored (runtime-spec runtime.md): "creating" until create
+has recorded the pid, "created" while that process (pid + start time) lives and the fifo still
+exists, "running" while it lives after `start`, "stopped" once it is gone. Every operation is
+one small function: load the state, check the status allows it, act, save.
+
+The container's parent is minirun-monitor (c_ext/monitor.c) with no log: the container's stdio
+are exactly the caller's fds 0, 1, 2, and the monitor records the exit status in exit.json.
+Man pages: fifo(7), pidfd_open(2), pid_namespaces(7) (why SIGTERM can be ignored by a PID 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import select
+import signal
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from minirun import spec as oci
+from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError, SpecError, UsageError
+from minirun.runtime import procfs
+from minirun.runtime.state import now_iso, write_atomic, write_json
+
+DEFAULT_ROOT = Path("/run/minirun-oci")
+ID_PATTERN = re.compile(r"^[\w+.-]+$")      # runc's rule for container ids
+CGROUP_PARENT = "minirun-oci"
+
+# operation -> the statuses it is allowed in ("delete" of a running container needs --force)
+TRANSITIONS: dict[str, set[str]] = {
+    "start": {"created"},
+    "kill": {"created", "running"},
+    "delete": {"creating", "created", "stopped"},
+}
+
+# Fields of config.json we cannot honour. Each is refused by name rather than skipped, since a
+# caller that asked for it relies on it (minirun.spec.validate covers AppArmor and SELinux).
+UNSUPPORTED = [
+    "hooks", "process/ioPriority", "process/scheduler", "process/execCPUAffinity",
+    "linux/sysctl", "linux/uidMappings", "linux/gidMappings", "linux/intelRdt",
+    "linux/personality", "linux/resources/blockIO", "linux/resources/hugepageLimits",
+    "linux/resources/network", "linux/resources/rdma", "linux/resources/unified",
+]
+
+
+@dataclass
+class Record:
+    """state.json: what `create` saw. Everything else is derived when asked."""
+
+    id: str
+    bundle: str
+    cgroup: str
+    created: str
+    pid: int | None = None
+    pid_start: int | None = None
+    monitor_pid: int | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+class Container:
+    def __init__(self, root: Path, record: Record):
+        self.dir = Path(root) / record.id
+        self.record = record
+
+    @property
+    def fifo(self) -> Path:
+        return self.dir / "exec.fifo"
+
+    def save(self) -> None:
+        write_json(self.dir / "state.json", asdict(self.record), durable=False)
+
+    def alive(self) -> bool:
+        return procfs.is_alive(self.record.pid, self.record.pid_start)
+
+    def status(self) -> str:
+        if self.record.pid is None:
+            return "creating"
+        if not self.alive():
+            return "stopped"
+        return "created" if self.fifo.exists() else "running"
+
+    def require(self, operation: str) -> str:
+        status = self.status()
+        if status not in TRANSITIONS[operation]:
+            raise InvalidTransition(f"cannot {operation} container {self.record.id}: it is {status}")
+        return status
+
+    def exit_code(self) -> int | None:
+        try:
+            return json.loads((self.dir / "exit.json").read_text())["exit_code"]
+        except FileNotFoundError:
+            return None
+
+    @contextlib.contextmanager
+    def locked(self):
+        """flock(2) on the state directory: operations on one container run one at a time."""
+        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield self
+        finally:
+            os.close(fd)
+
+    def oci_state(self) -> dict[str, Any]:
+        """The state object of runtime-spec runtime.md, plus runc's "created"."""
+        status = self.status()
+        return {
+            "ociVersion": oci.OCI_VERSION, "id": self.record.id, "status": status,
+            "pid": self.record.pid if status in ("created", "running") else 0,
+            "bundle": self.record.bundle, "rootfs": self.rootfs(),
+            "created": self.record.created, "annotations": self.record.annotations,
+        }
+
+    def rootfs(self) -> str:
+        try:
+            spec = json.loads((Path(self.record.bundle) / "config.json").read_text())
+            return str(Path(self.record.bundle, spec["root"]["path"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return ""
+
+
+def load(root: Path, cid: str) -> Container:
+    try:
+        data = json.loads((Path(root) / cid / "state.json").read_text())
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        raise ContainerNotFound(f"container {cid} does not exist") from None
+    return Container(root, Record(**data))
+
+
+def list_all(root: Path) -> list[Container]:
+    out = []
+    with contextlib.suppress(FileNotFoundError):
+        for d in sorted(Path(root).iterdir()):
+            with contextlib.suppress(ContainerNotFound):
+                out.append(load(root, d.name))
+    return out
+
+
+def load_spec(bundle: Path) -> dict[str, Any]:
+    """The bundle's config.json, validated; unsupported fields are refused by name."""
+    try:
+        spec = json.loads((bundle / "config.json").read_text())
+    except FileNotFoundError:
+        raise MinirunError(f"{bundle}/config.json: no such file (make one with `minirun-oci spec`)") from None
+    except ValueError as e:
+        raise MinirunError(f"{bundle}/config.json: invalid JSON: {e}") from None
+    oci.validate(spec)
+    for pointer in UNSUPPORTED:
+        value: Any = spec
+        for key in pointer.split("/"):
+            value = value.get(key) if isinstance(value, dict) else None
+        if value:
+            raise SpecError(pointer, "not supported by minirun-oci (refused, not ignored)")
+    spec.setdefault("linux", {})
+    return spec
+
+
+def cgroup_name(spec: dict[str, Any], cid: str) -> str:
+    path = spec["linux"].get("cgroupsPath")
+    if not path:
+        return f"{CGROUP_PARENT}/{cid}"
+    if ":" in path:
+        raise SpecError("linux/cgroupsPath",
+                        f"{path!r} is a systemd slice:prefix:name path; --systemd-cgroup is not supported")
+    return path.strip("/")
+
+
+# -- create ---------------------------------------------------------------------------------
+def create(root: Path, cid: str, bundle: str | os.PathLike, *, pid_file: str | None = None,
+           console_socket: str | None = None, preserve_fds: int = 0):
+    """Set the container up to the exec fifo (sync points 1-7): it then waits for `start`.
+    Returns (Container, monitor pid); the monitor is our child, which only `run` waits for."""
+    from minirun.runtime import cgroup_warm
+
+    cgroup_warm.start()          # the container's cgroup join is then cheap (cgroup_warm.py)
+    if not ID_PATTERN.match(cid):
+        raise UsageError(f"invalid container id {cid!r}: use letters, digits and _+-.")
+    bundle = Path(bundle).resolve()
+    spec = load_spec(bundle)
+    if spec["process"].get("terminal") and not console_socket:
+        raise UsageError("process.terminal is true: pass --console-socket (minirun-oci does not "
+                         "relay a terminal itself)")
+    Path(root).mkdir(parents=True, exist_ok=True, mode=0o700)
+    c = Container(root, Record(id=cid, bundle=str(bundle), cgroup=cgroup_name(spec, cid),
+                               created=now_iso(), annotations=spec.get("annotations", {})))
+    try:
+        c.dir.mkdir(mode=0o711)
+    except FileExistsError:
+        raise MinirunError(f"container with id exists: {cid}") from None
+    try:
+        c.save()                 # journaled before the cgroup exists: `delete` can clean up
+        monitor_pid = _spawn(c, spec, bundle, console_socket, preserve_fds)
+    except BaseException:
+        _destroy(c)
+        raise
+    finally:
+        cgroup_warm.stop()
+    if pid_file:
+        write_atomic(Path(pid_file).absolute(), str(c.record.pid), durable=False)
+    return c, monitor_pid
+
+
+def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str | None,
+           preserve_fds: int) -> int:
+    """Runtime._spawn's steps, with the rootfs bound onto itself and an exec fifo."""
+    from minirun.runtime import plan, spawn, sync
+    from minirun.runtime.cgroups import detect
+    from minirun.runtime.containers import MONITOR
+    from minirun.runtime.options import cgroup_resources
+
+    rootfs = (bundle / spec["root"]["path"]).resolve()
+    cg = detect().create(c.record.cgroup, cgroup_resources(spec["linux"].get("resources", {})))
+    os.mkfifo(c.fifo, 0o622)
+    fds: list[int] = []
+    parent_sock, child_sock = sync.socketpair()
+    try:
+        procs = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cg.procs_files()]
+        fds += procs
+        fifo_fd = os.open(c.fifo, os.O_PATH | os.O_CLOEXEC)
+        fds.append(fifo_fd)
+        monitor_argv = [MONITOR, c.record.id, str(c.dir / "exit.json"),
+                        cg.oom_events_file() or "-", "-", "-", "-"]
+        launch = plan.Launch(rootfs=str(rootfs), rootfs_fstype=None, bundle=str(bundle),
+                             cgroup_procs_fds=procs, monitor_argv=monitor_argv, stdio=(0, 1, 2),
+                             sync_fd=child_sock.fileno(), exec_fifo_fd=fifo_fd,
+                             preserve_fds=preserve_fds)
+        np = plan.build(spec, launch)
+        pid, monitor_pid = spawn.spawn(np)
+    except BaseException:
+        parent_sock.close()
+        raise
+    finally:
+        child_sock.close()
+        for fd in fds:
+            os.close(fd)
+    try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sync.send_go(parent_sock)                         # (5)
+        c.record.pid, c.record.pid_start = pid, procfs.start_time(pid)
+        c.record.monitor_pid = monitor_pid
+        c.save()
+        report = sync.wait_ready(parent_sock)                 # (7)
+    finally:
+        parent_sock.close()
+    try:
+        if report.error is not None:
+            raise spawn.error_from_native(report.error, np, np.program)
+        if not report.ready:
+            raise MinirunError(f"container {c.record.id}: the process ended before it was ready")
+        if report.tty_master is not None:
+            _send_console(console_socket, report.tty_master)
+    except BaseException:
+        _kill_pid(c, signal.SIGKILL)
+        _reap(monitor_pid)
+        raise
+    return monitor_pid
+
+
+def _send_console(path: str | None, master: int) -> None:
+    """Hand the pty master to the caller's socket (SCM_RIGHTS), as runc's --console-socket."""
+    import array
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(path)
+            s.sendmsg([b"/dev/ptmx"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                         array.array("i", [master]))])
+    except OSError as e:
+        raise MinirunError(f"console socket {path}: {os.strerror(e.errno or 5)}") from None
+    finally:
+        os.close(master)
+
+
+# -- start ----------------------------------------------------------------------------------
+def start(root: Path, cid: str) -> Container:
+    """(8) Open the fifo for reading: the container's open returns and it execs. EOF = the
+    program runs; an mr_msg = execve failed, and the message says why."""
+    c = load(root, cid)
+    with c.locked():
+        c.require("start")
+        fd = os.open(c.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            data = _read_fifo(fd, c)
+        finally:
+            os.close(fd)
+            c.fifo.unlink()
+    if data:
+        from minirun._native import ffi, lib
+        from minirun.runtime import spawn, sync
+
+        msg = ffi.new("struct mr_msg *")
+        ffi.memmove(msg, data, min(len(data), sync.MSG_SIZE))
+        if msg.type == lib.MR_MSG_ERROR:
+            err = ffi.new("struct mr_err *")
+            err[0] = msg.err
+            raise spawn.error_from_native(err, None, _program(c))
+    return c
+
+
+def _read_fifo(fd: int, c: Container) -> bytes:
+    """Everything written to the fifo until its writer closes it (execve, or exit)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    chunks = []
+    while True:
+        if not poller.poll(100):
+            if not c.alive():        # never opened its end: killed while created
+                raise MinirunError(f"container {c.record.id}: its process is gone")
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _program(c: Container) -> str:
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        return json.loads((Path(c.record.bundle) / "config.json").read_text())["process"]["args"][0]
+    return ""
+
+
+# -- kill, delete, wait ---------------------------------------------------------------------
+def kill(root: Path, cid: str, sig: int = signal.SIGTERM, all_processes: bool = False) -> None:
+    c = load(root, cid)
+    if all_processes:
+        from minirun.runtime.cgroups import detect
+
+        detect().open(c.record.cgroup).kill_all(sig)
+        return
+    c.require("kill")
+    _kill_pid(c, sig)
+
+
+def delete(root: Path, cid: str, force: bool = False) -> None:
+    """Stop what is left (--force for a running one), remove the cgroup and the state."""
+    c = load(root, cid)
+    with c.locked():
+        status = c.status()
+        if status == "running" and not force:
+            raise InvalidTransition(f"cannot delete container {cid} that is not stopped: running")
+        _destroy(c)
+
+
+def _destroy(c: Container) -> None:
+    from minirun.runtime.cgroups import detect
+
+    if c.alive():
+        _kill_pid(c, signal.SIGKILL)
+        _wait_pid(c.record.pid, 10.0)
+    detect().open(c.record.cgroup).destroy()
+    # the monitor writes exit.json into the directory: let it finish before the directory goes
+    if c.record.monitor_pid:
+        _wait_pid(c.record.monitor_pid, 5.0)
+    import shutil
+
+    shutil.rmtree(c.dir)
+
+
+def wait(c: Container, monitor_pid: int) -> int:
+    """The exit status of a container whose monitor is our child (`run`): the monitor exits
+    with it, and has recorded it (128+N for signal N)."""
+    while True:
+        try:
+            _, status = os.waitpid(monitor_pid, 0)
+            break
+        except ChildProcessError:
+            status = None
+            break
+    code = c.exit_code()
+    if code is None and status is not None:
+        code = os.waitstatus_to_exitcode(status)
+    return 255 if code is None else code
+
+
+def _kill_pid(c: Container, sig: int) -> None:
+    """Through a pidfd checked against the recorded start time: a recycled pid is never hit."""
+    try:
+        pidfd = os.pidfd_open(c.record.pid)
+    except (ProcessLookupError, TypeError):
+        return
+    try:
+        if procfs.start_time(c.record.pid) == c.record.pid_start:
+            signal.pidfd_send_signal(pidfd, sig)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(pidfd)
+
+
+def _wait_pid(pid: int, timeout: float) -> None:
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        select.select([pidfd], [], [], timeout)
+    finally:
+        os.close(pidfd)
+    _reap(pid, os.WNOHANG)
+
+
+def _reap(pid: int, flags: int = 0) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, flags)
+
+
+# -- spec, features -------------------------------------------------------------------------
+def default_config() -> dict[str, Any]:
+    """`runc spec`'s shape: rootfs "rootfs", `sh` on a terminal."""
+    spec = oci.default_spec()
+    spec["root"]["path"] = "rootfs"
+    spec["process"]["args"] = ["sh"]
+    spec["process"]["terminal"] = True
+    return spec
+
+
+def features() -> dict[str, Any]:
+    """What this runtime supports, in the shape of runc's `features` (runtime-spec features.md)."""
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": oci.OCI_VERSION,
+        "hooks": [],
+        "mountOptions": sorted(oci._FLAG_OPTIONS) + sorted(oci._CLEAR_OPTIONS)
+        + sorted(oci._PROPAGATION),
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+            "capabilities": sorted(oci.CAP_NUMBER),
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
+            "seccomp": {"enabled": True},
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+        },
+        "minirun": {"refused": UNSUPPORTED + ["process/apparmorProfile", "process/selinuxLabel",
+                                              "linux/mountLabel", "linux/namespaces/*/path",
+                                              "user namespaces"]},
+    }

@@ -1,0 +1,214 @@
+"""`minirun-oci`: runc's command line (argparse, thin: parse, call oci/container.py, print).
+
+Errors are one line on stderr, `minirun-oci: message`, and exit status 1, as runc; `run` exits
+with the container's status. With --log, errors (and with --debug, each verb) also go to that
+file, in text or JSON (--log-format), which is where containerd's shim looks for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+PROG = "minirun-oci"
+
+
+def parser() -> argparse.ArgumentParser:
+    from minirun import __version__
+    from minirun.spec import OCI_VERSION
+
+    p = argparse.ArgumentParser(prog=PROG, formatter_class=argparse.RawTextHelpFormatter,
+                                description="minirun's runc-compatible command line "
+                                "for OCI bundles (docs/oci.md)")
+    p.add_argument("--root", default="/run/minirun-oci", help="state directory")
+    p.add_argument("--log", help="also write errors (and --debug lines) to this file")
+    p.add_argument("--log-format", choices=["text", "json"], default="text")
+    p.add_argument("--debug", action="store_true")
+    p.add_argument("--systemd-cgroup", action="store_true", help="not supported (refused)")
+    p.add_argument("--version", action="version",
+                   version=f"{PROG} version {__version__}\nspec: {OCI_VERSION}")
+    verbs = p.add_subparsers(dest="verb", metavar="COMMAND")
+
+    def verb(name: str, help: str, bundle: bool = False) -> argparse.ArgumentParser:
+        v = verbs.add_parser(name, help=help, description=help)
+        if bundle:
+            v.add_argument("--bundle", "-b", default=".", help="the bundle directory")
+        return v
+
+    for name, help in (("create", "create a container from a bundle; `start` runs its program"),
+                       ("run", "create, start and wait for a container, then delete it")):
+        v = verb(name, help, bundle=True)
+        v.add_argument("--pid-file", help="write the container's pid (digits only) here")
+        v.add_argument("--console-socket", help="send the pty master to this AF_UNIX socket")
+        v.add_argument("--no-pivot", action="store_true", help="accepted; pivot_root is always used")
+        v.add_argument("--preserve-fds", type=int, default=0, metavar="N",
+                       help="pass fds 3 .. 3+N-1 on to the container")
+        v.add_argument("id")
+    verb("start", "run the program of a created container").add_argument("id")
+    verb("state", "print the OCI state of a container as JSON").add_argument("id")
+    v = verb("kill", "send a signal to the container's process (default SIGTERM)")
+    v.add_argument("--all", "-a", action="store_true", help="every process in its cgroup")
+    v.add_argument("id")
+    v.add_argument("signal", nargs="?", default="SIGTERM")
+    v = verb("delete", "remove a stopped container (--force: also a running one)")
+    v.add_argument("--force", "-f", action="store_true")
+    v.add_argument("id")
+    v = verb("list", "list the containers")
+    v.add_argument("--format", "-f", choices=["table", "json"], default="table")
+    v.add_argument("--quiet", "-q", action="store_true", help="ids only")
+    verb("spec", "write a default config.json (rootfs \"rootfs\", sh on a terminal)", bundle=True)
+    verb("features", "print what this runtime supports, as JSON")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    if args.verb is None:
+        parser().print_help()
+        sys.exit(0)
+    try:
+        if args.systemd_cgroup:
+            raise UserFault("--systemd-cgroup is not supported")
+        _log(args, "debug", f"{args.verb} {getattr(args, 'id', '')}".strip())
+        status = VERBS[args.verb](args)
+    except Exception as e:
+        from minirun.errors import MinirunError
+
+        if not isinstance(e, MinirunError | UserFault | OSError):
+            raise
+        message = str(e) if not isinstance(e, OSError) else _os_message(e)
+        _log(args, "error", message)
+        sys.stderr.write(f"{PROG}: {message}\n")
+        status = 1
+    sys.stdout.flush()
+    sys.exit(status or 0)
+
+
+class UserFault(Exception):
+    """A usage fault found here rather than by argparse."""
+
+
+def _os_message(e: OSError) -> str:
+    return f"{e.filename}: {e.strerror}" if e.filename else (e.strerror or str(e))
+
+
+def _log(args, level: str, message: str) -> None:
+    if not args.log or (level == "debug" and not args.debug):
+        return
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    line = (json.dumps({"level": level, "msg": message, "time": stamp})
+            if args.log_format == "json" else f'time="{stamp}" level={level} msg="{message}"')
+    with open(args.log, "a") as f:
+        f.write(line + "\n")
+
+
+def _root(args):
+    from pathlib import Path
+
+    return Path(args.root)
+
+
+# -- verbs: each parses nothing more, calls container.py, prints --------------------------------
+def _create(args) -> int:
+    from minirun.oci import container
+
+    container.create(_root(args), args.id, args.bundle, pid_file=args.pid_file,
+                     console_socket=args.console_socket, preserve_fds=args.preserve_fds)
+    return 0
+
+
+def _start(args) -> int:
+    from minirun.oci import container
+
+    container.start(_root(args), args.id)
+    return 0
+
+
+def _run(args) -> int:
+    import signal
+
+    from minirun.oci import container
+
+    root = _root(args)
+    c, monitor_pid = container.create(root, args.id, args.bundle, pid_file=args.pid_file,
+                                      console_socket=args.console_socket,
+                                      preserve_fds=args.preserve_fds)
+    try:
+        # what we receive is for the container, as with runc run
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                    signal.SIGUSR2):
+            signal.signal(sig, lambda n, _f: container._kill_pid(c, n))
+        container.start(root, args.id)
+        return container.wait(c, monitor_pid)
+    finally:
+        container.delete(root, args.id, force=True)
+
+
+def _state(args) -> int:
+    from minirun.oci import container
+
+    print(json.dumps(container.load(_root(args), args.id).oci_state(), indent=2))
+    return 0
+
+
+def _kill(args) -> int:
+    from minirun.oci import container
+    from minirun.runtime.containers import signal_number
+
+    container.kill(_root(args), args.id, signal_number(args.signal), all_processes=args.all)
+    return 0
+
+
+def _delete(args) -> int:
+    from minirun.errors import ContainerNotFound
+    from minirun.oci import container
+
+    try:
+        container.delete(_root(args), args.id, force=args.force)
+    except ContainerNotFound:
+        if not args.force:          # runc: delete --force of a missing container succeeds
+            raise
+    return 0
+
+
+def _list(args) -> int:
+    from minirun.oci import container
+
+    states = [c.oci_state() for c in container.list_all(_root(args))]
+    if args.quiet:
+        print("\n".join(s["id"] for s in states))
+    elif args.format == "json":
+        print(json.dumps(states))
+    else:
+        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED")]
+        rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"]) for s in states]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            print("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def _spec(args) -> int:
+    from minirun.oci import container
+
+    path = os.path.join(args.bundle, "config.json")
+    if os.path.exists(path):
+        raise UserFault(f"{path} exists: remove it first")
+    with open(path, "x") as f:
+        json.dump(container.default_config(), f, indent=2)
+        f.write("\n")
+    return 0
+
+
+def _features(args) -> int:
+    from minirun.oci import container
+
+    print(json.dumps(container.features(), indent=2))
+    return 0
+
+
+VERBS = {"create": _create, "start": _start, "run": _run, "state": _state, "kill": _kill,
+         "delete": _delete, "list": _list, "spec": _spec, "features": _features}

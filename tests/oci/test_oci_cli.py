@@ -1,0 +1,288 @@
+"""`minirun-oci`, the runc command line, driven as podman or containerd would: the real binary,
+as root, on a bundle (BUNDLE/config.json + BUNDLE/rootfs from the busybox image), with its own
+--root. Each test checks what is left on the host afterwards: no state, cgroup, mount or monitor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IMAGE_TAR, requires
+
+OCI = str(Path(sys.executable).with_name("minirun-oci"))
+
+
+class Oci:
+    def __init__(self, root: Path, bundle: Path):
+        self.root = root
+        self.bundle = bundle
+
+    def __call__(self, *args: str, check: bool = True, detached: bool = False,
+                 timeout: float = 30) -> subprocess.CompletedProcess:
+        """Run minirun-oci. `detached` (create): the container inherits our stdio, as from
+        runc, so its stdout is a file, not a pipe we would wait on until the container ends."""
+        cmd = [OCI, "--root", str(self.root), *args]
+        if detached:
+            with open(self.bundle / "create.out", "w+") as out:
+                proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                      timeout=timeout)
+                out.seek(0)
+                proc.stdout, proc.stderr = "", out.read()
+        else:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"minirun-oci {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+        return proc
+
+    def state(self, cid: str) -> dict:
+        return json.loads(self("state", cid).stdout)
+
+    def wait_status(self, cid: str, status: str, timeout: float = 5.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.state(cid)
+            if st["status"] == status or time.monotonic() > deadline:
+                return st
+            time.sleep(0.02)
+
+    def configure(self, args: list[str], **changes) -> dict:
+        """config.json from `minirun-oci spec`, with args and any top-level process changes."""
+        cfg_path = self.bundle / "config.json"
+        cfg_path.unlink(missing_ok=True)
+        subprocess.run([OCI, "spec", "--bundle", str(self.bundle)], check=True)
+        spec = json.loads(cfg_path.read_text())
+        spec["process"].update(args=args, terminal=False, **changes)
+        cfg_path.write_text(json.dumps(spec))
+        return spec
+
+    def write(self, spec: dict) -> None:
+        (self.bundle / "config.json").write_text(json.dumps(spec))
+
+
+@pytest.fixture(scope="session")
+def rootfs_tar():
+    requires("root", "busybox-image")
+    return IMAGE_TAR
+
+
+@pytest.fixture
+def oci(rootfs_tar, tmp_path):
+    bundle = tmp_path / "bundle"
+    (bundle / "rootfs").mkdir(parents=True)
+    with tarfile.open(rootfs_tar) as tar:
+        tar.extractall(bundle / "rootfs", filter="fully_trusted")
+    o = Oci(tmp_path / "state", bundle)
+    yield o
+    left = o("list", "-q", check=False).stdout.split()
+    for cid in left:
+        o("delete", "--force", cid, check=False)
+    assert not left, f"the test left containers behind: {left}"
+    assert_nothing_left(o, None)
+
+
+def assert_nothing_left(o: Oci, cid: str | None) -> None:
+    if cid is not None:
+        assert not (o.root / cid).exists()
+        assert not list(Path("/sys/fs/cgroup").glob(f"*/minirun-oci/{cid}"))
+        monitors = subprocess.run(["pgrep", "-f", f"minirun-monitor {cid} "], capture_output=True)
+        assert monitors.returncode == 1, "a monitor is still running"
+    assert str(o.bundle) not in Path("/proc/self/mountinfo").read_text()
+
+
+def one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, f"expected one line, got {lines}"
+    return lines[0]
+
+
+def test_lifecycle_create_start_kill_delete(oci):
+    cid = f"life-{os.getpid()}"
+    oci.configure(["sh", "-c", "trap 'exit 0' TERM; echo started > /tmp/x; sleep 30 & wait"])
+    pid_file = oci.bundle / "pid"
+    oci("create", "--bundle", str(oci.bundle), "--pid-file", str(pid_file), cid, detached=True)
+    st = oci.state(cid)
+    assert st["status"] == "created"
+    assert st["id"] == cid and st["bundle"] == str(oci.bundle) and st["ociVersion"]
+    assert pid_file.read_text().isdigit() and int(pid_file.read_text()) == st["pid"]
+    assert not (oci.bundle / "rootfs/tmp/x").exists(), "the program ran before start"
+
+    oci("start", cid)
+    deadline = time.monotonic() + 5
+    while not (oci.bundle / "rootfs/tmp/x").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert (oci.bundle / "rootfs/tmp/x").read_text() == "started\n"
+    assert oci.state(cid)["status"] == "running"
+    assert oci("start", cid, check=False).returncode == 1      # only a created one starts
+
+    refused = oci("delete", cid, check=False)
+    assert refused.returncode == 1
+    assert one_line(refused.stderr) == f"minirun-oci: cannot delete container {cid} that is not stopped: running"
+
+    oci("kill", cid)                                          # SIGTERM, which the trap handles
+    assert oci.wait_status(cid, "stopped")["status"] == "stopped"
+    oci("delete", cid)
+    assert_nothing_left(oci, cid)
+    gone = oci("state", cid, check=False)
+    assert gone.returncode == 1
+    assert one_line(gone.stderr) == f"minirun-oci: container {cid} does not exist"
+
+
+def test_kill_by_name_and_all_then_force_delete(oci):
+    cid = f"killall-{os.getpid()}"
+    oci.configure(["sh", "-c", "sleep 30 & sleep 30"])
+    oci("create", "-b", str(oci.bundle), cid, detached=True)
+    oci("start", cid)
+    oci("kill", "--all", cid, "KILL")
+    assert oci.wait_status(cid, "stopped")["status"] == "stopped"
+    assert oci("kill", cid, "9", check=False).returncode == 1  # not running any more
+    oci("delete", cid)
+    assert_nothing_left(oci, cid)
+
+    oci("create", "-b", str(oci.bundle), cid, detached=True)
+    oci("start", cid)
+    oci("delete", "--force", cid)
+    assert_nothing_left(oci, cid)
+
+
+def test_delete_of_a_created_container(oci):
+    cid = f"created-{os.getpid()}"
+    oci.configure(["true"])
+    oci("create", "-b", str(oci.bundle), cid, detached=True)
+    oci("delete", cid)
+    assert_nothing_left(oci, cid)
+
+
+def test_run_exits_with_the_container_status(oci):
+    oci.configure(["sh", "-c", "echo out; exit 3"])
+    proc = oci("run", "-b", str(oci.bundle), "exit3", check=False)
+    assert (proc.returncode, proc.stdout) == (3, "out\n")
+    assert_nothing_left(oci, "exit3")
+
+
+def test_run_killed_by_a_signal_exits_128_plus_n(oci):
+    oci.configure(["sleep", "30"])
+    run = subprocess.Popen([OCI, "--root", str(oci.root), "run", "-b", str(oci.bundle), "sig"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while oci("state", "sig", check=False).stdout.find('"running"') < 0:
+            assert time.monotonic() < deadline and run.poll() is None, "run did not start it"
+            time.sleep(0.02)
+        oci("kill", "sig", "KILL")
+        assert run.wait(timeout=10) == 137
+    finally:
+        run.kill()
+        run.wait()
+    assert_nothing_left(oci, "sig")
+
+
+def test_missing_command_is_one_line_and_exit_1(oci):
+    oci.configure(["no-such-program"])
+    proc = oci("run", "-b", str(oci.bundle), "missing", check=False)
+    assert proc.returncode == 1
+    assert one_line(proc.stderr) == "minirun-oci: exec no-such-program: executable file not found in $PATH"
+    assert_nothing_left(oci, "missing")
+
+    # the same through create + start: start reads the failure from the exec fifo
+    oci("create", "-b", str(oci.bundle), "missing2", detached=True)
+    proc = oci("start", "missing2", check=False)
+    assert proc.returncode == 1 and one_line(proc.stderr).startswith("minirun-oci: exec no-such-program")
+    assert oci.wait_status("missing2", "stopped")["status"] == "stopped"
+    oci("delete", "missing2")
+    assert_nothing_left(oci, "missing2")
+
+
+def test_unknown_id_fails_with_one_line(oci):
+    for verb in (["state"], ["start"], ["kill"], ["delete"]):
+        proc = oci(*verb, "nobody", check=False)
+        assert proc.returncode == 1
+        assert one_line(proc.stderr) == "minirun-oci: container nobody does not exist"
+    assert oci("delete", "--force", "nobody", check=False).returncode == 0   # as runc
+
+
+def test_unsupported_fields_are_refused_by_name(oci):
+    spec = oci.configure(["true"], apparmorProfile="docker-default")
+    proc = oci("run", "-b", str(oci.bundle), "aa", check=False)
+    assert proc.returncode == 1 and "process/apparmorProfile" in one_line(proc.stderr)
+    spec["process"].pop("apparmorProfile")
+    spec["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    oci.write(spec)
+    proc = oci("create", "-b", str(oci.bundle), "sysctl", check=False)
+    assert proc.returncode == 1 and "linux/sysctl" in one_line(proc.stderr)
+    assert not (oci.root / "aa").exists() and not (oci.root / "sysctl").exists()
+
+
+def test_systemd_cgroup_is_refused(oci):
+    proc = oci("--systemd-cgroup", "list", check=False)
+    assert (proc.returncode, proc.stderr) == (1, "minirun-oci: --systemd-cgroup is not supported\n")
+
+
+def test_duplicate_id_is_refused(oci):
+    oci.configure(["true"])
+    oci("create", "-b", str(oci.bundle), "dup", detached=True)
+    proc = oci("create", "-b", str(oci.bundle), "dup", check=False, detached=True)
+    assert proc.returncode == 1 and "dup" in proc.stderr
+    oci("delete", "dup")
+
+
+def test_list_json(oci):
+    oci.configure(["true"])
+    oci("create", "-b", str(oci.bundle), "listed", detached=True)
+    items = json.loads(oci("list", "--format", "json").stdout)
+    assert [(i["id"], i["status"], i["bundle"]) for i in items] == [("listed", "created", str(oci.bundle))]
+    table = oci("list").stdout.splitlines()
+    assert table[0].split() == ["ID", "PID", "STATUS", "BUNDLE", "CREATED"]
+    assert table[1].split()[:3] == ["listed", str(items[0]["pid"]), "created"]
+    oci("delete", "listed")
+
+
+def test_spec_and_features(oci, tmp_path):
+    work = tmp_path / "spec"
+    work.mkdir()
+    subprocess.run([OCI, "spec"], cwd=work, check=True)
+    spec = json.loads((work / "config.json").read_text())
+    assert spec["root"]["path"] == "rootfs" and spec["process"]["args"] == ["sh"]
+    assert spec["process"]["terminal"] is True
+    again = subprocess.run([OCI, "spec"], cwd=work, capture_output=True, text=True)
+    assert again.returncode == 1 and "exists" in again.stderr
+    features = json.loads(oci("features").stdout)
+    assert "pid" in features["linux"]["namespaces"] and features["linux"]["cgroup"]["systemd"] is False
+
+
+def test_the_process_sees_what_config_json_says(oci):
+    """A conformance-style check from the inside: hostname, env, cwd, uid/gid, mounts, ro root."""
+    spec = oci.configure(
+        ["sh", "-c", "hostname; echo $GREETING; pwd; id -u; id -g; "
+         "grep ' /scratch ' /proc/mounts | cut -d' ' -f3; grep ' / ' /proc/mounts | cut -d' ' -f4"],
+        env=["PATH=/bin:/sbin:/usr/bin", "GREETING=hello oci"], cwd="/tmp",
+        user={"uid": 1000, "gid": 1001})
+    spec["hostname"] = "oci-conformance"
+    spec["root"]["readonly"] = True
+    spec["mounts"].append({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+                           "options": ["nosuid", "size=1m"]})
+    spec["annotations"] = {"org.example.test": "yes"}
+    oci.write(spec)
+    proc = oci("run", "-b", str(oci.bundle), "conf", check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[:5] == ["oci-conformance", "hello oci", "/tmp", "1000", "1001"]
+    assert lines[5] == "tmpfs"
+    assert lines[6].split(",")[0] == "ro"
+    assert_nothing_left(oci, "conf")
+
+
+def test_annotations_are_in_the_state(oci):
+    spec = oci.configure(["true"])
+    spec["annotations"] = {"org.example.owner": "tests"}
+    oci.write(spec)
+    oci("create", "-b", str(oci.bundle), "annotated", detached=True)
+    assert oci.state("annotated")["annotations"] == {"org.example.owner": "tests"}
+    oci("delete", "annotated")
