@@ -3,6 +3,7 @@
     ROOT/ID/state.json   what `create` recorded: pid + start time, monitor, bundle, cgroup, created
     ROOT/ID/exec.fifo    exists from `create` until `start`; the container blocks opening it (sync 8)
     ROOT/ID/exit.json    written by minirun-monitor when the process exits
+    ROOT/.cache/seccomp/ built seccomp programs by profile hash (runtime/seccomp.py)
 
 The status is derived from facts, never stored (runtime-spec runtime.md): "creating" until create
 has recorded the pid, "created" while that process (pid + start time) lives and the fifo still
@@ -33,7 +34,7 @@ from minirun.runtime import procfs
 from minirun.runtime.state import now_iso, write_atomic, write_json
 
 DEFAULT_ROOT = Path("/run/minirun-oci")
-ID_PATTERN = re.compile(r"^[\w+.-]+$")      # runc's rule for container ids
+ID_PATTERN = re.compile(r"^[\w+-][\w+.-]*$")  # runc's rule, and no leading dot: ROOT/.cache
 CGROUP_PARENT = "minirun-oci"
 
 # operation -> the statuses it is allowed in ("delete" of a running container needs --force)
@@ -141,6 +142,8 @@ def list_all(root: Path) -> list[Container]:
     out = []
     with contextlib.suppress(FileNotFoundError):
         for d in sorted(Path(root).iterdir()):
+            if d.name.startswith("."):
+                continue
             with contextlib.suppress(ContainerNotFound):
                 out.append(load(root, d.name))
     return out
@@ -215,8 +218,7 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
     """Runtime._spawn's steps, with the rootfs bound onto itself and an exec fifo."""
     from minirun.runtime import plan, spawn, sync
     from minirun.runtime.cgroups import detect
-    from minirun.runtime.containers import MONITOR
-    from minirun.runtime.options import cgroup_resources
+    from minirun.runtime.options import LIBEXEC, cgroup_resources
 
     rootfs = (bundle / spec["root"]["path"]).resolve()
     cg = detect().create(c.record.cgroup, cgroup_resources(spec["linux"].get("resources", {})))
@@ -228,12 +230,12 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
         fds += procs
         fifo_fd = os.open(c.fifo, os.O_PATH | os.O_CLOEXEC)
         fds.append(fifo_fd)
-        monitor_argv = [MONITOR, c.record.id, str(c.dir / "exit.json"),
+        monitor_argv = [str(LIBEXEC / "minirun-monitor"), c.record.id, str(c.dir / "exit.json"),
                         cg.oom_events_file() or "-", "-", "-", "-"]
         launch = plan.Launch(rootfs=str(rootfs), rootfs_fstype=None, bundle=str(bundle),
                              cgroup_procs_fds=procs, monitor_argv=monitor_argv, stdio=(0, 1, 2),
                              sync_fd=child_sock.fileno(), exec_fifo_fd=fifo_fd,
-                             preserve_fds=preserve_fds)
+                             preserve_fds=preserve_fds, cache_dir=c.dir.parent / ".cache/seccomp")
         np = plan.build(spec, launch)
         pid, monitor_pid = spawn.spawn(np)
     except BaseException:

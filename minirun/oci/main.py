@@ -156,10 +156,22 @@ def _state(args) -> int:
 
 def _kill(args) -> int:
     from minirun.oci import container
-    from minirun.runtime.containers import signal_number
 
-    container.kill(_root(args), args.id, signal_number(args.signal), all_processes=args.all)
+    container.kill(_root(args), args.id, _signal_number(args.signal), all_processes=args.all)
     return 0
+
+
+def _signal_number(name: str) -> int:
+    """9, KILL or SIGKILL, as runc accepts them."""
+    import signal
+
+    if name.isdigit():
+        return int(name)
+    name = name.upper() if name.upper().startswith("SIG") else f"SIG{name.upper()}"
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise UserFault(f"unknown signal {name}") from None
 
 
 def _delete(args) -> int:

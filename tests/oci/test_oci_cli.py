@@ -59,7 +59,7 @@ class Oci:
         cfg_path.unlink(missing_ok=True)
         subprocess.run([OCI, "spec", "--bundle", str(self.bundle)], check=True)
         spec = json.loads(cfg_path.read_text())
-        spec["process"].update(args=args, terminal=False, **changes)
+        spec["process"].update({"args": args, "terminal": False, **changes})
         cfg_path.write_text(json.dumps(spec))
         return spec
 
@@ -286,3 +286,69 @@ def test_annotations_are_in_the_state(oci):
     oci("create", "-b", str(oci.bundle), "annotated", detached=True)
     assert oci.state("annotated")["annotations"] == {"org.example.owner": "tests"}
     oci("delete", "annotated")
+
+
+def test_preserve_fds_passes_fd_3_and_only_when_asked(oci, tmp_path):
+    oci.configure(["sh", "-c", "echo kept >&3"])
+    out = tmp_path / "fd3"
+    base = f"{OCI} --root {oci.root} run -b {oci.bundle}"
+    kept = subprocess.run(["sh", "-c", f"exec {base} --preserve-fds 1 pfd 3>{out}"],
+                          capture_output=True, text=True, timeout=30)
+    assert kept.returncode == 0, kept.stderr
+    assert out.read_text() == "kept\n"
+    closed = subprocess.run(["sh", "-c", f"exec {base} pfd2 3>{out}.2"],
+                            capture_output=True, text=True, timeout=30)
+    assert closed.returncode != 0 and Path(f"{out}.2").read_text() == ""
+
+
+def test_console_socket_receives_the_pty_master(oci, tmp_path):
+    import array
+    import socket
+
+    oci.configure(["sh", "-c", "tty; echo on-the-pty"], terminal=True)
+    path = str(tmp_path / "console.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        create = subprocess.Popen([OCI, "--root", str(oci.root), "create", "-b", str(oci.bundle),
+                                   "--console-socket", path, "tty"],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        listener.settimeout(10)
+        conn, _ = listener.accept()
+        with conn:
+            fds = array.array("i")
+            _msg, ancdata, _flags, _addr = conn.recvmsg(64, socket.CMSG_SPACE(fds.itemsize))
+            fds.frombytes(ancdata[0][2][: fds.itemsize])
+        assert create.wait(timeout=10) == 0
+    master = fds[0]
+    try:
+        oci("start", "tty")
+        output = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:           # EIO: the last holder of the pty's other side is gone
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(master)
+    assert output.decode().splitlines()[:2] == ["/dev/pts/0", "on-the-pty"]
+    oci.wait_status("tty", "stopped")
+    oci("delete", "tty")
+    assert_nothing_left(oci, "tty")
+
+
+def test_terminal_without_console_socket_is_refused(oci):
+    oci.configure(["true"], terminal=True)
+    proc = oci("create", "-b", str(oci.bundle), "noconsole", check=False, detached=True)
+    assert proc.returncode == 1 and "--console-socket" in one_line(proc.stderr)
+
+
+def test_errors_also_go_to_the_log_file_as_json(oci, tmp_path):
+    log = tmp_path / "oci.log"
+    proc = oci("--log", str(log), "--log-format", "json", "state", "nobody", check=False)
+    assert proc.returncode == 1
+    entry = json.loads(log.read_text())
+    assert entry["level"] == "error" and entry["msg"] == "container nobody does not exist"
