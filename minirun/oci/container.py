@@ -185,7 +185,6 @@ def create(root: Path, cid: str, bundle: str | os.PathLike, *, pid_file: str | N
     Returns (Container, monitor pid); the monitor is our child, which only `run` waits for."""
     from minirun.runtime import cgroup_warm
 
-    cgroup_warm.start()          # the container's cgroup join is then cheap (cgroup_warm.py)
     if not ID_PATTERN.match(cid):
         raise UsageError(f"invalid container id {cid!r}: use letters, digits and _+-.")
     bundle = Path(bundle).resolve()
@@ -200,6 +199,7 @@ def create(root: Path, cid: str, bundle: str | os.PathLike, *, pid_file: str | N
         c.dir.mkdir(mode=0o711)
     except FileExistsError:
         raise MinirunError(f"container with id exists: {cid}") from None
+    cgroup_warm.start()          # the container's cgroup join is then cheap (cgroup_warm.py)
     try:
         c.save()                 # journaled before the cgroup exists: `delete` can clean up
         monitor_pid = _spawn(c, spec, bundle, console_socket, preserve_fds)
@@ -375,13 +375,10 @@ def _destroy(c: Container) -> None:
 def wait(c: Container, monitor_pid: int) -> int:
     """The exit status of a container whose monitor is our child (`run`): the monitor exits
     with it, and has recorded it (128+N for signal N)."""
-    while True:
-        try:
-            _, status = os.waitpid(monitor_pid, 0)
-            break
-        except ChildProcessError:
-            status = None
-            break
+    try:
+        _, status = os.waitpid(monitor_pid, 0)
+    except ChildProcessError:
+        status = None
     code = c.exit_code()
     if code is None and status is not None:
         code = os.waitstatus_to_exitcode(status)
