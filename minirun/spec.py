@@ -105,6 +105,19 @@ def default_seccomp() -> dict[str, Any]:
     return {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}
 
 
+# The devices cgroup allowlist (Docker's): deny everything, then allow creating any node (so
+# images with device files unpack) but opening only the harmless ones and the terminals.
+DEFAULT_DEVICE_RULES = [
+    {"allow": False, "access": "rwm"},
+    {"allow": True, "type": "c", "access": "m"},
+    {"allow": True, "type": "b", "access": "m"},
+    *({"allow": True, "type": "c", "major": d["major"], "minor": d["minor"], "access": "rwm"}
+      for d in DEFAULT_DEVICES),
+    {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},    # /dev/console
+    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},    # /dev/ptmx
+    {"allow": True, "type": "c", "major": 136, "access": "rwm"},              # /dev/pts/*
+]
+
 NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "cgroup", "user", "time")
 
 
@@ -148,7 +161,8 @@ def default_spec() -> dict[str, Any]:
         "linux": {
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
             "devices": [dict(d, fileMode=0o666, uid=0, gid=0) for d in DEFAULT_DEVICES],
-            "resources": {"pids": {"limit": DEFAULT_PIDS_LIMIT}},
+            "resources": {"pids": {"limit": DEFAULT_PIDS_LIMIT},
+                          "devices": [dict(r) for r in DEFAULT_DEVICE_RULES]},
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
             "seccomp": default_seccomp(),

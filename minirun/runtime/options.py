@@ -88,7 +88,7 @@ def build_spec(opts: RunOptions, image_config: dict[str, Any], layers_top_first:
         spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
     elif opts.network != "none":
         raise UsageError(f"--network {opts.network}: only 'none' and 'host' are supported so far")
-    spec["linux"]["resources"] = resources(opts)
+    spec["linux"]["resources"] = dict(resources(opts), devices=spec["linux"]["resources"]["devices"])
     for item in opts.security_opt:
         _security_opt(spec, item)
     if image_config.get("StopSignal"):
@@ -288,5 +288,5 @@ def cgroup_resources(res: dict[str, Any]):
         memory_reservation=mem.get("reservation"),
         cpu_quota=cpu.get("quota"), cpu_period=cpu.get("period"), cpu_shares=cpu.get("shares"),
         cpuset_cpus=cpu.get("cpus"), cpuset_mems=cpu.get("mems"),
-        pids_limit=pids.get("limit"),
+        pids_limit=pids.get("limit"), devices=res.get("devices"),
     )

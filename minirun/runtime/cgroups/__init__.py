@@ -47,7 +47,10 @@ _NEEDS = {
     "cpu_quota": ("cpu", "cpu"), "cpu_period": ("cpu", "cpu"), "cpu_shares": ("cpu", "cpu"),
     "cpuset_cpus": ("cpuset", "cpuset"), "cpuset_mems": ("cpuset", "cpuset"),
     "pids_limit": ("pids", "pids"), "blkio_weight": ("blkio", "io"),
+    "devices": ("devices", "devices"),
 }
+# Enforced where the machine can; not a reason to refuse a container (see Resources.devices).
+_BEST_EFFORT = {"devices"}
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:@+-]+(/[A-Za-z0-9_.:@+-]+)*$")
 
@@ -70,6 +73,10 @@ class Resources:
     cpuset_mems: str | None = None
     pids_limit: int | None = None
     blkio_weight: int | None = None
+    # OCI linux.resources.devices rules ({"allow", "type", "major", "minor", "access"}), in
+    # order. The v1 devices controller enforces them; cgroup2 needs an eBPF program for this,
+    # which minirun does not load yet (docs/security.md), so there they are not enforced.
+    devices: list[dict] | None = None
 
     @classmethod
     def from_cpus(cls, cpus: float, **fields) -> Resources:
@@ -139,6 +146,8 @@ class CgroupManager:
     # -- internals --------------------------------------------------------------------------
     def _check_supported(self, res: Resources) -> None:
         for field in res.set_fields():
+            if field in _BEST_EFFORT:
+                continue
             v1_name, v2_name = _NEEDS[field]
             if v1_name not in self.v1_owned and v2_name not in self.v2_owned:
                 raise CgroupError(

@@ -65,6 +65,8 @@ class V1Driver:
                 _fs.write(d / "cpuset.mems", res.cpuset_mems)
             if res.cpuset_cpus is not None:
                 _fs.write(d / "cpuset.cpus", res.cpuset_cpus)
+        if "devices" in self.owned and res.devices is not None:
+            _device_rules(paths["devices"], res.devices)
         if "pids" in self.owned and res.pids_limit is not None:
             limit = "max" if res.pids_limit <= 0 else str(res.pids_limit)
             _fs.write(paths["pids"] / "pids.max", limit)
@@ -180,3 +182,15 @@ def _fill_cpuset(directory: Path) -> None:
             source = source.parent
         _fs.write(directory / name, value)
 
+
+
+def _device_rules(directory: Path, rules: list[dict]) -> None:
+    """Write OCI device rules in order: "a" on devices.deny first empties the allowlist, then
+    each allow adds back one class of device ("c 1:3 rwm"). Creating a node (mknod, CAP_MKNOD)
+    is then harmless: opening one the list does not name fails with EPERM."""
+    for rule in rules:
+        kind = rule.get("type", "a")
+        major = "*" if rule.get("major") in (None, -1) else rule["major"]
+        minor = "*" if rule.get("minor") in (None, -1) else rule["minor"]
+        line = "a" if kind == "a" else f"{kind} {major}:{minor} {rule.get('access', 'rwm')}"
+        _fs.write(directory / ("devices.allow" if rule.get("allow") else "devices.deny"), line)
