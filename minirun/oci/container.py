@@ -245,15 +245,13 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
         child_sock.close()
         for fd in fds:
             os.close(fd)
-    try:
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            sync.send_go(parent_sock)                         # (5)
+
+    def record_pid() -> None:
         c.record.pid, c.record.pid_start = pid, procfs.start_time(pid)
         c.record.monitor_pid = monitor_pid
         c.save()
-        report = sync.wait_ready(parent_sock)                 # (7)
-    finally:
-        parent_sock.close()
+
+    report = sync.go_and_wait(parent_sock, record_pid)        # (5), (4), (7)
     try:
         if report.error is not None:
             raise spawn.error_from_native(report.error, np, np.program)

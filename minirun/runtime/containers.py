@@ -171,22 +171,17 @@ class Runtime:
             child_sock.close()
             for fd in fds:
                 os.close(fd)
-        try:
-            # (5) GO first, then (4) record the pid while the child builds its root: the cgroup,
-            # named after the id and made before the clone, already ties the process to this
-            # container, so `rm` finds and kills it even if we die between the two.
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                sync.send_go(parent_sock)           # a child already gone has left its report
+        def record_pid() -> None:
             record.state.pid = pid
             record.state.pid_start = procfs.start_time(pid)
             record.state.monitor_pid = monitor_pid
             record.state.started_at = now_iso()
             record.state.error = ""
             record.save()
-            with self._phase("wait for the child"):
-                report = sync.wait_ready(parent_sock)    # (7)
+
+        try:
+            report = sync.go_and_wait(parent_sock, record_pid, self._phase("wait for the child"))
         finally:
-            parent_sock.close()
             warm.stop()                              # the child has joined its cgroup
         if report.error is not None:
             err = spawn.error_from_native(report.error, np, np.program)

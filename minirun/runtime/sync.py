@@ -13,6 +13,8 @@ from __future__ import annotations
 # The C module, not socket.py: the wrapper's imports cost ~1.5 ms on every `minirun run`.
 import _socket as socket
 import array
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from minirun._native import ffi, lib
@@ -40,6 +42,22 @@ def send_go(sock: socket.socket) -> None:
     msg = ffi.new("struct mr_msg *")
     msg.type = lib.MR_MSG_GO
     sock.sendall(bytes(ffi.buffer(msg)))
+
+
+def go_and_wait(sock: socket.socket, record_pid: Callable[[], None],
+                waiting: contextlib.AbstractContextManager | None = None) -> ChildReport:
+    """(5) GO, then (4) record the pid while the child builds its container, then (7) its
+    report; the socket is closed at the end. Recording after GO is safe because the cgroup,
+    made before the clone and named after the container, already ties the process to it.
+    `waiting` wraps the wait (a tracer's phase)."""
+    try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            send_go(sock)                   # a child already gone has left its report
+        record_pid()
+        with waiting or contextlib.nullcontext():
+            return wait_ready(sock)
+    finally:
+        sock.close()
 
 
 def wait_ready(sock: socket.socket) -> ChildReport:
