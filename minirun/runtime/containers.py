@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError
+from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError, UsageError
 from minirun.paths import data_root
 from minirun.runtime import cgroup_warm as warm
 from minirun.runtime import procfs, sync
@@ -135,6 +135,9 @@ class Runtime:
         from minirun.runtime import plan, spawn
         from minirun.runtime.options import cgroup_resources
 
+        if any(c in str(self.root) for c in ",:\\"):
+            raise UsageError(f"the data root {self.root} contains ',', ':' or '\\', which "
+                             "overlayfs mount options cannot carry: choose another --root")
         spec = record.spec()
         with self._phase("image lookup"):
             image = self.images.get(record.state.image_id)

@@ -127,3 +127,13 @@ def test_no_verb_prints_help_and_succeeds(clean):
 def test_an_unknown_verb_is_an_error(clean):
     r = clean("nosuchverb", check=False)
     assert r.returncode == 125 and "No such command 'nosuchverb'" in one_line(r)
+
+
+def test_a_data_root_overlayfs_cannot_name_is_refused(tmp_path):
+    from tests.conftest import IMAGE_TAR, Minirun
+
+    m = Minirun(tmp_path / "odd,root")
+    m("image", "import", str(IMAGE_TAR), "busybox")
+    r = m("run", "--rm", "busybox", "true", check=False)
+    assert r.returncode == 125 and "overlayfs mount options cannot carry" in one_line(r)
+    assert m.out("ps", "-a", "-q") == ""
