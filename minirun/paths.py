@@ -14,6 +14,9 @@ from pathlib import Path
 
 DEFAULT_ROOT = Path("/var/lib/minirun")
 
+# The static programs setup.py builds beside the package: minirun-monitor, minirun-init.
+LIBEXEC = Path(__file__).resolve().parent / "libexec"
+
 
 def data_root(explicit: str | os.PathLike | None = None) -> Path:
     if explicit:

@@ -218,7 +218,7 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
     """Runtime._spawn's steps, with the rootfs bound onto itself and an exec fifo."""
     from minirun.runtime import plan, spawn, sync
     from minirun.runtime.cgroups import detect
-    from minirun.runtime.options import LIBEXEC, cgroup_resources
+    from minirun.runtime.options import cgroup_resources
 
     rootfs = (bundle / spec["root"]["path"]).resolve()
     cg = detect().create(c.record.cgroup, cgroup_resources(spec["linux"].get("resources", {})))
@@ -230,8 +230,7 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
         fds += procs
         fifo_fd = os.open(c.fifo, os.O_PATH | os.O_CLOEXEC)
         fds.append(fifo_fd)
-        monitor_argv = [str(LIBEXEC / "minirun-monitor"), c.record.id, str(c.dir / "exit.json"),
-                        cg.oom_events_file() or "-", "-", "-", "-"]
+        monitor_argv = spawn.monitor_argv(c.record.id, str(c.dir / "exit.json"), cg.oom_events_file())
         launch = plan.Launch(rootfs=str(rootfs), rootfs_fstype=None, bundle=str(bundle),
                              cgroup_procs_fds=procs, monitor_argv=monitor_argv, stdio=(0, 1, 2),
                              sync_fd=child_sock.fileno(), exec_fifo_fd=fifo_fd,

@@ -22,10 +22,8 @@ from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError, U
 from minirun.paths import data_root
 from minirun.runtime import cgroup_warm as warm
 from minirun.runtime import procfs, sync
-from minirun.runtime.options import LIBEXEC, RunOptions
+from minirun.runtime.options import RunOptions
 from minirun.runtime.state import ContainerRecord, StateStore, now_iso
-
-MONITOR = str(LIBEXEC / "minirun-monitor")
 
 # /proc/PID/ns/NAME and the spec's namespace type, in the order exec joins them: the mount
 # namespace last, since entering it changes our root and the other files would be out of reach
@@ -202,14 +200,14 @@ class Runtime:
 
     def _monitor_argv(self, record: ContainerRecord, oom_file: str | None,
                       log_fds: tuple[int, int]) -> list[str]:
-        """minirun-monitor ID EXIT_FILE OOM_FILE LOG_FILE OUT_FD ERR_FD [ON_EXIT...] (monitor.c)."""
+        """Detached: log to container.log, and with --rm remove the container once it exits."""
+        from minirun.runtime.spawn import monitor_argv
+
         detached = log_fds[0] >= 0
-        argv = [MONITOR, record.id, str(record.dir / "exit.json"), oom_file or "-",
-                str(record.dir / "container.log") if detached else "-",
-                str(log_fds[0]) if detached else "-", str(log_fds[1]) if detached else "-"]
-        if detached and record.state.auto_remove:
-            argv += [sys.executable, "-m", "minirun", "--root", str(self.root), "rm", "--force", record.id]
-        return argv
+        on_exit = ([sys.executable, "-m", "minirun", "--root", str(self.root), "rm", "--force",
+                    record.id] if detached and record.state.auto_remove else None)
+        return monitor_argv(record.id, str(record.dir / "exit.json"), oom_file,
+                            str(record.dir / "container.log"), log_fds, on_exit)
 
     def run(self, opts: RunOptions, **start_args) -> Started:
         record = self.create(opts)

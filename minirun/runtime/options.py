@@ -16,8 +16,8 @@ from typing import Any
 
 from minirun import spec as oci
 from minirun.errors import UsageError
+from minirun.paths import LIBEXEC
 
-LIBEXEC = Path(__file__).resolve().parent.parent / "libexec"
 INIT_PATH_IN_CONTAINER = "/dev/init"
 
 

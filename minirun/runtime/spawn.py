@@ -13,7 +13,21 @@ import os
 
 from minirun._native import ffi, lib
 from minirun.errors import CommandNotFound, NotExecutable, SpawnError
+from minirun.paths import LIBEXEC
 from minirun.runtime.plan import NativePlan
+
+MONITOR = str(LIBEXEC / "minirun-monitor")
+
+
+def monitor_argv(container_id: str, exit_file: str, oom_file: str | None = None,
+                 log_file: str | None = None, log_fds: tuple[int, int] = (-1, -1),
+                 on_exit: list[str] | None = None) -> list[str]:
+    """The monitor's command line (c_ext/monitor.c), "-" for what is not wanted:
+    minirun-monitor ID EXIT_FILE OOM_FILE LOG_FILE OUT_FD ERR_FD [ON_EXIT_COMMAND...]"""
+    logging = log_file is not None and log_fds[0] >= 0
+    return [MONITOR, container_id, exit_file, oom_file or "-", log_file if logging else "-",
+            str(log_fds[0]) if logging else "-", str(log_fds[1]) if logging else "-",
+            *(on_exit or [])]
 
 
 def step_name(step: int) -> str:

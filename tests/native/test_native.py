@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from minirun._native import ffi, lib
-from minirun.runtime.options import LIBEXEC
+from minirun.paths import LIBEXEC
 from minirun.runtime.spawn import error_from_native, step_name
 
 INIT = str(LIBEXEC / "minirun-init")
