@@ -29,8 +29,9 @@ def main() -> None:
     from minirun.cli.errors import RUNTIME_ERROR, report
 
     if os.geteuid() != 0 and len(sys.argv) > 1 and sys.argv[1] not in ("--help", "-h", "--version"):
-        sys.stderr.write("minirun: this command needs root (rootless mode is not supported yet)\n")
-        sys.exit(RUNTIME_ERROR)
+        from minirun.errors import NotRoot
+
+        sys.exit(report(NotRoot("this command needs root (rootless mode is not supported yet)")))
     from minirun.cli.app import build, verb_of
 
     try:
