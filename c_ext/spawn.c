@@ -95,6 +95,27 @@ static int set_oom_score(const struct mr_plan *p, struct mr_err *err)
     return 0;
 }
 
+/* --sysctl: namespaced kernel settings (net.*, kernel.msg*, fs.mqueue.*) are per namespace, so
+ * they are written from inside, through the container's own /proc, while /proc/sys is still
+ * writable (it turns read-only a few steps later). Python checked the names and built the paths. */
+static int write_sysctls(const struct mr_plan *p, struct mr_err *err)
+{
+    for (int i = 0; i < p->n_sysctls; i++) {
+        int fd = open(p->sysctl_paths[i], O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            return mr_fail(err, MR_STEP_SYSCTL, i, NULL);
+        size_t len = strlen(p->sysctl_values[i]);
+        ssize_t w = write(fd, p->sysctl_values[i], len);
+        int saved = errno;
+        close(fd);
+        if (w != (ssize_t)len) {
+            errno = w < 0 ? saved : EIO;
+            return mr_fail(err, MR_STEP_SYSCTL, i, NULL);
+        }
+    }
+    return 0;
+}
+
 /* (8) OCI create/start: block on exec.fifo until `start` opens it for reading. The fifo is
  * close-on-exec, so a successful execve gives `start` EOF; a failure writes the error record. */
 static int wait_exec_fifo(int fifo_path_fd, int *fifo, struct mr_err *err)
@@ -153,6 +174,7 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
     if (mr_pivot_root(rootfd, err) < 0) return;
     close(rootfd);
     STAMP(PIVOT_ROOT);
+    if (write_sysctls(p, err) < 0) return;
     if (mr_mask_paths(p->masked_paths, p->n_masked_paths, err) < 0) return;
     if (mr_readonly_paths(p->readonly_paths, p->n_readonly_paths, err) < 0) return;
     STAMP(READONLY_PATH);

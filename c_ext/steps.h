@@ -25,6 +25,7 @@
     X(SYMLINK,         "symlink")                                       \
     X(PIVOT_ROOT,      "pivot_root")                                    \
     X(UMOUNT_OLD,      "detach old root")                               \
+    X(SYSCTL,          "write sysctl")                                  \
     X(MASK,            "mask path")                                     \
     X(READONLY_PATH,   "make path read-only")                           \
     X(ROOT_READONLY,   "make rootfs read-only")                         \

@@ -388,7 +388,10 @@ class Runtime:
         return [i for i in infos if i]
 
     def inspect(self, ref: str | ContainerRecord) -> dict[str, Any]:
-        """Docker-shaped inspect output: config, state, limits."""
+        """Docker-shaped inspect output: config, state, limits; "Security" is the effective
+        isolation (capabilities, filter, paths, devices) read back from the spec."""
+        from minirun.runtime import security
+
         record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
         spec = record.spec()
         st = record.state
@@ -440,8 +443,10 @@ class Runtime:
                 "AutoRemove": st.auto_remove,
                 "Init": proc["args"][0] == "/dev/init",
                 "SecurityOpt": RunOptions.security_opt_of(spec),
+                **security.host_config(spec),
                 "NetworkMode": "none" if any(n["type"] == "network" for n in spec["linux"]["namespaces"]) else "host",
             },
+            "Security": security.effective(spec),
             "LogPath": str(record.dir / "container.log"),
         }
 

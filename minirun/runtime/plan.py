@@ -65,6 +65,7 @@ class NativePlan:
         self.masked: list[str] = []
         self.readonly: list[str] = []
         self.rlimit_names: list[str] = []
+        self.sysctl_names: list[str] = []
         self.program = ""
 
     def cstr(self, value: str | bytes | None):
@@ -90,7 +91,7 @@ class NativePlan:
         lists = {"mount": self.fsop_names, "create mount point": self.fsop_names,
                  "mknod": self.fsop_names, "symlink": self.fsop_names,
                  "mask path": self.masked, "make path read-only": self.readonly,
-                 "setrlimit": self.rlimit_names}
+                 "setrlimit": self.rlimit_names, "write sysctl": self.sysctl_names}
         names = lists.get(step)
         if names is not None and 0 <= index < len(names):
             return f"{step} {names[index]}" + (f" ({text})" if text and step != "mount" and text not in names[index] else "")
@@ -134,6 +135,12 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
     p.n_masked_paths = len(np.masked)
     p.readonly_paths = np.cstr_array(np.readonly)
     p.n_readonly_paths = len(np.readonly)
+
+    sysctl = linux.get("sysctl", {})
+    np.sysctl_names = [f"{name}={value}" for name, value in sysctl.items()]
+    p.sysctl_paths = np.cstr_array([oci.sysctl_path(name) for name in sysctl])
+    p.sysctl_values = np.cstr_array(list(sysctl.values()))
+    p.n_sysctls = len(sysctl)
 
     p.loopback_up = int(bool(flags & CLONE_FLAGS["network"]))
     p.hostname = np.cstr(spec.get("hostname") or None)
@@ -231,7 +238,8 @@ def _fsops(np: NativePlan, spec: dict[str, Any], launch: Launch) -> None:
     for d in spec.get("linux", {}).get("devices", []):
         kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[d.get("type", "c")]
         ops.append({"kind": lib.MR_OP_MKNOD, "target": d["path"], "mode": kind | d.get("fileMode", 0o666),
-                    "major": d.get("major", 0), "minor": d.get("minor", 0)})
+                    "major": d.get("major", 0), "minor": d.get("minor", 0),
+                    "uid": d.get("uid", 0), "gid": d.get("gid", 0)})
         np.fsop_names.append(d["path"])
     if any(m["destination"] == "/dev" for m in spec.get("mounts", [])):
         for source, target in DEV_SYMLINKS:
@@ -250,6 +258,8 @@ def _fsops(np: NativePlan, spec: dict[str, Any], launch: Launch) -> None:
         arr[i].mode = op.get("mode", 0)
         arr[i].major = op.get("major", 0)
         arr[i].minor = op.get("minor", 0)
+        arr[i].uid = op.get("uid", 0)
+        arr[i].gid = op.get("gid", 0)
         arr[i].target_is_file = int(op.get("target_is_file", False))
     np.plan.fsops = arr
     np.plan.n_fsops = len(ops)

@@ -2,6 +2,7 @@
  * syscalls — a tiny static test payload: make raw system calls and print what the kernel said.
  *
  *     syscalls NAME...        one line per call: "NAME 0" on success, else "NAME ERRNO_NAME"
+ *     syscalls caps           the capability sets: "cap_eff HEX", "cap_prm HEX", "cap_inh HEX"
  *
  * Raw syscall(2) so libc cannot hide or retry anything (glibc's clone3 fallback, for one). The
  * arguments are chosen so that, *without* a seccomp filter, each call fails for a reason other
@@ -15,6 +16,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <stdint.h>
 #include <sys/personality.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -80,15 +84,46 @@ static long call(const char *name)
         return syscall(SYS_unshare, (long)CLONE_FILES);
     if (!strcmp(name, "setns"))          /* unfiltered: EBADF */
         return syscall(SYS_setns, -1, 0L);
+    if (!strcmp(name, "chown")) {        /* CAP_CHOWN: give a new file away */
+        int fd = open("/tmp/syscalls-chown", O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return -1;
+        long r = syscall(SYS_fchown, fd, 1L, 1L);
+        close(fd);
+        return r;
+    }
+    if (!strcmp(name, "mount_tmpfs")) {  /* CAP_SYS_ADMIN and a filter that allows mount */
+        syscall(SYS_mkdir, "/tmp/syscalls-mnt", 0755L);
+        return syscall(SYS_mount, "none", "/tmp/syscalls-mnt", "tmpfs", 0L, "size=16k");
+    }
     if (!strcmp(name, "mkdir"))
         return syscall(SYS_mkdir, "/tmp/syscalls-mkdir", 0755L);
     errno = EINVAL;
     return -2;
 }
 
+/* "caps": the effective, permitted and inheritable sets as capget(2) reports them, in hex. */
+static void print_caps(void)
+{
+    struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &hdr, d) < 0) {
+        printf("caps %s\n", errname(errno));
+        return;
+    }
+    printf("cap_eff %llx\ncap_prm %llx\ncap_inh %llx\n",
+           (unsigned long long)d[0].effective | (unsigned long long)d[1].effective << 32,
+           (unsigned long long)d[0].permitted | (unsigned long long)d[1].permitted << 32,
+           (unsigned long long)d[0].inheritable | (unsigned long long)d[1].inheritable << 32);
+}
+
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "caps")) {
+            print_caps();
+            continue;
+        }
         errno = 0;
         long rc = call(argv[i]);
         if (rc == -2) {
