@@ -45,7 +45,7 @@ struct mr_process {
     const char *cwd; const char *path; const char *search_path;
     char *const *argv; char *const *envp;
     int stdio[3]; int terminal; unsigned short console_rows; unsigned short console_cols;
-    int preserve_fds;
+    int preserve_fds; int exec_fd;
     ...;
 };
 
@@ -93,7 +93,7 @@ ffibuilder.set_source(
 
 # Standalone programs built beside the extension (see setup.py): static, so that minirun-init
 # runs in images without a libc and the monitor maps as little as possible.
-PROGRAMS = {"minirun-monitor": "monitor.c", "minirun-init": "init.c"}
+PROGRAMS = {"minirun-monitor": "monitor.c", "minirun-init": "init.c", "minirun-exec": "exec.c"}
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

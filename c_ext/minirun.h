@@ -55,6 +55,8 @@ struct mr_process {
     int terminal;                 /* open a pty in the container's devpts, send the master */
     unsigned short console_rows, console_cols;
     int preserve_fds;             /* keep fds 3 .. 3+preserve_fds-1 open across execve */
+    int exec_fd;                  /* sealed memfd of minirun-exec, which execs the program; -1:
+                                     execve directly (see mr_process_exec: CVE-2019-5736) */
 };
 
 struct mr_plan {

@@ -215,7 +215,7 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
         mr_send_msg(p->sync_fd, &trace, -1);
     }
     prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
-    mr_process_exec(&p->process, err);
+    mr_process_exec(&p->process, fifo >= 0 ? fifo : p->sync_fd, err);
     if (fifo >= 0) {
         /* The parent that could read the socket is gone; `start` reads the fifo instead. */
         struct mr_msg msg;
@@ -235,6 +235,7 @@ static _Noreturn void container(const struct mr_plan *p, uint64_t clone_stamp)
     memset(&err, 0, sizeof(err));
     memset(stamps, 0, sizeof(stamps));
     stamps[MR_STEP_CLONE] = clone_stamp;
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);     /* a copy of the runtime until execve: see enter.c */
     mr_reset_signals();
     child_main(p, &err, stamps);
     mr_report_and_exit(p->sync_fd, &err);

@@ -47,6 +47,7 @@
     X(CLOSE_FDS,       "close stray fds")                               \
     X(EXEC_FIFO,       "wait for start")                                \
     X(SECCOMP,         "load seccomp filter")                           \
+    X(TRAMPOLINE,      "exec minirun-exec")                             \
     X(EXEC,            "exec")                                          \
     X(SETNS,           "setns")                                         \
     X(FORK,            "fork")
