@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -128,6 +130,17 @@ def test_device_is_made_and_allowed(clean):
     assert r.returncode == 1 and "Operation not permitted" in r.stderr
     r = clean("run", "--rm", "--device", "/dev/nope", "busybox", "true", check=False)
     assert (r.returncode, r.stderr) == (125, "minirun: --device /dev/nope: No such file or directory\n")
+
+
+def test_device_keeps_the_host_nodes_owner_and_mode(clean, tmp_path):
+    """Docker copies the host node's owner and mode: a node of our own making (1:3, owned
+    1234:5678, mode 0620) appears so inside."""
+    node = tmp_path / "node"
+    os.mknod(node, 0o620 | stat.S_IFCHR, os.makedev(1, 3))
+    os.chown(node, 1234, 5678)
+    os.chmod(node, 0o620)                              # mknod(2) applied our umask
+    out = clean.out("run", "--rm", "--device", f"{node}:/dev/mine", "busybox", "stat", "-c", "%u:%g %a %t:%T", "/dev/mine")
+    assert out == "1234:5678 620 1:3"
 
 
 def test_inspect_shows_the_effective_settings(clean):
