@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -95,6 +96,19 @@ static int set_oom_score(const struct mr_plan *p, struct mr_err *err)
     return 0;
 }
 
+/* (4) has written our uid and gid maps. We still carry the host's ids (kuid 0, which the new
+ * namespace does not map), so files we made would fail with EOVERFLOW: become the namespace's
+ * root — the host uid the map gives it — and drop the host's supplementary groups. Our
+ * capabilities, full in the new namespace, stay: the old ids were not its root. */
+static int become_userns_root(struct mr_err *err)
+{
+    if (setresgid(0, 0, 0) < 0 || setgroups(0, NULL) < 0)
+        return mr_fail(err, MR_STEP_USERNS_ROOT, -1, "gid 0");
+    if (setresuid(0, 0, 0) < 0)
+        return mr_fail(err, MR_STEP_USERNS_ROOT, -1, "uid 0");
+    return 0;
+}
+
 /* --sysctl: namespaced kernel settings (net.*, kernel.msg*, fs.mqueue.*) are per namespace, so
  * they are written from inside, through the container's own /proc, while /proc/sys is still
  * writable (it turns read-only a few steps later). Python checked the names and built the paths. */
@@ -159,6 +173,7 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
     STAMP(JOIN_CGROUP);
     if (wait_go(p->sync_fd, err) < 0) return;
     STAMP(WAIT_GO);
+    if ((p->clone_flags & CLONE_NEWUSER) && become_userns_root(err) < 0) return;
     if (!p->process.terminal && setsid() < 0) { mr_fail(err, MR_STEP_SETSID, -1, NULL); return; }
     if (p->unshare_cgroupns && unshare(CLONE_NEWCGROUP) < 0) {
         mr_fail(err, MR_STEP_UNSHARE_CGROUP, -1, NULL);

@@ -14,6 +14,7 @@
     X(CLONE,           "clone")                                         \
     X(JOIN_CGROUP,     "join cgroup")                                   \
     X(WAIT_GO,         "wait for parent")                               \
+    X(USERNS_ROOT,     "become root of the user namespace")             \
     X(SETSID,          "setsid")                                        \
     X(UNSHARE_CGROUP,  "unshare cgroup namespace")                      \
     X(PROPAGATION,     "make / private")                                \

@@ -79,6 +79,7 @@ def cgroup_value(cid: str, controller: str, v1_file: str, v2_file: str) -> str:
 @pytest.fixture(scope="session")
 def data_root():
     root = Path(tempfile.mkdtemp(prefix="minirun-test-"))
+    root.chmod(0o711)              # as /var/lib/minirun: a user namespace's root must pass through
     yield root
     shutil.rmtree(root, ignore_errors=True)
 

@@ -58,6 +58,9 @@ def run(
     privileged: bool = typer.Option(False, "--privileged", help="Every capability and device, no filter: host root."),
     sysctl: list[str] = typer.Option(None, "--sysctl", help="Namespaced kernel setting NAME=VALUE."),
     device: list[str] = typer.Option(None, "--device", help="Host device HOST[:CONTAINER][:rwm]."),
+    userns: str = typer.Option(None, "--userns", help="auto: root inside is an unprivileged host uid (/etc/subuid)."),
+    uidmap: list[str] = typer.Option(None, "--uidmap", help="User namespace map CONTAINER:HOST:SIZE."),
+    gidmap: list[str] = typer.Option(None, "--gidmap", help="Group map CONTAINER:HOST:SIZE (default: the uid map)."),
 ) -> None:
     """Run a command in a new container."""
     from minirun.errors import UsageError
@@ -80,6 +83,7 @@ def run(
         detach=detach or creating,
         security_opt=list(security_opt or []), cap_add=list(cap_add or []), cap_drop=list(cap_drop or []),
         privileged=privileged, sysctls=list(sysctl or []), devices=list(device or []),
+        userns=userns, uidmaps=list(uidmap or []), gidmaps=list(gidmap or []),
     )
     rt = _runtime(ctx)
     if creating:

@@ -27,7 +27,7 @@ from minirun.runtime.state import ContainerRecord, StateStore, now_iso
 
 # /proc/PID/ns/NAME and the spec's namespace type, in the order exec joins them: the mount
 # namespace last, since entering it changes our root and the other files would be out of reach
-NS_JOIN_ORDER = [("ipc", "ipc"), ("uts", "uts"), ("net", "network"), ("pid", "pid"),
+NS_JOIN_ORDER = [("user", "user"), ("ipc", "ipc"), ("uts", "uts"), ("net", "network"), ("pid", "pid"),
                  ("cgroup", "cgroup"), ("mnt", "mount")]
 
 _UNTRACED = contextlib.nullcontext()   # a phase marker when nobody traces: no clock read, no import
@@ -130,7 +130,7 @@ class Runtime:
 
     def _spawn(self, record: ContainerRecord, *, interactive: bool, console: tuple[int, int],
                trace: bool) -> Started:
-        from minirun.runtime import plan, spawn
+        from minirun.runtime import plan, spawn, userns
         from minirun.runtime.options import cgroup_resources
 
         if any(c in str(self.root) for c in ",:\\"):
@@ -152,11 +152,17 @@ class Runtime:
             fds += procs
             stdio, log_fds = _wire_stdio(record.state.detached, interactive, fds)
             upper, work = record.dir / "upper", record.dir / "work"
-            lower = ":".join(str(p) for p in reversed(image.layers))
+            layers, extra = image.layers, ""
+            if userns.host_root(spec) is not None:
+                with self._phase("user namespace layers"):
+                    layers = userns.shifted_layers(image.layers, spec, self.root / "cache" / "idmap")
+                    userns.prepare_container_dirs(record.dir, spec)
+                extra = ",userxattr"
+            lower = ":".join(str(p) for p in reversed(layers))
             monitor_argv = self._monitor_argv(record, cg.oom_events_file(), log_fds)
             launch = plan.Launch(
                 rootfs=spec["root"]["path"], rootfs_fstype="overlay",
-                rootfs_data=f"lowerdir={lower},upperdir={upper},workdir={work}",
+                rootfs_data=f"lowerdir={lower},upperdir={upper},workdir={work}{extra}",
                 cgroup_procs_fds=procs, monitor_argv=monitor_argv, monitor_fds=log_fds,
                 stdio=stdio, sync_fd=child_sock.fileno(), console=console, trace=trace,
                 cache_dir=self.seccomp_cache)
@@ -164,6 +170,13 @@ class Runtime:
                 np = plan.build(spec, launch)
             with self._phase("mr_spawn"):
                 pid, monitor_pid = spawn.spawn(np)
+            if userns.host_root(spec) is not None:
+                try:
+                    userns.write_maps(pid, spec)               # (4), before GO
+                except BaseException:
+                    _signal_pid(pid)
+                    _reap(monitor_pid)
+                    raise
         except BaseException:
             parent_sock.close()
             cg.destroy()
@@ -297,7 +310,11 @@ class Runtime:
             raise ImageInUse(f"image {ref} is used by container {users[0]}"
                              + (f" and {len(users) - 1} more" if len(users) > 1 else "")
                              + ": remove the container first")
-        return self.images.remove(ref)
+        removed = self.images.remove(ref)
+        from minirun.runtime import userns
+
+        userns.prune_copies(self.root / "cache" / "idmap", self.images.layers_dir)
+        return removed
 
     def prune(self) -> list[str]:
         """Remove every container that is not running."""
@@ -490,6 +507,12 @@ def signal_number(name: str | int) -> int:
         return int(getattr(signal.Signals, name))
     except AttributeError:
         raise MinirunError(f"unknown signal {name}") from None
+
+
+def _signal_pid(pid: int) -> None:
+    """Kill a child of ours that never got GO (it cannot have been recycled: we did not reap it)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def _reap(pid: int) -> None:

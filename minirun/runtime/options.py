@@ -17,7 +17,7 @@ from typing import Any
 from minirun import spec as oci
 from minirun.errors import UsageError
 from minirun.paths import LIBEXEC
-from minirun.runtime import security
+from minirun.runtime import security, userns
 
 INIT_PATH_IN_CONTAINER = "/dev/init"
 
@@ -56,6 +56,9 @@ class RunOptions:
     privileged: bool = False
     sysctls: list[str] = field(default_factory=list)
     devices: list[str] = field(default_factory=list)
+    userns: str | None = None             # user namespace (runtime/userns.py)
+    uidmaps: list[str] = field(default_factory=list)
+    gidmaps: list[str] = field(default_factory=list)
 
     @staticmethod
     def security_opt_of(spec: dict[str, Any]) -> list[str]:
@@ -99,6 +102,8 @@ def build_spec(opts: RunOptions, image_config: dict[str, Any], layers_top_first:
     spec["linux"]["resources"] = dict(resources(opts), devices=spec["linux"]["resources"]["devices"])
     security.apply(spec, cap_add=opts.cap_add, cap_drop=opts.cap_drop, privileged=opts.privileged,
                    security_opt=opts.security_opt, sysctls=opts.sysctls, devices=opts.devices)
+    userns.apply(spec, userns=opts.userns, uidmaps=opts.uidmaps, gidmaps=opts.gidmaps,
+                 containers_dir=container_dir.parent)
     if image_config.get("StopSignal"):
         spec.setdefault("annotations", {})["org.opencontainers.image.stopSignal"] = image_config["StopSignal"]
     return oci.validate(spec)

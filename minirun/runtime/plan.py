@@ -113,8 +113,8 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
             p.unshare_cgroupns = 1   # after joining the cgroup, so the container sees it as "/"
         else:
             flags |= CLONE_FLAGS[ns["type"]]
-    if flags & CLONE_FLAGS["user"]:
-        raise SpecError("linux/namespaces", "user namespaces are not supported yet")
+    if flags & CLONE_FLAGS["user"] and not linux.get("uidMappings"):
+        raise SpecError("linux/uidMappings", "a user namespace needs uid and gid maps")
     p.clone_flags = flags
 
     if launch.monitor_argv:
@@ -265,7 +265,15 @@ def _fsops(np: NativePlan, spec: dict[str, Any], launch: Launch) -> None:
             name = f"{m.get('type')} on {m['destination']}"
         ops.append(op)
         np.fsop_names.append(name)
+    in_userns = any(n["type"] == "user" for n in spec.get("linux", {}).get("namespaces", []))
+    hosts = _device_hosts(spec) if in_userns else {}
     for d in spec.get("linux", {}).get("devices", []):
+        if in_userns:    # mknod(2) is not allowed in a user namespace: bind the host's node
+            source = hosts.get(d["path"], d["path"])
+            ops.append({"kind": lib.MR_OP_MOUNT, "target": d["path"], "source": source,
+                        "flags": oci.MS["BIND"], "propagation": 0, "target_is_file": True})
+            np.fsop_names.append(f"{source} on {d['path']}")
+            continue
         kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[d.get("type", "c")]
         ops.append({"kind": lib.MR_OP_MKNOD, "target": d["path"], "mode": kind | d.get("fileMode", 0o666),
                     "major": d.get("major", 0), "minor": d.get("minor", 0),
@@ -293,6 +301,14 @@ def _fsops(np: NativePlan, spec: dict[str, Any], launch: Launch) -> None:
         arr[i].target_is_file = int(op.get("target_is_file", False))
     np.plan.fsops = arr
     np.plan.n_fsops = len(ops)
+
+
+def _device_hosts(spec: dict[str, Any]) -> dict[str, str]:
+    """Container path -> host path of the --device nodes (runtime/security.py keeps them)."""
+    import json
+
+    asked = json.loads(spec.get("annotations", {}).get("org.minirun.security", "{}"))
+    return {text.split(":")[1]: text.split(":")[0] for text in asked.get("devices", [])}
 
 
 def _rlimits(np: NativePlan, rlimits: list[dict[str, Any]]) -> None:

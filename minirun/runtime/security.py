@@ -220,6 +220,9 @@ def effective(spec: dict[str, Any]) -> dict[str, Any]:
         "Sysctls": dict(linux.get("sysctl", {})),
         "Devices": [f"{d['path']} {d.get('type', 'c')} {d.get('major', 0)}:{d.get('minor', 0)}"
                     for d in linux.get("devices", [])],
+        "UserNamespace": {"UidMap": [f"{m['containerID']}:{m['hostID']}:{m['size']}" for m in linux["uidMappings"]],
+                          "GidMap": [f"{m['containerID']}:{m['hostID']}:{m['size']}" for m in linux["gidMappings"]]}
+                         if linux.get("uidMappings") else None,
     }
 
 
