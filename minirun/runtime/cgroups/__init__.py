@@ -320,8 +320,15 @@ class Cgroup:
                 freezer.thaw(self.paths)
 
     def destroy(self, timeout: float = 5.0) -> None:
-        """Kill everything, wait until empty, remove the group and empty shared parents."""
-        self.paths = {k: d for k, d in self.paths.items() if d.is_dir()}
+        """Kill everything, wait until empty, remove the group and empty shared parents.
+
+        The usual case is a group whose processes have all exited: rmdir succeeds at once, so
+        we try that first and only read cgroup.procs and kill when the kernel says EBUSY."""
+        if self._try_rmdir():
+            self.manager._remove_parents(self.name)
+            return
+        # drivers again for the hierarchies that still have the group (rmdir may have removed some)
+        self.__init__(self.manager, self.name, {k: d for k, d in self.paths.items() if d.is_dir()})
         deadline = time.monotonic() + timeout
         while self.pids():
             if time.monotonic() > deadline:
@@ -332,6 +339,20 @@ class Cgroup:
         for d in self._dirs():
             _fs.rmdir(d)
         self.manager._remove_parents(self.name)
+
+    def _try_rmdir(self) -> bool:
+        """rmdir the group everywhere; False (nothing forced) if a hierarchy still has tasks."""
+        for d in self._dirs():
+            try:
+                os.rmdir(d)
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                if err.errno == errno.EBUSY:
+                    return False
+                raise CgroupError(f"cgroup: rmdir {d}: {os.strerror(err.errno or errno.EIO)}",
+                                  path=str(d)) from err
+        return True
 
     def __repr__(self) -> str:
         return f"Cgroup({self.name!r}, {sorted(self.paths)})"
@@ -353,8 +374,5 @@ def _check_name(name: str) -> None:
 
 
 def _unique(paths) -> list[Path]:
-    out: list[Path] = []
-    for p in paths:
-        if p not in out:
-            out.append(p)
-    return out
+    """Distinct directories, in order (cpu and cpuacct may share one mount)."""
+    return list(dict.fromkeys(paths))
