@@ -270,7 +270,7 @@ class Cgroup:
             "memory_usage": None, "memory_limit": None, "memory_max_usage": None,
             "cpu_usage_ns": None, "pids_current": None, "pids_limit": None, "oom_kills": 0,
             "cpu_quota_us": None, "cpu_period_us": None, "cpu_shares": None,
-            "cpuset_cpus": None,
+            "cpuset_cpus": None, "io_read_bytes": None, "io_write_bytes": None,
         }
         out.update(self._v1.stats(self.paths))
         if self._v2 is not None:

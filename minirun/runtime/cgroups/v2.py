@@ -130,6 +130,16 @@ class V2Driver:
         if "pids" in self.owned:
             out["pids_current"] = _fs.read_int(d / "pids.current")
             out["pids_limit"] = _fs.read_limit(d / "pids.max")
+        if "io" in self.owned:
+            read = write = 0
+            for line in _fs.read(d / "io.stat").splitlines():      # "MAJ:MIN rbytes=N wbytes=N ..."
+                for field in line.split()[1:]:
+                    key, _, value = field.partition("=")
+                    if key == "rbytes":
+                        read += int(value)
+                    elif key == "wbytes":
+                        write += int(value)
+            out["io_read_bytes"], out["io_write_bytes"] = read, write
         return out
 
     def oom_events_file(self, paths: dict[str, Path]) -> Path | None:
