@@ -7,7 +7,8 @@
 
 The status is derived from facts, never stored (runtime-spec runtime.md): "creating" until create
 has recorded the pid, "created" while that process (pid + start time) lives and the fifo still
-exists, "running" while it lives after `start`, "stopped" once it is gone. Every operation is
+exists, "running" while it lives after `start` ("paused" while its cgroup is frozen, as runc
+says), "stopped" once it is gone. Every operation is
 one small function: load the state, check the status allows it, act, save.
 
 The container's parent is minirun-monitor (c_ext/monitor.c) with no log: the container's stdio
@@ -40,8 +41,13 @@ CGROUP_PARENT = "minirun-oci"
 # operation -> the statuses it is allowed in ("delete" of a running container needs --force)
 TRANSITIONS: dict[str, set[str]] = {
     "start": {"created"},
-    "kill": {"created", "running"},
+    "kill": {"created", "running", "paused"},
     "delete": {"creating", "created", "stopped"},
+    "exec": {"created", "running"},
+    "pause": {"running"},
+    "resume": {"paused"},
+    "ps": {"created", "running", "paused"},
+    "update": {"created", "running", "paused"},
 }
 
 # Fields of config.json we cannot honour. Each is refused by name rather than skipped, since a
@@ -84,11 +90,19 @@ class Container:
         return procfs.is_alive(self.record.pid, self.record.pid_start)
 
     def status(self) -> str:
+        """runc's statuses: the spec's four, and "paused" while the freezer holds the group."""
         if self.record.pid is None:
             return "creating"
         if not self.alive():
             return "stopped"
-        return "created" if self.fifo.exists() else "running"
+        if self.fifo.exists():
+            return "created"
+        return "paused" if self.cgroup().frozen() else "running"
+
+    def cgroup(self):
+        from minirun.runtime.cgroups import detect
+
+        return detect().open(self.record.cgroup)
 
     def require(self, operation: str) -> str:
         status = self.status()
@@ -345,22 +359,121 @@ def kill(root: Path, cid: str, sig: int = signal.SIGTERM, all_processes: bool = 
 
 
 def delete(root: Path, cid: str, force: bool = False) -> None:
-    """Stop what is left (--force for a running one), remove the cgroup and the state."""
+    """Stop what is left (--force for a running or paused one), remove the cgroup and the state."""
     c = load(root, cid)
     with c.locked():
         status = c.status()
-        if status == "running" and not force:
-            raise InvalidTransition(f"cannot delete container {cid} that is not stopped: running")
+        if status in ("running", "paused") and not force:
+            raise InvalidTransition(f"cannot delete container {cid} that is not stopped: {status}")
         _destroy(c)
 
 
-def _destroy(c: Container) -> None:
-    from minirun.runtime.cgroups import detect
+# -- pause, resume, ps, update --------------------------------------------------------------
+def pause(root: Path, cid: str) -> None:
+    """Freeze every process of the container (cgroup freezer): they stop being scheduled."""
+    c = load(root, cid)
+    with c.locked():
+        c.require("pause")
+        c.cgroup().freeze()
 
+
+def resume(root: Path, cid: str) -> None:
+    c = load(root, cid)
+    with c.locked():
+        c.require("resume")
+        c.cgroup().thaw()
+
+
+def pids(root: Path, cid: str) -> list[int]:
+    """The host pids of every process in the container's cgroup."""
+    c = load(root, cid)
+    c.require("ps")
+    return c.cgroup().pids()
+
+
+def update(root: Path, cid: str, resources: dict[str, Any]) -> None:
+    """Apply an OCI linux.resources object to the running container's cgroup (runc update)."""
+    from minirun.runtime.options import cgroup_resources
+
+    _check_resources(resources)
+    c = load(root, cid)
+    with c.locked():
+        c.require("update")
+        c.cgroup().apply(cgroup_resources(resources))
+
+
+# which resources update understands, and the type of each field
+_RESOURCE_FIELDS = {
+    "memory": {"limit": int, "reservation": int, "swap": int},
+    "cpu": {"shares": int, "quota": int, "period": int, "cpus": str, "mems": str},
+    "pids": {"limit": int},
+}
+
+
+def _check_resources(resources: Any) -> None:
+    if not isinstance(resources, dict):
+        raise SpecError("linux/resources", "must be an object")
+    for key, value in resources.items():
+        fields = _RESOURCE_FIELDS.get(key)
+        if fields is None:
+            raise SpecError(f"linux/resources/{key}", "not supported by minirun-oci update")
+        if not isinstance(value, dict):
+            raise SpecError(f"linux/resources/{key}", "must be an object")
+        for name, v in value.items():
+            kind = fields.get(name)
+            if kind is None:
+                raise SpecError(f"linux/resources/{key}/{name}", "not supported by minirun-oci update")
+            if not isinstance(v, kind) or isinstance(v, bool):
+                raise SpecError(f"linux/resources/{key}/{name}",
+                                f"must be {'an integer' if kind is int else 'a string'}")
+
+
+# -- exec -----------------------------------------------------------------------------------
+def exec_process(root: Path, cid: str, process: dict[str, Any], *, console_socket: str | None = None,
+                 pid_file: str | None = None) -> int:
+    """Start `process` in the container (runc exec): setns into its namespaces, join its cgroup,
+    the same credentials, capabilities and seccomp steps as its first process. Returns the pid
+    of our child; its stdio are ours (0, 1, 2), or a pty handed to --console-socket."""
+    from minirun.runtime import plan, spawn
+
+    oci.validate({"process": process, "root": {"path": "rootfs"}})
+    c = load(root, cid)
+    c.require("exec")
+    if process.get("terminal") and not console_socket:
+        raise UsageError("a terminal needs --console-socket (minirun-oci does not relay one itself)")
+    spec = json.loads((Path(c.record.bundle) / "config.json").read_text())
+    ns_types = {n["type"] for n in spec.get("linux", {}).get("namespaces", [])}
+    child, master = spawn.enter_process(
+        c.record.pid, ns_types, c.cgroup().procs_files(), process, stdio=(0, 1, 2),
+        console=_console_size(process),
+        seccomp_bpf=plan.seccomp_program(spec, c.dir.parent / ".cache/seccomp"))
+    if master is not None:
+        _send_console(console_socket, master)
+    if pid_file:
+        write_atomic(Path(pid_file).absolute(), str(child), durable=False)
+    return child
+
+
+def exec_defaults(root: Path, cid: str) -> dict[str, Any]:
+    """The container's own process object: what `exec ID ARGS` starts from, as in runc."""
+    c = load(root, cid)
+    spec = json.loads((Path(c.record.bundle) / "config.json").read_text())
+    return dict(spec["process"])
+
+
+def _console_size(process: dict[str, Any]) -> tuple[int, int]:
+    size = process.get("consoleSize") or {}
+    return int(size.get("height", 0)), int(size.get("width", 0))
+
+
+def _destroy(c: Container) -> None:
+    cg = c.cgroup()
     if c.alive():
         _kill_pid(c, signal.SIGKILL)
+        if cg.frozen():
+            cg.thaw()            # a frozen task acts on SIGKILL only once thawed (cgroup v1)
         _wait_pid(c.record.pid, 10.0)
-    detect().open(c.record.cgroup).destroy()
+    cg.destroy()
     # the monitor writes exit.json into the directory: let it finish before the directory goes
     if c.record.monitor_pid:
         _wait_pid(c.record.monitor_pid, 5.0)

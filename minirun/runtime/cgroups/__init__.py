@@ -265,6 +265,16 @@ class Cgroup:
             raise CgroupError(f"cgroup: {self.name}: no freezer on this machine")
         freezer.thaw(self.paths)
 
+    def frozen(self) -> bool:
+        """Whether the group is paused (False when the group or the freezer is missing)."""
+        freezer = self._freezer()
+        if freezer is None:
+            return False
+        try:
+            return freezer.frozen(self.paths)
+        except (CgroupError, KeyError):
+            return False
+
     def stats(self) -> dict:
         out: dict = {
             "memory_usage": None, "memory_limit": None, "memory_max_usage": None,

@@ -180,6 +180,10 @@ class V1Driver:
     def thaw(self, paths: dict[str, Path]) -> None:
         _fs.write(paths["freezer"] / "freezer.state", "THAWED")
 
+    def frozen(self, paths: dict[str, Path]) -> bool:
+        """FROZEN, or FREEZING on the way there (a pause in progress counts as paused)."""
+        return _fs.read(paths["freezer"] / "freezer.state") in ("FROZEN", "FREEZING")
+
 
 def _fill_cpuset(directory: Path) -> None:
     """Copy cpuset.cpus/mems from the nearest ancestor that has them, if this one is empty."""

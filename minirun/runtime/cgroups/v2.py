@@ -163,6 +163,9 @@ class V2Driver:
     def thaw(self, paths: dict[str, Path]) -> None:
         _fs.write(paths[KEY] / "cgroup.freeze", "0")
 
+    def frozen(self, paths: dict[str, Path]) -> bool:
+        return _fs.read(paths[KEY] / "cgroup.freeze") == "1"
+
     def kill_file(self, paths: dict[str, Path]) -> Path | None:
         """cgroup.kill (Linux 5.14+): SIGKILL the whole group in one write, race free."""
         path = paths[KEY] / "cgroup.kill"
