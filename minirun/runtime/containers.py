@@ -156,7 +156,7 @@ class Runtime:
                 rootfs_data=f"lowerdir={lower},upperdir={upper},workdir={work}",
                 cgroup_procs_fds=procs, monitor_argv=monitor_argv, monitor_fds=log_fds,
                 stdio=stdio, sync_fd=child_sock.fileno(), console=console, trace=trace,
-                cache_dir=self.seccomp_cache)
+                cache_dir=self.seccomp_cache, cgroup_views=[(n, str(d)) for n, d in cg.views()])
             with self._phase("plan build"):
                 np = plan.build(spec, launch)
             with self._phase("mr_spawn"):

@@ -226,6 +226,17 @@ class Cgroup:
     def _dirs(self) -> list[Path]:
         return _unique(self.paths.values())
 
+    def views(self) -> list[tuple[str, Path]]:
+        """What a container's /sys/fs/cgroup shows: (name, group directory) per hierarchy, the
+        name being the mount point's (memory, cpu, unified...). [("", dir)] on a host with
+        cgroup2 alone, whose one hierarchy is then shown at /sys/fs/cgroup itself."""
+        mounts = self.manager.mounts
+        if not mounts.v1 and mounts.unified is not None:
+            return [("", d) for d in self._dirs()][:1]
+        by_dir = {d: key for key, d in self.paths.items()}
+        hierarchies = self.manager.hierarchies()
+        return [(hierarchies[by_dir[d]].name, d) for d in self._dirs()]
+
     def procs_files(self) -> list[str]:
         """cgroup.procs in every hierarchy: writing "0" to each moves the writer in."""
         return [str(d / "cgroup.procs") for d in self._dirs()]
