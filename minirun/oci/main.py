@@ -164,7 +164,7 @@ def _run(args) -> int:
     from minirun.oci import container
 
     root = _root(args)
-    c, monitor_pid = container.create(root, args.id, args.bundle, pid_file=args.pid_file,
+    c = container.create(root, args.id, args.bundle, pid_file=args.pid_file,
                                       console_socket=args.console_socket,
                                       preserve_fds=args.preserve_fds)
     try:
@@ -173,7 +173,7 @@ def _run(args) -> int:
                     signal.SIGUSR2):
             signal.signal(sig, lambda n, _f: container._kill_pid(c, n))
         container.start(root, args.id)
-        return container.wait(c, monitor_pid)
+        return container.wait(c)
     finally:
         container.delete(root, args.id, force=True)
 

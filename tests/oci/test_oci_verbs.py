@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.conftest import requires
-from tests.oci.conftest import assert_nothing_left, one_line
+from tests.oci.conftest import OCI, assert_nothing_left, one_line
 
 pytestmark = pytest.mark.root
 
@@ -121,3 +121,41 @@ def test_update_changes_the_limits_live(oci, running):
     r = oci("update", "--resources", str(bad), running, check=False)
     assert one_line(r.stderr) == \
         "minirun-oci: linux/resources/hugepageLimits: not supported by minirun-oci update"
+
+
+def test_default_devices_are_supplied_and_openable_despite_a_deny_all_rule(oci):
+    """runtime-spec config-linux.md "Default Devices": /dev/null & co. exist even when config.json
+    lists none, and a deny-all device rule (podman writes one) still lets them be opened."""
+    spec = oci.configure(["sh", "-c", "echo ok > /dev/null && head -c 4 /dev/urandom | wc -c && ls /dev/tty"])
+    spec["linux"]["devices"] = []
+    spec["linux"].setdefault("resources", {})["devices"] = [{"allow": False, "access": "rwm"}]
+    oci.write(spec)
+    r = oci("run", "--bundle", str(oci.bundle), f"devs-{os.getpid()}", check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["4", "/dev/tty"]
+
+
+def test_the_exit_status_reaches_the_callers_subreaper(oci, tmp_path):
+    """conmon and containerd's shim learn a container's exit status by reaping it as child
+    subreaper: after `create` returns, the container must be their child, not a monitor's."""
+    import subprocess
+    import sys
+
+    cid = f"reaper-{os.getpid()}"
+    oci.configure(["sh", "-c", "exit 7"])
+    script = f"""
+import ctypes, os, subprocess, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)            # PR_SET_CHILD_SUBREAPER
+oci = [{str(oci.root)!r}]
+run = lambda *a: subprocess.run([{OCI!r}, "--root", oci[0], *a], check=True, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL)
+run("create", "--bundle", {str(oci.bundle)!r}, "--pid-file", {str(tmp_path / "pid")!r}, {cid!r})
+pid = int(open({str(tmp_path / "pid")!r}).read())
+run("start", {cid!r})
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "7", out.stderr
+    oci("delete", cid)
+    assert_nothing_left(oci, cid)
