@@ -17,11 +17,7 @@ xattrs (`userxattr`), which the copies carry beside the trusted.overlay.* ones.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import shutil
-import stat
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +97,8 @@ def _ranges(path: str) -> list[tuple[int, int]]:
 
 
 def _used_host_ids(containers_dir: Path) -> list[tuple[int, int]]:
+    import json
+
     used = []
     for config in containers_dir.glob("*/config.json"):
         with contextlib.suppress(OSError, ValueError):
@@ -154,6 +152,10 @@ def shifted_layers(layers: list[Path], spec: dict[str, Any], cache: Path) -> lis
 
 
 def _shift_copy(layer: Path, target: Path, uids: list[dict], gids: list[dict]) -> None:
+    import shutil
+    import stat
+    import subprocess
+
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -186,6 +188,8 @@ def _shift_copy(layer: Path, target: Path, uids: list[dict], gids: list[dict]) -
 
 def prune_copies(cache: Path, layers_dir: Path) -> list[Path]:
     """Remove the shifted copies of layers the image store no longer has (after `image rm`)."""
+    import shutil
+
     removed = []
     for copy in cache.glob("*/*_diff"):
         if not (layers_dir / copy.name.removesuffix("_diff")).is_dir():
