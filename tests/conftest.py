@@ -57,9 +57,9 @@ class Minirun:
         return self(*args, **kw).stdout.strip()
 
     @contextlib.contextmanager
-    def detached(self, *args: str):
+    def detached(self, *args: str, **kw):
         """`run -d ARGS`: yields the id, and force-removes the container however the test ends."""
-        cid = self.out("run", "-d", *args)
+        cid = self.out("run", "-d", *args, **kw)
         try:
             yield cid
         finally:

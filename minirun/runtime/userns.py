@@ -39,8 +39,11 @@ def parse_map(text: str, flag: str) -> dict[str, int]:
 
 
 def apply(spec: dict[str, Any], *, userns: str | None, uidmaps: list[str], gidmaps: list[str],
-          containers_dir: Path, subuid: str = "/etc/subuid", subgid: str = "/etc/subgid") -> None:
-    """Give the spec a user namespace and its maps, as the flags say (nothing if none is given)."""
+          containers_dir: Path, subuid: str | None = None, subgid: str | None = None) -> None:
+    """Give the spec a user namespace and its maps, as the flags say (nothing if none is given).
+    The subordinate-id files are /etc/subuid and /etc/subgid, or MINIRUN_SUBUID/MINIRUN_SUBGID."""
+    subuid = subuid or os.environ.get("MINIRUN_SUBUID", "/etc/subuid")
+    subgid = subgid or os.environ.get("MINIRUN_SUBGID", "/etc/subgid")
     if userns in (None, "", "host") and not uidmaps and not gidmaps:
         return
     if userns not in (None, "", "auto"):

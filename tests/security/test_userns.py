@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from minirun.runtime import userns
-
 pytestmark = pytest.mark.root
 
 HOST = 300000                                    # the host uid/gid of the container's root here
@@ -92,12 +90,16 @@ def test_bad_maps_fail_in_one_line_and_leave_nothing(clean):
     assert clean.out("ps", "-a", "-q") == ""
 
 
-def test_userns_auto_uses_the_subuid_ranges(clean):
-    if not userns._ranges("/etc/subuid") or not userns._ranges("/etc/subgid"):
-        r = clean("run", "--rm", "--userns", "auto", "busybox", "true", check=False)
-        assert r.returncode == 125 and "/etc/subuid has no range for 'minirun'" in r.stderr
-        pytest.skip("this host's /etc/subuid has no 'minirun' range: checked the refusal only")
-    out = clean.out("run", "--rm", "--userns", "auto", "busybox", "cat", "/proc/self/uid_map")
-    start = out.split()[1]
-    assert out.split()[0] == "0" and out.split()[2] == "65536" and int(start) > 0
-    assert os.geteuid() == 0
+def test_userns_auto_takes_distinct_blocks_of_the_subuid_ranges(clean, tmp_path):
+    """--userns=auto: the first 65536-id block of the "minirun" ranges no other container uses
+    (subordinate-id files given by MINIRUN_SUBUID/MINIRUN_SUBGID, as /etc/subuid is the host's)."""
+    sub = tmp_path / "subids"
+    sub.write_text(f"someone:100000:65536\nminirun:{HOST + 65536}:131072\n")
+    env = dict(os.environ, MINIRUN_SUBUID=str(sub), MINIRUN_SUBGID=str(sub))
+    with clean.detached("--userns", "auto", "busybox", "sleep", "30", env=env) as first:
+        second = clean.out("run", "--rm", "--userns", "auto", "busybox", "cat", "/proc/self/uid_map", env=env)
+        assert clean.out("exec", first, "cat", "/proc/self/uid_map").split() == ["0", str(HOST + 65536), "65536"]
+    assert second.split() == ["0", str(HOST + 131072), "65536"]
+    sub.write_text("someone:100000:65536\n")
+    r = clean("run", "--rm", "--userns", "auto", "busybox", "true", check=False, env=env)
+    assert r.returncode == 125 and f"{sub} has no range for 'minirun'" in r.stderr
