@@ -148,7 +148,7 @@ def _oci_device(path: str, st: os.stat_result) -> dict[str, Any]:
 def _sysctl(item: str, namespaces: set[str]) -> tuple[str, str]:
     name, eq, value = item.partition("=")
     name = name.strip()
-    if not eq or not name:
+    if not eq or not name or not value:
         raise UsageError(f"--sysctl {item!r}: use NAME=VALUE, e.g. net.ipv4.ip_forward=1")
     problem = oci.sysctl_problem(name, namespaces)
     if problem:

@@ -31,8 +31,8 @@ OVERFLOW_ID = 65534              # what an unmapped id looks like inside (proc(5
 def parse_map(text: str, flag: str) -> dict[str, int]:
     try:
         container, host, size = (int(x) for x in text.split(":"))
-        if min(container, host) < 0 or size <= 0:
-            raise ValueError
+        if min(container, host) < 0 or size <= 0 or max(container, host) + size > 0xFFFFFFFF:
+            raise ValueError          # ids are 32-bit, and (uid_t)-1 is not an id
     except ValueError:
         raise UsageError(f"{flag} {text!r}: use CONTAINER_ID:HOST_ID:SIZE, e.g. 0:100000:65536") from None
     return {"containerID": container, "hostID": host, "size": size}

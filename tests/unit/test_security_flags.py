@@ -87,7 +87,8 @@ def test_sysctls_namespaced_only(tmp_path):
     assert security.effective(s)["Sysctls"]["net.ipv4.ip_forward"] == "1"
     for bad, why in (("kernel.panic=1", "not namespaced"), ("vm.swappiness=1", "not namespaced"),
                      ("kernel.hostname=x", "not namespaced"), ("net..x=1", "not a sysctl name"),
-                     ("net.ipv4/../../x=1", "not a sysctl name"), ("net.ipv4.ip_forward", "NAME=VALUE")):
+                     ("net.ipv4/../../x=1", "not a sysctl name"), ("net.ipv4.ip_forward", "NAME=VALUE"),
+                     ("net.ipv4.ip_forward=", "NAME=VALUE")):
         with pytest.raises(UsageError, match=why):
             spec_for(tmp_path, sysctls=[bad])
     with pytest.raises(UsageError, match="own network namespace"):

@@ -34,6 +34,7 @@ def test_uidmap_gives_a_user_namespace_and_gidmap_defaults_to_it(tmp_path):
 @pytest.mark.parametrize("flags, why", [
     ({"uidmaps": ["0:1"]}, "CONTAINER_ID:HOST_ID:SIZE"),
     ({"uidmaps": ["0:1:0"]}, "CONTAINER_ID:HOST_ID:SIZE"),
+    ({"uidmaps": ["0:4294967295:10"]}, "CONTAINER_ID:HOST_ID:SIZE"),
     ({"uidmaps": ["1:100000:10"]}, "the container's root"),
     ({"userns": "keep-id"}, "use auto"),
     ({"userns": "auto", "uidmaps": ["0:1:1"]}, "chooses the maps itself"),
