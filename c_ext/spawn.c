@@ -254,6 +254,8 @@ static _Noreturn void container(const struct mr_plan *p, uint64_t clone_stamp)
     memset(stamps, 0, sizeof(stamps));
     stamps[MR_STEP_CLONE] = clone_stamp;
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);     /* a copy of the runtime until execve: see enter.c */
+    if (p->parent_sync_fd >= 0)
+        close(p->parent_sync_fd);
     mr_reset_signals();
     child_main(p, &err, stamps);
     mr_report_and_exit(p->sync_fd, &err);
