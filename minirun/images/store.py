@@ -283,34 +283,13 @@ class ImageStore:
         `source` is a path or a binary file object (a pipe works: the stream is read once).
         `config` entries override the defaults (Env PATH, Cmd ["sh"]), like `docker import -c`.
         """
-        from minirun.images import tarsafe
-
-        max_entry_size = max_entry_size or tarsafe.DEFAULT_MAX_ENTRY_SIZE
-        max_total_size = max_total_size or tarsafe.DEFAULT_MAX_TOTAL_SIZE
         tagged = parse_reference(name)
         self._ensure()
         stage = self._stage("import")
         try:
-            layer_stage = stage / "layer"
-            (layer_stage / "diff").mkdir(parents=True)
             with self._open_source(source) as f:
-                res = tarsafe.extract_layer(
-                    f,
-                    layer_stage / "diff",
-                    max_entry_size=max_entry_size,
-                    max_total_size=max_total_size,
-                )
-            layer_meta = {
-                "diff_id": res.diff_id,
-                "size": res.size,
-                "compression": res.compression,
-                "digest": res.digest,
-                "entries": res.entries,
-                "whiteouts": res.whiteouts,
-                "opaque": res.opaque,
-            }
-            (layer_stage / "layer.json").write_text(json.dumps(layer_meta, indent=1) + "\n")
-
+                res = self.stage_layer(f, stage, max_entry_size=max_entry_size,
+                                       max_total_size=max_total_size)
             now = _now_rfc3339()
             image_config = {"Env": [f"PATH={DEFAULT_PATH}"], "Cmd": ["sh"]}
             image_config.update(config or {})
@@ -328,41 +307,202 @@ class ImageStore:
                     }
                 ],
             }
-            blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-            import hashlib  # noqa: PLC0415 — OpenSSL costs 2 ms to load; only imports need it
-
-            image_id = hashlib.sha256(blob).hexdigest()
-            blob_stage = stage / "config.json"
-            with open(blob_stage, "wb") as fh:
-                fh.write(blob)
-                fh.flush()
-                os.fsync(fh.fileno())
-            return self._commit(tagged, image_id, blob_stage, layer_stage, res.diff_id, res.size)
+            return self.commit_image(config_json(doc), [tagged], stage)
         finally:
             shutil.rmtree(stage)
 
-    def _commit(self, tagged, image_id, blob_stage, layer_stage, diff_id, size) -> Image:
-        """Move the staged pieces into place and name them, all under the lock."""
+    def load(self, source, *, names: list[str] | None = None, progress=None,
+             max_entry_size: int | None = None, max_total_size: int | None = None) -> list[Image]:
+        """`docker load`: an OCI image layout or a docker-archive, as a directory, a tar file
+        (any compression) or a stream. Every blob is checked against its digest and size, and
+        every layer against the config's diff_id; any mismatch is an ImageFormatError and
+        nothing of the load stays. Layers already in the store are not read again.
+
+        `names` adds names (to every image loaded). `progress(event, **info)` is called with
+        ("layer", index=, total=, diff_id=, cached=) and ("image", image=) as the load goes.
+        """
+        from minirun.images import archive
+
+        extra = [parse_reference(n) for n in names or []]
+        self._ensure()
+        loaded = []
+        stage = self._stage("load")
+        try:
+            arch = _GOARCH.get(os.uname().machine, os.uname().machine)
+            with archive.open_tree(source, self.tmp) as tree:
+                for ref in archive.read_images(tree, arch):
+                    def unpack(i, layer, ref=ref, tree=tree):
+                        what = f"layer {i + 1}/{len(ref.layers)} ({layer.path})"
+                        with tree.open(layer.path) as f:
+                            reader = archive.CountingReader(f, layer.size, what)
+                            res = self.stage_layer(reader, stage, what=what,
+                                                   max_entry_size=max_entry_size,
+                                                   max_total_size=max_total_size)
+                        if layer.digest is not None and (res.digest != layer.digest
+                                                         or reader.count != layer.size):
+                            raise ImageFormatError(
+                                f"{what}: digest mismatch (expected {layer.digest} of "
+                                f"{layer.size} bytes, got {res.digest} of {reader.count})")
+                        if res.diff_id != layer.diff_id:
+                            raise ImageFormatError(
+                                f"{what}: diff_id mismatch (the config says {layer.diff_id}, "
+                                f"the layer is {res.diff_id})")
+
+                    img = self._add(ref.config, ref.layers, list(dict.fromkeys(ref.names + extra)),
+                                    stage, unpack, progress)
+                    loaded.append(img)
+                    if progress:
+                        progress("image", image=img)
+        finally:
+            shutil.rmtree(stage)
+        return loaded
+
+    def _add(self, config_blob, layers, names, stage, unpack, progress, extra=None) -> Image:
+        """Unpack what the store lacks (unpack(i, layer) stages layer i), then commit; if a
+        layer vanished meanwhile (a concurrent rm), unpack it too and commit again."""
+        seen = set()
+        for i, layer in enumerate(layers):
+            cached = layer.diff_id in seen or self.has_layer(layer.diff_id)
+            if progress:
+                progress("layer", index=i, total=len(layers), diff_id=layer.diff_id,
+                         cached=cached)
+            if not cached:
+                unpack(i, layer)
+            seen.add(layer.diff_id)
+        for _ in range(3):
+            try:
+                return self.commit_image(config_blob, names, stage, extra=extra)
+            except MissingLayer as e:
+                for i, layer in enumerate(layers):
+                    if layer.diff_id == e.diff_id:
+                        unpack(i, layer)
+                        break
+                else:
+                    raise ImageFormatError(f"layer {e.diff_id} is not in the image") from None
+        raise ImageFormatError("layers keep disappearing while loading: retry")
+
+    def disk_usage(self) -> dict:
+        """What the images take on disk, each shared layer counted once (`image df`):
+        {"layers": n, "layers_size": bytes, "images": [{"id", "names", "size", "unique",
+        "shared"}], "images_size": the sum of image sizes (shared layers counted per image)}."""
+        with self._locked(exclusive=False):
+            index = self._read_index()
+            users: dict[str, int] = {}
+            per_image = {}
+            for image_id in index["images"]:
+                ids = list(dict.fromkeys(d.removeprefix("sha256:") for d in self._diff_ids(image_id)))
+                per_image[image_id] = ids
+                for d in ids:
+                    users[d] = users.get(d, 0) + 1
+            size = {h: m.get("size", 0) for h, m in index["layers"].items()}
+            images = []
+            for image_id, ids in per_image.items():
+                unique = sum(size.get(d, 0) for d in ids if users[d] == 1)
+                shared = sum(size.get(d, 0) for d in ids if users[d] > 1)
+                names = sorted(n for n, i in index["repositories"].items() if i == image_id)
+                images.append({"id": image_id, "names": names, "size": unique + shared,
+                               "unique": unique, "shared": shared})
+        return {"layers": len(size), "layers_size": sum(size.values()), "images": images,
+                "images_size": sum(i["size"] for i in images)}
+
+    # --- building blocks for every importer (load, commit, build) -----------------------------
+
+    def has_layer(self, diff_id: str) -> bool:
+        """Whether the store holds this layer (unpacked); a cheap check before unpacking."""
         hexid = diff_id.removeprefix("sha256:")
+        with self._locked(exclusive=False):
+            return hexid in self._read_index()["layers"] and (self.layers_dir / hexid).is_dir()
+
+    def stage_layer(self, fileobj, stage: Path, *, what: str = "layer",
+                    max_entry_size: int | None = None, max_total_size: int | None = None,
+                    allow_devices: bool = False):
+        """Unpack one layer tar (any compression) into `stage/<diff_id hex>/` (diff/,
+        tar-split.gz, layer.json), ready for commit_image(). Returns tarsafe's ExtractResult;
+        the caller checks diff_id and digest against what the image says."""
+        from minirun.images import tarsafe
+
+        work = Path(tempfile.mkdtemp(prefix="layer-", dir=stage))
+        (work / "diff").mkdir()
+        with open(work / "tar-split", "wb") as split:
+            res = tarsafe.extract_layer(
+                fileobj, work / "diff", what=what, split_to=split, allow_devices=allow_devices,
+                max_entry_size=max_entry_size or tarsafe.DEFAULT_MAX_ENTRY_SIZE,
+                max_total_size=max_total_size or tarsafe.DEFAULT_MAX_TOTAL_SIZE,
+            )
+        meta = {
+            "diff_id": res.diff_id,
+            "size": res.size,
+            "tar_size": res.tar_size,
+            "compression": res.compression,
+            "digest": res.digest,
+            "entries": res.entries,
+            "whiteouts": res.whiteouts,
+            "opaque": res.opaque,
+            "reproducible": res.reproducible,
+        }
+        (work / "layer.json").write_text(json.dumps(meta, indent=1) + "\n")
+        dst = stage / res.diff_id.removeprefix("sha256:")
+        if dst.exists():  # the same layer twice in one image: one copy is enough
+            shutil.rmtree(work)
+        else:
+            os.rename(work, dst)
+        return res
+
+    def commit_image(self, config_blob: bytes, names: list[str], stage: Path | None = None,
+                     *, extra: dict | None = None) -> Image:
+        """Make an image visible: its layers (already stored, or staged by stage_layer() in
+        `stage`), its config blob, its names, in one index rewrite under the lock.
+
+        Raises MissingLayer if a layer is neither stored nor staged (e.g. `rm` removed it
+        since has_layer() said yes): the caller unpacks it and calls again."""
+        import hashlib  # noqa: PLC0415 — OpenSSL costs 2 ms to load; only writers need it
+
+        image_id = hashlib.sha256(config_blob).hexdigest()
+        try:
+            doc = json.loads(config_blob)
+            diff_ids = [d.removeprefix("sha256:") for d in doc["rootfs"]["diff_ids"]]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ImageFormatError("image config: no rootfs.diff_ids list") from None
+        if not all(re.fullmatch(r"[0-9a-f]{64}", d) for d in diff_ids):
+            raise ImageFormatError("image config: a diff_id is not a sha256 digest")
+        tagged = [parse_reference(n) for n in names]
+        self._ensure()
         with self._locked():
             index = self._read_index()
             added: list[Path] = []
             try:
-                dst = self.layers_dir / hexid
-                if hexid not in index["layers"] or not dst.is_dir():
+                sizes = {}
+                for hexid in dict.fromkeys(diff_ids):
+                    dst = self.layers_dir / hexid
+                    if hexid in index["layers"] and dst.is_dir():
+                        sizes[hexid] = index["layers"][hexid]["size"]
+                        continue
+                    staged = stage / hexid if stage is not None else None
+                    if staged is None or not staged.is_dir():
+                        raise MissingLayer("sha256:" + hexid)
                     if dst.exists():  # left by a crash before the index named it
                         self._discard(dst)
-                    os.rename(layer_stage, dst)
+                    os.rename(staged, dst)
                     added.append(dst)
+                    meta = json.loads((dst / "layer.json").read_text())
+                    sizes[hexid] = meta["size"]
+                    index["layers"][hexid] = {"size": meta["size"]}
                 blob = self.blobs / image_id
                 if not blob.exists():
+                    blob_stage = self.tmp / f"config-{os.getpid()}-{image_id[:12]}"
+                    with open(blob_stage, "wb") as fh:
+                        fh.write(config_blob)
+                        fh.flush()
+                        os.fsync(fh.fileno())
                     os.rename(blob_stage, blob)
                     added.append(blob)
                 _fsync_dir(self.blobs)
                 _fsync_dir(self.layers_dir)
-                index["layers"][hexid] = {"size": size}
-                index["images"].setdefault(image_id, {"size": size})
-                index["repositories"][tagged] = image_id
+                entry = index["images"].setdefault(image_id, {})
+                entry["size"] = sum(sizes.values())
+                entry.update(extra or {})
+                for t in tagged:
+                    index["repositories"][t] = image_id
                 self._write_index(index)
             except BaseException:
                 for p in added:  # undo: nothing of a failed import stays visible
@@ -401,6 +541,70 @@ class ImageStore:
             self._discard(self.blobs / image_id)
             for d in gone:
                 self._discard(self.layers_dir / d.removeprefix("sha256:"))
+        return removed
+
+    def tag(self, ref: str, name: str) -> str:
+        """`docker tag`: give the image `ref` the name `name` (moved from any other image).
+        Returns the full name:tag."""
+        tagged = parse_reference(name)
+        with self._locked():
+            index = self._read_index()
+            image_id, _ = self._resolve(ref, index)
+            index["repositories"][tagged] = image_id
+            self._write_index(index)
+        return tagged
+
+    def history(self, ref: str) -> list[dict]:
+        """The config's history, newest first, each step with the size of the layer it made
+        (0 for steps that only changed the config), as `docker history` shows it."""
+        img = self.get(ref)
+        sizes = []
+        for path in img.layers:
+            try:
+                sizes.append(json.loads((path.parent / "layer.json").read_text())["size"])
+            except (OSError, ValueError, KeyError):
+                sizes.append(0)
+        steps = img.raw.get("history") or []
+        rows, layer = [], 0
+        for step in steps if isinstance(steps, list) else []:
+            if not isinstance(step, dict):
+                continue
+            empty = bool(step.get("empty_layer"))
+            size = 0 if empty or layer >= len(sizes) else sizes[layer]
+            diff = None if empty or layer >= len(img.diff_ids) else img.diff_ids[layer]
+            layer += 0 if empty else 1
+            rows.append({"created": step.get("created", ""), "created_by":
+                         step.get("created_by", ""), "size": size, "comment":
+                         step.get("comment", ""), "layer": diff})
+        rows.reverse()
+        if rows:
+            rows[0]["id"] = img.id
+        return rows
+
+    def prune(self, keep: set[str] | frozenset = frozenset(), all: bool = False) -> list[str]:
+        """`docker image prune`: remove images without a name (with all=True: every image)
+        that no container uses (`keep`, image ids) and that are not the base of a named image
+        kept (a build's intermediate images, recorded as "parent"). Returns the ids removed."""
+        with self._locked(exclusive=False):
+            index = self._read_index()
+            named = set(index["repositories"].values())
+        keep = set(keep)
+        if not all:
+            keep |= named
+        # the ancestors of what stays stay too: they are its build cache
+        for image_id in list(keep):
+            parent = index["images"].get(image_id, {}).get("parent")
+            seen = 0
+            while parent and seen < 1000:
+                keep.add(parent)
+                parent = index["images"].get(parent, {}).get("parent")
+                seen += 1
+        removed = []
+        for image_id in index["images"]:
+            if image_id not in keep:
+                with contextlib.suppress(ImageNotFound):
+                    self.remove(image_id)
+                    removed.append(image_id)
         return removed
 
     def _diff_ids(self, image_id: str) -> list[str]:
@@ -454,6 +658,19 @@ class ImageStore:
                 yield f
         else:
             yield source
+
+
+def config_json(doc: dict) -> bytes:
+    """The canonical bytes of an image config we write (its sha256 is the image id)."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+class MissingLayer(Exception):
+    """Internal: commit_image() found a layer neither stored nor staged."""
+
+    def __init__(self, diff_id: str):
+        super().__init__(diff_id)
+        self.diff_id = diff_id
 
 
 def _pid_alive(pid: int) -> bool:
