@@ -11,7 +11,7 @@ import sys
 import typer
 
 from minirun import __version__
-from minirun.cli import container, image, trace
+from minirun.cli import container, image, imagework, trace
 
 GROUPS = {"image": image.app, "container": container.group, "trace": trace.app}
 
@@ -44,6 +44,7 @@ def build(verb: str | None = None) -> typer.Typer:
     )
     app.callback()(_global)
     container.register(app, only=verb)
+    imagework.register(app, only=verb)
     for name, group in GROUPS.items():
         if verb in (None, name):
             app.add_typer(group, name=name)
@@ -57,5 +58,6 @@ def verb_of(argv: list[str]) -> str | None:
         if arg == "--root":
             next(args, None)
         elif not arg.startswith("-"):
-            return arg if arg in container.VERBS or arg in GROUPS else None
+            known = arg in container.VERBS or arg in imagework.VERBS or arg in GROUPS
+            return arg if known else None
     return None

@@ -348,8 +348,9 @@ class ImageStore:
                                 f"{what}: diff_id mismatch (the config says {layer.diff_id}, "
                                 f"the layer is {res.diff_id})")
 
-                    img = self._add(ref.config, ref.layers, list(dict.fromkeys(ref.names + extra)),
-                                    stage, unpack, progress)
+                    wanted = list(dict.fromkeys(ref.names + extra))
+                    img = self._add(ref.config, ref.layers, wanted, stage, unpack, progress)
+                    img.names = wanted  # what this load named (the image may have more names)
                     loaded.append(img)
                     if progress:
                         progress("image", image=img)
@@ -380,6 +381,43 @@ class ImageStore:
                 else:
                     raise ImageFormatError(f"layer {e.diff_id} is not in the image") from None
         raise ImageFormatError("layers keep disappearing while loading: retry")
+
+    def derive(self, base: Image | None, *, names: list[str] | tuple = (),
+               config: dict | None = None, history: dict | None = None, write_layer=None,
+               extra: dict | None = None) -> Image:
+        """A new image on top of `base` (None: from scratch): `config` replaces the config
+        object if given, `write_layer(fileobj)` (if given) writes a layer tar that goes on top,
+        `history` is appended (marked empty_layer when there is no layer). This is `commit`
+        and each step of `build`; the new image records `base` as its parent."""
+        self._ensure()
+        stage = self._stage("derive")
+        try:
+            raw = json.loads(json.dumps(base.raw)) if base is not None else {
+                "architecture": _GOARCH.get(os.uname().machine, os.uname().machine),
+                "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": []}}
+            if config is not None:
+                raw["config"] = config
+            now = _now_rfc3339()
+            raw["created"] = now
+            step = dict(history or {}, created=now)
+            if write_layer is not None:
+                tar_path = stage / "layer.tar"
+                with open(tar_path, "wb") as f:
+                    write_layer(f)
+                with open(tar_path, "rb") as f:
+                    res = self.stage_layer(f, stage, what="new layer", allow_devices=True)
+                tar_path.unlink()
+                raw.setdefault("rootfs", {"type": "layers"}).setdefault("diff_ids", [])
+                raw["rootfs"]["diff_ids"].append(res.diff_id)
+            else:
+                step["empty_layer"] = True
+            raw.setdefault("history", []).append(step)
+            extra = dict(extra or {})
+            if base is not None:
+                extra["parent"] = base.id
+            return self.commit_image(config_json(raw), list(names), stage, extra=extra)
+        finally:
+            shutil.rmtree(stage)
 
     def disk_usage(self) -> dict:
         """What the images take on disk, each shared layer counted once (`image df`):

@@ -109,3 +109,55 @@ def test_load_errors_are_one_line_and_leave_nothing(clean, tmp_path):
     assert clean.out("image", "ls", "-q") == before
     proc = clean("image", "load", "-i", str(tmp_path / "missing.tar"), check=False)
     assert proc.returncode == 125 and "cannot open" in proc.stderr
+
+
+def test_commit_turns_changes_into_a_layer_with_whiteouts(clean, loaded, tmp_path):
+    (name,) = loaded(write_oci(tmp_path / "oci", [three_layer_image("it-commit-base:1")]))
+    clean("run", "--name", "it-committer", name, "sh", "-c",
+          "echo changed > /etc/motd; rm /data/keep; rm -rf /data/dir; mkdir /data/dir; "
+          "echo z > /data/dir/z; mkdir /made; ln -s /etc/shadow /made/link")
+    try:
+        out = clean.out("commit", "-m", "my change", "it-committer", "it-committed:1")
+        assert out.startswith("sha256:")
+    finally:
+        clean("rm", "it-committer")
+    try:
+        got = clean.out("run", "--rm", "it-committed:1", "sh", "-c",
+                        "cat /etc/motd; ls /data; ls /data/dir; readlink /made/link")
+        assert got.splitlines() == ["changed", "dir", "z", "/etc/shadow"]
+        inspect = json.loads(clean.out("image", "inspect", "it-committed:1"))[0]
+        assert len(inspect["RootFS"]["Layers"]) == 4
+        history = json.loads(clean.out("image", "history", "--format", "json", "it-committed:1"))
+        assert history[0]["comment"] == "my change" and history[0]["size"] > 0
+        # the new layer speaks the OCI spec's whiteout notation once saved
+        clean("image", "save", "-q", "-o", str(tmp_path / "c.tar"), "it-committed:1")
+        import tarfile
+        with tarfile.open(tmp_path / "c.tar") as outer:
+            index = json.load(outer.extractfile("index.json"))
+            manifest = json.load(outer.extractfile(
+                "blobs/sha256/" + index["manifests"][0]["digest"][7:]))
+            top = outer.extractfile("blobs/sha256/" + manifest["layers"][-1]["digest"][7:])
+            with tarfile.open(fileobj=top) as layer_tar:
+                names = layer_tar.getnames()
+        assert "data/.wh.keep" in names and "data/dir/.wh..wh..opq" in names
+        assert "etc/motd" in names and "bin/busybox" not in names
+    finally:
+        clean("image", "rm", "it-committed:1", check=False)
+
+
+def test_export_writes_the_merged_filesystem(clean, loaded, tmp_path):
+    import tarfile
+
+    (name,) = loaded(write_oci(tmp_path / "oci", [three_layer_image("it-export:1")]))
+    clean("create", "--name", "it-exported", name)
+    try:
+        clean("export", "-o", str(tmp_path / "fs.tar"), "it-exported")
+    finally:
+        clean("rm", "it-exported")
+    with tarfile.open(tmp_path / "fs.tar") as t:
+        names = set(t.getnames())
+        assert t.extractfile("etc/motd").read() == b"hello from layer 3\n"
+    assert {"bin/busybox", "data/keep", "data/dir/new", "bin/greet"} <= names
+    assert not {"data/gone", "data/dir/old"} & names
+    assert not [n for n in names if ".wh." in n]
+    assert not list(tmp_path.glob("fs.tar.*"))

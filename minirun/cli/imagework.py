@@ -1,0 +1,86 @@
+"""Verbs that turn containers and files into images and back: commit, export, build.
+
+Thin: parse, call minirun.images (and the runtime for build's RUN steps), print.
+"""
+
+import sys
+
+import typer
+
+from minirun.cli.common import root
+
+
+def _container(ctx: typer.Context, ref: str):
+    from minirun.runtime.state import StateStore
+
+    return StateStore(root(ctx)).get(ref)
+
+
+def commit(
+    ctx: typer.Context,
+    container: str = typer.Argument(..., help="Container name or id."),
+    name: str = typer.Argument(None, help="name[:tag] for the new image (none: untagged)."),
+    message: str = typer.Option("", "-m", "--message", help="Commit message (in history)."),
+) -> None:
+    """Make an image of a container's changes: its image's layers plus one new layer."""
+    from minirun.images import tree
+    from minirun.images.store import ImageStore
+
+    record = _container(ctx, container)
+    store = ImageStore(root(ctx))
+    base = store.get(record.state.image_id)
+    spec = record.spec()
+    config = dict(base.config)
+    upper = record.dir / "upper"
+    img = store.derive(
+        base, names=[name] if name else [], config=config,
+        history={"created_by": f"minirun commit {record.name}: {' '.join(spec['process']['args'])}",
+                 "comment": message},
+        write_layer=lambda out: tree.write_layer(out, upper))
+    sys.stdout.write(f"sha256:{img.id}\n")
+
+
+def export(
+    ctx: typer.Context,
+    container: str = typer.Argument(..., help="Container name or id."),
+    output: str = typer.Option(None, "-o", "--output", help="Write to this file (default: "
+                               "standard output, if it is not a terminal)."),
+) -> None:
+    """Write a container's whole filesystem (its image plus its changes) as a tar."""
+    import os
+
+    from minirun.errors import UsageError
+    from minirun.images import tree
+    from minirun.images.store import ImageStore
+
+    record = _container(ctx, container)
+    image = ImageStore(root(ctx)).get(record.state.image_id)
+    dirs = [record.dir / "upper", *reversed(image.layers)]
+    if not output or output == "-":
+        if sys.stdout.isatty():
+            raise UsageError("export: refusing to write an archive to a terminal: use -o FILE")
+        sys.stdout.flush()
+        tree.write_merged(sys.stdout.buffer, dirs)
+        sys.stdout.buffer.flush()
+        return
+    tmp = f"{output}.{os.getpid()}.tmp"
+    try:
+        f = open(tmp, "wb")  # noqa: SIM115
+    except OSError as e:
+        raise UsageError(f"cannot write {output}: {os.strerror(e.errno or 5)}") from None
+    try:
+        with f:
+            tree.write_merged(f, dirs)
+        os.rename(tmp, output)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+VERBS = {"commit": commit, "export": export}
+
+
+def register(app: typer.Typer, only: str | None = None) -> None:
+    for name, function in VERBS.items():
+        if only is None or only == name:
+            app.command(name)(function)
