@@ -197,13 +197,14 @@ def _ls(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only image ids."),
     fmt: str = typer.Option("table", "--format", help="table or json."),
     no_trunc: bool = typer.Option(False, "--no-trunc", help="Full image ids."),
+    all: bool = typer.Option(False, "-a", "--all", help="Also the intermediate images of builds."),
 ) -> None:
     """List images, newest first."""
     from minirun.errors import UsageError
 
     if fmt not in ("table", "json"):
         raise UsageError(f"--format: expected table or json, not {fmt!r}")
-    images = _store(ctx).list()
+    images = [i for i in _store(ctx).list() if all or i.names or not i.intermediate]
     if quiet:
         seen: list[str] = []
         for img in images:

@@ -77,7 +77,44 @@ def export(
         raise
 
 
-VERBS = {"commit": commit, "export": export}
+def build(
+    ctx: typer.Context,
+    context: str = typer.Argument(..., help="The build context: a directory."),
+    file: str = typer.Option(None, "-f", "--file", help="The Containerfile (default: "
+                             "CONTEXT/Containerfile, else CONTEXT/Dockerfile)."),
+    tag: list[str] = typer.Option(None, "-t", "--tag", help="name[:tag] for the image."),
+    build_arg: list[str] = typer.Option(None, "--build-arg", help="ARG value: KEY=value."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Run every step again."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the image id."),
+) -> None:
+    """Build an image from a Containerfile (FROM, RUN, COPY, ADD, ENV, ARG, WORKDIR, USER,
+    CMD, ENTRYPOINT, EXPOSE, LABEL, STOPSIGNAL); every step is cached."""
+    import os
+    from pathlib import Path
+
+    from minirun.cli.progress import Reporter
+    from minirun.errors import UsageError
+    from minirun.images.build import Builder
+    from minirun.runtime.containers import Runtime
+
+    ctx_dir = Path(context)
+    if file is None:
+        file = next((str(ctx_dir / n) for n in ("Containerfile", "Dockerfile")
+                     if (ctx_dir / n).exists()), str(ctx_dir / "Containerfile"))
+    args = {}
+    for item in build_arg or []:
+        k, eq, v = item.partition("=")
+        if not k:
+            raise UsageError(f"--build-arg {item!r}: use KEY=value")
+        args[k] = v if eq else os.environ.get(k, "")
+    reporter = Reporter(quiet)
+    with reporter.running("building"):
+        img = Builder(Runtime(root(ctx)), ctx_dir, Path(file), build_args=args,
+                      progress=reporter, no_cache=no_cache).build(list(tag or []))
+    sys.stdout.write(f"sha256:{img.id}\n" if quiet else f"Successfully built {img.id[:12]}\n")
+
+
+VERBS = {"commit": commit, "export": export, "build": build}
 
 
 def register(app: typer.Typer, only: str | None = None) -> None:

@@ -57,6 +57,9 @@ class Reporter:
             if self._progress is not None:
                 self._progress.update(self._task, completed=self._progress.tasks[0].total)
         elif event == "step":
+            if self._progress is not None and "index" in info:
+                self._progress.update(self._task, total=info["total"], completed=info["index"],
+                                      description=info["text"][:40])
             self.line(info["text"])
         elif event == "output":
             if self._progress is not None:

@@ -125,6 +125,8 @@ class Image:
     size: int  # bytes unpacked
     diff_ids: list[str]
     raw: dict = field(default_factory=dict, repr=False)  # the whole OCI image config
+    parent: str | None = None  # the image it was made from (commit, build), if any
+    intermediate: bool = False  # a build step's image: hidden from `image ls` unless -a
 
     @property
     def short_id(self) -> str:
@@ -230,6 +232,8 @@ class ImageStore:
             size=index["images"].get(image_id, {}).get("size", 0),
             diff_ids=diff_ids,
             raw=raw,
+            parent=index["images"].get(image_id, {}).get("parent"),
+            intermediate=bool(index["images"].get(image_id, {}).get("intermediate")),
         )
 
     def _resolve(self, ref: str, index: dict) -> tuple[str, str | None]:
@@ -418,6 +422,25 @@ class ImageStore:
             return self.commit_image(config_json(raw), list(names), stage, extra=extra)
         finally:
             shutil.rmtree(stage)
+
+    def cache_get(self, key: str) -> Image | None:
+        """The image a build step with this cache key made, if it is still in the store."""
+        with self._locked(exclusive=False):
+            index = self._read_index()
+            image_id = index.get("build_cache", {}).get(key)
+            if image_id is None or image_id not in index["images"]:
+                return None
+            return self._image(image_id, index)
+
+    def cache_put(self, key: str, image_id: str) -> None:
+        with self._locked():
+            index = self._read_index()
+            cache = index.setdefault("build_cache", {})
+            # entries of removed images go as new ones come
+            for k in [k for k, v in cache.items() if v not in index["images"]]:
+                del cache[k]
+            cache[key] = image_id
+            self._write_index(index)
 
     def disk_usage(self) -> dict:
         """What the images take on disk, each shared layer counted once (`image df`):
