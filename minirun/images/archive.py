@@ -186,10 +186,16 @@ class DirTree(_Tree):
         parts = self.resolve(path)
         fd, opened = self._walk(parts[:-1])
         try:
-            f = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            # O_NONBLOCK: a fifo swapped in after resolve() must not hang us; checked below
+            f = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                        dir_fd=fd)
         finally:
             for o in opened:
                 os.close(o)
+        if not stat.S_ISREG(os.fstat(f).st_mode):
+            os.close(f)
+            raise ImageFormatError(f"{self.what}: {path!r} is not a regular file")
+        os.set_blocking(f, True)
         return open(f, "rb", buffering=0)
 
 

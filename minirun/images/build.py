@@ -369,15 +369,17 @@ class Builder:
 
         def write(out):
             w = _LayerWriter(out, self._layers_top_first(state), owner)
-            into_dir = dest.endswith("/") or len(sources) > 1 or any(p.is_dir() for p in sources)
+            into_dir = dest.endswith("/") or len(sources) > 1 or any(
+                os.path.isdir(p) for p in sources)
             for src in sources:
-                if ins.cmd == "ADD" and src.is_file() and _is_archive(src):
-                    w.archive(src, dest)
-                elif src.is_dir() and not src.is_symlink():
-                    w.tree(src, dest)
+                real = Path(os.path.realpath(src))  # a named source that is a link: its target
+                if ins.cmd == "ADD" and real.is_file() and _is_archive(real):
+                    w.archive(real, dest)
+                elif real.is_dir():
+                    w.tree(real, dest)
                 else:
                     target = os.path.join(dest, src.name) if into_dir else dest
-                    w.path(src, target)
+                    w.path(real, target)
             w.close()
 
         return self._cached(key, state, cfg, lambda: self.store.derive(
@@ -403,7 +405,7 @@ class Builder:
                                  f"(it resolves to {real})")
             if not os.path.lexists(p):
                 raise BuildError(f"{where}: source {pattern!r} is not in the build context")
-        return [Path(os.path.realpath(p)) if p.is_symlink() else p for p in matches]
+        return matches
 
 
 def _listdir(d: Path) -> list[Path]:
@@ -424,10 +426,12 @@ def _is_archive(p: Path) -> bool:
 
 def _hash_sources(sources: list[Path], context: Path) -> str:
     h = hashlib.sha256()
-    for src in sources:
+    for named in sources:
+        h.update(json.dumps(["source", str(named.relative_to(context))]).encode())
+        src = Path(os.path.realpath(named))
         for path in [src, *sorted(src.rglob("*"))] if src.is_dir() else [src]:
             st = path.lstat()
-            h.update(json.dumps([str(path.relative_to(context)), st.st_mode, st.st_size]).encode())
+            h.update(json.dumps([str(path.relative_to(src)), st.st_mode, st.st_size]).encode())
             if stat.S_ISLNK(st.st_mode):
                 h.update(os.readlink(path).encode())
             elif stat.S_ISREG(st.st_mode):

@@ -227,7 +227,7 @@ class ImageStore:
             id=image_id,
             names=names,
             layers=[self.layer_path(d) for d in diff_ids],
-            config=raw.get("config", {}),
+            config=raw.get("config") or {},  # a scratch image's config may be null
             created=raw.get("created", ""),
             size=index["images"].get(image_id, {}).get("size", 0),
             diff_ids=diff_ids,

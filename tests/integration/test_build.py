@@ -101,6 +101,8 @@ def test_unchanged_rebuild_is_cached_and_a_change_rebuilds_from_there(clean, bui
     ("RUN exit 3", "exited with status 3"),
     ("FROM nosuchimage", "no local image nosuchimage"),
     ("COPY --from=x a b", "multi-stage"),
+    ("ADD evil.tar /x", "'../../escaped' leaves the image root"),
+    ("ADD https://example.com/x /x", "ADD from a URL is not supported"),
 ])
 def test_bad_builds_fail_in_one_line_and_leave_no_container(clean, built, tmp_path, line,
                                                                message):
@@ -108,6 +110,8 @@ def test_bad_builds_fail_in_one_line_and_leave_no_container(clean, built, tmp_pa
     ctx.mkdir()
     (tmp_path / "outside").write_text("secret")
     (ctx / "escape").symlink_to(tmp_path / "outside")
+    with tarfile.open(ctx / "evil.tar", "w") as t:
+        t.add(tmp_path / "outside", "../../escaped")
     text = ("FROM busybox\n" if not line.startswith("FROM") else "") + line + "\n"
     (ctx / "Containerfile").write_text(text)
     images_before = clean.out("image", "ls", "-a", "-q")
@@ -117,17 +121,24 @@ def test_bad_builds_fail_in_one_line_and_leave_no_container(clean, built, tmp_pa
     assert last.startswith("minirun: ") and message in last and "Traceback" not in proc.stderr
     assert clean.out("ps", "-a", "-q") == ""
     assert clean.out("image", "ls", "-a", "-q") == images_before
-    assert not os.path.exists(tmp_path / "x")
+    assert not os.path.exists(tmp_path / "x") and not os.path.exists(tmp_path.parent / "escaped")
 
 
 def test_from_scratch(clean, built, tmp_path):
     ctx = tmp_path / "s"
     ctx.mkdir()
     (ctx / "hello").write_text("hi\n")
-    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY hello /\nCMD [\"/hello\"]\n")
+    (ctx / "alias").symlink_to("hello")  # a named source that is a link: copied as its target
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY hello alias /\nCMD [\"/hello\"]\n")
     built.append("it-scratch:1")
     clean("build", "-q", "-t", "it-scratch:1", str(ctx))
     clean("image", "save", "-q", "-o", str(tmp_path / "s.tar"), "it-scratch:1")
     with tarfile.open(tmp_path / "s.tar") as t:
         blobs = [m for m in t.getmembers() if m.name.startswith("blobs/") and m.isfile()]
-    assert len(blobs) == 3  # one layer, the config, the manifest
+        assert len(blobs) == 3  # one layer, the config, the manifest
+        index = json.load(t.extractfile("index.json"))
+        manifest = json.load(t.extractfile("blobs/sha256/" + index["manifests"][0]["digest"][7:]))
+        top = t.extractfile("blobs/sha256/" + manifest["layers"][0]["digest"][7:])
+        with tarfile.open(fileobj=top) as layer:
+            alias = layer.getmember("alias")
+            assert alias.isfile() and layer.extractfile(alias).read() == b"hi\n"

@@ -296,3 +296,19 @@ def test_user_lookup_honours_whiteouts_and_opaque_dirs(tmp_path):
     os.setxattr(top / "etc", "trusted.overlay.opaque", b"y")  # or replaced the whole of /etc
     with pytest.raises(UsageError, match="unable to find user app"):
         resolve_user("app", [top, low])
+
+
+@needs_root
+def test_docker_25_save_output_is_read_as_docker_archive(store, tmp_path):
+    """Docker 25+ writes an OCI layout *and* a manifest.json whose paths point into blobs/."""
+    img = small_image("new-docker:1")
+    files = oci_files([img], "none", ref_key="io.containerd.image.name")
+    index = json.loads(files["index.json"])
+    m = json.loads(files["blobs/sha256/" + index["manifests"][0]["digest"][7:]])
+    files["manifest.json"] = json.dumps([{
+        "Config": "blobs/sha256/" + m["config"]["digest"][7:],
+        "RepoTags": ["new-docker:1", "new-docker:latest"],
+        "Layers": ["blobs/sha256/" + d["digest"][7:] for d in m["layers"]]}]).encode()
+    loaded = store.load(_oci_with(files, tmp_path))
+    assert [i.names for i in loaded] == [["new-docker:1", "new-docker:latest"]]
+    assert loaded[0].id == img.id
