@@ -69,8 +69,7 @@ def load(
     tag: list[str] = typer.Option(None, "-t", "--tag", help="Also name the image(s) this way."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress output."),
 ) -> None:
-    """Load images from an OCI image layout or a docker-archive (`docker save` output): a
-    directory, a tar, or a compressed tar; checks every digest."""
+    """Load images from an OCI layout or a docker-archive (dir or tar); digests are checked."""
     from minirun.cli.progress import Reporter
     from minirun.errors import UsageError
 

@@ -22,7 +22,7 @@ def commit(
     name: str = typer.Argument(None, help="name[:tag] for the new image (none: untagged)."),
     message: str = typer.Option("", "-m", "--message", help="Commit message (in history)."),
 ) -> None:
-    """Make an image of a container's changes: its image's layers plus one new layer."""
+    """Make an image of a container: its image's layers plus its changes as one new layer."""
     from minirun.images import tree
     from minirun.images.store import ImageStore
 
@@ -46,7 +46,7 @@ def export(
     output: str = typer.Option(None, "-o", "--output", help="Write to this file (default: "
                                "standard output, if it is not a terminal)."),
 ) -> None:
-    """Write a container's whole filesystem (its image plus its changes) as a tar."""
+    """Write a container's whole filesystem (image and changes) as one tar."""
     import os
 
     from minirun.errors import UsageError
@@ -87,8 +87,7 @@ def build(
     no_cache: bool = typer.Option(False, "--no-cache", help="Run every step again."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the image id."),
 ) -> None:
-    """Build an image from a Containerfile (FROM, RUN, COPY, ADD, ENV, ARG, WORKDIR, USER,
-    CMD, ENTRYPOINT, EXPOSE, LABEL, STOPSIGNAL); every step is cached."""
+    """Build an image from a Containerfile; every step is cached (docs/images.md)."""
     import os
     from pathlib import Path
 
