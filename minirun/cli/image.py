@@ -55,9 +55,13 @@ def import_(
     name: str = typer.Argument(..., help="name[:tag] for the image (tag defaults to latest)."),
 ) -> None:
     """Create an image from a root filesystem tarball; print its id."""
+    from minirun.cli.progress import Reporter
+
     store = _store(ctx)
     src = sys.stdin.buffer if source == "-" else source
-    img = store.import_tarball(src, name)
+    reporter = Reporter()
+    with reporter.running("importing"):
+        img = store.import_tarball(src, name, progress=reporter if reporter.rich else None)
     sys.stdout.write(f"sha256:{img.id}\n")
 
 

@@ -24,9 +24,9 @@ class Reporter:
             yield self
             return
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                       console=Console(stderr=True), transient=True) as p:
             self._progress = p
             self._task = p.add_task(title, total=None)
@@ -53,6 +53,9 @@ class Reporter:
                                       description=f"layer {diff_id[7:19]}: {state}")
             else:
                 self.line(f"layer {i + 1}/{total} {diff_id[7:19]}: {state}")
+        elif event == "bytes":
+            if self._progress is not None:  # on a pipe, bytes would be a line per 4 MiB: none
+                self._progress.update(self._task, total=info["total"], completed=info["done"])
         elif event == "image":
             if self._progress is not None:
                 self._progress.update(self._task, completed=self._progress.tasks[0].total)

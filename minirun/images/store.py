@@ -30,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,17 +282,22 @@ class ImageStore:
         config: dict | None = None,
         max_entry_size: int | None = None,
         max_total_size: int | None = None,
+        progress=None,
     ) -> Image:
         """Import a root filesystem tar (plain, gzip, xz, bzip2, zstd) as a one-layer image.
 
         `source` is a path or a binary file object (a pipe works: the stream is read once).
         `config` entries override the defaults (Env PATH, Cmd ["sh"]), like `docker import -c`.
+        `progress("bytes", done=, total=)` is called as the input is read (total: None for a
+        stream of unknown length).
         """
         tagged = parse_reference(name)
         self._ensure()
         stage = self._stage("import")
         try:
             with self._open_source(source) as f:
+                if progress is not None:
+                    f = ReadProgress(f, progress)
                 res = self.stage_layer(f, stage, max_entry_size=max_entry_size,
                                        max_total_size=max_total_size)
             now = _now_rfc3339()
@@ -338,7 +344,9 @@ class ImageStore:
                     def unpack(i, layer, ref=ref, tree=tree):
                         what = f"layer {i + 1}/{len(ref.layers)} ({layer.path})"
                         with tree.open(layer.path) as f:
-                            reader = archive.CountingReader(f, layer.size, what)
+                            reader = archive.CountingReader(
+                                f if progress is None else ReadProgress(f, progress, layer.size),
+                                layer.size, what)
                             res = self.stage_layer(reader, stage, what=what,
                                                    max_entry_size=max_entry_size,
                                                    max_total_size=max_total_size)
@@ -724,6 +732,31 @@ class ImageStore:
 def config_json(doc: dict) -> bytes:
     """The canonical bytes of an image config we write (its sha256 is the image id)."""
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+class ReadProgress:
+    """A binary reader that reports how far it got: progress("bytes", done=, total=), at most
+    every 4 MiB and once at the end."""
+
+    STEP = 4 << 20
+
+    def __init__(self, f, progress, total: int | None = None):
+        self.f, self.progress, self.done, self.next = f, progress, 0, 0
+        if total is None:
+            try:
+                st = os.fstat(f.fileno())
+                total = st.st_size if st.st_size and stat.S_ISREG(st.st_mode) else None
+            except (OSError, AttributeError, ValueError):
+                total = None
+        self.total = total
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.done += len(data)
+        if self.done >= self.next or not data:
+            self.next = self.done + self.STEP
+            self.progress("bytes", done=self.done, total=self.total)
+        return data
 
 
 class MissingLayer(Exception):

@@ -7,6 +7,7 @@ import os
 import tarfile
 
 import pytest
+import typer
 from imagekit import FakeImage, layer, three_layer_image, write_oci
 
 from minirun.errors import ImageFormatError, ImageNotFound, UsageError
@@ -94,3 +95,35 @@ def test_saved_docker_archive_has_docker_names(store):
         manifest = json.load(t.extractfile("manifest.json"))
         assert manifest[0]["RepoTags"] == ["app:1"] and len(manifest[0]["Layers"]) == 3
         assert json.load(t.extractfile("repositories")) == {"app": {"1": store.get("app:1").id}}
+
+
+def test_import_reports_progress_in_bytes(tmp_path):
+    from imagekit import BUSYBOX_TAR
+
+    events = []
+    ImageStore(tmp_path / "p").import_tarball(
+        BUSYBOX_TAR, "p", progress=lambda ev, **kw: events.append((ev, kw["done"], kw["total"])))
+    size = BUSYBOX_TAR.stat().st_size
+    assert events[-1] == ("bytes", size, size)
+    assert [d for _, d, _ in events] == sorted(d for _, d, _ in events)
+
+
+def test_ls_hides_intermediate_images_unless_all(store, tmp_path):
+    from typer.testing import CliRunner
+
+    from minirun.cli import image
+
+    base = store.get("app:1")
+    step = store.derive(base, history={"created_by": "ENV A=1"}, config={"Env": ["A=1"]},
+                        extra={"intermediate": True})
+    top = typer.Typer()
+
+    @top.callback()
+    def _root(ctx: typer.Context):
+        ctx.obj = {"root": str(tmp_path / "a")}
+
+    top.add_typer(image.app, name="image")
+    shown = CliRunner().invoke(top, ["image", "ls", "-q", "--no-trunc"]).stdout.split()
+    assert shown == [base.id]
+    shown = CliRunner().invoke(top, ["image", "ls", "-a", "-q", "--no-trunc"]).stdout.split()
+    assert sorted(shown) == sorted([base.id, step.id])
