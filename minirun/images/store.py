@@ -3,17 +3,18 @@
     images/
       lock                      flock(2): exclusive around every change, shared around reads
       repositories.json         the index: name:tag -> image id, images, layers (atomic rewrite)
-      blobs/sha256/<hex>        content by digest: image configs now; manifests and compressed
-                                layer blobs when OCI layouts / registries arrive
+      blobs/sha256/<hex>        image configs, by digest (= the image id)
       layers/<diff_id hex>/     one unpacked layer, shared by every image that uses it
         diff/                   the files (an overlayfs lowerdir)
         layer.json              size, compression seen, whiteouts
+        tar-split               the layer's tar minus file contents: `image save` rebuilds it
+      l/<16 hex>                symlink to ../layers/<hex>/diff: short names for lowerdir=
       tmp/                      staging: every change is built here and rename(2)d into place
 
 An image *is* its config (the OCI image config JSON); its id is that JSON's sha256, the way
 Docker names images. The config lists its layers by diff_id (sha256 of the uncompressed tar),
-so two images built from the same tar share one unpacked copy. Multi-layer images, OCI layouts
-and docker-archives only add importers: the layout stays.
+so two images built from the same tar share one unpacked copy, whether it came from a tarball,
+an OCI layout, a docker-archive, a commit or a build step.
 
 Crash safety: a layer or blob is renamed into place before the index names it, and removed only
 after the index stops naming it, so a crash leaves at worst an unreferenced directory, never a
@@ -42,6 +43,7 @@ from minirun.errors import ImageFormatError, ImageNotFound, UsageError
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 INDEX_VERSION = 1
+LINK_CHARS = 16  # images/l/<this many hex digits of the diff_id>
 
 _HEX = re.compile(r"[0-9a-f]{4,64}")
 _NAME = re.compile(
@@ -133,6 +135,16 @@ class Image:
     def short_id(self) -> str:
         return self.id[:12]
 
+    def lowerdir(self) -> str:
+        """The overlay `lowerdir=` value: the layers top first, by their short links in
+        images/l/ where they exist (a mount's options must fit in one page: ~37 layers by full
+        path under /var/lib/minirun, ~90 by link)."""
+        paths = []
+        for p in reversed(self.layers):
+            link = p.parent.parent.parent / "l" / p.parent.name[:LINK_CHARS]
+            paths.append(str(link) if os.path.islink(link) else str(p))
+        return ":".join(paths)
+
     def to_dict(self) -> dict:
         """`minirun image inspect`, shaped like Docker's so tools and habits carry over."""
         return {
@@ -158,6 +170,7 @@ class ImageStore:
         self.root = Path(data_root) / "images"
         self.blobs = self.root / "blobs" / "sha256"
         self.layers_dir = self.root / "layers"
+        self.links = self.root / "l"  # short names of layers' diff dirs (Image.lowerdir())
         self.tmp = self.root / "tmp"
         self.index_path = self.root / "repositories.json"
         self.lock_path = self.root / "lock"
@@ -212,6 +225,17 @@ class ImageStore:
         except FileNotFoundError:
             pass
         shutil.rmtree(trash)
+
+    def _link(self, hexid: str) -> Path:
+        """l/<first 16 hex> -> ../layers/<hex>/diff: a short name for the overlay lowerdir
+        option, which must fit in one page with every layer of the image (Docker's overlay2
+        does the same). Returns the link, for the caller's undo list."""
+        self.links.mkdir(exist_ok=True)
+        link = self.links / hexid[:LINK_CHARS]
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
+        os.symlink(f"../layers/{hexid}/diff", link)
+        return link
 
     def layer_path(self, diff_id: str) -> Path:
         return self.layers_dir / diff_id.removeprefix("sha256:") / "diff"
@@ -545,6 +569,8 @@ class ImageStore:
                     dst = self.layers_dir / hexid
                     if hexid in index["layers"] and dst.is_dir():
                         sizes[hexid] = index["layers"][hexid]["size"]
+                        if not os.path.islink(self.links / hexid[:LINK_CHARS]):
+                            self._link(hexid)  # a layer stored before links existed
                         continue
                     staged = stage / hexid if stage is not None else None
                     if staged is None or not staged.is_dir():
@@ -553,6 +579,7 @@ class ImageStore:
                         self._discard(dst)
                     os.rename(staged, dst)
                     added.append(dst)
+                    added.append(self._link(hexid))
                     meta = json.loads((dst / "layer.json").read_text())
                     sizes[hexid] = meta["size"]
                     index["layers"][hexid] = {"size": meta["size"]}
@@ -610,6 +637,8 @@ class ImageStore:
             self._discard(self.blobs / image_id)
             for d in gone:
                 self._discard(self.layers_dir / d.removeprefix("sha256:"))
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.links / d.removeprefix("sha256:")[:LINK_CHARS])
         return removed
 
     def tag(self, ref: str, name: str) -> str:
@@ -694,6 +723,10 @@ class ImageStore:
             for entry in self.layers_dir.iterdir():
                 if entry.name not in index["layers"]:
                     self._discard(entry)
+                    removed.append(str(entry))
+            for entry in self.links.iterdir() if self.links.exists() else []:
+                if not entry.exists():  # its layer is gone
+                    entry.unlink()
                     removed.append(str(entry))
             for entry in self.blobs.iterdir():
                 if entry.name not in index["images"]:

@@ -161,3 +161,12 @@ def test_export_writes_the_merged_filesystem(clean, loaded, tmp_path):
     assert not {"data/gone", "data/dir/old"} & names
     assert not [n for n in names if ".wh." in n]
     assert not list(tmp_path.glob("fs.tar.*"))
+
+
+def test_an_image_of_sixty_layers_runs(clean, loaded, tmp_path):
+    """The overlay's options must fit in a page: layers are named by short links."""
+    base = three_layer_image().layers[0]
+    layers = [base] + [layer(f"l{i}/", (f"l{i}/f", f"{i}".encode())) for i in range(59)]
+    (name,) = loaded(write_oci(tmp_path / "oci", [FakeImage(layers, {"Cmd": ["sh"]},
+                                                            "it-sixty:1")]))
+    assert clean.out("run", "--rm", name, "cat", "/l0/f", "/l30/f", "/l58/f") == "03058"
