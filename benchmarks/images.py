@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> list[Section]:
         floor_ms = [timed([MINIRUN, "--root", str(root), "image", "ls", "-q"])
                     for _ in range(args.runs)]
         reimp_ms = [timed([MINIRUN, "--root", str(root), "image", "import", str(layer),
-                           "big:again"])]
+                           f"big:again{i}"]) for i in range(args.runs)]
         ratio = median(imp_ms) / median(tar_ms)
         rel = median(reload_ms) / median(imp_ms)
         sec = Section(f"Image import: {files} files, {size / 1e6:.0f} MB ({args.runs} runs, "
@@ -126,16 +126,18 @@ def main(argv: list[str] | None = None) -> list[Section]:
                          f"{lib * 100:.1f}% {verdict(lib <= 0.05)}"])
         sec.rows.append(["(minirun image ls -q: the CLI's floor)", fmt_ms(median(floor_ms)),
                          fmt_ms(p95(floor_ms)), "", ""])
-        sec.rows.append(["(image import of the same tarball again)", fmt_ms(median(reimp_ms)),
-                         "", "", ""])
+        reimp = median(reimp_ms) / median(imp_ms)
+        sec.rows.append(["image import of the same tarball again", fmt_ms(median(reimp_ms)),
+                         fmt_ms(p95(reimp_ms)), "<= 5% of import",
+                         f"{reimp * 100:.1f}% {verdict(reimp <= 0.05)}"])
         sec.notes.append("import is the whole CLI command (start-up, sha256 of the stream, "
-                         "tar-split record, index) against tar's extraction alone. A plain "
-                         "tarball has no manifest, so importing it again must read and hash it "
-                         "(the layer is then not stored twice); an OCI layout or docker-archive "
-                         "names its diff_ids, so a stored layer is not read at all")
+                         "tar-split record, index) against tar's extraction alone. An OCI layout "
+                         "or docker-archive names its diff_ids, so a stored layer is not read; a "
+                         "tarball imported before is recognised by its stat (device, inode, size, "
+                         "mtime, ctime), as git's index does")
         sections.append(sec)
         shutil.rmtree(work)
-        minirun(root, "image", "rm", "big:kept", "big:again")
+        minirun(root, "image", "rm", "big:kept", *[f"big:again{i}" for i in range(args.runs)])
 
         # 5 layers vs 1
         from imagekit import FakeImage, busybox_layer, write_oci

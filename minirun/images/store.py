@@ -320,10 +320,16 @@ class ImageStore:
         stage = self._stage("import")
         try:
             with self._open_source(source) as f:
-                if progress is not None:
-                    f = ReadProgress(f, progress)
-                res = self.stage_layer(f, stage, max_entry_size=max_entry_size,
-                                       max_total_size=max_total_size)
+                seen = self._import_seen(f)
+                diff_id = seen and self._stat_cache_get(seen)
+                if not diff_id:
+                    if progress is not None:
+                        f = ReadProgress(f, progress)
+                    res = self.stage_layer(f, stage, max_entry_size=max_entry_size,
+                                           max_total_size=max_total_size)
+                    diff_id = res.diff_id
+                    if seen:
+                        self._stat_cache_put(seen, diff_id)
             now = _now_rfc3339()
             image_config = {"Env": [f"PATH={DEFAULT_PATH}"], "Cmd": ["sh"]}
             image_config.update(config or {})
@@ -332,7 +338,7 @@ class ImageStore:
                 "architecture": _GOARCH.get(os.uname().machine, os.uname().machine),
                 "os": "linux",
                 "config": image_config,
-                "rootfs": {"type": "layers", "diff_ids": [res.diff_id]},
+                "rootfs": {"type": "layers", "diff_ids": [diff_id]},
                 "history": [
                     {
                         "created": now,
@@ -341,9 +347,47 @@ class ImageStore:
                     }
                 ],
             }
-            return self.commit_image(config_json(doc), [tagged], stage)
+            try:
+                return self.commit_image(config_json(doc), [tagged], stage)
+            except MissingLayer:  # the cached layer was removed meanwhile: unpack it after all
+                with self._open_source(source) as f:
+                    self.stage_layer(f, stage, max_entry_size=max_entry_size,
+                                     max_total_size=max_total_size)
+                return self.commit_image(config_json(doc), [tagged], stage)
         finally:
             shutil.rmtree(stage)
+
+    # Importing the same tarball again: a file whose (device, inode, size, mtime, ctime) are
+    # unchanged since an import has the same contents (the stat cache of git's index, or
+    # make's): its diff_id is known, and if that layer is stored nothing is read. ctime cannot
+    # be set by a user (any write or utime(2) moves it), and times are in nanoseconds.
+    @staticmethod
+    def _import_seen(f) -> str | None:
+        try:
+            st = os.fstat(f.fileno())
+        except (OSError, AttributeError, ValueError):
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+    def _stat_cache_get(self, key: str) -> str | None:
+        with self._locked(exclusive=False):
+            index = self._read_index()
+            diff_id = index.get("import_cache", {}).get(key)
+            if diff_id and diff_id.removeprefix("sha256:") in index["layers"]:
+                return diff_id
+        return None
+
+    def _stat_cache_put(self, key: str, diff_id: str) -> None:
+        with self._locked():
+            index = self._read_index()
+            cache = index.setdefault("import_cache", {})
+            cache.pop(key, None)
+            cache[key] = diff_id
+            while len(cache) > 64:  # the oldest entries go first
+                del cache[next(iter(cache))]
+            self._write_index(index)
 
     def load(self, source, *, names: list[str] | None = None, progress=None,
              max_entry_size: int | None = None, max_total_size: int | None = None) -> list[Image]:
