@@ -214,8 +214,8 @@ class TarTree(_Tree):
         self.members: dict[tuple[str, ...], tarfile.TarInfo] = {}
         self.dirs: set[tuple[str, ...]] = {()}
         for m in members:
-            parts = tuple(p for p in _clean(m.name, what) if p != "..")
-            if ".." in _clean(m.name, what):
+            parts = tuple(_clean(m.name, what))
+            if ".." in parts:
                 continue  # never reachable by a lexical lookup from the root: ignore
             self.members[parts] = m  # a later entry wins, as on extraction
             for i in range(len(parts)):

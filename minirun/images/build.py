@@ -262,7 +262,7 @@ class Builder:
                state.config, *parts]
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
-    def _cached(self, key: str, state: _State, cfg: dict, make) -> _State:
+    def _cached(self, key: str, state: _State, make) -> _State:
         if not self.no_cache:
             hit = self.store.cache_get(key)
             if hit is not None:
@@ -275,7 +275,7 @@ class Builder:
 
     def _config_step(self, state, cfg, ins, args) -> _State:
         key = self._key(state, ins.cmd, cfg)
-        return self._cached(key, state, cfg, lambda: self.store.derive(
+        return self._cached(key, state, lambda: self.store.derive(
             state.image, config=cfg, history={"created_by": ins.original},
             extra={"intermediate": True}))
 
@@ -297,7 +297,7 @@ class Builder:
             return self.store.derive(state.image, config=cfg, history={
                 "created_by": ins.original}, write_layer=writer, extra={"intermediate": True})
 
-        return self._cached(key, state, cfg, make)
+        return self._cached(key, state, make)
 
     def _run(self, state, cfg, ins, env, where) -> _State:
         if state.image is None:
@@ -332,7 +332,7 @@ class Builder:
             finally:
                 self.rt.remove(record, force=True)
 
-        return self._cached(key, state, cfg, make)
+        return self._cached(key, state, make)
 
     def _copy(self, state, cfg, ins, env, where) -> _State:
         try:
@@ -382,7 +382,7 @@ class Builder:
                     w.path(real, target)
             w.close()
 
-        return self._cached(key, state, cfg, lambda: self.store.derive(
+        return self._cached(key, state, lambda: self.store.derive(
             state.image, config=cfg, history={"created_by": ins.original}, write_layer=write,
             extra={"intermediate": True}))
 

@@ -30,7 +30,8 @@ class _TarWriter:
 
     def _header(self, name: str, size: int, kind=tarfile.REGTYPE) -> None:
         ti = tarfile.TarInfo(name)
-        ti.size, ti.mode, ti.mtime, ti.type = size, 0o644 if kind == tarfile.REGTYPE else 0o755, 0, kind
+        ti.size, ti.mtime, ti.type = size, 0, kind
+        ti.mode = 0o644 if kind == tarfile.REGTYPE else 0o755
         self.out.write(ti.tobuf(tarfile.PAX_FORMAT))
 
     def _pad(self, size: int) -> None:

@@ -58,17 +58,17 @@ class _Writer:
         return ti
 
     @staticmethod
-    def _xattrs(fd: int | None, dir_fd: int, name: str) -> dict[str, str]:
-        target = fd if fd is not None else None
+    def _xattrs(fd: int) -> dict[str, str]:
+        """The xattrs an image may carry (user.*, security.capability) of an open file."""
         try:
-            keys = os.listxattr(target) if target is not None else []
+            keys = os.listxattr(fd)
         except OSError:
             return {}
         out = {}
         for k in keys:
             if k.startswith(_KEPT_XATTRS):
                 try:
-                    out[k] = os.getxattr(target, k).decode("utf-8", "surrogateescape")
+                    out[k] = os.getxattr(fd, k).decode("utf-8", "surrogateescape")
                 except OSError:
                     continue
         return out
@@ -79,7 +79,7 @@ class _Writer:
         self.tar.addfile(ti)
 
     def directory(self, name: str, fd: int, st: os.stat_result) -> None:
-        ti = self._info(name, st, self._xattrs(fd, -1, name))
+        ti = self._info(name, st, self._xattrs(fd))
         ti.type = tarfile.DIRTYPE
         self.tar.addfile(ti)
 
@@ -95,7 +95,7 @@ class _Writer:
             fd = os.open(base, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
             try:
                 fst = os.fstat(fd)
-                ti = self._info(name, fst, self._xattrs(fd, dir_fd, base))
+                ti = self._info(name, fst, self._xattrs(fd))
                 ti.size = fst.st_size
                 with os.fdopen(os.dup(fd), "rb", buffering=_CHUNK) as f:
                     try:
