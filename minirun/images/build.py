@@ -145,6 +145,7 @@ class Builder:
         self.build_args = dict(build_args or {})
         self.progress = progress or (lambda *a, **k: None)
         self.no_cache = no_cache
+        self.ignore = Ignore.load(self.context)
 
     def say(self, text: str, **info) -> None:
         self.progress("step", text=text, **info)
@@ -364,11 +365,12 @@ class Builder:
 
             u = resolve_user(chown, self._layers_top_first(state))
             owner = (u["uid"], u["gid"])
-        digest = _hash_sources(sources, self.context)
+        digest = _hash_sources(sources, self.context, self.ignore)
         key = self._key(state, ins.cmd, srcs, dest, chown, digest)
 
         def write(out):
-            w = _LayerWriter(out, self._layers_top_first(state), owner)
+            w = _LayerWriter(out, self._layers_top_first(state), owner,
+                             lambda p: self.ignore(os.path.relpath(p, self.context)))
             into_dir = dest.endswith("/") or len(sources) > 1 or any(
                 os.path.isdir(p) for p in sources)
             for src in sources:
@@ -393,11 +395,15 @@ class Builder:
         if any(c in pattern for c in "*?["):
             parent = self.context / os.path.dirname(pattern)
             matches = sorted(p for p in _listdir(parent)
-                             if fnmatch.fnmatchcase(p.name, os.path.basename(pattern)))
+                             if fnmatch.fnmatchcase(p.name, os.path.basename(pattern))
+                             and not self.ignore(str(p.relative_to(self.context))))
             if not matches:
                 raise BuildError(f"{where}: no source file matches {pattern!r}")
         else:
             matches = [self.context / pattern]
+            if self.ignore(os.path.normpath(pattern)):
+                raise BuildError(f"{where}: source {pattern!r} is excluded by the context's "
+                                 ".containerignore/.dockerignore")
         for p in matches:
             real = os.path.realpath(p)
             if real != str(self.context) and not real.startswith(str(self.context) + "/"):
@@ -424,12 +430,71 @@ def _is_archive(p: Path) -> bool:
     return len(head) == 512 and head[257:262] == b"ustar"
 
 
-def _hash_sources(sources: list[Path], context: Path) -> str:
+class Ignore:
+    """.containerignore (or .dockerignore) in the context: paths COPY and ADD leave out.
+
+    One pattern a line; `#` comments; `*` and `?` stay within a path component, `**` crosses
+    them; a pattern that matches a directory leaves out everything under it; `!pattern`
+    brings matches back; the last matching line decides (Docker's rules)."""
+
+    def __init__(self, patterns: list[tuple[bool, re.Pattern]]):
+        self.patterns = patterns
+
+    @classmethod
+    def load(cls, context: Path) -> Ignore:
+        for name in (".containerignore", ".dockerignore"):
+            try:
+                text = (context / name).read_text()
+            except OSError:
+                continue
+            patterns = []
+            for line in text.splitlines():
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                negate = line.startswith("!")
+                line = os.path.normpath(line.lstrip("!").strip()).lstrip("/")
+                patterns.append((negate, re.compile(_glob_regex(line))))
+            return cls(patterns)
+        return cls([])
+
+    def __call__(self, rel: str) -> bool:
+        if not self.patterns:
+            return False
+        parts = rel.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        ignored = False
+        for negate, rx in self.patterns:
+            if any(rx.fullmatch(p) for p in prefixes):
+                ignored = not negate
+        return ignored
+
+
+def _glob_regex(pattern: str) -> str:
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")  # any number of directories, none included
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        out.append("[^/]*" if c == "*" else "[^/]" if c == "?" else re.escape(c))
+        i += 1
+    return "".join(out)
+
+
+def _hash_sources(sources: list[Path], context: Path, ignore=lambda rel: False) -> str:
     h = hashlib.sha256()
     for named in sources:
         h.update(json.dumps(["source", str(named.relative_to(context))]).encode())
         src = Path(os.path.realpath(named))
         for path in [src, *sorted(src.rglob("*"))] if src.is_dir() else [src]:
+            if path != src and ignore(os.path.relpath(path, context)):
+                continue
             st = path.lstat()
             h.update(json.dumps([str(path.relative_to(src)), st.st_mode, st.st_size]).encode())
             if stat.S_ISLNK(st.st_mode):
@@ -466,8 +531,10 @@ class _LayerWriter:
     """A layer tar for COPY/ADD/WORKDIR. Parent directories are written with the metadata the
     image already has for them (so `COPY x /tmp/` keeps /tmp's sticky bit)."""
 
-    def __init__(self, out, layers_top_first: list[Path], owner: tuple[int, int] = (0, 0)):
+    def __init__(self, out, layers_top_first: list[Path], owner: tuple[int, int] = (0, 0),
+                 ignore=lambda path: False):
         self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)
+        self.ignore = ignore
         self.layers = layers_top_first
         self.owner = owner
         self.dirs: set[str] = set()
@@ -519,10 +586,11 @@ class _LayerWriter:
         if dest.strip("/"):
             self.path(src, dest)
         for root, dirs, files in os.walk(src):
-            dirs.sort()
-            for name in sorted(dirs) + sorted(files):
+            dirs[:] = sorted(d for d in dirs if not self.ignore(Path(root) / d))
+            for name in dirs + sorted(files):
                 p = Path(root) / name
-                self.path(p, os.path.join(dest, str(p.relative_to(src))))
+                if not self.ignore(p):
+                    self.path(p, os.path.join(dest, str(p.relative_to(src))))
 
     def archive(self, src: Path, dest: str) -> None:
         """ADD of a local tar: its entries go under `dest`, names checked like any layer's."""

@@ -142,3 +142,17 @@ def test_from_scratch(clean, built, tmp_path):
         with tarfile.open(fileobj=top) as layer:
             alias = layer.getmember("alias")
             assert alias.isfile() and layer.extractfile(alias).read() == b"hi\n"
+
+
+def test_ignore_file_keeps_paths_out_of_the_image_and_the_cache(clean, built, context):
+    (context / "app/debug.log").write_text("noise\n")
+    (context / ".containerignore").write_text("app/sub\n*/*.log\n")
+    (context / "Containerfile").write_text("FROM busybox\nCOPY app/ /app/\nCMD [\"ls\", \"/app\"]\n")
+    built.append("it-ignore:1")
+    clean("build", "-q", "-t", "it-ignore:1", str(context))
+    assert clean.out("run", "--rm", "it-ignore:1").split() == ["a.txt", "link"]
+    (context / "app/debug.log").write_text("more noise\n")  # ignored: the cache still holds
+    assert "Using cache" in clean("build", "-t", "it-ignore:1", str(context)).stderr
+    (context / "Containerfile").write_text("FROM busybox\nCOPY app/sub/b.txt /\n")
+    proc = clean("build", "-t", "it-ignore:2", str(context), check=False)
+    assert proc.returncode == 1 and "excluded by the context's .containerignore" in proc.stderr

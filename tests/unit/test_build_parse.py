@@ -31,3 +31,17 @@ def test_substitute_like_a_dockerfile():
     env = {"A": "1", "EMPTY": ""}
     assert substitute("$A ${A} ${B:-def} ${A:-x} ${A:+alt} ${B:+alt}|$EMPTY|", env) == \
         "1 1 def 1 alt |" + "|"
+
+
+def test_ignore_file_rules(tmp_path):
+    from minirun.images.build import Ignore
+
+    (tmp_path / ".dockerignore").write_text(
+        "# comment\n.git\n*.log\n**/secret*\n!keep.log\nbuild/\n/tmp?\n")
+    ignore = Ignore.load(tmp_path)
+    assert ignore(".git") and ignore(".git/config")  # a directory takes its contents along
+    assert ignore("x.log") and not ignore("keep.log") and not ignore("d/x.log")
+    assert ignore("secret.txt") and ignore("a/b/secret.key") and not ignore("a/notsecret")
+    assert ignore("build/out.o") and ignore("tmp1") and not ignore("tmp12")
+    assert not ignore("src/main.py")
+    assert not Ignore.load(tmp_path / "nowhere")("anything")
