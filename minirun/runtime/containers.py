@@ -150,7 +150,7 @@ class Runtime:
             fds += procs
             stdio, log_fds = _wire_stdio(record.state.detached, interactive, fds)
             upper, work = record.dir / "upper", record.dir / "work"
-            lower = ":".join(str(p) for p in reversed(image.layers))
+            lower = image.lowerdir()               # top layer first, by short links (store.py)
             monitor_argv = self._monitor_argv(record, cg.oom_events_file(), log_fds)
             launch = plan.Launch(
                 rootfs=spec["root"]["path"], rootfs_fstype="overlay",
