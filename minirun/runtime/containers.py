@@ -150,13 +150,12 @@ class Runtime:
             fds += procs
             stdio, log_fds = _wire_stdio(record.state.detached, interactive, fds)
             upper, work = record.dir / "upper", record.dir / "work"
-            layers, extra = image.layers, ""
+            lower, extra = image.lowerdir(), ""    # top layer first, by short links (store.py)
             if userns.host_root(spec) is not None:
                 with self._phase("user namespace layers"):
                     layers = userns.shifted_layers(image.layers, spec, self.root / "cache" / "idmap")
                     userns.prepare_container_dirs(record.dir, spec)
-                extra = ",userxattr"
-            lower = ":".join(str(p) for p in reversed(layers))
+                lower, extra = ":".join(str(p) for p in reversed(layers)), ",userxattr"
             monitor_argv = self._monitor_argv(record, cg.oom_events_file(), log_fds)
             launch = plan.Launch(
                 rootfs=spec["root"]["path"], rootfs_fstype="overlay",
