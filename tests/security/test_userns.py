@@ -103,3 +103,18 @@ def test_userns_auto_takes_distinct_blocks_of_the_subuid_ranges(clean, tmp_path)
     sub.write_text("someone:100000:65536\n")
     r = clean("run", "--rm", "--userns", "auto", "busybox", "true", check=False, env=env)
     assert r.returncode == 125 and f"{sub} has no range for 'minirun'" in r.stderr
+
+
+def test_a_layered_image_keeps_owners_and_deletions(clean, tmp_path):
+    """Every layer of a built image is shifted: a directory a RUN step gave to uid 1000 is 1000's
+    inside, and a directory a later layer replaced (an overlay opaque directory) stays replaced."""
+    (tmp_path / "Containerfile").write_text(
+        "FROM busybox\n"
+        "RUN mkdir -p /home/app /opq && chown 1000:1000 /home/app && touch /opq/old\n"
+        "RUN rm -rf /opq && mkdir /opq && touch /opq/new\n")
+    clean("build", "-t", "userns-layers", str(tmp_path))
+    try:
+        out = clean.out("run", "--rm", *MAP, "userns-layers", "sh", "-c", "stat -c %u:%g /home/app; ls /opq")
+        assert out.split() == ["1000:1000", "new"]
+    finally:
+        clean("image", "rm", "userns-layers")
