@@ -82,7 +82,10 @@ def lab_shell():
 @pytest.mark.root
 @pytest.mark.parametrize("lab", [*LABS, LAB_DIR / "README.md"], ids=lambda p: p.stem)
 def test_lab_commands_print_what_the_lab_says(lab, lab_shell):
+    failure = None
     try:
         check(lab, lab_shell, timeout=60)
     except AssertionError as e:
-        pytest.fail(str(e), pytrace=False)
+        failure = str(e)
+    if failure:
+        pytest.fail(failure, pytrace=False)
