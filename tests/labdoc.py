@@ -3,8 +3,9 @@
 The convention, also explained to readers in docs/labs/README.md ("How the labs are tested"):
 
 * Only fenced blocks tagged ``console`` are run; ``sh``, ``text`` and other blocks are not.
-* A line starting with ``$ `` is a command. A command line ending in ``\\`` continues on the next
-  line (a leading ``> `` there is dropped, as a shell's prompt would show it).
+* A line starting with ``$ `` is a command. It continues on the next line when it ends in ``\\``
+  or when the next line starts with ``> `` (a shell's continuation prompt, which is dropped), so
+  a quoted string may span lines.
 * The lines after a command, up to the next command or the end of the block, are what it prints
   (stdout and stderr together, as on a terminal). They must match **all** of the output:
     - a line ``...`` matches any number of lines, none included;
@@ -60,7 +61,7 @@ def parse(markdown: str) -> list[Command]:
             pass
         elif line.startswith("$ "):
             parts, start = [line[2:]], i
-            while parts[-1].endswith("\\") and i + 1 < len(lines):
+            while i + 1 < len(lines) and (parts[-1].endswith("\\") or lines[i + 1].startswith("> ")):
                 i += 1
                 parts.append(lines[i][2:] if lines[i].startswith("> ") else lines[i])
             current = Command("\n".join(parts), start + 1)

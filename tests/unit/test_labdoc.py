@@ -27,6 +27,13 @@ b
 c
 ```
 
+```console
+$ echo 'a
+> b'
+a
+b
+```
+
 ````console
 $ x=1
 ```
@@ -37,11 +44,12 @@ $ x=1
 def test_console_blocks_are_parsed_with_status_and_continuations():
     cmds = parse(LAB)
     assert [c.text for c in cmds] == ["echo one", "false", "printf 'a\\nb\\nc\\n' \\\n  | tail -n 2",
-                                      "x=1"]
-    assert [c.status for c in cmds] == [0, 1, 0, 0]
+                                      "echo 'a\nb'", "x=1"]
+    assert [c.status for c in cmds] == [0, 1, 0, 0, 0]
     assert cmds[0].expected == ["one"] and cmds[1].expected == []
     assert cmds[2].expected == ["b", "c"]
-    assert cmds[3].expected == ["```"]     # a longer fence may hold a shorter one
+    assert cmds[3].expected == ["a", "b"]  # a "> " line continues a quoted string
+    assert cmds[4].expected == ["```"]     # a longer fence may hold a shorter one
     assert cmds[0].line == 8
 
 
