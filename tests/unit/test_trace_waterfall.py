@@ -47,6 +47,18 @@ def test_a_native_step_runs_from_the_previous_stamp_to_its_own():
                       ("exec", 5, 8)]
 
 
+def test_clone_starts_with_mr_spawn_even_when_the_child_first_ran_after_it_returned():
+    # on a busy machine the child's first instruction (clone's stamp) can come after mr_spawn
+    # returned, in a gap or in the next phase: the clone still began in mr_spawn
+    for first_ran in (4.5, 4.0):
+        spans = merge(PHASES, stamps(clone=first_ran, exec=8), name)
+        [clone] = [s for s in spans if s.name == "clone"]
+        assert (clone.start_ns / MS, clone.end_ns / MS) == (3, first_ran)
+    phases = [PHASES[1], Span("record pid", 4.2 * MS, 4.4 * MS, PYTHON)]
+    [clone] = [s for s in merge(phases, stamps(clone=4.3), name) if s.name == "clone"]
+    assert clone.start_ns == 3 * MS
+
+
 def test_steps_that_did_not_run_are_left_out():
     spans = merge(PHASES, stamps(clone=3.5, exec=8), name)
     assert [s.name for s in spans if s.source == NATIVE] == ["clone", "exec"]
