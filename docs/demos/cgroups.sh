@@ -32,12 +32,13 @@ fi
 mr rm hog >/dev/null
 
 step "3. pids: a fork bomb held at 64 processes"
-show run -d --name bomb --pids-limit 64 --cpus 0.5 busybox sh -c 'f(){ f | f & }; f; sleep 300'
+show run -d --name bomb --pids-limit 64 --cpus 0.5 busybox sh -c 'f(){ f | f & }; f & exec sleep 300'
 pids=$(group pids bomb)
-n=; while [ "$n" != "$(cat "$pids/pids.events")" ]; do n=$(cat "$pids/pids.events"); sleep 0.5; done
+# wait until the kernel has refused forks and stopped having to: the bomb has burnt out
+n=; while [ "$n" != "$(cat "$pids/pids.events")" ] || [ "$n" = "max 0" ]; do n=$(cat "$pids/pids.events"); sleep 0.5; done
 echo "pids.current $(cat "$pids/pids.current") of pids.max $(cat "$pids/pids.max"); forks refused (pids.events): $(cut -d' ' -f2 "$pids/pids.events")"
 pid=$(pid_of bomb)
-echo "processes the bomb left: $(ps -o stat= --ppid "$pid" | sort | uniq -c | xargs)  (zombies: PID 1 is sleep, which never reaps)"
+echo "processes the bomb left: $(ps -o stat= --ppid "$pid" | sort | uniq -c | xargs)  (zombies: PID 1 is sleep, which never reaps them)"
 echo "the host is unaffected: it can still start processes ($(/bin/echo yes)), and the bomb had at most half a CPU"
 show rm -f bomb
 
