@@ -71,6 +71,11 @@ def lab_shell():
     finally:
         shell.close()
         leaks = leftovers(root)
+        # a lab that failed half-way may leave a mount of its own under the root (lab 2 mounts
+        # a tmpfs): unmount it, deepest first, before removing the root
+        for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
+            if str(root) in line.split()[4]:
+                subprocess.run(["umount", "-l", line.split()[4]], capture_output=True)
         left = subprocess.run([f"{bindir}/minirun", "ps", "-a", "-q"], env=env, capture_output=True,
                               text=True).stdout.split()
         if left:
