@@ -84,7 +84,7 @@ def lab_shell():
     assert not leaks, f"the lab left these behind: {leaks}"
 
 
-REQUIRES = re.compile(r"<!-- requires: ([^(>]*)")
+REQUIRES = re.compile(r"^<!-- requires: ([^(]*?) *(?:\(.*)?-->$", re.M)
 
 
 def skip_unless_the_machine_has(lab: Path) -> None:
