@@ -139,4 +139,5 @@ def test_process_start_is_before_now_and_within_a_tick_of_procs_starttime():
 
     now, cpu = time.monotonic_ns(), time.process_time_ns()
     start = process_start_ns(now, cpu)
-    assert now - 60 * 1000 * MS < start <= now - cpu + 1   # this process began in the last minute
+    # this process (pytest) began before now, and not long ago: the whole suite takes minutes
+    assert now - 30 * 60 * 1000 * MS < start <= now - cpu + 1
