@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main demo (`make demo`): an isolated container from the busybox tarball image, with its
-# limits enforced, then everything removed. Runs in a throwaway data root; about 10 seconds.
+# limits enforced; then a scheduler cluster that loses a worker; then everything removed. Runs in a
+# throwaway data root; about 20 seconds.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -10,6 +11,7 @@ if [ -t 1 ]; then B=$'\e[1m'; G=$'\e[32m'; D=$'\e[2m'; N=$'\e[0m'; else B= G= D=
 step() { printf '\n%s== %s%s\n' "$B" "$*" "$N"; }
 show() { printf '%s$ minirun %s%s\n' "$D" "$*" "$N"; "${MR[@]}" "$@"; }
 cleanup() {
+  [ -d "$ROOT/cluster" ] && "${MR[@]}" cluster down --timeout 5 >/dev/null 2>&1 || true
   ids=$("${MR[@]}" ps -a -q 2>/dev/null || true)
   [ -n "$ids" ] && "${MR[@]}" rm -f $ids >/dev/null 2>&1 || true
   rm -rf "$ROOT"
@@ -58,8 +60,32 @@ show exec ticker ps
 show stop -t 1 ticker
 show rm ticker
 
-step "7. nothing left behind"
+step "7. a cluster: a manager and 3 workers, a service of 6 tasks spread over them"
+show cluster up --workers 3 --worker-memory 512m
+cat > "$ROOT/web.json" <<'JSON'
+{"family": "web",
+ "containerDefinitions": [{"name": "app", "image": "busybox", "cpu": 128, "memory": 32,
+   "command": ["sh", "-c", "echo serving; exec sleep 3600"], "stopTimeout": 1}]}
+JSON
+show task-definition register "$ROOT/web.json"
+show service create web --task-definition web --desired-count 6 --wait
+show task ls
+show cluster status
+
+step "8. kill -9 a worker: after 5 s without heartbeat it is lost, its tasks run elsewhere"
+victim=$("${MR[@]}" cluster status --format json | .venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)["workers"][1]["pid"])')
+printf '%s$ kill -9 %s   # worker w2%s\n' "$D" "$victim" "$N"
+kill -9 "$victim"
+t0=$(date +%s.%N)
+until [ "$("${MR[@]}" task ls --service web --format json | .venv/bin/python -c 'import json, sys; t = json.load(sys.stdin); print(sum(x["status"] == "RUNNING" and x["worker"] != "w2" for x in t))')" = 6 ]; do sleep 0.2; done
+awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "6 tasks running on w1 and w3 again, %.1f s after the kill\n", a - b }'
+show task ls
+"${MR[@]}" cluster events | grep -E 'LOST|leftover' | cut -c1-160
+show cluster down
+
+step "9. nothing left behind"
 left=$(grep -c "$ROOT" /proc/self/mountinfo || true)
 cg=$(find /sys/fs/cgroup -mindepth 3 -maxdepth 3 -type d -path '*/minirun/*' 2>/dev/null | wc -l)
-echo "mounts: $left, container cgroups: $cg, containers: $("${MR[@]}" ps -a -q | wc -l)"
+procs=$(pgrep -fc "minirun-(manager|worker).*$ROOT" || true)
+echo "mounts: $left, container cgroups: $cg, containers: $("${MR[@]}" ps -a -q | wc -l), cluster processes: $procs, socket: $(ls "$ROOT/cluster/manager.sock" 2>/dev/null | wc -l)"
 printf '\n%sdone.%s Next: `make test`, and docs/architecture.md for how it works.\n' "$G" "$N"
