@@ -11,11 +11,21 @@ import sys
 import typer
 
 from minirun import __version__
-from minirun.cli import cluster, container, explain, image, service, task, task_definition, trace
+from minirun.cli import (
+    cluster,
+    container,
+    explain,
+    image,
+    service,
+    sim,
+    task,
+    task_definition,
+    trace,
+)
 
 GROUPS = {"image": image.app, "container": container.group, "trace": trace.app,
           "cluster": cluster.app, "task-definition": task_definition.app, "task": task.app,
-          "service": service.app, "explain": explain.app}
+          "service": service.app, "explain": explain.app, "sim": sim.app}
 
 
 def _version(value: bool) -> None:

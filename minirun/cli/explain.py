@@ -9,7 +9,8 @@ import typer
 from minirun.cli.api import call, check_format
 from minirun.cli.common import print_json, print_table
 
-app = typer.Typer(help="Show a task's placement decision: every worker, kept or dropped, and why.")
+app = typer.Typer(help="Show a task's placement decision: every worker, kept or dropped, and why.",
+                  context_settings={"allow_interspersed_args": True})
 
 
 @app.callback(invoke_without_command=True)

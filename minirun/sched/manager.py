@@ -541,7 +541,7 @@ class Manager:
         if not pending:
             return
         views = self._views()
-        listed = [views[w] for w in sorted(views, key=lambda w: int(w[1:]) if w[1:].isdigit() else 0)]
+        listed = [views[w] for w in sorted(views, key=_worker_order)]
         changed = []
         for t in pending:
             req = placement.TaskRequest(t["cpu"], t["memory"], t["group"], tuple(t["ports"]),
@@ -609,7 +609,7 @@ class Manager:
         with self.lock:
             views = self._views()
             workers = []
-            for wid, w in self.workers.items():
+            for wid, w in sorted(self.workers.items(), key=lambda kv: _worker_order(kv[0])):
                 v = views.get(wid)
                 running = [t for t in self._tasks_on(wid) if t["status"] != "STOPPED"]
                 workers.append({"id": wid, "status": w["status"], "pid": w["pid"], "cpu": w["cpu"],
@@ -662,6 +662,11 @@ class Manager:
                    [({"service": s["name"]}, s["desired"]) for s in self.services.values() if s["status"] == "ACTIVE"])
             metric("placements_total", "counter", "Placement decisions made.", [({}, self.placements)])
             return "\n".join(lines) + "\n"
+
+
+def _worker_order(wid: str) -> int:
+    """w1, w2, ..., w10: by number, not as text."""
+    return int(wid[1:]) if wid[1:].isdigit() else 0
 
 
 def remove_task_containers(root: Path, task_ids: set[str]) -> int:

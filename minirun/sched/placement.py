@@ -9,8 +9,8 @@ ECS places a task in two passes, and so do we:
 2. **rank** — order the rest by the strategies, *in the order given*: `spread(FIELD)` prefers
    the worker whose value of FIELD (an attribute, or `instanceId`) has the fewest tasks of the
    group; `binpack(cpu|memory)` prefers the worker with the least of it left after placing;
-   `random` draws. The first strategy decides, the next ones break its ties, and the worker id
-   breaks the last tie so a decision is reproducible.
+   `random` draws. The first strategy decides, the next ones break its ties, and the order of
+   the workers (w1, w2, ...) breaks the last tie, so a decision is reproducible.
 
 A task that passes no filter stays PENDING with a reason that counts why each worker was
 dropped. Everything here is pure (no clock, no I/O): the manager and the simulator
@@ -304,40 +304,24 @@ def place(req: TaskRequest, workers: list[WorkerView], rng: random.Random | None
     """Choose a worker for one task. With `explain`, every worker is listed with why it was
     kept (its score) or dropped; without, only the winner (the simulator's fast path)."""
     rng = rng or random.Random(0)
-    trees = [_tree(c["expression"]) for c in req.constraints if c["type"] == "memberOf"]
+    member = [(c["expression"], _tree(c["expression"])) for c in req.constraints if c["type"] == "memberOf"]
     distinct = any(c["type"] == "distinctInstance" for c in req.constraints)
+    cpu, memory, group, ports = req.cpu, req.memory, req.group, set(req.ports)
     dropped: Counter = Counter()
     candidates: list[Candidate] = []
     kept: list[WorkerView] = []
-    ports = set(req.ports)
     for w in workers:
-        why = None
-        if w.status != "ACTIVE":
-            why = w.status.lower()
-        elif w.cpu - w.reserved_cpu < req.cpu:
-            why = f"cpu: needs {req.cpu} units, {w.cpu - w.reserved_cpu} of {w.cpu} free"
-            key = "not enough cpu"
-        elif w.memory - w.reserved_memory < req.memory:
-            why = f"memory: needs {req.memory} MiB, {w.memory - w.reserved_memory} of {w.memory} free"
-            key = "not enough memory"
-        elif ports and ports & w.ports:
-            why = f"host port {sorted(ports & w.ports)[0]} already taken"
-            key = "host port taken"
-        elif distinct and w.groups.get(req.group):
-            why = f"distinctInstance: already runs a task of {req.group}"
-            key = "distinctInstance"
-        else:
-            for c, tree in zip((c for c in req.constraints if c["type"] == "memberOf"), trees, strict=True):
-                if not evaluate(tree, w.attributes):
-                    why = f"memberOf({c['expression']}) is false"
-                    key = "memberOf"
-                    break
-        if why is None:
+        # the common case first, in one expression: this loop is the scheduler's hot path
+        if (w.status == "ACTIVE" and w.cpu - w.reserved_cpu >= cpu
+                and w.memory - w.reserved_memory >= memory
+                and not (ports and ports & w.ports) and not (distinct and w.groups.get(group))
+                and (not member or all(evaluate(tree, w.attributes) for _, tree in member))):
             kept.append(w)
-        else:
-            dropped[why if w.status != "ACTIVE" else key] += 1
-            if explain:
-                candidates.append(Candidate(w.id, False, why))
+            continue
+        why, key = _dropped(w, req, ports, distinct, member)
+        dropped[key] += 1
+        if explain:
+            candidates.append(Candidate(w.id, False, why))
     if not kept:
         if not workers:
             return Decision(None, "no workers in the cluster", candidates)
@@ -345,9 +329,10 @@ def place(req: TaskRequest, workers: list[WorkerView], rng: random.Random | None
         return Decision(None, f"no worker fits (cpu {req.cpu}, memory {req.memory} MiB): "
                         + ", ".join(parts), candidates)
     scores = _scores(req, kept, workers, rng)
-    best = min(range(len(kept)), key=lambda i: (scores[i], kept[i].id))
+    # ties go to the worker listed first (the manager lists them w1, w2, ...)
+    best = min(zip(scores, range(len(kept)), strict=True))[1]
     if explain:
-        order = sorted(range(len(kept)), key=lambda i: (scores[i], kept[i].id))
+        order = sorted(range(len(kept)), key=lambda i: (scores[i], i))
         rank = {i: r for r, i in enumerate(order)}
         for i, w in enumerate(kept):
             candidates.append(Candidate(w.id, True, _describe(req.strategy, scores[i]) +
@@ -356,6 +341,26 @@ def place(req: TaskRequest, workers: list[WorkerView], rng: random.Random | None
         candidates.sort(key=lambda c: (not c.kept, c.score if c.kept else (), c.worker))
     return Decision(kept[best].id, f"{_describe(req.strategy, scores[best])}; "
                     f"{len(kept)} of {len(workers)} workers fit", candidates)
+
+
+def _dropped(w: WorkerView, req: TaskRequest, ports: set[int], distinct: bool,
+             member: list) -> tuple[str, str]:
+    """Why a worker was dropped: (the detail for explain, the key counted in the reason)."""
+    if w.status != "ACTIVE":
+        return w.status.lower(), w.status.lower()
+    if w.cpu - w.reserved_cpu < req.cpu:
+        return f"cpu: needs {req.cpu} units, {w.cpu - w.reserved_cpu} of {w.cpu} free", "not enough cpu"
+    if w.memory - w.reserved_memory < req.memory:
+        return (f"memory: needs {req.memory} MiB, {w.memory - w.reserved_memory} of {w.memory} free",
+                "not enough memory")
+    if ports & w.ports:
+        return f"host port {sorted(ports & w.ports)[0]} already taken", "host port taken"
+    if distinct and w.groups.get(req.group):
+        return f"distinctInstance: already runs a task of {req.group}", "distinctInstance"
+    for expression, tree in member:
+        if not evaluate(tree, w.attributes):
+            return f"memberOf({expression}) is false", "memberOf"
+    raise AssertionError("a worker dropped for no reason")
 
 
 def _scores(req: TaskRequest, kept: list[WorkerView], everyone: list[WorkerView],
