@@ -168,6 +168,8 @@ def cluster_leftovers(root: Path, ids: list[str]) -> list[str]:
               for pid in out.stdout.split() if Path(f"/proc/{pid}").exists()]
     if (cdir / "manager.sock").exists():
         found.append("manager.sock")
+    if (cdir / "volumes").exists():
+        found += [f"task volume {p.name}" for p in (cdir / "volumes").iterdir()]
     if (root / "containers").exists():
         found += [f"container dir {p.name[:12]}" for p in (root / "containers").iterdir()]
     for cid in ids:

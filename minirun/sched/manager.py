@@ -567,7 +567,14 @@ class Manager:
 
     def loop(self) -> None:
         while not self.stopped.is_set():
-            self.tick()
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 — a bug in one pass must not stop all later ones
+                import traceback
+
+                traceback.print_exc()         # to ROOT/cluster/logs/manager.log
+                with self.lock:
+                    self.event("manager", "manager", "a reconcile pass failed (see logs/manager.log)")
             self.stopped.wait(0.2)
 
     # -- shutdown -------------------------------------------------------------------------------
@@ -671,6 +678,8 @@ def _worker_order(wid: str) -> int:
 
 def remove_task_containers(root: Path, task_ids: set[str]) -> int:
     """Kill and remove every container of these tasks (by the name suffix the workers give)."""
+    import shutil
+
     from minirun.runtime.containers import Runtime
 
     rt = Runtime(root)
@@ -680,6 +689,10 @@ def remove_task_containers(root: Path, task_ids: set[str]) -> int:
             with contextlib.suppress(errors.ContainerNotFound):
                 rt.remove(record, force=True)
                 removed += 1
+    volumes = ClusterPaths(root).volumes
+    for tid in task_ids:
+        if (volumes / tid).exists():
+            shutil.rmtree(volumes / tid)
     return removed
 
 
@@ -812,7 +825,10 @@ def route(m: Manager, method: str, p: list[str], q: dict[str, str], body: Any) -
                 return tasks
         if n == 2 and method == "GET":
             with m.lock:
-                return m.task(p[1])
+                t = m.task(p[1])
+                w = m.workers.get(t["worker"] or "")
+                stats = ((w or {}).get("stats") or {}).get("tasks", {}).get(t["id"])
+                return dict(t, stats=stats) if stats and t["status"] != "STOPPED" else t
         if n == 3 and p[2] == "stop" and method == "POST":
             return m.stop_task(p[1], body.get("reason"))
         if n == 3 and p[2] == "explain" and method == "GET":

@@ -7,6 +7,7 @@
     metrics.port              the loopback TCP port of /metrics
     config.json               the flags `cluster up` was given (a restarted manager reuses them)
     logs/                     manager.log, wN.log (each process's stderr)
+    volumes/TASK/NAME         a task's scratch volumes (ECS volumes without a host path)
 
 A pid file holds the start time too (field 22 of /proc/PID/stat), so a recycled pid is never
 mistaken for the process that wrote it.
@@ -29,6 +30,7 @@ class ClusterPaths:
         self.logs = self.dir / "logs"
         self.metrics_port = self.dir / "metrics.port"
         self.config = self.dir / "config.json"
+        self.volumes = self.dir / "volumes"
 
     def worker_pid(self, wid: str) -> Path:
         return self.workers / f"{wid}.pid"

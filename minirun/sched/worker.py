@@ -28,6 +28,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import signal
 import sys
 import threading
@@ -35,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from minirun.errors import ClusterError, InvalidTransition, MinirunError
+from minirun.errors import ClusterError, InvalidTransition, MinirunError, ResourceNotFound
 from minirun.sched import client, taskdef
 from minirun.sched.manager import container_name
 from minirun.sched.paths import ClusterPaths
@@ -179,12 +180,26 @@ class Worker:
         while not self.exiting:
             try:
                 self.exchange(wait=self.heartbeat)
+            except ResourceNotFound:
+                self.forgotten()
             except ClusterError:
                 time.sleep(self.heartbeat)    # the manager is away: keep the tasks, retry
 
     def send_now(self) -> None:
-        with contextlib.suppress(ClusterError):
+        try:
             self.exchange(wait=0)
+        except ResourceNotFound:
+            self.forgotten()
+        except ClusterError:
+            pass                              # the poller retries
+
+    def forgotten(self) -> None:
+        """The manager does not know this worker (its state was removed): nothing we run is
+        wanted any more. Behave as if told LOST: remove the containers and exit."""
+        with self.lock:
+            self.state = "LOST"
+        self.wake.set()
+        time.sleep(self.heartbeat)
 
     # -- the reconciler -------------------------------------------------------------------------
     def run(self) -> None:
@@ -288,7 +303,15 @@ class Worker:
         cpu = task.overrides.get("cpu") or td.get("cpu")
         entry = cd.get("entryPoint") or []
         command = list(entry[1:]) + list(cd.get("command") or []) if entry else list(cd.get("command") or [])
-        volumes = {v["name"]: v.get("host", {}).get("sourcePath") for v in td.get("volumes", [])}
+        volumes = {}
+        for v in td.get("volumes", []):
+            # a host path, or scratch space shared by the task's containers (removed with them)
+            source = (v.get("host") or {}).get("sourcePath")
+            if not source:
+                scratch = self.paths.volumes / task.id / v["name"]
+                scratch.mkdir(parents=True, exist_ok=True)
+                source = str(scratch)
+            volumes[v["name"]] = source
         opts = RunOptions(
             image=cd["image"], command=command, entrypoint=entry[0] if entry else None,
             env=[f"{e['name']}={e.get('value', '')}" for e in cd.get("environment", [])],
@@ -298,8 +321,8 @@ class Worker:
             cpu_shares=max(2, cd["cpu"]) if cd.get("cpu") else None,
             cpus=min(cpu / taskdef.CPU_UNITS_PER_CPU, os.cpu_count() or 1) if cpu else None,
             ulimits=[f"{u['name']}={u['softLimit']}:{u['hardLimit']}" for u in cd.get("ulimits", [])],
-            volumes=[f"{volumes.get(m['sourceVolume']) or '/tmp'}:{m['containerPath']}" + (":ro" if m["readOnly"] else "")
-                     for m in cd.get("mountPoints", []) if volumes.get(m["sourceVolume"])],
+            volumes=[f"{volumes[m['sourceVolume']]}:{m['containerPath']}" + (":ro" if m["readOnly"] else "")
+                     for m in cd.get("mountPoints", [])],
             read_only=cd.get("readonlyRootFilesystem", False), network=td.get("networkMode", "none"),
             detach=True)
         try:
@@ -402,6 +425,8 @@ class Worker:
             if c.record is not None:
                 with contextlib.suppress(MinirunError):
                     self.rt.remove(c.record, force=True)
+        if (self.paths.volumes / t.id).exists():
+            shutil.rmtree(self.paths.volumes / t.id)
 
     def kill_everything(self) -> None:
         with self.lock:

@@ -164,3 +164,69 @@ def test_bad_input_gets_one_line(cluster, tmp_path):
         r = cluster(*args, check=False)
         assert r.returncode == 125 and message in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
     assert tasks(cluster, "--all") == []
+
+
+def test_depends_on_order_and_a_scratch_volume_shared_by_the_task(cluster, tmp_path):
+    cluster("cluster", "up", "--workers", "1", *FAST)
+    shared = [{"sourceVolume": "shared", "containerPath": "/shared"}]
+    td = {"family": "pod", "volumes": [{"name": "shared"}], "containerDefinitions": [
+        {"name": "setup", "image": "busybox", "memory": 16, "essential": False, "mountPoints": shared,
+         "command": ["sh", "-c", "sleep 0.3; echo ready > /shared/flag"]},
+        {"name": "app", "image": "busybox", "memory": 16, "mountPoints": shared, "stopTimeout": 1,
+         "dependsOn": [{"containerName": "setup", "condition": "SUCCESS"}],
+         "command": ["sh", "-c", "cat /shared/flag; exec sleep 3600"],
+         "healthCheck": {"command": ["CMD", "test", "-e", "/shared/flag"], "interval": 1}},
+        {"name": "sidecar", "image": "busybox", "memory": 16, "essential": False, "stopTimeout": 1,
+         "dependsOn": [{"containerName": "app", "condition": "HEALTHY"}], "command": ["sleep", "3600"]},
+    ]}
+    register(cluster, td, tmp_path)
+    tid = cluster.out("task", "run", "pod")
+
+    def sidecar_running():
+        t = json.loads(cluster.out("task", "describe", tid))[0]
+        c = {x["name"]: x for x in t["containers"]}
+        return c.get("sidecar", {}).get("status") == "RUNNING" and t
+    t = wait_until("the sidecar started", sidecar_running)
+    c = {x["name"]: x for x in t["containers"]}
+    assert c["setup"]["status"] == "STOPPED" and c["setup"]["exitCode"] == 0
+    assert t["status"] == "RUNNING" and t["health"] == "HEALTHY"
+    assert cluster.out("logs", c["app"]["id"]) == "ready"       # started after setup wrote it
+    started = {n: json.loads(cluster.out("inspect", c[n]["id"]))[0]["State"] for n in c}
+    assert started["setup"]["FinishedAt"] <= started["app"]["StartedAt"] < started["sidecar"]["StartedAt"]
+    assert t["stats"]["memory_usage"] > 0                      # from the containers' cgroups
+    assert (cluster.root / "cluster" / "volumes" / tid / "shared" / "flag").read_text() == "ready\n"
+    cluster("task", "stop", tid)
+    wait_until("the task and its volume gone", lambda: not containers(cluster)
+               and not (cluster.root / "cluster" / "volumes" / tid).exists())
+
+
+def test_events_follow_and_metrics(cluster, tmp_path):
+    import subprocess
+    import urllib.request
+
+    from conftest import MINIRUN
+    cluster("cluster", "up", "--workers", "2", *FAST)
+    follower = subprocess.Popen([*MINIRUN, "--root", str(cluster.root), "cluster", "events", "-f"],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        register(cluster, sleeper(), tmp_path)
+        cluster("service", "create", "web", "-t", "sleeper", "-n", "3", "--wait")
+        seen = []
+        while not any(e["message"] == "RUNNING on w2" for e in seen) or len([e for e in seen if e["message"].startswith("RUNNING")]) < 3:
+            seen.append(json.loads(follower.stdout.readline()))
+        assert {"seq", "time", "kind", "subject", "message"} <= set(seen[-1])
+        assert [e["seq"] for e in seen] == sorted(e["seq"] for e in seen)
+    finally:
+        follower.kill()
+        follower.wait()
+    port = int((cluster.root / "cluster" / "metrics.port").read_text())
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = r.read().decode()
+    assert 'minirun_tasks{status="RUNNING",service="web"} 3' in text
+    assert 'minirun_workers{status="ACTIVE"} 2' in text
+    assert "# TYPE minirun_worker_memory_usage_bytes gauge" in text
+    assert 'minirun_service_desired_tasks{service="web"} 3' in text
+    stats = cluster.out("cluster", "stats")
+    assert stats.splitlines()[0].split() == ["WORKER", "TASK", "SERVICE", "MEMORY", "CPU", "TIME"]
+    assert stats.count(" web ") == 3
