@@ -142,6 +142,8 @@ class Simulation:
         self.task_seq = 0
         self.outages: list[dict] = []        # a kill, until every service is whole again
         self.pending_wake: set[float] = set()
+        self.samples: list[tuple[float, dict[str, int]]] = []     # for the chart
+        self.marks: list[float] = []
         w = scenario["workers"]
         self._add_workers(int(w["count"]), log=False)
         for s in scenario["services"]:
@@ -173,6 +175,7 @@ class Simulation:
         self.log(f"{len(self.views)} workers, {len(self.services)} services, "
                  f"{sum(s.desired for s in self.services.values())} tasks desired")
         self.reconcile()
+        self.sample()
 
     def step(self) -> bool:
         """Handle every event of the next instant, then reconcile; False when the run is over."""
@@ -187,7 +190,18 @@ class Simulation:
         if dirty:
             self.reconcile()
         self.check_outages()
+        self.sample()
         return True
+
+    def sample(self) -> None:
+        counts = {name: svc.ok for name, svc in self.services.items()}
+        if not self.samples or self.samples[-1][1] != counts:
+            self.samples.append((self.now, counts))
+
+    def png(self) -> bytes:
+        from minirun.sched.chart import draw
+
+        return draw(self.samples, list(self.services), float(self.sc.get("duration", 60)), self.marks)
 
     # -- what happens -----------------------------------------------------------------------
     def handle(self, kind: str, data: Any) -> bool:
@@ -244,6 +258,7 @@ class Simulation:
             noticed = math.ceil((last + self.lost_after) / TICK - 1e-9) * TICK
             self.at(max(noticed, self.now), "lost", wid)
         if victims:
+            self.marks.append(self.now)
             dead = set(victims)
             for t in self.tasks.values():
                 if t.counted and t.worker in dead:

@@ -230,3 +230,36 @@ def test_events_follow_and_metrics(cluster, tmp_path):
     stats = cluster.out("cluster", "stats")
     assert stats.splitlines()[0].split() == ["WORKER", "TASK", "SERVICE", "MEMORY", "CPU", "TIME"]
     assert stats.count(" web ") == 3
+
+
+def test_task_definition_revisions_and_drain(cluster, tmp_path):
+    cluster("cluster", "up", "--workers", "3", *FAST)
+    assert register(cluster, sleeper(), tmp_path) == "sleeper:1"
+    assert register(cluster, sleeper(memory=48), tmp_path) == "sleeper:2"
+    ls = cluster.out("task-definition", "ls")
+    assert [line.split()[:2] for line in ls.splitlines()[1:]] == [["sleeper:1", "ACTIVE"], ["sleeper:2", "ACTIVE"]]
+    latest = json.loads(cluster.out("task-definition", "describe", "sleeper"))
+    assert latest["revision"] == 2 and latest["containerDefinitions"][0]["memory"] == 48
+    assert cluster.out("task-definition", "deregister", "sleeper:2") == "sleeper:2 INACTIVE"
+    assert json.loads(cluster.out("task-definition", "describe", "sleeper"))["revision"] == 1
+    r = cluster("task", "run", "sleeper:2", check=False)
+    assert r.returncode == 125 and "task definition sleeper:2 is deregistered (INACTIVE)" in r.stderr
+    assert ["sleeper:2", "INACTIVE"] in [line.split()[:2] for line in cluster.out("task-definition", "ls", "--all").splitlines()]
+
+    # drain: the service's tasks leave w1, a standalone task stays (as in ECS)
+    cluster("service", "create", "web", "-t", "sleeper", "-n", "3", "--wait")
+    alone = cluster.out("task", "run", "sleeper", "--placement-constraint", "memberOf(attribute:ecs.os-type == linux)")
+    wait_until("the task running", lambda: [t for t in tasks(cluster) if t["id"] == alone and t["status"] == "RUNNING"])
+    on_w1 = [t["id"] for t in running(cluster, "web") if t["worker"] == "w1"]
+    assert on_w1
+    assert cluster.out("cluster", "drain", "w1") == "w1 draining"
+    wait_until("the service off w1", lambda: len(running(cluster, "web")) == 3
+               and "w1" not in {t["worker"] for t in running(cluster, "web")})
+    assert workers(cluster)["w1"]["status"] == "DRAINING"
+    stopped = {t["id"]: t for t in tasks(cluster, "--all") if t["id"] in on_w1}
+    assert all(t["stop_reason"] == "worker w1 is draining" for t in stopped.values())
+    standalone = next(t for t in tasks(cluster) if t["id"] == alone)
+    assert standalone["status"] == "RUNNING"
+    new = cluster.out("task", "run", "sleeper", "--count", "3")
+    wait_until("3 more running", lambda: sum(t["status"] == "RUNNING" for t in tasks(cluster) if t["id"] in new.split()) == 3)
+    assert "w1" not in {t["worker"] for t in tasks(cluster) if t["id"] in new.split()}

@@ -85,3 +85,27 @@ def test_scenario_files_and_errors(tmp_path):
     f.write_text(json.dumps({"workers": {"count": 1}, "services": [{"name": "x", "desired": 1, "strategy": "pack"}]}))
     with pytest.raises(UsageError, match="scenario: placement strategy 'pack'"):
         sim.simulate(str(f))
+
+
+def test_the_chart_is_a_png_of_the_run_and_the_same_for_the_same_seed():
+    import struct
+    import zlib
+
+    from minirun.sched.chart import PALETTE, RED
+
+    data = run("worker-loss", 1).png()
+    assert data == run("worker-loss", 1).png()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, i = {}, 8
+    while i < len(data):
+        n, tag = struct.unpack(">I4s", data[i:i + 8])
+        body = data[i + 8:i + 8 + n]
+        assert struct.unpack(">I", data[i + 8 + n:i + 12 + n])[0] == zlib.crc32(tag + body)
+        chunks[tag] = chunks.get(tag, b"") + body
+        i += 12 + n
+    w, h, depth, colour = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    assert (w, h, depth, colour) == (800, 400, 8, 2)
+    rows = zlib.decompress(chunks[b"IDAT"])
+    assert len(rows) == h * (1 + 3 * w)
+    pixels = {rows[r * (1 + 3 * w) + 1 + 3 * x:r * (1 + 3 * w) + 4 + 3 * x] for r in range(h) for x in range(0, w, 2)}
+    assert bytes(PALETTE[0]) in pixels and bytes(RED) in pixels        # the service, the kills
