@@ -1,9 +1,11 @@
 """Bringing a cluster up and down: the manager and worker processes, in the background.
 
-No systemd: each process is started the classic Unix daemon way (fork, setsid, fork again, so
+No systemd: the manager is started the classic Unix daemon way (fork, setsid, fork again, so
 it has no controlling terminal and is not the child of the command that started it), with its
-stdin on /dev/null and its stderr appended to ROOT/cluster/logs/NAME.log. Each process writes
-its own pid file ("PID START_TIME", paths.py) and removes it when it exits cleanly.
+stdin on /dev/null and its stderr appended to ROOT/cluster/logs/manager.log. The manager then
+starts each worker as its own child (posix_spawn, a session of its own, logs/wN.log) and, as a
+child subreaper, reaps them and whatever they leave orphaned. Each process writes its own pid
+file ("PID START_TIME", paths.py) and removes it when it exits cleanly.
 
 `down` asks the manager to stop every task and let the workers go; whatever does not go in time
 is killed by pid (checked against its start time), and a last sweep removes any container of a
@@ -153,10 +155,11 @@ def add_workers(root: Path, n: int, cpu: int, memory: int, attributes: dict[str,
     paths = ClusterPaths(root)
     made = []
     for _ in range(n):
-        w = client.call(root, "POST", "/v1/workers", {"cpu": cpu, "memory": memory, "attributes": attributes})
-        log = paths.logs / f"{w['id']}.log"
-        pid = daemonize(["-m", "minirun.sched.worker", "--root", str(root), "--id", w["id"]], log)
-        made.append((w, pid, log))
+        # the manager starts the worker as its own child (it reaps it, and the monitors of a
+        # worker that was killed): see Manager.spawn_worker
+        w = client.call(root, "POST", "/v1/workers",
+                        {"cpu": cpu, "memory": memory, "attributes": attributes, "spawn": True})
+        made.append((w, w["pid"], paths.logs / f"{w['id']}.log"))
     for w, pid, log in made:
         def active(wid=w["id"]):
             return any(x["id"] == wid and x["status"] == "ACTIVE"

@@ -155,6 +155,17 @@ class Manager:
             self.store.put_worker(w)
             return w
 
+    def spawn_worker(self, wid: str) -> int:
+        """Start the worker process as our child, in a session of its own. The manager is a
+        child subreaper and reaps it (and, if the worker is killed, its orphaned monitors)."""
+        log = self.paths.logs / f"{wid}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "minirun.sched.worker", "--root", str(self.root), "--id", wid]
+        return os.posix_spawn(sys.executable, argv, dict(os.environ), setsid=True, file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+            (os.POSIX_SPAWN_DUP2, 1, 2)])
+
     def worker(self, wid: str) -> dict:
         w = self.workers.get(wid)
         if w is None:
@@ -785,7 +796,8 @@ def route(m: Manager, method: str, p: list[str], q: dict[str, str], body: Any) -
         return _events(m, q)
     if p[:1] == ["workers"]:
         if n == 1 and method == "POST":
-            return m.add_worker(int(body.get("cpu", 1024)), int(body.get("memory", 1024)), body.get("attributes", {}))
+            w = m.add_worker(int(body.get("cpu", 1024)), int(body.get("memory", 1024)), body.get("attributes", {}))
+            return dict(w, pid=m.spawn_worker(w["id"])) if body.get("spawn") else w
         if n == 1 and method == "GET":
             return m.cluster_status()["workers"]
         if n == 3 and p[2] == "started" and method == "POST":
@@ -943,6 +955,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backoff-reset", type=float, default=30.0)
     args = ap.parse_args(argv)
     _name_process("minirun-manager", f"minirun-manager {args.root}")
+    import prctl
+
+    prctl.set_child_subreaper(True)
+    threading.Thread(target=_reap_children, name="reaper", daemon=True).start()
     m = Manager(Path(args.root), args.heartbeat, args.lost_after,
                 backoff.BackoffPolicy(base=args.backoff_base, cap=args.backoff_cap,
                                       reset_after=args.backoff_reset))
@@ -952,6 +968,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         m.paths.manager_pid.unlink(missing_ok=True)
     return 0
+
+
+def _reap_children() -> None:
+    """Collect every child that exits: the workers we started, and the containers' monitors
+    re-parented to us when their worker was killed. Nobody else here waits for a child."""
+    while True:
+        try:
+            os.waitid(os.P_ALL, 0, os.WEXITED)
+        except ChildProcessError:
+            time.sleep(0.2)
+        except InterruptedError:
+            pass
 
 
 def _name_process(comm: str, title: str) -> None:

@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from collections import Counter
+from pathlib import Path
 
 from cluster_helpers import FAST, containers, register, running, sleeper, tasks, wait_until, workers
 
@@ -43,6 +44,25 @@ def test_killed_worker_tasks_run_elsewhere_without_duplicates(cluster, tmp_path)
     assert names == sorted(t["id"] for t in now)
     events = cluster.out("cluster", "events")
     assert "LOST: no heartbeat" in events and "leftover container(s)" in events
+    # the killed worker was the manager's child, and its monitors were re-parented to the
+    # manager (a child subreaper): all reaped, no zombie left
+    manager = int((cluster.root / "cluster" / "manager.pid").read_text().split()[0])
+    wait_until("no zombie under the manager", lambda: not zombies_of(manager))
+    assert not Path(f"/proc/{victim['pid']}").exists()
+
+
+def zombies_of(parent: int) -> list[int]:
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                status = (d / "status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+            if fields.get("PPid", "").strip() == str(parent) and fields.get("State", "").startswith("Z"):
+                found.append(int(d.name))
+    return found
 
 
 def test_manager_restart_keeps_the_counts(cluster, tmp_path):
