@@ -452,10 +452,9 @@ class Manager:
             self.store.put_tasks(tasks)
             changes.append(f"{', '.join(f'{k} {v}' for k, v in live.items())} applied live")
         else:
-            for t in tasks:
-                self._stop(t, "replaced: new cpu/memory do not fit on its worker")
-            changes.append(f"{', '.join(f'{k} {v}' for k, v in live.items())} by replacement "
-                           "(the tasks do not fit where they run)")
+            svc["config"] = svc.get("config", 0) + 1
+            changes.append(f"{', '.join(f'{k} {v}' for k, v in live.items())} by rolling replacement "
+                           "(the tasks do not all fit where they run)")
 
     def remove_service(self, name: str) -> dict:
         with self.lock:
@@ -513,14 +512,23 @@ class Manager:
             if svc["status"] != "ACTIVE":
                 continue
             mine = [t for t in self.tasks.values() if t["service"] == svc["name"] and t["desired"] == "RUNNING"]
-            views = [reconcile.TaskView(t["id"], t["taskdef"], t["status"], t.get("health") != "UNHEALTHY",
-                                        t["created_at"]) for t in mine]
+            # what a task was made from: the definition, and the service's cpu/memory version
+            # (bumped when a resize could not be applied live: the old tasks are then replaced
+            # by a rolling deployment, like a new definition)
+            current = f"{svc['taskdef']}#{svc.get('config', 0)}"
+            views = [reconcile.TaskView(t["id"], f"{t['taskdef']}#{t.get('config', 0)}", t["status"],
+                                        t.get("health") != "UNHEALTHY", t["created_at"]) for t in mine]
             start, stop = reconcile.plan(reconcile.ServiceView(
-                svc["name"], svc["taskdef"], svc["desired"], svc["minimumHealthyPercent"],
+                svc["name"], current, svc["desired"], svc["minimumHealthyPercent"],
                 svc["maximumPercent"]), views)
             for tid in stop:
                 t = self.tasks[tid]
-                why = "scaled down" if t["taskdef"] == svc["taskdef"] else f"replaced by {svc['taskdef']} (deployment)"
+                if f"{t['taskdef']}#{t.get('config', 0)}" == current:
+                    why = "scaled down"
+                elif t["taskdef"] != svc["taskdef"]:
+                    why = f"replaced by {svc['taskdef']} (deployment)"
+                else:
+                    why = "replaced with the new cpu/memory (deployment)"
                 self._stop(t, f"Scaling activity initiated by service {svc['name']}: {why}")
             if start and now < svc.get("not_before", 0):
                 continue                    # backing off after failures
@@ -529,6 +537,8 @@ class Manager:
                 td = self.taskdefs[(family, int(rev))]
                 new = [self._new_task(td, svc, f"service:{svc['name']}", svc["strategy"],
                                       svc["constraints"], svc.get("overrides")) for _ in range(start)]
+                for t in new:
+                    t["config"] = svc.get("config", 0)
                 self.store.put_tasks(new)
                 self.event("service", f"service/{svc['name']}", f"started {start} task(s) of {svc['taskdef']}")
             # a run that lasted reset_after without a failure clears the count

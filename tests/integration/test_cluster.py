@@ -263,3 +263,25 @@ def test_task_definition_revisions_and_drain(cluster, tmp_path):
     new = cluster.out("task", "run", "sleeper", "--count", "3")
     wait_until("3 more running", lambda: sum(t["status"] == "RUNNING" for t in tasks(cluster) if t["id"] in new.split()) == 3)
     assert "w1" not in {t["worker"] for t in tasks(cluster) if t["id"] in new.split()}
+
+
+def test_a_resize_that_does_not_fit_rolls_the_tasks_over(cluster, tmp_path):
+    cluster("cluster", "up", "--workers", "2", "--worker-memory", "256m", *FAST)
+    td = sleeper()
+    del td["containerDefinitions"][0]["memory"]
+    td["containerDefinitions"][0]["memoryReservation"] = 32
+    register(cluster, td, tmp_path)
+    cluster("service", "create", "web", "-t", "sleeper", "-n", "2", "--placement-strategy", "binpack(memory)", "--wait")
+    old = running(cluster, "web")
+    assert {t["worker"] for t in old} == {"w1"}
+    # 2 × 200 MiB cannot stay on w1 (256 MiB): replaced, one at a time, keeping 2 running
+    cluster("service", "update", "web", "--memory", "200m", "--wait")
+    now = running(cluster, "web")
+    assert sorted(t["worker"] for t in now) == ["w1", "w2"] and all(t["memory"] == 200 for t in now)
+    assert not {t["id"] for t in old} & {t["id"] for t in now}
+    stopped = [t for t in tasks(cluster, "--all") if t["id"] in {x["id"] for x in old}]
+    assert all(t["stop_reason"].endswith("replaced with the new cpu/memory (deployment)") for t in stopped)
+    limits = {json.loads(cluster.out("inspect", c["Id"]))[0]["HostConfig"]["Memory"] for c in containers(cluster)}
+    assert limits == {200 << 20}
+    events = json.loads(cluster.out("service", "describe", "web"))["events"]
+    assert any("by rolling replacement" in e["message"] for e in events)

@@ -126,3 +126,20 @@ def test_failing_health_check_replaces_the_task(cluster, tmp_path):
     wait_until("two healthy again", lambda: [t["health"] for t in running(cluster, "web")] == ["HEALTHY"] * 2
                and len(containers(cluster)) == 2, timeout=15)
     assert sick["id"] not in {t["id"] for t in running(cluster, "web")}
+
+
+def test_a_hung_worker_is_fenced(cluster, tmp_path):
+    cluster("cluster", "up", "--workers", "2", *FAST)
+    register(cluster, sleeper(), tmp_path)
+    cluster("service", "create", "web", "-t", "sleeper", "-n", "2", "--wait")
+    hung = workers(cluster)["w2"]
+    os.kill(hung["pid"], signal.SIGSTOP)                   # alive, but silent
+    try:
+        wait_until("both tasks on w1", lambda: [t["worker"] for t in running(cluster, "web")] == ["w1", "w1"])
+        assert workers(cluster)["w2"]["status"] == "LOST"
+        # the manager killed the silent worker, so it cannot wake up and run its tasks twice
+        wait_until("the hung worker killed and reaped", lambda: not Path(f"/proc/{hung['pid']}").exists())
+        wait_until("its containers removed", lambda: len(containers(cluster)) == 2)
+    finally:
+        if Path(f"/proc/{hung['pid']}").exists():
+            os.kill(hung["pid"], signal.SIGCONT)
