@@ -177,7 +177,7 @@ class Manager:
             w = self.worker(wid)
             if w["status"] not in ("STARTING", "ACTIVE"):
                 raise ClusterError(f"worker {wid} is {w['status']}: it cannot come back")
-            w.update(status="ACTIVE", pid=pid, pid_start=pid_start, last_seen=time.time())
+            w.update(status="ACTIVE", pid=pid, pid_start=pid_start, last_seen=time.time(), report_seq=0)
             w["attributes"] = {**attributes, **w["attributes"]}
             self.store.put_worker(w)
             self.event("worker", wid, f"active (pid {pid}, {w['cpu']} cpu units, {w['memory']} MiB)")
@@ -205,9 +205,12 @@ class Manager:
             if w["status"] == "LOST":
                 return {"status": "LOST", "tasks": [], "generation": 0}
             w["last_seen"] = time.time()
-            if "stats" in report:
-                w["stats"] = report["stats"]
-            self._apply_report(w, report.get("tasks", {}))
+            seq = report.get("seq", 0)
+            if not seq or seq > w.get("report_seq", 0):   # an older report arriving late is stale
+                w["report_seq"] = seq
+                if "stats" in report:
+                    w["stats"] = report["stats"]
+                self._apply_report(w, report.get("tasks", {}))
             self.store.put_worker(w)
             known = report.get("generation", 0)
             while (not self.shutting_down and self.generation.get(wid, 0) == known

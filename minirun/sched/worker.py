@@ -151,12 +151,17 @@ class Worker:
         self.reaper = Reaper()
         self.heartbeat = 1.0
         self.exiting = False
+        self.report_seq = 0
 
     # -- talking to the manager ---------------------------------------------------------------------
     def report(self) -> dict:
+        stats = self.stats()
         with self.lock:
+            # numbered: two reports in flight (the poll and an urgent one) may arrive in either
+            # order, and the manager must not let the older one undo the newer
+            self.report_seq += 1
             tasks = {tid: t.report() for tid, t in self.tasks.items()}
-        return {"tasks": tasks, "stats": self.stats(), "generation": self.generation}
+            return {"tasks": tasks, "stats": stats, "generation": self.generation, "seq": self.report_seq}
 
     def exchange(self, wait: float) -> None:
         """One heartbeat: send the report, take the assignment."""

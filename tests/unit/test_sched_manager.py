@@ -104,3 +104,17 @@ def test_unhealthy_service_task_is_stopped_and_unknown_names_are_refused(tmp_pat
         m.heartbeat_from("w9", {}, 0)
     with pytest.raises(TaskDefinitionError):
         m.register({"family": "x"})
+
+
+def test_a_late_older_report_does_not_undo_a_newer_one(tmp_path):
+    m = manager(tmp_path)
+    m.register(TD)
+    w1 = worker(m)
+    tid = m.run_tasks("web", 1, None, [], None)[0]["id"]
+    m.heartbeat_from(w1, {"seq": 2, "tasks": {tid: {"status": "RUNNING"}}}, 0)
+    assert m.tasks[tid]["status"] == "RUNNING"
+    m.heartbeat_from(w1, {"seq": 1, "tasks": {}}, 0)          # built before the task existed
+    assert m.tasks[tid]["status"] == "RUNNING"
+    m.heartbeat_from(w1, {"seq": 3, "tasks": {}}, 0)          # newer, and the task is gone
+    assert m.tasks[tid]["status"] == "STOPPED"
+    assert m.tasks[tid]["stop_reason"] == f"the task vanished from worker {w1}"
