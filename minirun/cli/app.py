@@ -11,12 +11,27 @@ import sys
 import typer
 
 from minirun import __version__
-from minirun.cli import container, image, imagework, observe, system, trace
+from minirun.cli import (
+    cluster,
+    container,
+    explain,
+    image,
+    imagework,
+    observe,
+    service,
+    sim,
+    system,
+    task,
+    task_definition,
+    trace,
+)
 
 # the modules of top-level verbs: each has VERBS and register(app, only)
 VERB_MODULES = (container, imagework, observe, system)
 
-GROUPS = {"image": image.app, "container": container.group, "trace": trace.app}
+GROUPS = {"image": image.app, "container": container.group, "trace": trace.app,
+          "cluster": cluster.app, "task-definition": task_definition.app, "task": task.app,
+          "service": service.app, "explain": explain.app, "sim": sim.app}
 
 
 def _version(value: bool) -> None:
