@@ -216,11 +216,12 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
         struct mr_msg ready;
         memset(&ready, 0, sizeof(ready));
         ready.type = MR_MSG_READY;
+        /* `create` (our parent when there is no monitor) exits once it reads READY; we wait
+         * for `start` under the caller's subreaper, as runc's container does. So the parent-
+         * death signal goes first: cleared after READY, a quick parent would kill us. */
+        prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
         mr_send_msg(p->sync_fd, &ready, -1);
         close(p->sync_fd);
-        /* `create` (our parent when there is no monitor) exits now; we wait for `start` under
-         * the caller's subreaper, as runc's container does. */
-        prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
         if (wait_exec_fifo(p->exec_fifo_fd, &fifo, err) < 0) return;
         STAMP(EXEC_FIFO);
     }

@@ -135,3 +135,18 @@ def test_a_cgroup_mount_becomes_read_only_binds_of_the_containers_groups():
                         "source": "/sys/fs/cgroup/minirun/c", "options": ["rbind", "nosuid", "ro"]}]
     writable = _cgroup_mount(dict(m, options=["nosuid"]), [("pids", "/p")])
     assert [x["type"] for x in writable] == ["tmpfs", "bind"]
+
+
+def test_the_device_program_tests_rules_last_first_and_stops_at_a_catch_all():
+    from minirun.runtime.cgroups.devices_bpf import program
+
+    deny_all = {"allow": False, "access": "rwm"}
+    null = {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"}
+    code = program([deny_all, null])
+    insns = [code[i:i + 8] for i in range(0, len(code), 8)]
+    # 6 loads, then /dev/null's block (type, major, minor, allow, exit), then the catch-all deny
+    assert len(insns) == 6 + 5 + 2
+    assert insns[-1][0] == 0x95 and insns[-2][0] == 0xb7 and insns[-2][4] == 0      # deny, exit
+    assert insns[6][0] == 0x55 and insns[6][2] == 4                                # skip 4 if not char
+    # without a catch-all, a final deny is added
+    assert len(program([null])) // 8 == 6 + 5 + 2

@@ -74,8 +74,8 @@ class Resources:
     pids_limit: int | None = None
     blkio_weight: int | None = None
     # OCI linux.resources.devices rules ({"allow", "type", "major", "minor", "access"}), in
-    # order. The v1 devices controller enforces them; cgroup2 needs an eBPF program for this,
-    # which minirun does not load yet (docs/security.md), so there they are not enforced.
+    # order. The v1 devices controller enforces them where the host has it; otherwise an eBPF
+    # program attached to the group in cgroup2 does (devices_bpf.py).
     devices: list[dict] | None = None
 
     @classmethod
@@ -217,7 +217,8 @@ class Cgroup:
         present = set(paths)
         self._v1 = V1Driver(manager.v1_owned & present)
         unified = manager.mounts.unified
-        self._v2 = (V2Driver(unified, manager.v2_owned & present)
+        self._v2 = (V2Driver(unified, manager.v2_owned & present,
+                             bpf_devices="devices" not in manager.v1_owned)
                     if unified is not None and UNIFIED in present else None)
 
     def _drivers(self) -> list:

@@ -37,9 +37,12 @@ def blkio_to_io_weight(weight: int) -> int:
 class V2Driver:
     version = "v2"
 
-    def __init__(self, mount: Path, owned: set[str]):
+    def __init__(self, mount: Path, owned: set[str], bpf_devices: bool = False):
         self.mount = mount
         self.owned = set(owned)     # controllers enabled at the mount root that we use here
+        # enforce device rules with an eBPF program (devices_bpf.py): when no v1 devices
+        # controller does it (a hybrid host like this one has both; v1's is used there)
+        self.bpf_devices = bpf_devices
 
     def prepare_ancestor(self, directory: Path) -> None:
         """Lend our controllers to the children of a parent we own (never the host root)."""
@@ -95,6 +98,10 @@ class V2Driver:
                 _fs.write(d / "cpuset.cpus", res.cpuset_cpus)
         if "pids" in self.owned and res.pids_limit is not None:
             _fs.write(d / "pids.max", _max(res.pids_limit))
+        if self.bpf_devices and res.devices is not None:
+            from .devices_bpf import attach
+
+            attach(d, res.devices)
         if "io" in self.owned and res.blkio_weight is not None:
             if (d / "io.bfq.weight").exists():
                 _fs.write(d / "io.bfq.weight", res.blkio_weight)
