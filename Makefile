@@ -6,7 +6,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := gcc make libc6-dev libcap-dev libseccomp-dev busybox-static pkg-config procps util-linux
+APT_PACKAGES := gcc make libc6-dev libcap-dev libseccomp-dev busybox-static pkg-config procps util-linux nftables
 NATIVE_SOURCES := $(wildcard c_ext/*.c c_ext/*.h c_ext/build.py) setup.py pyproject.toml
 IMAGE := rootfs/build/busybox.tar
 

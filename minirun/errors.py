@@ -103,3 +103,19 @@ def os_error(what: str, err: OSError) -> str:
     """'what: strerror' for an OSError, the one-line form used in messages."""
     code = err.errno or _errno.EIO
     return f"{what}: {os.strerror(code)}"
+
+
+class NetworkNotFound(MinirunError):
+    """No network of that name or id."""
+
+
+class NetworkInUse(MinirunError):
+    """A network that containers are still attached to cannot be removed."""
+
+
+class AddressInUse(MinirunError):
+    """An IP address or a host port that is already taken."""
+
+
+class NetworkError(MinirunError):
+    """Setting up or tearing down a container's network failed (names the step and object)."""

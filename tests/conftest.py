@@ -79,8 +79,33 @@ def cgroup_value(cid: str, controller: str, v1_file: str, v2_file: str) -> str:
 @pytest.fixture(scope="session")
 def data_root():
     root = Path(tempfile.mkdtemp(prefix="minirun-test-"))
+    private_network_settings(root)
     yield root
+    with contextlib.suppress(Exception):
+        from minirun.net.container import teardown
+
+        teardown(root)                     # the root's bridges, nft table and network helper
     shutil.rmtree(root, ignore_errors=True)
+
+
+def private_network_settings(root: Path) -> None:
+    """A bridge name, subnets and an nft table of this root's own, so that test runs (ours, and
+    other people's on the same host) never share or break each other's networks."""
+    import random
+
+    from minirun.net.networks import host_routes, overlaps
+    from minirun.net.settings import Settings
+
+    tag = root.name.rsplit("-", 1)[-1][:8]
+    taken = [r for _, r in host_routes()]
+    rng = random.Random()
+    while True:
+        second = rng.randrange(128, 250)
+        net = (10 << 24) | (second << 16)          # 10.X.0.0/16: .0.0/24 default, the rest user nets
+        if not any(overlaps((net, 16), t) for t in taken):
+            break
+    Settings(bridge=f"mrt{tag}", subnet=f"10.{second}.0.0/24", pool=f"10.{second}.0.0/16",
+             table=f"minirun_t{tag}").save(root)
 
 
 @pytest.fixture(scope="session")
@@ -119,4 +144,34 @@ def leftovers(data_root: Path) -> list[str]:
         found += [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/minirun/{ids}")]
     out = subprocess.run(["pgrep", "-f", f"minirun-monitor.*{data_root}"], capture_output=True, text=True)
     found += [f"monitor pid {pid}" for pid in out.stdout.split()]
+    return found + network_leftovers(data_root)
+
+
+def network_leftovers(data_root: Path) -> list[str]:
+    """Leases, claimed ports, bridge ports (veths) and nft rules of containers that are gone."""
+    import json
+
+    found = []
+    alive = {p.name for p in (data_root / "containers").iterdir()} if (data_root / "containers").exists() else set()
+    for leases in (data_root / "networks").glob("*.leases"):
+        found += [f"lease {ip} on {leases.stem}" for ip, holder in json.loads(leases.read_text()).items()
+                  if holder["id"] not in alive]
+    ports = data_root / "net" / "ports.json"
+    if ports.exists():
+        found += [f"port {key}" for key, v in json.loads(ports.read_text()).items() if v["id"] not in alive]
+    for record in (data_root / "networks").glob("*.json"):
+        bridge = json.loads(record.read_text())["Bridge"]
+        brif = Path(f"/sys/class/net/{bridge}/brif")
+        if brif.is_dir():
+            found += [f"veth {name} on {bridge}" for name in os.listdir(brif)
+                      if not any(name[2:14] == cid[:12] for cid in alive)]
+    config = data_root / "net" / "config.json"
+    if config.exists():
+        table = json.loads(config.read_text()).get("table", "minirun")
+        out = subprocess.run(["nft", "-j", "list", "table", "ip", table], capture_output=True, text=True)
+        if out.returncode == 0:
+            rules = [i["rule"] for i in json.loads(out.stdout)["nftables"] if "rule" in i]
+            found += [f"nft rule for {r['comment'][:12]} in {r['chain']}" for r in rules
+                      if r.get("comment") and not r["comment"].startswith("net:")
+                      and r["comment"] not in alive]
     return found

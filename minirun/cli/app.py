@@ -11,9 +11,10 @@ import sys
 import typer
 
 from minirun import __version__
-from minirun.cli import container, image, trace
+from minirun.cli import container, image, network, trace
 
-GROUPS = {"image": image.app, "container": container.group, "trace": trace.app}
+GROUPS = {"image": image.app, "container": container.group, "trace": trace.app,
+          "network": network.app}
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,51 @@
+"""Per data root network settings: ROOT/net/config.json (all keys optional).
+
+    {"bridge": "minirun0",          the default network's bridge interface
+     "subnet": "10.87.0.0/16",      the default network's subnet (its .1 is the gateway)
+     "pool": "10.86.0.0/16",        where `network create` without --subnet takes subnets from
+     "pool_prefix": 24,             ... of this size
+     "table": "minirun"}            the nftables table (family ip) holding minirun's rules
+
+Two data roots on one host must not share a bridge, a subnet or a table; the tests give each
+of their roots its own file. Docker's 172.17.0.0/16 and podman's 10.88.0.0/16 are avoided on
+purpose, so all three can run side by side; a subnet that overlaps a route the host already has
+is refused when the bridge is made.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from minirun.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Settings:
+    bridge: str = "minirun0"
+    subnet: str = "10.87.0.0/16"
+    pool: str = "10.86.0.0/16"
+    pool_prefix: int = 24
+    table: str = "minirun"
+
+    @classmethod
+    def load(cls, root: Path) -> Settings:
+        path = root / "net" / "config.json"
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError) as e:
+            raise UsageError(f"{path}: not valid JSON ({e})") from None
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise UsageError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    def save(self, root: Path) -> None:
+        from dataclasses import asdict
+
+        (root / "net").mkdir(parents=True, exist_ok=True)
+        (root / "net" / "config.json").write_text(json.dumps(asdict(self), indent=1) + "\n")
