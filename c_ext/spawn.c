@@ -133,7 +133,7 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
 {
     int fifo = -1;
 
-    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);   /* until execve: die with the monitor */
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);   /* until execve (or READY): die with our parent */
     if (join_cgroups(p->cgroup_procs_fds, p->n_cgroup_procs_fds, err) < 0) return;
     STAMP(JOIN_CGROUP);
     if (wait_go(p->sync_fd, err) < 0) return;
@@ -181,6 +181,9 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
         ready.type = MR_MSG_READY;
         mr_send_msg(p->sync_fd, &ready, -1);
         close(p->sync_fd);
+        /* `create` (our parent when there is no monitor) exits now; we wait for `start` under
+         * the caller's subreaper, as runc's container does. */
+        prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
         if (wait_exec_fifo(p->exec_fifo_fd, &fifo, err) < 0) return;
         STAMP(EXEC_FIFO);
     }

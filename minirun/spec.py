@@ -135,6 +135,10 @@ def default_mounts() -> list[dict[str, Any]]:
          "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs",
          "options": ["nosuid", "noexec", "nodev", "ro"]},
+        # the container's own cgroup, read-only, where programs look for their limits
+        # (runtime/plan.py: _cgroup_mount expands it per hierarchy)
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
     ]
 
 

@@ -11,7 +11,7 @@ import sys
 import typer
 
 from minirun import __version__
-from minirun.cli import container, image, network, trace
+from minirun.cli import container, image, network, observe, trace
 
 GROUPS = {"image": image.app, "container": container.group, "trace": trace.app,
           "network": network.app}
@@ -45,6 +45,7 @@ def build(verb: str | None = None) -> typer.Typer:
     )
     app.callback()(_global)
     container.register(app, only=verb)
+    observe.register(app, only=verb)
     for name, group in GROUPS.items():
         if verb in (None, name):
             app.add_typer(group, name=name)
@@ -58,5 +59,5 @@ def verb_of(argv: list[str]) -> str | None:
         if arg == "--root":
             next(args, None)
         elif not arg.startswith("-"):
-            return arg if arg in container.VERBS or arg in GROUPS else None
+            return arg if arg in container.VERBS or arg in observe.VERBS or arg in GROUPS else None
     return None

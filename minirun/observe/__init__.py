@@ -1,1 +1,1 @@
-"""Seeing inside a container: its start-up trace (trace.py); events, stats and metrics later."""
+"""Seeing inside a container: its start-up trace (trace.py) and its resource use (stats.py)."""

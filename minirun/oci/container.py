@@ -1,23 +1,26 @@
 """The OCI lifecycle over a state directory, the way runc keeps it.
 
-    ROOT/ID/state.json   what `create` recorded: pid + start time, monitor, bundle, cgroup, created
+    ROOT/ID/state.json   what `create` recorded: pid + start time, bundle, cgroup, created
     ROOT/ID/exec.fifo    exists from `create` until `start`; the container blocks opening it (sync 8)
-    ROOT/ID/exit.json    written by minirun-monitor when the process exits
     ROOT/.cache/seccomp/ built seccomp programs by profile hash (runtime/seccomp.py)
 
 The status is derived from facts, never stored (runtime-spec runtime.md): "creating" until create
 has recorded the pid, "created" while that process (pid + start time) lives and the fifo still
-exists, "running" while it lives after `start`, "stopped" once it is gone. Every operation is
+exists, "running" while it lives after `start` ("paused" while its cgroup is frozen, as runc
+says), "stopped" once it is gone. Every operation is
 one small function: load the state, check the status allows it, act, save.
 
-The container's parent is minirun-monitor (c_ext/monitor.c) with no log: the container's stdio
-are exactly the caller's fds 0, 1, 2, and the monitor records the exit status in exit.json.
+No monitor: the container is a child of `create`, and when `create` exits it is reparented to the
+caller's child subreaper (conmon, containerd's shim), which reaps it and so learns its exit status
+— the contract runc keeps. `run` is the parent and waits itself. The container's stdio are exactly
+the caller's fds 0, 1, 2.
 Man pages: fifo(7), pidfd_open(2), pid_namespaces(7) (why SIGTERM can be ignored by a PID 1).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -40,8 +43,13 @@ CGROUP_PARENT = "minirun-oci"
 # operation -> the statuses it is allowed in ("delete" of a running container needs --force)
 TRANSITIONS: dict[str, set[str]] = {
     "start": {"created"},
-    "kill": {"created", "running"},
+    "kill": {"created", "running", "paused"},
     "delete": {"creating", "created", "stopped"},
+    "exec": {"created", "running"},
+    "pause": {"running"},
+    "resume": {"paused"},
+    "ps": {"created", "running", "paused"},
+    "update": {"created", "running", "paused"},
 }
 
 # Fields of config.json we cannot honour. Each is refused by name rather than skipped, since a
@@ -64,7 +72,6 @@ class Record:
     created: str
     pid: int | None = None
     pid_start: int | None = None
-    monitor_pid: int | None = None
     annotations: dict[str, str] = field(default_factory=dict)
 
 
@@ -84,23 +91,25 @@ class Container:
         return procfs.is_alive(self.record.pid, self.record.pid_start)
 
     def status(self) -> str:
+        """runc's statuses: the spec's four, and "paused" while the freezer holds the group."""
         if self.record.pid is None:
             return "creating"
         if not self.alive():
             return "stopped"
-        return "created" if self.fifo.exists() else "running"
+        if self.fifo.exists():
+            return "created"
+        return "paused" if self.cgroup().frozen() else "running"
+
+    def cgroup(self):
+        from minirun.runtime.cgroups import detect
+
+        return detect().open(self.record.cgroup)
 
     def require(self, operation: str) -> str:
         status = self.status()
         if status not in TRANSITIONS[operation]:
             raise InvalidTransition(f"cannot {operation} container {self.record.id}: it is {status}")
         return status
-
-    def exit_code(self) -> int | None:
-        try:
-            return json.loads((self.dir / "exit.json").read_text())["exit_code"]
-        except FileNotFoundError:
-            return None
 
     @contextlib.contextmanager
     def locked(self):
@@ -135,7 +144,8 @@ def load(root: Path, cid: str) -> Container:
         data = json.loads((Path(root) / cid / "state.json").read_text())
     except (FileNotFoundError, NotADirectoryError, ValueError):
         raise ContainerNotFound(f"container {cid} does not exist") from None
-    return Container(root, Record(**data))
+    known = {f.name for f in dataclasses.fields(Record)}
+    return Container(root, Record(**{k: v for k, v in data.items() if k in known}))
 
 
 def list_all(root: Path) -> list[Container]:
@@ -168,6 +178,23 @@ def load_spec(bundle: Path) -> dict[str, Any]:
     return spec
 
 
+def add_runtime_defaults(spec: dict[str, Any]) -> None:
+    """What the runtime spec says a runtime MUST supply whatever config.json lists (config-linux.md
+    "Default Devices"), and what runc adds the same way: the default device nodes when /dev is not
+    a bind of the host's, and the cgroup rules that let them be opened (after the spec's own rules,
+    so a deny-all there still leaves /dev/null, /dev/pts/*... usable, as podman expects)."""
+    linux = spec.setdefault("linux", {})
+    if not any(m.get("destination") == "/dev" and m.get("type") == "bind"
+               for m in spec.get("mounts", [])):
+        listed = {d.get("path") for d in linux.get("devices", [])}
+        linux["devices"] = [*linux.get("devices", []),
+                            *(dict(d, fileMode=0o666, uid=0, gid=0)
+                              for d in oci.DEFAULT_DEVICES if d["path"] not in listed)]
+    resources = linux.setdefault("resources", {})
+    resources["devices"] = [*resources.get("devices", []),
+                            *(dict(r) for r in oci.DEFAULT_DEVICE_RULES if r.get("allow"))]
+
+
 def cgroup_name(spec: dict[str, Any], cid: str) -> str:
     path = spec["linux"].get("cgroupsPath")
     if not path:
@@ -182,13 +209,14 @@ def cgroup_name(spec: dict[str, Any], cid: str) -> str:
 def create(root: Path, cid: str, bundle: str | os.PathLike, *, pid_file: str | None = None,
            console_socket: str | None = None, preserve_fds: int = 0):
     """Set the container up to the exec fifo (sync points 1-7): it then waits for `start`.
-    Returns (Container, monitor pid); the monitor is our child, which only `run` waits for."""
+    Returns the Container; its process is our child, which only `run` waits for."""
     from minirun.runtime import cgroup_warm
 
     if not ID_PATTERN.match(cid):
         raise UsageError(f"invalid container id {cid!r}: use letters, digits and _+-.")
     bundle = Path(bundle).resolve()
     spec = load_spec(bundle)
+    add_runtime_defaults(spec)
     if spec["process"].get("terminal") and not console_socket:
         raise UsageError("process.terminal is true: pass --console-socket (minirun-oci does not "
                          "relay a terminal itself)")
@@ -202,7 +230,7 @@ def create(root: Path, cid: str, bundle: str | os.PathLike, *, pid_file: str | N
     cgroup_warm.start()          # the container's cgroup join is then cheap (cgroup_warm.py)
     try:
         c.save()                 # journaled before the cgroup exists: `delete` can clean up
-        monitor_pid = _spawn(c, spec, bundle, console_socket, preserve_fds)
+        _spawn(c, spec, bundle, console_socket, preserve_fds)
     except BaseException:
         _destroy(c)
         raise
@@ -210,11 +238,11 @@ def create(root: Path, cid: str, bundle: str | os.PathLike, *, pid_file: str | N
         cgroup_warm.stop()
     if pid_file:
         write_atomic(Path(pid_file).absolute(), str(c.record.pid), durable=False)
-    return c, monitor_pid
+    return c
 
 
 def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str | None,
-           preserve_fds: int) -> int:
+           preserve_fds: int) -> None:
     """Runtime._spawn's steps, with the rootfs bound onto itself and an exec fifo."""
     from minirun.runtime import plan, spawn, sync
     from minirun.runtime.cgroups import detect
@@ -230,13 +258,13 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
         fds += procs
         fifo_fd = os.open(c.fifo, os.O_PATH | os.O_CLOEXEC)
         fds.append(fifo_fd)
-        monitor_argv = spawn.monitor_argv(c.record.id, str(c.dir / "exit.json"), cg.oom_events_file())
         launch = plan.Launch(rootfs=str(rootfs), rootfs_fstype=None, bundle=str(bundle),
-                             cgroup_procs_fds=procs, monitor_argv=monitor_argv, stdio=(0, 1, 2),
+                             cgroup_procs_fds=procs, monitor_argv=None, stdio=(0, 1, 2),
                              sync_fd=child_sock.fileno(), exec_fifo_fd=fifo_fd,
-                             preserve_fds=preserve_fds, cache_dir=c.dir.parent / ".cache/seccomp")
+                             preserve_fds=preserve_fds, cache_dir=c.dir.parent / ".cache/seccomp",
+                             cgroup_views=[(n, str(d)) for n, d in cg.views()])
         np = plan.build(spec, launch)
-        pid, monitor_pid = spawn.spawn(np)
+        pid, _ = spawn.spawn(np)
     except BaseException:
         parent_sock.close()
         raise
@@ -247,7 +275,6 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
 
     def record_pid() -> None:
         c.record.pid, c.record.pid_start = pid, procfs.start_time(pid)
-        c.record.monitor_pid = monitor_pid
         c.save()
 
     report = sync.go_and_wait(parent_sock, record_pid)        # (5), (4), (7)
@@ -260,9 +287,8 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
             _send_console(console_socket, report.tty_master)
     except BaseException:
         _kill_pid(c, signal.SIGKILL)
-        _reap(monitor_pid)
+        _reap(pid)
         raise
-    return monitor_pid
 
 
 def _send_console(path: str | None, master: int) -> None:
@@ -345,41 +371,133 @@ def kill(root: Path, cid: str, sig: int = signal.SIGTERM, all_processes: bool = 
 
 
 def delete(root: Path, cid: str, force: bool = False) -> None:
-    """Stop what is left (--force for a running one), remove the cgroup and the state."""
+    """Stop what is left (--force for a running or paused one), remove the cgroup and the state."""
     c = load(root, cid)
     with c.locked():
         status = c.status()
-        if status == "running" and not force:
-            raise InvalidTransition(f"cannot delete container {cid} that is not stopped: running")
+        if status in ("running", "paused") and not force:
+            raise InvalidTransition(f"cannot delete container {cid} that is not stopped: {status}")
         _destroy(c)
 
 
-def _destroy(c: Container) -> None:
-    from minirun.runtime.cgroups import detect
+# -- pause, resume, ps, update --------------------------------------------------------------
+def pause(root: Path, cid: str) -> None:
+    """Freeze every process of the container (cgroup freezer): they stop being scheduled."""
+    c = load(root, cid)
+    with c.locked():
+        c.require("pause")
+        c.cgroup().freeze()
 
+
+def resume(root: Path, cid: str) -> None:
+    c = load(root, cid)
+    with c.locked():
+        c.require("resume")
+        c.cgroup().thaw()
+
+
+def pids(root: Path, cid: str) -> list[int]:
+    """The host pids of every process in the container's cgroup."""
+    c = load(root, cid)
+    c.require("ps")
+    return c.cgroup().pids()
+
+
+def update(root: Path, cid: str, resources: dict[str, Any]) -> None:
+    """Apply an OCI linux.resources object to the running container's cgroup (runc update)."""
+    from minirun.runtime.options import cgroup_resources
+
+    _check_resources(resources)
+    c = load(root, cid)
+    with c.locked():
+        c.require("update")
+        c.cgroup().apply(cgroup_resources(resources))
+
+
+# which resources update understands, and the type of each field
+_RESOURCE_FIELDS = {
+    "memory": {"limit": int, "reservation": int, "swap": int},
+    "cpu": {"shares": int, "quota": int, "period": int, "cpus": str, "mems": str},
+    "pids": {"limit": int},
+}
+
+
+def _check_resources(resources: Any) -> None:
+    if not isinstance(resources, dict):
+        raise SpecError("linux/resources", "must be an object")
+    for key, value in resources.items():
+        fields = _RESOURCE_FIELDS.get(key)
+        if fields is None:
+            raise SpecError(f"linux/resources/{key}", "not supported by minirun-oci update")
+        if not isinstance(value, dict):
+            raise SpecError(f"linux/resources/{key}", "must be an object")
+        for name, v in value.items():
+            kind = fields.get(name)
+            if kind is None:
+                raise SpecError(f"linux/resources/{key}/{name}", "not supported by minirun-oci update")
+            if not isinstance(v, kind) or isinstance(v, bool):
+                raise SpecError(f"linux/resources/{key}/{name}",
+                                f"must be {'an integer' if kind is int else 'a string'}")
+
+
+# -- exec -----------------------------------------------------------------------------------
+def exec_process(root: Path, cid: str, process: dict[str, Any], *, console_socket: str | None = None,
+                 pid_file: str | None = None) -> int:
+    """Start `process` in the container (runc exec): setns into its namespaces, join its cgroup,
+    the same credentials, capabilities and seccomp steps as its first process. Returns the pid
+    of our child; its stdio are ours (0, 1, 2), or a pty handed to --console-socket."""
+    from minirun.runtime import plan, spawn
+
+    oci.validate({"process": process, "root": {"path": "rootfs"}})
+    c = load(root, cid)
+    c.require("exec")
+    if process.get("terminal") and not console_socket:
+        raise UsageError("a terminal needs --console-socket (minirun-oci does not relay one itself)")
+    spec = json.loads((Path(c.record.bundle) / "config.json").read_text())
+    ns_types = {n["type"] for n in spec.get("linux", {}).get("namespaces", [])}
+    child, master = spawn.enter_process(
+        c.record.pid, ns_types, c.cgroup().procs_files(), process, stdio=(0, 1, 2),
+        console=_console_size(process),
+        seccomp_bpf=plan.seccomp_program(spec, c.dir.parent / ".cache/seccomp"))
+    if master is not None:
+        _send_console(console_socket, master)
+    if pid_file:
+        write_atomic(Path(pid_file).absolute(), str(child), durable=False)
+    return child
+
+
+def exec_defaults(root: Path, cid: str) -> dict[str, Any]:
+    """The container's own process object: what `exec ID ARGS` starts from, as in runc."""
+    c = load(root, cid)
+    spec = json.loads((Path(c.record.bundle) / "config.json").read_text())
+    return dict(spec["process"])
+
+
+def _console_size(process: dict[str, Any]) -> tuple[int, int]:
+    size = process.get("consoleSize") or {}
+    return int(size.get("height", 0)), int(size.get("width", 0))
+
+
+def _destroy(c: Container) -> None:
+    cg = c.cgroup()
     if c.alive():
         _kill_pid(c, signal.SIGKILL)
+        if cg.frozen():
+            cg.thaw()            # a frozen task acts on SIGKILL only once thawed (cgroup v1)
         _wait_pid(c.record.pid, 10.0)
-    detect().open(c.record.cgroup).destroy()
-    # the monitor writes exit.json into the directory: let it finish before the directory goes
-    if c.record.monitor_pid:
-        _wait_pid(c.record.monitor_pid, 5.0)
+    cg.destroy()
     import shutil
 
     shutil.rmtree(c.dir)
 
 
-def wait(c: Container, monitor_pid: int) -> int:
-    """The exit status of a container whose monitor is our child (`run`): the monitor exits
-    with it, and has recorded it (128+N for signal N)."""
+def wait(c: Container) -> int:
+    """The exit status of a container whose process is our child (`run`), 128+N for signal N."""
     try:
-        _, status = os.waitpid(monitor_pid, 0)
+        _, status = os.waitpid(c.record.pid, 0)
     except ChildProcessError:
-        status = None
-    code = c.exit_code()
-    if code is None and status is not None:
-        code = os.waitstatus_to_exitcode(status)
-    return 255 if code is None else code
+        return 255
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
 def _kill_pid(c: Container, sig: int) -> None:

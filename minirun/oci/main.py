@@ -59,6 +59,37 @@ def parser() -> argparse.ArgumentParser:
     v = verb("list", "list the containers")
     v.add_argument("--format", "-f", choices=["table", "json"], default="table")
     v.add_argument("--quiet", "-q", action="store_true", help="ids only")
+    v = verb("exec", "run another process in a container (its namespaces, cgroup and limits)")
+    v.add_argument("--process", "-p", help="an OCI process JSON file (instead of ARGS)")
+    v.add_argument("--detach", "-d", action="store_true", help="do not wait for the process")
+    v.add_argument("--tty", "-t", action="store_true", help="a pty (needs --console-socket)")
+    v.add_argument("--console-socket", help="send the pty master to this AF_UNIX socket")
+    v.add_argument("--pid-file", help="write the process's pid (digits only) here")
+    v.add_argument("--cwd", help="working directory inside the container")
+    v.add_argument("--env", "-e", action="append", default=[], metavar="KEY=VALUE")
+    v.add_argument("--user", "-u", help="UID[:GID]")
+    v.add_argument("--additional-gids", "-g", action="append", default=[], type=int, metavar="GID")
+    v.add_argument("--cap", "-c", action="append", default=[], help="add a capability")
+    v.add_argument("--no-new-privs", action="store_true", help="set no_new_privs")
+    v.add_argument("id")
+    v.add_argument("args", nargs=argparse.REMAINDER)
+    verb("pause", "freeze every process of a container").add_argument("id")
+    verb("resume", "thaw a paused container").add_argument("id")
+    v = verb("ps", "the processes of a container")
+    v.add_argument("--format", "-f", choices=["table", "json"], default="table")
+    v.add_argument("id")
+    v.add_argument("ps_args", nargs=argparse.REMAINDER, help="options for ps(1) (default -ef)")
+    v = verb("update", "change a running container's limits")
+    v.add_argument("--resources", "-r", metavar="FILE",
+                   help="an OCI linux.resources JSON file, - for stdin")
+    for flag, help in (("--memory", "memory limit in bytes"), ("--memory-reservation", "soft limit"),
+                       ("--memory-swap", "memory + swap limit"), ("--cpu-shares", "relative weight"),
+                       ("--cpu-quota", "µs per period"), ("--cpu-period", "µs"),
+                       ("--pids-limit", "max processes")):
+        v.add_argument(flag, type=int, help=help)
+    v.add_argument("--cpuset-cpus", help="CPUs allowed")
+    v.add_argument("--cpuset-mems", help="memory nodes allowed")
+    v.add_argument("id")
     verb("spec", "write a default config.json (rootfs \"rootfs\", sh on a terminal)", bundle=True)
     verb("features", "print what this runtime supports, as JSON")
     return p
@@ -133,7 +164,7 @@ def _run(args) -> int:
     from minirun.oci import container
 
     root = _root(args)
-    c, monitor_pid = container.create(root, args.id, args.bundle, pid_file=args.pid_file,
+    c = container.create(root, args.id, args.bundle, pid_file=args.pid_file,
                                       console_socket=args.console_socket,
                                       preserve_fds=args.preserve_fds)
     try:
@@ -142,7 +173,7 @@ def _run(args) -> int:
                     signal.SIGUSR2):
             signal.signal(sig, lambda n, _f: container._kill_pid(c, n))
         container.start(root, args.id)
-        return container.wait(c, monitor_pid)
+        return container.wait(c)
     finally:
         container.delete(root, args.id, force=True)
 
@@ -203,6 +234,128 @@ def _list(args) -> int:
     return 0
 
 
+def _exec(args) -> int:
+    import signal
+
+    from minirun.oci import container
+
+    root = _root(args)
+    if args.process:
+        if args.args:
+            raise UserFault("give either --process FILE or ARGS, not both")
+        try:
+            with open(args.process) as f:
+                process = json.load(f)
+        except ValueError as e:
+            raise UserFault(f"{args.process}: invalid JSON: {e}") from None
+    else:
+        if not args.args:
+            raise UserFault("exec needs ARGS or --process FILE")
+        process = container.exec_defaults(root, args.id)
+        process["args"] = args.args
+        process["terminal"] = args.tty
+        process.pop("consoleSize", None)
+        if args.env:
+            from minirun.spec import merge_env
+
+            process["env"] = merge_env(process.get("env", []), args.env)
+        if args.cwd:
+            process["cwd"] = args.cwd
+        if args.user:
+            uid, _, gid = args.user.partition(":")
+            if not uid.isdigit() or (gid and not gid.isdigit()):
+                raise UserFault(f"--user {args.user}: expected UID[:GID] (numbers)")
+            process["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+        if args.additional_gids:
+            process.setdefault("user", {})["additionalGids"] = args.additional_gids
+        if args.cap:
+            caps = process.setdefault("capabilities", {})
+            for kind in ("bounding", "effective", "permitted"):
+                caps[kind] = sorted(set(caps.get(kind, [])) | {c.upper() for c in args.cap})
+        if args.no_new_privs:
+            process["noNewPrivileges"] = True
+    pid = container.exec_process(root, args.id, process, console_socket=args.console_socket,
+                                 pid_file=args.pid_file)
+    if args.detach:
+        return 0
+    # what we receive is for the process, as with runc exec
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                signal.SIGUSR2):
+        signal.signal(sig, lambda n, _f: os.kill(pid, n))
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def _pause(args) -> int:
+    from minirun.oci import container
+
+    container.pause(_root(args), args.id)
+    return 0
+
+
+def _resume(args) -> int:
+    from minirun.oci import container
+
+    container.resume(_root(args), args.id)
+    return 0
+
+
+def _ps(args) -> int:
+    """runc's ps: JSON is the pid list; a table is ps(1)'s own output cut to the container."""
+    import subprocess
+
+    from minirun.oci import container
+
+    pids = set(container.pids(_root(args), args.id))
+    if args.format == "json":
+        print(json.dumps(sorted(pids)))
+        return 0
+    ps_args = args.ps_args or ["-ef"]
+    out = subprocess.run(["ps", *ps_args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise UserFault(f"ps {' '.join(ps_args)}: {out.stderr.strip()}")
+    lines = out.stdout.splitlines()
+    if not lines:
+        return 0
+    header = lines[0].split()
+    if "PID" not in header:
+        raise UserFault(f"ps {' '.join(ps_args)}: no PID column in its output")
+    column = header.index("PID")
+    print(lines[0])
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > column and fields[column].isdigit() and int(fields[column]) in pids:
+            print(line)
+    return 0
+
+
+def _update(args) -> int:
+    from minirun.oci import container
+
+    resources: dict = {}
+    if args.resources:
+        try:
+            if args.resources == "-":
+                resources = json.load(sys.stdin)
+            else:
+                with open(args.resources) as f:
+                    resources = json.load(f)
+        except ValueError as e:
+            raise UserFault(f"{args.resources}: invalid JSON: {e}") from None
+    flags = {("memory", "limit"): args.memory, ("memory", "reservation"): args.memory_reservation,
+             ("memory", "swap"): args.memory_swap, ("cpu", "shares"): args.cpu_shares,
+             ("cpu", "quota"): args.cpu_quota, ("cpu", "period"): args.cpu_period,
+             ("cpu", "cpus"): args.cpuset_cpus, ("cpu", "mems"): args.cpuset_mems,
+             ("pids", "limit"): args.pids_limit}
+    for (group, name), value in flags.items():
+        if value is not None:
+            resources.setdefault(group, {})[name] = value
+    if not resources:
+        raise UserFault("update needs --resources FILE or a limit flag (--memory, --cpu-quota, ...)")
+    container.update(_root(args), args.id, resources)
+    return 0
+
+
 def _spec(args) -> int:
     from minirun.oci import container
 
@@ -223,4 +376,5 @@ def _features(args) -> int:
 
 
 VERBS = {"create": _create, "start": _start, "run": _run, "state": _state, "kill": _kill,
-         "delete": _delete, "list": _list, "spec": _spec, "features": _features}
+         "delete": _delete, "list": _list, "exec": _exec, "pause": _pause, "resume": _resume,
+         "ps": _ps, "update": _update, "spec": _spec, "features": _features}

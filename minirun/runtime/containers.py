@@ -27,9 +27,6 @@ from minirun.runtime.state import ContainerRecord, StateStore, now_iso
 
 # /proc/PID/ns/NAME and the spec's namespace type, in the order exec joins them: the mount
 # namespace last, since entering it changes our root and the other files would be out of reach
-NS_JOIN_ORDER = [("ipc", "ipc"), ("uts", "uts"), ("net", "network"), ("pid", "pid"),
-                 ("cgroup", "cgroup"), ("mnt", "mount")]
-
 _UNTRACED = contextlib.nullcontext()   # a phase marker when nobody traces: no clock read, no import
 
 
@@ -165,7 +162,7 @@ class Runtime:
                 rootfs_data=f"lowerdir={lower},upperdir={upper},workdir={work}",
                 cgroup_procs_fds=procs, monitor_argv=monitor_argv, monitor_fds=log_fds,
                 stdio=stdio, sync_fd=child_sock.fileno(), console=console, trace=trace,
-                cache_dir=self.seccomp_cache)
+                cache_dir=self.seccomp_cache, cgroup_views=[(n, str(d)) for n, d in cg.views()])
             with self._phase("plan build"):
                 np = plan.build(spec, launch)
             with self._phase("mr_spawn"):
@@ -344,7 +341,6 @@ class Runtime:
              workdir: str | None = None, user: str | None = None, tty: bool = False,
              interactive: bool = False, console: tuple[int, int] = (0, 0)) -> ExecProcess:
         from minirun import spec as oci
-        from minirun._native import ffi
         from minirun.runtime import plan, spawn
         from minirun.runtime.options import resolve_user
 
@@ -359,40 +355,18 @@ class Runtime:
         if user:
             image = self.images.get(record.state.image_id)
             proc["user"] = resolve_user(user, [record.dir / "upper", *reversed(image.layers)])
-        np = plan.NativePlan()
-        ex = ffi.new("struct mr_enter *")
-        np._keep.append(ex)
-        pid = record.state.pid
         ns_types = {n["type"] for n in spec["linux"].get("namespaces", [])}
-        fds = [os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
-               for name, spec_type in NS_JOIN_ORDER if spec_type in ns_types]
-        cg = self.cgroups.open(f"minirun/{record.id}")
-        procs = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cg.procs_files()]
+        procs = self.cgroups.open(f"minirun/{record.id}").procs_files()
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        parent_sock, child_sock = sync.socketpair()
         try:
-            ex.ns_fds = np.array("int", fds)
-            ex.n_ns_fds = len(fds)
-            ex.cgroup_procs_fds = np.array("int", procs)
-            ex.n_cgroup_procs_fds = len(procs)
-            ex.root_dir = ffi.NULL
-            plan.set_process(np, ex.process, proc, stdio=(0 if interactive else devnull, 1, 2),
-                             console=console, seccomp_bpf=plan.seccomp_program(spec, self.seccomp_cache))
-            ex.sync_fd = child_sock.fileno()
-            child = spawn.enter(np, ex)
+            child, tty_master = spawn.enter_process(
+                record.state.pid, ns_types, procs, proc,
+                stdio=(0 if interactive else devnull, 1, 2), console=console,
+                seccomp_bpf=plan.seccomp_program(spec, self.seccomp_cache))
         finally:
-            child_sock.close()
-            for fd in [*fds, *procs, devnull]:
-                os.close(fd)
-        try:
-            report = sync.wait_ready(parent_sock)
-        finally:
-            parent_sock.close()
+            os.close(devnull)
             warm.stop()
-        if report.error is not None:
-            _reap(child)
-            raise spawn.error_from_native(report.error, np, args[0])
-        return ExecProcess(child, report.tty_master)
+        return ExecProcess(child, tty_master)
 
     # -- limits, processes, inspect --------------------------------------------------------
     def update(self, ref: str | ContainerRecord, changes: dict[str, Any]) -> ContainerRecord:

@@ -53,6 +53,7 @@ class Launch:
     cache_dir: Path | None = None        # where built seccomp programs are kept between runs
     extra_mounts: list[dict[str, Any]] = field(default_factory=list)
     preserve_fds: int = 0                # keep fds 3 .. 3+N-1 open across execve (OCI --preserve-fds)
+    cgroup_views: list[tuple[str, str]] = field(default_factory=list)  # Cgroup.views(), for "cgroup" mounts
 
 
 class NativePlan:
@@ -205,9 +206,31 @@ def set_process(np: NativePlan, pr, proc: dict[str, Any], *, stdio: tuple[int, i
     pr.preserve_fds = 0
 
 
+def _cgroup_mount(m: dict[str, Any], views: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """A mount of type "cgroup" as runc makes it: the container's own group in each hierarchy,
+    bound read-only (by default) under a tmpfs at the destination, since mounting the hierarchies
+    afresh is refused (EBUSY) on hybrid hosts and would show other groups' paths. On a host with
+    cgroup2 alone, the one group directory is bound at the destination itself."""
+    options = [o for o in m.get("options", []) if o not in ("rbind", "bind")]
+    dest = m["destination"].rstrip("/") or "/"
+    if len(views) == 1 and views[0][0] == "":
+        return [{"destination": dest, "type": "bind", "source": views[0][1], "options": ["rbind", *options]}]
+    out = [{"destination": dest, "type": "tmpfs", "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "mode=755"]}]
+    for name, directory in views:
+        out.append({"destination": f"{dest}/{name}", "type": "bind", "source": directory,
+                    "options": ["rbind", *options]})
+    if "ro" in options:
+        out.append({"destination": dest, "type": "remount", "options": ["ro", "nosuid", "noexec", "nodev"]})
+    return out
+
+
 def _fsops(np: NativePlan, spec: dict[str, Any], launch: Launch) -> None:
     ops: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
     for m in [*spec.get("mounts", []), *launch.extra_mounts]:
+        mounts += _cgroup_mount(m, launch.cgroup_views) if m.get("type") == "cgroup" else [m]
+    for m in mounts:
         options = list(m.get("options", []))
         flags, propagation, data = oci.mount_options(options)
         is_bind = m.get("type") == "bind" or flags & oci.MS["BIND"]
@@ -223,6 +246,9 @@ def _fsops(np: NativePlan, spec: dict[str, Any], launch: Launch) -> None:
             op.update(source=source, fstype=None, flags=flags | oci.MS["BIND"],
                       target_is_file=not stat.S_ISDIR(st.st_mode))
             name = f"{source} on {m['destination']}"
+        elif m.get("type") == "remount":               # only from _cgroup_mount: flags, no data
+            op.update(source=None, fstype=None, flags=flags | oci.MS["REMOUNT"])
+            name = f"remount of {m['destination']}"
         else:
             op.update(source=source or m.get("type"), fstype=m.get("type"))
             name = f"{m.get('type')} on {m['destination']}"

@@ -1,7 +1,8 @@
 """Call the native hot path, and turn its failures into domain errors — the only place that does.
 
 `spawn()` starts a container from a NativePlan (runtime/plan.py); `enter()` runs a process in a
-running container. A failure inside the child arrives as {errno, step, index}; the plan knows
+running container, and `enter_process()` is the whole of `exec` around it (the namespaces to join,
+the cgroup, the plan, the report), shared by `minirun exec` and `minirun-oci exec`. A failure inside the child arrives as {errno, step, index}; the plan knows
 which mount or path an index means, so the user reads `mount proc on /proc: Operation not
 permitted` rather than a bare errno.
 """
@@ -67,3 +68,52 @@ def enter(np: NativePlan, ex) -> int:
     if pid < 0:
         raise error_from_native(err, np, np.program)
     return pid
+
+
+# The order setns(2) joins a container's namespaces: the mount namespace last, since after it
+# the /proc/PID/ns paths of the others would no longer be reachable by their host names.
+NS_JOIN_ORDER = [("ipc", "ipc"), ("uts", "uts"), ("net", "network"), ("pid", "pid"),
+                 ("cgroup", "cgroup"), ("mnt", "mount")]
+
+
+def enter_process(pid: int, ns_types: set[str], procs_files: list[str], process: dict, *,
+                  stdio: tuple[int, int, int], console: tuple[int, int] = (0, 0),
+                  seccomp_bpf: bytes | None = None) -> tuple[int, int | None]:
+    """Start `process` (an OCI process object) inside the namespaces of `pid` and in the cgroup
+    whose cgroup.procs files are given. Returns (our child's pid, the pty master or None)."""
+    from minirun.runtime import plan, sync
+
+    np = plan.NativePlan()
+    ex = ffi.new("struct mr_enter *")
+    np._keep.append(ex)
+    fds: list[int] = []
+    parent_sock, child_sock = sync.socketpair()
+    try:
+        fds += [os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+                for name, spec_type in NS_JOIN_ORDER if spec_type in ns_types]
+        n_ns = len(fds)
+        fds += [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in procs_files]
+        ex.ns_fds = np.array("int", fds[:n_ns])
+        ex.n_ns_fds = n_ns
+        ex.cgroup_procs_fds = np.array("int", fds[n_ns:])
+        ex.n_cgroup_procs_fds = len(fds) - n_ns
+        ex.root_dir = ffi.NULL
+        plan.set_process(np, ex.process, process, stdio=stdio, console=console,
+                         seccomp_bpf=seccomp_bpf)
+        ex.sync_fd = child_sock.fileno()
+        child = enter(np, ex)
+    except BaseException:
+        parent_sock.close()
+        raise
+    finally:
+        child_sock.close()
+        for fd in fds:
+            os.close(fd)
+    try:
+        report = sync.wait_ready(parent_sock)
+    finally:
+        parent_sock.close()
+    if report.error is not None:
+        os.waitpid(child, 0)
+        raise error_from_native(report.error, np, process["args"][0])
+    return child, report.tty_master

@@ -85,9 +85,10 @@ class ContainerState:
 class ContainerRecord:
     """One container's directory: its state, spec and exit record, and the status they imply."""
 
-    def __init__(self, directory: Path, state: ContainerState):
+    def __init__(self, directory: Path, state: ContainerState, ref: str | None = None):
         self.dir = directory
         self.state = state
+        self.ref = ref or state.name        # what the user called it, for "no such container"
 
     @property
     def id(self) -> str:
@@ -137,8 +138,12 @@ class ContainerRecord:
 
     @contextlib.contextmanager
     def locked(self):
-        """Hold this container's lock: concurrent commands on it run one after the other."""
-        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        """Hold this container's lock (a flock on its directory): concurrent commands on it run
+        one after the other, and one that waited for a removal finds the container gone."""
+        try:
+            fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ContainerNotFound(f"no such container: {self.ref}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self.reload()
@@ -147,7 +152,10 @@ class ContainerRecord:
             os.close(fd)
 
     def reload(self) -> None:
-        data = json.loads((self.dir / "state.json").read_text())
+        try:
+            data = json.loads((self.dir / "state.json").read_text())
+        except FileNotFoundError:
+            raise ContainerNotFound(f"no such container: {self.ref}") from None
         self.state = ContainerState(**data)
 
 
@@ -201,11 +209,11 @@ class StateStore:
             data = json.loads((directory / "state.json").read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             raise ContainerNotFound(f"no such container: {ref}") from None
-        return ContainerRecord(directory, ContainerState(**data))
+        return ContainerRecord(directory, ContainerState(**data), ref)
 
     def _dirs(self) -> list[Path]:
         try:
-            return [p for p in self.containers.iterdir() if p.is_dir()]
+            return [p for p in self.containers.iterdir() if p.is_dir() and not p.name.startswith(".")]
         except FileNotFoundError:
             return []
 
@@ -217,12 +225,17 @@ class StateStore:
         return sorted(out, key=lambda r: r.state.created, reverse=True)
 
     def forget(self, record: ContainerRecord) -> None:
-        """Drop the name and the directory (the caller released everything else first)."""
+        """Drop the name and the directory (the caller released everything else first).
+
+        The directory is first renamed out of sight (atomically): a command that was waiting
+        for the lock, or looks the container up meanwhile, then finds it gone, never half gone."""
         link = self.names / record.name
         with contextlib.suppress(FileNotFoundError):
             if os.readlink(link) == record.id:
                 os.unlink(link)
-        _rmtree(record.dir)
+        doomed = self.containers / f".removing-{record.id}"
+        os.rename(record.dir, doomed)
+        _rmtree(doomed)
 
 
 def _rmtree(path: Path) -> None:

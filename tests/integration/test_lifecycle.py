@@ -326,3 +326,34 @@ def test_the_library_leaves_no_zombie_monitors_or_fds(mr, data_root):
     with pytest.raises(CommandNotFound, match="nosuchcmd"):
         rt.run(RunOptions(image="busybox", command=["nosuchcmd"], auto_remove=True))
     assert sorted(os.listdir("/proc/self/fd")) == fds_before
+
+
+def _parallel(clean, n: int, *args: str) -> list[subprocess.CompletedProcess]:
+    def one(_):
+        return subprocess.run([*MINIRUN, "--root", str(clean.root), *args], capture_output=True,
+                              text=True, timeout=60)
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_racing_removals_one_wins_the_others_get_no_such_container(clean):
+    cid = clean.out("run", "-d", "busybox", "sleep", "30")
+    results = _parallel(clean, 6, "rm", "-f", cid)
+    assert sorted(r.returncode for r in results) == [0, 125, 125, 125, 125, 125], \
+        [r.stderr for r in results]
+    for r in results:
+        if r.returncode:
+            assert r.stderr.strip().splitlines() == [f"minirun: no such container: {cid}"]
+    assert clean.out("ps", "-a", "-q") == ""
+
+
+def test_racing_starts_exactly_one_starts_the_container(clean):
+    cid = clean.out("create", "--name", "starter", "busybox", "sleep", "30")
+    try:
+        results = _parallel(clean, 4, "start", "starter")
+        assert sorted(r.returncode for r in results) == [0, 125, 125, 125]
+        assert all("it is running" in r.stderr for r in results if r.returncode)
+        processes = json.loads(clean.out("top", "--format", "json", "starter"))
+        assert [p["command"] for p in processes] == ["sleep 30"], "started more than once"
+    finally:
+        clean("rm", "-f", cid)

@@ -61,3 +61,18 @@ def test_cpuset_pins_the_container(clean):
     requires("cgroup:cpuset")
     out = clean.out("run", "--rm", "--cpuset-cpus", "0", "busybox", "grep", "Cpus_allowed_list", "/proc/self/status")
     assert out.split()[-1] == "0"
+
+
+def test_the_container_reads_its_own_limits_under_sys_fs_cgroup(clean):
+    """Docker's read-only cgroup mount: programs (a JVM, Go's runtime) read their limits there,
+    see only their own group, and cannot change it."""
+    requires("cgroup:memory", "cgroup:pids")
+    script = ("cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; "
+              "ls /sys/fs/cgroup/memory | grep -c '^[0-9a-f]\\{64\\}$'; "
+              "echo 1 > /sys/fs/cgroup/pids/pids.max && echo WROTE")
+    out = clean("run", "--rm", "-m", "48m", "--pids-limit", "33", "busybox", "sh", "-c", script,
+                check=False)
+    limit, pids, siblings = out.stdout.split()[:3]
+    assert int(limit) == 48 << 20 and pids == "33"
+    assert siblings == "0", "another container's group is visible"
+    assert "WROTE" not in out.stdout and "Read-only file system" in out.stderr

@@ -120,3 +120,20 @@ def test_ulimits_become_rlimits(layer, tmp_path):
     for bad in ("nofile", "bogus=1", "nofile=2:1", "nofile=x"):
         with pytest.raises(UsageError, match="invalid --ulimit"):
             spec_for(layer, tmp_path, ulimits=[bad])
+
+
+def test_a_cgroup_mount_becomes_read_only_binds_of_the_containers_groups():
+    from minirun.runtime.plan import _cgroup_mount
+
+    m = {"destination": "/sys/fs/cgroup", "type": "cgroup", "options": ["nosuid", "ro"]}
+    hybrid = _cgroup_mount(m, [("memory", "/sys/fs/cgroup/memory/minirun/c"),
+                               ("unified", "/sys/fs/cgroup/unified/minirun/c")])
+    assert [(x["type"], x["destination"]) for x in hybrid] == [
+        ("tmpfs", "/sys/fs/cgroup"), ("bind", "/sys/fs/cgroup/memory"),
+        ("bind", "/sys/fs/cgroup/unified"), ("remount", "/sys/fs/cgroup")]
+    assert hybrid[1]["source"] == "/sys/fs/cgroup/memory/minirun/c" and "ro" in hybrid[1]["options"]
+    v2_only = _cgroup_mount(m, [("", "/sys/fs/cgroup/minirun/c")])
+    assert v2_only == [{"destination": "/sys/fs/cgroup", "type": "bind",
+                        "source": "/sys/fs/cgroup/minirun/c", "options": ["rbind", "nosuid", "ro"]}]
+    writable = _cgroup_mount(dict(m, options=["nosuid"]), [("pids", "/p")])
+    assert [x["type"] for x in writable] == ["tmpfs", "bind"]

@@ -226,6 +226,17 @@ class Cgroup:
     def _dirs(self) -> list[Path]:
         return _unique(self.paths.values())
 
+    def views(self) -> list[tuple[str, Path]]:
+        """What a container's /sys/fs/cgroup shows: (name, group directory) per hierarchy, the
+        name being the mount point's (memory, cpu, unified...). [("", dir)] on a host with
+        cgroup2 alone, whose one hierarchy is then shown at /sys/fs/cgroup itself."""
+        mounts = self.manager.mounts
+        if not mounts.v1 and mounts.unified is not None:
+            return [("", d) for d in self._dirs()][:1]
+        by_dir = {d: key for key, d in self.paths.items()}
+        hierarchies = self.manager.hierarchies()
+        return [(hierarchies[by_dir[d]].name, d) for d in self._dirs()]
+
     def procs_files(self) -> list[str]:
         """cgroup.procs in every hierarchy: writing "0" to each moves the writer in."""
         return [str(d / "cgroup.procs") for d in self._dirs()]
@@ -265,12 +276,22 @@ class Cgroup:
             raise CgroupError(f"cgroup: {self.name}: no freezer on this machine")
         freezer.thaw(self.paths)
 
+    def frozen(self) -> bool:
+        """Whether the group is paused (False when the group or the freezer is missing)."""
+        freezer = self._freezer()
+        if freezer is None:
+            return False
+        try:
+            return freezer.frozen(self.paths)
+        except (CgroupError, KeyError):
+            return False
+
     def stats(self) -> dict:
         out: dict = {
             "memory_usage": None, "memory_limit": None, "memory_max_usage": None,
             "cpu_usage_ns": None, "pids_current": None, "pids_limit": None, "oom_kills": 0,
             "cpu_quota_us": None, "cpu_period_us": None, "cpu_shares": None,
-            "cpuset_cpus": None,
+            "cpuset_cpus": None, "io_read_bytes": None, "io_write_bytes": None,
         }
         out.update(self._v1.stats(self.paths))
         if self._v2 is not None:
@@ -320,8 +341,15 @@ class Cgroup:
                 freezer.thaw(self.paths)
 
     def destroy(self, timeout: float = 5.0) -> None:
-        """Kill everything, wait until empty, remove the group and empty shared parents."""
-        self.paths = {k: d for k, d in self.paths.items() if d.is_dir()}
+        """Kill everything, wait until empty, remove the group and empty shared parents.
+
+        The usual case is a group whose processes have all exited: rmdir succeeds at once, so
+        we try that first and only read cgroup.procs and kill when the kernel says EBUSY."""
+        if self._try_rmdir():
+            self.manager._remove_parents(self.name)
+            return
+        # drivers again for the hierarchies that still have the group (rmdir may have removed some)
+        self.__init__(self.manager, self.name, {k: d for k, d in self.paths.items() if d.is_dir()})
         deadline = time.monotonic() + timeout
         while self.pids():
             if time.monotonic() > deadline:
@@ -332,6 +360,20 @@ class Cgroup:
         for d in self._dirs():
             _fs.rmdir(d)
         self.manager._remove_parents(self.name)
+
+    def _try_rmdir(self) -> bool:
+        """rmdir the group everywhere; False (nothing forced) if a hierarchy still has tasks."""
+        for d in self._dirs():
+            try:
+                os.rmdir(d)
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                if err.errno == errno.EBUSY:
+                    return False
+                raise CgroupError(f"cgroup: rmdir {d}: {os.strerror(err.errno or errno.EIO)}",
+                                  path=str(d)) from err
+        return True
 
     def __repr__(self) -> str:
         return f"Cgroup({self.name!r}, {sorted(self.paths)})"
@@ -353,8 +395,5 @@ def _check_name(name: str) -> None:
 
 
 def _unique(paths) -> list[Path]:
-    out: list[Path] = []
-    for p in paths:
-        if p not in out:
-            out.append(p)
-    return out
+    """Distinct directories, in order (cpu and cpuacct may share one mount)."""
+    return list(dict.fromkeys(paths))

@@ -68,7 +68,7 @@ class FakeCgroup:
         self.name = name
         self.resources = resources
         self.members: list[int] = []
-        self.frozen = False
+        self._frozen = False
         self.destroyed = not exists
         self.oom_kills = 0
         self.paths: dict[str, Path] = {}
@@ -96,11 +96,14 @@ class FakeCgroup:
 
     def freeze(self) -> None:
         self.manager._record("freeze", self.name)
-        self.frozen = True
+        self._frozen = True
 
     def thaw(self) -> None:
         self.manager._record("thaw", self.name)
-        self.frozen = False
+        self._frozen = False
+
+    def frozen(self) -> bool:
+        return self._frozen
 
     def stats(self) -> dict:
         r = self.resources

@@ -139,6 +139,18 @@ class V1Driver:
         if "pids" in self.owned:
             out["pids_current"] = _fs.read_int(paths["pids"] / "pids.current")
             out["pids_limit"] = _fs.read_limit(paths["pids"] / "pids.max")
+        if "blkio" in self.owned:
+            # "MAJ:MIN Read N" lines per device; the throttle layer sees every bio, whatever
+            # the I/O scheduler
+            read = write = 0
+            for line in _fs.read(paths["blkio"] / "blkio.throttle.io_service_bytes_recursive").splitlines():
+                fields = line.split()
+                if len(fields) == 3 and fields[1] in ("Read", "Write"):
+                    if fields[1] == "Read":
+                        read += int(fields[2])
+                    else:
+                        write += int(fields[2])
+            out["io_read_bytes"], out["io_write_bytes"] = read, write
         return out
 
     def oom_events_file(self, paths: dict[str, Path]) -> Path | None:
@@ -167,6 +179,10 @@ class V1Driver:
 
     def thaw(self, paths: dict[str, Path]) -> None:
         _fs.write(paths["freezer"] / "freezer.state", "THAWED")
+
+    def frozen(self, paths: dict[str, Path]) -> bool:
+        """FROZEN, or FREEZING on the way there (a pause in progress counts as paused)."""
+        return _fs.read(paths["freezer"] / "freezer.state") in ("FROZEN", "FREEZING")
 
 
 def _fill_cpuset(directory: Path) -> None:

@@ -130,6 +130,16 @@ class V2Driver:
         if "pids" in self.owned:
             out["pids_current"] = _fs.read_int(d / "pids.current")
             out["pids_limit"] = _fs.read_limit(d / "pids.max")
+        if "io" in self.owned:
+            read = write = 0
+            for line in _fs.read(d / "io.stat").splitlines():      # "MAJ:MIN rbytes=N wbytes=N ..."
+                for field in line.split()[1:]:
+                    key, _, value = field.partition("=")
+                    if key == "rbytes":
+                        read += int(value)
+                    elif key == "wbytes":
+                        write += int(value)
+            out["io_read_bytes"], out["io_write_bytes"] = read, write
         return out
 
     def oom_events_file(self, paths: dict[str, Path]) -> Path | None:
@@ -152,6 +162,9 @@ class V2Driver:
 
     def thaw(self, paths: dict[str, Path]) -> None:
         _fs.write(paths[KEY] / "cgroup.freeze", "0")
+
+    def frozen(self, paths: dict[str, Path]) -> bool:
+        return _fs.read(paths[KEY] / "cgroup.freeze") == "1"
 
     def kill_file(self, paths: dict[str, Path]) -> Path | None:
         """cgroup.kill (Linux 5.14+): SIGKILL the whole group in one write, race free."""

@@ -1,0 +1,71 @@
+"""`minirun stats`: the figures a user watches come from the container's own cgroup and netns."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import requires
+
+pytestmark = pytest.mark.root
+
+
+def readings(mr, *args: str) -> dict[str, dict]:
+    lines = mr.out("stats", "--no-stream", "--format", "json", *args).splitlines()
+    return {r["name"]: r for r in map(json.loads, lines)}
+
+
+def test_cpu_quota_shows_as_cpu_percent(clean):
+    requires("cgroup:cpu", "cgroup:cpuacct")
+    with clean.detached("--name", "spin", "--cpus", "0.5", "busybox", "sh", "-c", "while :; do :; done"):
+        cpu = readings(clean, "spin")["spin"]["cpu_percent"]
+        assert 25 <= cpu <= 65, f"a loop held to half a CPU showed {cpu}%"
+
+
+def test_memory_usage_limit_and_pids(clean):
+    requires("cgroup:memory", "cgroup:pids")
+    # 8 MiB in a shell variable, then three sleeping processes in all
+    script = "x=$(head -c 8388608 /dev/zero | tr '\\0' a); sleep 60 & sleep 60 & wait"
+    with clean.detached("--name", "mem", "-m", "64m", "busybox", "sh", "-c", script):
+        for _ in range(50):
+            r = readings(clean, "mem")["mem"]
+            if r["pids"] == 3:
+                break
+        assert r["memory_limit"] == 64 << 20
+        assert 8 << 20 <= r["memory_usage"] < 64 << 20
+        assert r["memory_percent"] == pytest.approx(100 * r["memory_usage"] / (64 << 20), abs=0.01)
+        assert r["pids"] == 3
+
+
+def test_without_a_limit_the_host_memory_is_the_limit(clean):
+    requires("cgroup:memory")
+    with clean.detached("--name", "nolimit", "busybox", "sleep", "30"):
+        total = int(next(line for line in open("/proc/meminfo") if line.startswith("MemTotal:")).split()[1])
+        assert readings(clean, "nolimit")["nolimit"]["memory_limit"] == total * 1024
+
+
+def test_every_running_container_by_default_and_stopped_ones_with_all(clean):
+    with clean.detached("--name", "up", "busybox", "sleep", "30"):
+        clean("run", "--name", "down", "busybox", "true")
+        try:
+            assert set(readings(clean)) >= {"up"} and "down" not in readings(clean)
+            stopped = readings(clean, "-a")["down"]
+            assert stopped["cpu_percent"] is None and stopped["pids"] is None
+        finally:
+            clean("rm", "down")
+
+
+def test_table_has_dockers_columns(clean):
+    with clean.detached("--name", "tbl", "busybox", "sleep", "30"):
+        header, row = clean.out("stats", "--no-stream", "tbl").splitlines()[:2]
+        for column in ("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O",
+                       "BLOCK I/O", "PIDS"):
+            assert column in header
+        assert row.split()[1] == "tbl"
+
+
+def test_unknown_container_is_one_line_and_125(clean):
+    r = clean("stats", "--no-stream", "nosuch", check=False)
+    assert r.returncode == 125
+    assert r.stdout == "" and r.stderr.strip().splitlines() == ["minirun: no such container: nosuch"]
