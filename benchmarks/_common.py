@@ -356,10 +356,39 @@ def minirun_root(tag: str) -> Iterator[Path]:
     force-removed (through minirun, so cgroups go too) and the directory deleted."""
     root = Path(tempfile.mkdtemp(prefix=f"minirun-bench-{tag}-"))
     try:
+        private_network(root)
         minirun(root, "image", "import", str(image_tar()), IMAGE_NAME)
         yield root
     finally:
         cleanup_minirun_root(root)
+
+
+def private_network(root: Path) -> None:
+    """A bridge, subnets and nft table of this root's own (ROOT/net/config.json), clear of the
+    host's routes, so a benchmark never shares its network with anything else."""
+    import random
+
+    sys.path.insert(0, str(REPO))
+    from minirun.net.networks import host_routes, overlaps
+    from minirun.net.settings import Settings
+
+    taken = [r for _, r in host_routes()]
+    while True:
+        second = random.randrange(128, 250)
+        if not any(overlaps(((10 << 24) | (second << 16), 16), t) for t in taken):
+            break
+    tag = root.name.rsplit("-", 1)[-1][:8]
+    Settings(bridge=f"mrb{tag}", subnet=f"10.{second}.0.0/24", pool=f"10.{second}.0.0/16",
+             table=f"minirun_b{tag}").save(root)
+
+
+def teardown_network(root: Path) -> None:
+    """The root's bridges and nft table, and its network helper (minirun/net/netd.py)."""
+    sys.path.insert(0, str(REPO))
+    from minirun.net.container import teardown
+
+    with contextlib.suppress(Exception):
+        teardown(root)
 
 
 def cleanup_minirun_root(root: Path) -> None:
@@ -375,6 +404,7 @@ def cleanup_minirun_root(root: Path) -> None:
                     if st.get(key):
                         os.kill(int(st[key]), signal.SIGKILL)
             _remove_cgroup(cid)
+    teardown_network(root)
     remove_tree(root)
 
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import _socket
 import argparse
-import contextlib
 import json
-import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     IMAGE_NAME,
     MINIRUN,
-    REPO,
     Section,
     cmd_runner,
     ensure_tools,
@@ -45,28 +43,9 @@ from startup import PODMAN_IMAGE, PODMAN_RUN_FLAGS, podman_store  # noqa: E402
 TARGET_MS = 15.0
 
 
-def private_network(root: Path) -> None:
-    """Settings of this root's own (bridge, subnet, nft table), clear of the host's routes."""
-    sys.path.insert(0, str(REPO))
-    from minirun.net.networks import host_routes, overlaps
-    from minirun.net.settings import Settings
-
-    taken = [r for _, r in host_routes()]
-    while True:
-        second = random.randrange(128, 250)
-        if not any(overlaps(((10 << 24) | (second << 16), 16), t) for t in taken):
-            break
-    tag = root.name.rsplit("-", 1)[-1][:8]
-    Settings(bridge=f"mrb{tag}", subnet=f"10.{second}.0.0/24", pool=f"10.{second}.0.0/16",
-             table=f"minirun_b{tag}").save(root)
-
-
-def teardown(root: Path) -> None:
-    sys.path.insert(0, str(REPO))
-    from minirun.net.container import teardown as net_teardown
-
-    with contextlib.suppress(Exception):
-        net_teardown(root)
+def nft_tables() -> set[str]:
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    return {line.strip() for line in out.splitlines() if line.startswith("table ")}
 
 
 def alternate(a, b, runs: int, warmup: int = 3) -> tuple[list[float], list[float]]:
@@ -149,24 +128,21 @@ def main(argv: list[str] | None = None) -> list[Section]:
     notes: list[str] = []
     added: float | None = None
     with minirun_root("network") as root:
-        private_network(root)
-        try:
-            base = [MINIRUN, "--root", str(root), "run", "--rm"]
-            log(f"network: minirun none / bridge x{args.runs}, alternating")
-            none, bridge = alternate(cmd_runner([*base, "--network", "none", IMAGE_NAME, "true"]),
-                                     cmd_runner([*base, "--network", "bridge", IMAGE_NAME, "true"]),
-                                     args.runs)
-            added = median(bridge) - median(none)
-            rows += [["minirun run --rm --network none", fmt_ms(median(none)), fmt_ms(p95(none)), ""],
-                     ["minirun run --rm --network bridge", fmt_ms(median(bridge)), fmt_ms(p95(bridge)),
-                      f"{added:+.1f} ms"]]
-            log("network: throughput through a published port")
-            tput = throughput(root, args.mbytes)
-        finally:
-            teardown(root)
+        base = [MINIRUN, "--root", str(root), "run", "--rm"]
+        log(f"network: minirun none / bridge x{args.runs}, alternating")
+        none, bridge = alternate(cmd_runner([*base, "--network", "none", IMAGE_NAME, "true"]),
+                                 cmd_runner([*base, "--network", "bridge", IMAGE_NAME, "true"]),
+                                 args.runs)
+        added = median(bridge) - median(none)
+        rows += [["minirun run --rm --network none", fmt_ms(median(none)), fmt_ms(p95(none)), ""],
+                 ["minirun run --rm --network bridge", fmt_ms(median(bridge)), fmt_ms(p95(bridge)),
+                  f"{added:+.1f} ms"]]
+        log("network: throughput through a published port")
+        tput = throughput(root, args.mbytes)
     if tools["podman"] is None:
         log(f"network: podman none / default network x{args.runs}, alternating")
         tmp = Path(tempfile.mkdtemp(prefix="minirun-bench-network-"))
+        tables = nft_tables()
         try:
             with podman_store(tmp, image_tar()) as g:
                 run = [*g, "run", "--rm", *PODMAN_RUN_FLAGS]
@@ -179,6 +155,10 @@ def main(argv: list[str] | None = None) -> list[Section]:
             rows.append(["podman", f"failed: {str(e)[:200]}", "", ""])
         finally:
             remove_tree(tmp)
+            # podman's network backend (netavark) leaves `ip nat` / `ip filter` tables behind:
+            # remove the tables that were not there before it ran
+            for table in sorted(nft_tables() - tables):
+                subprocess.run(["nft", "delete", *table.split()], capture_output=True)
     else:
         rows.append(["podman", f"skipped: {tools['podman']}", "", ""])
     cost = Section(f"bridge networking cost ({args.runs} runs each, busybox true, alternating)",

@@ -151,6 +151,9 @@ def network_leftovers(data_root: Path) -> list[str]:
     """Leases, claimed ports, bridge ports (veths) and nft rules of containers that are gone."""
     import json
 
+    from minirun.net import client
+
+    client.running(data_root)      # a barrier: netd deletes veths right after answering `rm`
     found = []
     alive = {p.name for p in (data_root / "containers").iterdir()} if (data_root / "containers").exists() else set()
     for leases in (data_root / "networks").glob("*.leases"):

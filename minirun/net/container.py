@@ -31,7 +31,7 @@ def is_bridge(mode: str) -> bool:
 def _write_info(container_dir: Path, info: dict) -> None:
     from minirun.runtime.state import write_json
 
-    write_json(container_dir / "network.json", info)
+    write_json(container_dir / "network.json", info, durable=False)
 
 
 def _host_ifname(cid: str, n: int) -> str:
@@ -133,8 +133,9 @@ def attach(root: Path, record, pid: int) -> None:
         net = store.get(name)
         links.append({"network": net.to_json(), "ip": net_info["ip"], "ifname": net_info["ifname"],
                       "host_ifname": net_info["host_ifname"]})
-    published = registry.claim(record.id, record.name, [PortMapping(**p) for p in info["ports"]])
-    info["published"] = [p.to_json() for p in published]
+    if info["ports"]:
+        published = registry.claim(record.id, record.name, [PortMapping(**p) for p in info["ports"]])
+        info["published"] = [p.to_json() for p in published]
     info["attached"] = True
     _write_info(record.dir, info)             # journaled before anything exists in the kernel
     try:
@@ -143,7 +144,8 @@ def attach(root: Path, record, pid: int) -> None:
     except BaseException:
         with contextlib.suppress(MinirunError):
             _detach(root, record.id, info)
-        registry.release(record.id)
+        if info["ports"]:
+            registry.release(record.id)
         info["attached"], info["published"] = False, []
         _write_info(record.dir, info)
         raise
@@ -152,7 +154,7 @@ def attach(root: Path, record, pid: int) -> None:
 def _detach(root: Path, cid: str, info: dict) -> None:
     from minirun.net import client
 
-    client.call(root, {"op": "detach", "cid": cid,
+    client.call(root, {"op": "detach", "cid": cid, "rules": bool(info["published"] or info["ports"]),
                        "host_ifnames": [n["host_ifname"] for n in info["networks"].values()]})
 
 
@@ -169,7 +171,8 @@ def release(root: Path, record) -> None:
         _detach(root, record.id, info)
         info["attached"] = False
         _write_info(record.dir, info)
-    PortRegistry(root).release(record.id)
+    if info["ports"]:
+        PortRegistry(root).release(record.id)
     store = NetworkStore(root)
     for name in list(info["networks"]):
         with contextlib.suppress(MinirunError):

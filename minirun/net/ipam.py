@@ -3,10 +3,11 @@
     ROOT/networks/NAME.leases       {"10.87.0.2": {"id": CID, "name": "web", "aliases": [...]}, ...}
     ROOT/networks/NAME.leases.lock  flock(2) held while the file is read and rewritten
 
-Every allocation and release is read-modify-write under the lock, and the new file is fsynced
-and renamed into place before the address is used (a lease is journaled before the veth that
-uses it exists), so concurrent `run`s never get the same address and a crash leaves a lease
-that `gc` can match against the containers that still exist. The lowest free address is
+Every allocation and release is read-modify-write under the lock, and the new file is renamed
+into place before the address is used (a lease is journaled before the veth that uses it
+exists), so concurrent `run`s never get the same address and a crash of minirun leaves a lease
+that can be matched against the containers that still exist. (No fsync: like the pid records,
+leases describe live processes, which a power loss ends anyway.) The lowest free address is
 handed out, so released addresses are reused. The network address, the gateway and the
 broadcast address are never handed out.
 """
@@ -48,7 +49,7 @@ class Leases:
     def _write(self, leases: dict[str, dict]) -> None:
         from minirun.runtime.state import write_json
 
-        write_json(self.path, leases)
+        write_json(self.path, leases, durable=False)
 
     def allocate(self, cid: str, name: str, aliases: list[str] = (), wanted: str | None = None) -> str:
         """Lease an address to container `cid` (the lowest free one, or `wanted`)."""

@@ -39,6 +39,7 @@ class Server:
         self.links = Links()
         self.nft = Nft(Settings.load(root).table)
         self.ready_networks: set[str] = set()      # bridges known to be up, with their rules
+        self.after_reply: list[str] = []            # veths to delete once the caller has its reply
 
     # -- requests ----------------------------------------------------------------------------
     def ensure_network(self, net: dict) -> int:
@@ -80,14 +81,17 @@ class Server:
         return {}
 
     def detach(self, req: dict) -> dict:
-        """Undo attach: the host ends of the veths (if the namespace has not taken them with it
-        already) and the container's rules. Safe to repeat."""
+        """Undo attach: the container's rules now, the host ends of its veths (if its namespace
+        has not taken them along already) right after the reply: deleting a link waits for an
+        RCU grace period (10-20 ms) that `rm` need not wait for, and the next request is only
+        read once they are gone. Safe to repeat."""
         if req.get("pid") and req.get("ifname"):
             with contextlib.suppress(OSError, MinirunError):
                 self.links.detach_inside(req["pid"], req["ifname"])
-        for name in req.get("host_ifnames", []):
-            self.links.delete(name)
-        rules = self.nft.delete_owned(req["cid"]) if self.nft.has_base() else 0
+        self.after_reply += req.get("host_ifnames", [])
+        rules = 0
+        if req.get("rules", True) and self.nft.has_base():
+            rules = self.nft.delete_owned(req["cid"])
         return {"rules": rules}
 
     def remove_network(self, req: dict) -> dict:
@@ -114,7 +118,8 @@ class Server:
     def handle(self, req: dict) -> dict:
         op = req.get("op")
         fn = {"attach": self.attach, "detach": self.detach, "remove_network": self.remove_network,
-              "teardown": self.teardown, "state": self.state, "ping": lambda r: {}}.get(op)
+              "teardown": self.teardown, "state": self.state,
+              "ping": lambda r: {}}.get(op)        # ping: also a barrier, work of earlier requests is done
         if fn is None:
             raise MinirunError(f"netd: unknown request {op!r}")
         return fn(req)
@@ -139,10 +144,15 @@ def serve(root: Path, listener, idle: float) -> None:
             except (OSError, ValueError):
                 continue
             if req.get("op") == "shutdown":
+                for name in server.after_reply:
+                    with contextlib.suppress(MinirunError):
+                        server.links.delete(name)
                 _reply(conn, {})
                 return
+            began = time.perf_counter()
             try:
                 reply = server.handle(req)
+                reply["netd_ms"] = round((time.perf_counter() - began) * 1000, 3)
             except MinirunError as e:
                 reply = {"error": str(e), "kind": type(e).__name__}
             except Exception as e:  # noqa: BLE001 — a bug: say it to the caller and to the log
@@ -150,6 +160,9 @@ def serve(root: Path, listener, idle: float) -> None:
                 reply = {"error": f"netd: {type(e).__name__}: {e}", "kind": "NetworkError"}
             with contextlib.suppress(OSError):
                 _reply(conn, reply)
+        while server.after_reply:
+            with contextlib.suppress(MinirunError):
+                server.links.delete(server.after_reply.pop())
 
 
 def _recv_all(conn) -> bytes:

@@ -15,7 +15,6 @@ import contextlib
 import fcntl
 import json
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from minirun.errors import AddressInUse, UsageError
@@ -23,12 +22,14 @@ from minirun.errors import AddressInUse, UsageError
 DEFAULT_HOST_IP = "127.0.0.1"
 
 
-@dataclass(frozen=True)
 class PortMapping:
-    proto: str
-    host_ip: str
-    host_port: int            # 0 until a free port is chosen
-    container_port: int
+    """One published port; host_port is 0 until a free one is chosen."""
+
+    __slots__ = ("proto", "host_ip", "host_port", "container_port")
+
+    def __init__(self, proto: str, host_ip: str, host_port: int, container_port: int):
+        self.proto, self.host_ip = proto, host_ip
+        self.host_port, self.container_port = host_port, container_port
 
     def key(self) -> str:
         return f"{self.proto}/{self.host_ip}:{self.host_port}"
@@ -37,7 +38,8 @@ class PortMapping:
         return f"{self.container_port}/{self.proto} -> {self.host_ip}:{self.host_port}"
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {"proto": self.proto, "host_ip": self.host_ip, "host_port": self.host_port,
+                "container_port": self.container_port}
 
 
 def _port(text: str, spec: str) -> int:
@@ -145,7 +147,7 @@ class PortRegistry:
                 got.append(m)
             for m in got:
                 table[m.key()] = {"id": cid, "name": name, "container_port": m.container_port}
-            write_json(self.path, table)
+            write_json(self.path, table, durable=False)
         return got
 
     def release(self, cid: str) -> None:
@@ -155,4 +157,4 @@ class PortRegistry:
             table = self.read()
             keep = {k: v for k, v in table.items() if v["id"] != cid}
             if len(keep) != len(table):
-                write_json(self.path, keep)
+                write_json(self.path, keep, durable=False)

@@ -15,19 +15,22 @@ is refused when the bridge is made.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 from minirun.errors import UsageError
 
+DEFAULTS = {"bridge": "minirun0", "subnet": "10.87.0.0/16", "pool": "10.86.0.0/16",
+            "pool_prefix": 24, "table": "minirun"}
 
-@dataclass(frozen=True)
+
 class Settings:
-    bridge: str = "minirun0"
-    subnet: str = "10.87.0.0/16"
-    pool: str = "10.86.0.0/16"
-    pool_prefix: int = 24
-    table: str = "minirun"
+    def __init__(self, **values):
+        merged = dict(DEFAULTS, **values)
+        self.bridge: str = merged["bridge"]
+        self.subnet: str = merged["subnet"]
+        self.pool: str = merged["pool"]
+        self.pool_prefix: int = int(merged["pool_prefix"])
+        self.table: str = merged["table"]
 
     @classmethod
     def load(cls, root: Path) -> Settings:
@@ -38,14 +41,12 @@ class Settings:
             return cls()
         except (OSError, ValueError) as e:
             raise UsageError(f"{path}: not valid JSON ({e})") from None
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+        unknown = set(data) - set(DEFAULTS)
         if unknown:
             raise UsageError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
         return cls(**data)
 
     def save(self, root: Path) -> None:
-        from dataclasses import asdict
-
         (root / "net").mkdir(parents=True, exist_ok=True)
-        (root / "net" / "config.json").write_text(json.dumps(asdict(self), indent=1) + "\n")
+        values = {key: getattr(self, key) for key in DEFAULTS}
+        (root / "net" / "config.json").write_text(json.dumps(values, indent=1) + "\n")

@@ -45,7 +45,7 @@ class RunOptions:
     init: bool = False
     interactive: bool = False
     tty: bool = False
-    network: str = "none"
+    network: str = "bridge"
     ip: str | None = None
     network_aliases: list[str] = field(default_factory=list)
     publish: list[str] = field(default_factory=list)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from minirun.net import client
+
 pytestmark = pytest.mark.root
 
 NET = ["--network", "bridge"]
@@ -174,6 +176,7 @@ def test_removal_leaves_no_veth_rule_lease_or_hosts_entry(clean, data_root):
     table = json.loads((data_root / "net" / "config.json").read_text())["table"]
     assert cid in subprocess.run(["nft", "list", "table", "ip", table], capture_output=True, text=True).stdout
     clean("rm", "-f", cid)
+    client.running(data_root)            # the helper has finished what rm asked of it
     assert not Path(f"/sys/class/net/{veth}").exists()
     assert cid not in subprocess.run(["nft", "list", "table", "ip", table], capture_output=True, text=True).stdout
     assert cid not in (data_root / "networks" / "bridge.leases").read_text()
