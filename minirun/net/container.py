@@ -56,15 +56,20 @@ def create(root: Path, record, opts, image_config: dict, hostname: str) -> dict:
     aliases = list(opts.network_aliases) if net.name != DEFAULT else []
     if opts.network_aliases and net.name == DEFAULT:
         raise UsageError("--network-alias needs a user-defined network (network create NAME)")
-    leases = Leases(root, net)
-    ip = leases.allocate(record.id, record.name, aliases, wanted=opts.ip)
-    info["networks"][net.name] = {"id": net.id, "ip": ip, "aliases": aliases, "ifname": "eth0",
-                                  "host_ifname": _host_ifname(record.id, 0)}
-    try:
+    entry = {"id": net.id, "ip": "", "aliases": aliases, "ifname": "eth0",
+             "host_ifname": _host_ifname(record.id, 0), "net": net.to_json()}
+    info["networks"][net.name] = entry
+
+    def written(leases: dict, ip: str) -> None:      # under the lease lock
+        entry["ip"] = ip
         _write_info(record.dir, info)
-        refresh_hosts(root, net.name)
+        _refresh_members(root, net.name, leases)
+
+    leases = Leases(root, net)
+    try:
+        leases.allocate(record.id, record.name, aliases, wanted=opts.ip, then=written)
     except BaseException:
-        leases.release(record.id)
+        leases.release(record.id)            # a lease written before a later step failed
         raise
     return info
 
@@ -88,29 +93,32 @@ def refresh_hosts(root: Path, network: str) -> None:
     """Rewrite /etc/hosts of every container on `network` (under its lease lock)."""
     from minirun.net.ipam import Leases
 
-    store = NetworkStore(root)
     try:
-        net = store.get(network)
+        net = NetworkStore(root).get(network)
     except MinirunError:
         return
     leases = Leases(root, net)
     with leases.locked():
-        members = {holder["id"] for holder in leases.read().values()}
-        for cid in members:
-            _write_hosts(root, store, root / "containers" / cid)
+        _refresh_members(root, network, leases.read())
 
 
-def _write_hosts(root: Path, store: NetworkStore, container_dir: Path) -> None:
-    from minirun.net.ipam import Leases
+def _refresh_members(root: Path, network: str, leases: dict) -> None:
+    for cid in {holder["id"] for holder in leases.values()}:
+        _write_hosts(root, root / "containers" / cid, {network: leases})
+
+
+def _write_hosts(root: Path, container_dir: Path, known: dict[str, dict] = None) -> None:
+    """A container's /etc/hosts from the leases of its networks (`known`: already read)."""
+    from minirun.net.ipam import read_leases
 
     info = load_info(container_dir)
     if info is None or not (container_dir / "hosts").exists():
         return
     peers = []
     for name in info["networks"]:
-        with contextlib.suppress(MinirunError):
-            for ip, holder in Leases(root, store.get(name)).read().items():
-                peers.append((ip, holder["name"], holder.get("aliases", [])))
+        leases = (known or {}).get(name)
+        for ip, holder in (read_leases(root, name) if leases is None else leases).items():
+            peers.append((ip, holder["name"], holder.get("aliases", [])))
     etcfiles.write_in_place(container_dir / "hosts", etcfiles.hosts_text(info, peers))
 
 
@@ -119,21 +127,18 @@ def attach(root: Path, record, pid: int) -> None:
     """Sync step 4 for a bridge network: the process `pid` (blocked before GO) gets its
     interfaces and the container its published ports."""
     from minirun.net import client
-    from minirun.net.ports import PortMapping, PortRegistry
 
     info = load_info(record.dir)
     if info is None:
         return
     if info["attached"]:                      # a restart: the old rules go first
         _detach(root, record.id, info)
-    store = NetworkStore(root)
-    registry = PortRegistry(root)
-    links = []
-    for name, net_info in info["networks"].items():
-        net = store.get(name)
-        links.append({"network": net.to_json(), "ip": net_info["ip"], "ifname": net_info["ifname"],
-                      "host_ifname": net_info["host_ifname"]})
+    links = [{"network": n["net"], "ip": n["ip"], "ifname": n["ifname"], "host_ifname": n["host_ifname"]}
+             for n in info["networks"].values()]
     if info["ports"]:
+        from minirun.net.ports import PortMapping, PortRegistry
+
+        registry = PortRegistry(root)
         published = registry.claim(record.id, record.name, [PortMapping(**p) for p in info["ports"]])
         info["published"] = [p.to_json() for p in published]
     info["attached"] = True
@@ -162,22 +167,21 @@ def _detach(root: Path, cid: str, info: dict) -> None:
 def release(root: Path, record) -> None:
     """Everything the container holds, in reverse order; safe to run again after a crash."""
     from minirun.net.ipam import Leases
-    from minirun.net.ports import PortRegistry
 
     info = load_info(record.dir)
     if info is None:
         return
     if info["attached"]:
         _detach(root, record.id, info)
-        info["attached"] = False
-        _write_info(record.dir, info)
     if info["ports"]:
+        from minirun.net.ports import PortRegistry
+
         PortRegistry(root).release(record.id)
     store = NetworkStore(root)
     for name in list(info["networks"]):
         with contextlib.suppress(MinirunError):
-            Leases(root, store.get(name)).release(record.id)
-        refresh_hosts(root, name)
+            Leases(root, store.get(name)).release(
+                record.id, then=lambda leases, name=name: _refresh_members(root, name, leases))
 
 
 # -- what inspect and port show -------------------------------------------------------------------
@@ -245,7 +249,7 @@ def connect(root: Path, record, network: str, ip: str | None = None, aliases: li
     leases = Leases(root, net)
     address = leases.allocate(record.id, record.name, list(aliases), wanted=ip)
     entry = {"id": net.id, "ip": address, "aliases": list(aliases), "ifname": f"eth{n}",
-             "host_ifname": _host_ifname(record.id, n)}
+             "host_ifname": _host_ifname(record.id, n), "net": net.to_json()}
     info["networks"][net.name] = entry
     _write_info(record.dir, info)
     if record.status() == "running" and info["attached"]:
@@ -283,4 +287,4 @@ def disconnect(root: Path, record, network: str) -> None:
     _write_info(record.dir, info)
     Leases(root, net).release(record.id)
     refresh_hosts(root, net.name)
-    _write_hosts(root, NetworkStore(root), record.dir)
+    _write_hosts(root, record.dir)

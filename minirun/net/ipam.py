@@ -51,8 +51,10 @@ class Leases:
 
         write_json(self.path, leases, durable=False)
 
-    def allocate(self, cid: str, name: str, aliases: list[str] = (), wanted: str | None = None) -> str:
-        """Lease an address to container `cid` (the lowest free one, or `wanted`)."""
+    def allocate(self, cid: str, name: str, aliases: list[str] = (), wanted: str | None = None,
+                 then=None) -> str:
+        """Lease an address to container `cid` (the lowest free one, or `wanted`); then(leases,
+        ip), if given, runs still under the lock (the callers refresh /etc/hosts there)."""
         net = self.network
         base, prefix = (ip_to_int(net.subnet.split("/")[0]), net.prefix)
         first, last = base + 1, base + host_mask(prefix) - 1      # no network, no broadcast
@@ -61,9 +63,9 @@ class Leases:
             if not self.record_path.exists():
                 raise NetworkNotFound(f"network {net.name} not found (removed meanwhile)")
             leases = self.read()
-            for ip, holder in leases.items():
-                if holder["id"] == cid:
-                    return ip                                      # already ours (a restart)
+            mine = [ip for ip, holder in leases.items() if holder["id"] == cid]
+            if mine:                                               # already ours (a restart)
+                return mine[0]
             if wanted is not None:
                 try:
                     value = ip_to_int(wanted)
@@ -85,10 +87,12 @@ class Leases:
                 ip = int_to_ip(value)
             leases[ip] = {"id": cid, "name": name, "aliases": list(aliases)}
             self._write(leases)
+            if then is not None:
+                then(leases, ip)
         return ip
 
-    def release(self, cid: str) -> list[str]:
-        """Drop every lease of `cid`; the addresses it held."""
+    def release(self, cid: str, then=None) -> list[str]:
+        """Drop every lease of `cid`; the addresses it held. then(leases) as for allocate."""
         with self.locked():
             leases = self.read()
             mine = [ip for ip, holder in leases.items() if holder["id"] == cid]
@@ -96,4 +100,14 @@ class Leases:
                 for ip in mine:
                     del leases[ip]
                 self._write(leases)
+                if then is not None:
+                    then(leases)
         return mine
+
+
+def read_leases(root: Path, network: str) -> dict[str, dict]:
+    """A network's leases without the lock (a snapshot: for the hosts of other networks)."""
+    try:
+        return json.loads((root / "networks" / f"{network}.leases").read_text())
+    except FileNotFoundError:
+        return {}

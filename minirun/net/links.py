@@ -72,19 +72,17 @@ class Links:
             return False
         return True
 
-    def attach(self, pid: int, host_name: str, ifname: str, bridge_idx: int, address: str,
+    def attach(self, bridge_idx: int, pid: int, host_name: str, ifname: str, address: str,
                prefix: int, gateway: str | None) -> None:
         """A veth pair: `host_name` on the bridge, `ifname` in the namespace of `pid`, with the
         address and (for the first network) the default route."""
         nsfd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            try:
-                self.ipr.link("add", ifname=host_name, kind="veth",
+            try:            # one request: the pair, the far end in the namespace, ours on the bridge, up
+                self.ipr.link("add", ifname=host_name, kind="veth", master=bridge_idx, state="up",
                               peer={"ifname": ifname, "net_ns_fd": nsfd})
             except NetlinkError as e:
                 raise NetworkError(f"create veth {host_name}: {os.strerror(e.code)}") from None
-            idx = self.index(host_name)
-            self.ipr.link("set", index=idx, master=bridge_idx, state="up")
             _in_namespace(nsfd, lambda ns: _configure(ns, ifname, address, prefix, gateway))
         finally:
             os.close(nsfd)

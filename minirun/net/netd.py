@@ -38,15 +38,15 @@ class Server:
         self.root = root
         self.links = Links()
         self.nft = Nft(Settings.load(root).table)
-        self.ready_networks: set[str] = set()      # bridges known to be up, with their rules
+        self.ready_networks: dict[str, int] = {}    # network id -> its bridge's index (up, with rules)
         self.after_reply: list[str] = []            # veths to delete once the caller has its reply
 
     # -- requests ----------------------------------------------------------------------------
     def ensure_network(self, net: dict) -> int:
-        """The network's bridge and rules; made once, then only checked for existence."""
-        idx = self.links.index(net["Bridge"])
-        if idx is not None and net["Id"] in self.ready_networks:
-            return idx
+        """The network's bridge and rules, made once; then its index from memory (attach checks
+        again if using it fails: someone may have deleted the bridge)."""
+        if net["Id"] in self.ready_networks:
+            return self.ready_networks[net["Id"]]
         if not self.nft.has_base():
             self.nft.ensure_base()
             self.ready_networks.clear()
@@ -55,7 +55,7 @@ class Server:
         owner = f"net:{net['Name']}"
         self.nft.delete_owned(owner)             # the same rules, never twice
         self.nft.network_rules(owner, net["Bridge"], net["Subnet"])
-        self.ready_networks.add(net["Id"])
+        self.ready_networks[net["Id"]] = idx
         return idx
 
     def attach(self, req: dict) -> dict:
@@ -64,11 +64,19 @@ class Server:
         done: list[str] = []
         try:
             for i, link in enumerate(req["links"]):
-                bridge_idx = self.ensure_network(link["network"])
+                net = link["network"]
+                args = (pid, link["host_ifname"], link["ifname"], link["ip"],
+                        int(net["Subnet"].split("/")[1]),
+                        net["Gateway"] if i == 0 and req.get("route", True) else None)
                 done.append(link["host_ifname"])
-                self.links.attach(pid, link["host_ifname"], link["ifname"], bridge_idx,
-                                  link["ip"], int(link["network"]["Subnet"].split("/")[1]),
-                                  link["network"]["Gateway"] if i == 0 and req.get("route", True) else None)
+                try:
+                    self.links.attach(self.ensure_network(net), *args)
+                except MinirunError:
+                    if net["Id"] not in self.ready_networks:
+                        raise
+                    del self.ready_networks[net["Id"]]     # the bridge went away: make it again
+                    self.links.delete(link["host_ifname"])
+                    self.links.attach(self.ensure_network(net), *args)
             if req.get("ports"):
                 self.nft.publish(cid, req["ports"], req["links"][0]["ip"])
         except BaseException:
@@ -98,7 +106,7 @@ class Server:
         net = req["network"]
         self.nft.remove_network(f"net:{net['Name']}", net["Bridge"])
         self.links.delete(net["Bridge"])
-        self.ready_networks.discard(net["Id"])
+        self.ready_networks.pop(net["Id"], None)
         return {}
 
     def teardown(self, req: dict) -> dict:
