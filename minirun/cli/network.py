@@ -88,6 +88,18 @@ def rm(ctx: typer.Context, networks: list[str] = typer.Argument(...)) -> None:
         sys.stdout.write(ref + "\n")
 
 
+@app.command("prune")
+def prune(ctx: typer.Context, force: bool = typer.Option(False, "-f", "--force", help="Do not ask.")) -> None:
+    """Remove every user network no container is on (after sweeping what removed or crashed
+    containers left behind: leases, port claims, rules, veths)."""
+    from minirun.net.container import prune_networks
+
+    if not force and sys.stdin.isatty() and not typer.confirm("Remove all unused networks?"):
+        return
+    for name in prune_networks(root(ctx)):
+        sys.stdout.write(name + "\n")
+
+
 @app.command("connect")
 def connect(
     ctx: typer.Context,

@@ -288,3 +288,46 @@ def disconnect(root: Path, record, network: str) -> None:
     Leases(root, net).release(record.id)
     refresh_hosts(root, net.name)
     _write_hosts(root, record.dir)
+
+
+def gc(root: Path) -> dict:
+    """After a crash: release what containers that no longer exist still hold (leases, port
+    claims, hosts entries, nft rules, veths on this root's bridges). Returns what was swept."""
+    from minirun.net import client
+    from minirun.net.ipam import Leases
+    from minirun.net.ports import PortRegistry
+
+    containers = root / "containers"
+    alive = {p.name for p in containers.iterdir()} if containers.is_dir() else set()
+    store = NetworkStore(root)
+    swept: dict[str, list] = {"leases": [], "ports": [], "rules": [], "links": []}
+    for net in store.list():
+        leases = Leases(root, net)
+        gone = {h["id"] for h in leases.read().values() if h["id"] not in alive}
+        for cid in gone:
+            swept["leases"] += leases.release(
+                cid, then=lambda current, name=net.name: _refresh_members(root, name, current))
+    registry = PortRegistry(root)
+    stale = {v["id"] for v in registry.read().values() if v["id"] not in alive}
+    for cid in stale:
+        registry.release(cid)
+        swept["ports"].append(cid[:12])
+    if client.running(root) or any(Path(f"/sys/class/net/{n.bridge}").exists() for n in store.list()):
+        reply = client.call(root, {"op": "gc", "alive": sorted(alive),
+                                   "bridges": [n.bridge for n in store.list()]})
+        swept["rules"], swept["links"] = reply["rules"], reply["links"]
+    return swept
+
+
+def prune_networks(root: Path) -> list[str]:
+    """`network prune`: sweep what vanished containers left (gc), then remove every user network
+    no container is on."""
+    gc(root)
+    removed = []
+    for net in NetworkStore(root).list():
+        if net.default:
+            continue
+        with contextlib.suppress(MinirunError):
+            remove_network(root, net.name)
+            removed.append(net.name)
+    return removed

@@ -117,6 +117,30 @@ class Server:
         self.ready_networks.clear()
         return {}
 
+    def gc(self, req: dict) -> dict:
+        """Rules and veths of containers that no longer exist (ids not in req["alive"])."""
+        import re
+
+        alive = set(req["alive"])
+        prefixes = {cid[:12] for cid in alive}
+        rules = []
+        if self.nft.has_base():
+            for owner in self.nft.owners():
+                if re.fullmatch(r"[0-9a-f]{64}", owner) and owner not in alive:
+                    self.nft.delete_owned(owner)
+                    rules.append(owner[:12])
+        links = []
+        for bridge in req.get("bridges", []):
+            try:
+                ports = os.listdir(f"/sys/class/net/{bridge}/brif")
+            except FileNotFoundError:
+                continue
+            for name in ports:
+                if re.fullmatch(r"mr[0-9a-f]{12}\d", name) and name[2:14] not in prefixes:
+                    self.links.delete(name)
+                    links.append(name)
+        return {"rules": rules, "links": links}
+
     def state(self, req: dict) -> dict:
         """What exists in the kernel, for gc and the tests' leak check."""
         names = [link.get_attr("IFLA_IFNAME") for link in self.links.ipr.get_links()]
@@ -126,7 +150,7 @@ class Server:
     def handle(self, req: dict) -> dict:
         op = req.get("op")
         fn = {"attach": self.attach, "detach": self.detach, "remove_network": self.remove_network,
-              "teardown": self.teardown, "state": self.state,
+              "teardown": self.teardown, "state": self.state, "gc": self.gc,
               "ping": lambda r: {}}.get(op)        # ping: also a barrier, work of earlier requests is done
         if fn is None:
             raise MinirunError(f"netd: unknown request {op!r}")

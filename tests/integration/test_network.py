@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from minirun.net import client
+from tests.conftest import network_leftovers
 
 pytestmark = pytest.mark.root
 
@@ -185,8 +186,8 @@ def test_removal_leaves_no_veth_rule_lease_or_hosts_entry(clean, data_root):
 
 def test_detached_rm_container_releases_its_network_on_exit(clean, data_root):
     cid = clean.out("run", "-d", "--rm", *NET, "busybox", "true")
-    for _ in range(200):
-        if not (data_root / "containers" / cid).exists():
+    for _ in range(200):                  # until the monitor's `rm` has finished
+        if not any(cid in p.name for p in (data_root / "containers").iterdir()):
             break
         subprocess.run(["sleep", "0.05"])
     assert cid not in (data_root / "networks" / "bridge.leases").read_text()
@@ -238,3 +239,30 @@ def test_none_and_host_pay_nothing(clean, data_root):
     host = clean.out("run", "--rm", "--network", "host", "busybox", "cat", "/proc/net/dev")
     seen = {line.split(":")[0].strip() for line in host.splitlines()[2:]}
     assert set(os.listdir("/sys/class/net")) <= seen
+
+
+def test_prune_sweeps_what_a_crashed_container_left(clean, data_root, user_net):
+    """minirun killed mid-life: the container's directory is gone, its lease, port claim, rule
+    and veth are not. `network prune` finds them by what no longer exists, and removes unused
+    networks."""
+    import shutil
+    import signal
+
+    net = user_net("crashy")
+    port = free_port()
+    cid = clean.out("run", "-d", "--network", net, "-p", f"{port}:80", "busybox", "sleep", "60")
+    state = json.loads((data_root / "containers" / cid / "state.json").read_text())
+    os.kill(state["monitor_pid"], signal.SIGKILL)
+    os.kill(state["pid"], signal.SIGKILL)
+    for _ in range(100):                       # the init of the pid namespace is gone with its pid
+        if not Path(f"/proc/{state['pid']}").exists():
+            break
+        subprocess.run(["sleep", "0.05"])
+    for group in Path("/sys/fs/cgroup").glob(f"*/minirun/{cid}"):
+        group.rmdir()
+    shutil.rmtree(data_root / "containers" / cid)            # the "crash"
+    (data_root / "names" / state["name"]).unlink()
+    assert network_leftovers(data_root)                        # the lease and the claim at least
+    assert clean.out("network", "prune", "-f") == net
+    assert network_leftovers(data_root) == []
+    assert net not in clean.out("network", "ls")
