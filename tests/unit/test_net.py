@@ -124,6 +124,12 @@ def test_bad_publish_is_one_clear_error(spec, text):
         ports.parse(spec)
 
 
+def test_publish_all_takes_the_images_exposed_ports():
+    got = ports.exposed({"ExposedPorts": {"80/tcp": {}, "53/udp": {}, "8443": {}}})
+    assert [(m.proto, m.host_ip, m.host_port, m.container_port) for m in got] == [
+        ("udp", "127.0.0.1", 0, 53), ("tcp", "127.0.0.1", 0, 80), ("tcp", "127.0.0.1", 0, 8443)]
+
+
 def test_resolv_conf_drops_loopback_nameservers():
     host = "search example.org\nnameserver 127.0.0.53\nnameserver 10.1.1.1\noptions edns0\n"
     assert etcfiles.resolv_conf(host) == "search example.org\noptions edns0\nnameserver 10.1.1.1\n"
