@@ -366,20 +366,10 @@ def minirun_root(tag: str) -> Iterator[Path]:
 def private_network(root: Path) -> None:
     """A bridge, subnets and nft table of this root's own (ROOT/net/config.json), clear of the
     host's routes, so a benchmark never shares its network with anything else."""
-    import random
-
     sys.path.insert(0, str(REPO))
-    from minirun.net.networks import host_routes, overlaps
-    from minirun.net.settings import Settings
+    from minirun.net.settings import private
 
-    taken = [r for _, r in host_routes()]
-    while True:
-        second = random.randrange(128, 250)
-        if not any(overlaps(((10 << 24) | (second << 16), 16), t) for t in taken):
-            break
-    tag = root.name.rsplit("-", 1)[-1][:8]
-    Settings(bridge=f"mrb{tag}", subnet=f"10.{second}.0.0/24", pool=f"10.{second}.0.0/16",
-             table=f"minirun_b{tag}").save(root)
+    private(root, "mrb")
 
 
 def teardown_network(root: Path) -> None:

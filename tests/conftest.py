@@ -91,21 +91,9 @@ def data_root():
 def private_network_settings(root: Path) -> None:
     """A bridge name, subnets and an nft table of this root's own, so that test runs (ours, and
     other people's on the same host) never share or break each other's networks."""
-    import random
+    from minirun.net.settings import private
 
-    from minirun.net.networks import host_routes, overlaps
-    from minirun.net.settings import Settings
-
-    tag = root.name.rsplit("-", 1)[-1][:8]
-    taken = [r for _, r in host_routes()]
-    rng = random.Random()
-    while True:
-        second = rng.randrange(128, 250)
-        net = (10 << 24) | (second << 16)          # 10.X.0.0/16: .0.0/24 default, the rest user nets
-        if not any(overlaps((net, 16), t) for t in taken):
-            break
-    Settings(bridge=f"mrt{tag}", subnet=f"10.{second}.0.0/24", pool=f"10.{second}.0.0/16",
-             table=f"minirun_t{tag}").save(root)
+    private(root, "mrt")
 
 
 @pytest.fixture(scope="session")

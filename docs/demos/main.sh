@@ -6,12 +6,16 @@ cd "$(dirname "$0")/../.."
 
 ROOT=$(mktemp -d /tmp/minirun-demo.XXXXXX)
 MR=(.venv/bin/minirun --root "$ROOT")
+PY=.venv/bin/python
+# a bridge, subnet and nft table of this throwaway root's own (docs/networking.md)
+"$PY" -c "import sys; from pathlib import Path; from minirun.net.settings import private; private(Path(sys.argv[1]), 'mrdemo')" "$ROOT"
 if [ -t 1 ]; then B=$'\e[1m'; G=$'\e[32m'; D=$'\e[2m'; N=$'\e[0m'; else B= G= D= N=; fi
 step() { printf '\n%s== %s%s\n' "$B" "$*" "$N"; }
 show() { printf '%s$ minirun %s%s\n' "$D" "$*" "$N"; "${MR[@]}" "$@"; }
 cleanup() {
   ids=$("${MR[@]}" ps -a -q 2>/dev/null || true)
   [ -n "$ids" ] && "${MR[@]}" rm -f $ids >/dev/null 2>&1 || true
+  "$PY" -c "import sys; from pathlib import Path; from minirun.net.container import teardown; teardown(Path(sys.argv[1]))" "$ROOT" || true
   rm -rf "$ROOT"
 }
 trap cleanup EXIT
@@ -58,7 +62,19 @@ show exec ticker ps
 show stop -t 1 ticker
 show rm ticker
 
-step "7. nothing left behind"
+step "7. networking: a web server on a published port, found by name on its network"
+show network create demo-net
+show run -d --name web --network demo-net -p 80 busybox sh -c 'mkdir /www; echo "hello from $(hostname)" > /www/index.html; exec httpd -f -p 80 -h /www'
+show port web
+hostport=$("${MR[@]}" port web 80)
+sleep 0.3
+show run --rm --network demo-net busybox wget -qO- http://web/
+printf '%s$ curl http://%s/  (from the host)%s\n' "$D" "$hostport" "$N"
+"$PY" -c "import sys, urllib.request; print(urllib.request.urlopen(f'http://{sys.argv[1]}/', timeout=5).read().decode().strip())" "$hostport"
+show rm -f web
+show network rm demo-net
+
+step "8. nothing left behind"
 left=$(grep -c "$ROOT" /proc/self/mountinfo || true)
 cg=$(find /sys/fs/cgroup -mindepth 3 -maxdepth 3 -type d -path '*/minirun/*' 2>/dev/null | wc -l)
 echo "mounts: $left, container cgroups: $cg, containers: $("${MR[@]}" ps -a -q | wc -l)"

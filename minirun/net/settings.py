@@ -50,3 +50,25 @@ class Settings:
         (root / "net").mkdir(parents=True, exist_ok=True)
         values = {key: getattr(self, key) for key in DEFAULTS}
         (root / "net" / "config.json").write_text(json.dumps(values, indent=1) + "\n")
+
+
+def private(root: Path, tag: str) -> Settings:
+    """Settings of a throwaway data root's own (tests, benchmarks, the demo): a bridge and an nft
+    table named after `tag` + the root's name, and a /16 of 10.128-249.x.x that no host route
+    uses (the default network takes its first /24, user networks the rest). Saved in the root."""
+    import hashlib
+    import random
+
+    from minirun.net.networks import host_routes, overlaps
+
+    taken = [r for _, r in host_routes()]
+    candidates = [n for n in range(128, 250)
+                  if not any(overlaps(((10 << 24) | (n << 16), 16), t) for t in taken)]
+    if not candidates:
+        raise UsageError("no free 10.X.0.0/16 left for a private network")
+    second = random.choice(candidates)
+    suffix = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
+    settings = Settings(bridge=f"{tag}{suffix}"[:15], subnet=f"10.{second}.0.0/24",
+                        pool=f"10.{second}.0.0/16", table=f"minirun_{tag}{suffix}")
+    settings.save(root)
+    return settings

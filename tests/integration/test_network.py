@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -236,6 +237,12 @@ def test_network_verbs(clean, user_net):
 def test_none_and_host_pay_nothing(clean, data_root):
     out = clean.out("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link")
     assert "eth0" not in out
+    # not one module of minirun.net (let alone pyroute2) is imported for --network none
+    traced = subprocess.run([sys.executable, "-X", "importtime", "-m", "minirun", "--root", str(data_root),
+                             "run", "--rm", "--network", "none", "busybox", "true"],
+                            capture_output=True, text=True, timeout=60)
+    assert traced.returncode == 0 and "minirun.runtime.containers" in traced.stderr
+    assert "minirun.net" not in traced.stderr and "pyroute2" not in traced.stderr
     host = clean.out("run", "--rm", "--network", "host", "busybox", "cat", "/proc/net/dev")
     seen = {line.split(":")[0].strip() for line in host.splitlines()[2:]}
     assert set(os.listdir("/sys/class/net")) <= seen
