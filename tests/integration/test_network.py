@@ -273,3 +273,28 @@ def test_prune_sweeps_what_a_crashed_container_left(clean, data_root, user_net):
     assert clean.out("network", "prune", "-f") == net
     assert network_leftovers(data_root) == []
     assert net not in clean.out("network", "ls")
+
+
+def test_a_subnet_the_host_routes_is_refused(clean):
+    from minirun.net.networks import host_routes, int_to_ip
+
+    iface, (net, prefix) = host_routes()[0]
+    res = clean("network", "create", "--subnet", f"{int_to_ip(net)}/{prefix}", "clash", check=False)
+    assert res.returncode == 125
+    assert res.stderr.strip() == (f"minirun: subnet {int_to_ip(net)}/{prefix} overlaps the host's route "
+                                  f"{int_to_ip(net)}/{prefix} on {iface}: choose another")
+    assert "clash" not in clean.out("network", "ls")
+
+
+def test_a_restarted_container_keeps_its_address_and_one_set_of_rules(clean, data_root):
+    port = free_port()
+    table = json.loads((data_root / "net" / "config.json").read_text())["table"]
+    with clean.detached(*NET, "-p", f"{port}:80", "busybox", *HTTPD) as cid:
+        ip = address_of(clean, cid)
+        clean("stop", "-t", "1", cid)
+        clean("start", cid)
+        assert address_of(clean, cid) == ip
+        clean("exec", cid, "sh", "-c", retry("http://127.0.0.1/") + " >/dev/null")
+        assert http_get(f"http://127.0.0.1:{port}/") == f"hello-{cid[:12]}"
+        rules = subprocess.run(["nft", "list", "table", "ip", table], capture_output=True, text=True).stdout
+        assert rules.count(cid) == 2                       # prerouting + output, not twice that
