@@ -298,3 +298,19 @@ def test_a_restarted_container_keeps_its_address_and_one_set_of_rules(clean, dat
         assert http_get(f"http://127.0.0.1:{port}/") == f"hello-{cid[:12]}"
         rules = subprocess.run(["nft", "list", "table", "ip", table], capture_output=True, text=True).stdout
         assert rules.count(cid) == 2                       # prerouting + output, not twice that
+
+
+def test_a_killed_network_helper_is_replaced_and_nothing_is_lost(clean, data_root):
+    import signal
+    import time
+
+    with clean.detached(*NET, "--name", "before", "busybox", *HTTPD) as first:
+        old = client.call(data_root, {"op": "state"})["pid"]
+        os.kill(old, signal.SIGKILL)
+        for _ in range(100):
+            if not Path(f"/proc/{old}").exists() or "Z" in Path(f"/proc/{old}/stat").read_text().split()[2]:
+                break
+            time.sleep(0.02)
+        out = clean.out("run", "--rm", *NET, "busybox", "sh", "-c", retry(f"http://{address_of(clean, first)}/"))
+        assert out == f"hello-{first[:12]}"
+        assert client.call(data_root, {"op": "state"})["pid"] != old
