@@ -76,7 +76,7 @@ class Links:
                prefix: int, gateway: str | None) -> None:
         """A veth pair: `host_name` on the bridge, `ifname` in the namespace of `pid`, with the
         address and (for the first network) the default route."""
-        nsfd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        nsfd = _open_netns(pid)
         try:
             try:            # one request: the pair, the far end in the namespace, ours on the bridge, up
                 self.ipr.link("add", ifname=host_name, kind="veth", master=bridge_idx, state="up",
@@ -90,7 +90,7 @@ class Links:
     def detach_inside(self, pid: int, ifname: str) -> None:
         """Delete `ifname` inside the namespace of `pid` (`network disconnect`); its host end
         goes with it."""
-        nsfd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        nsfd = _open_netns(pid)
         try:
             def remove(ns):
                 found = ns.link_lookup(ifname=ifname)
@@ -99,6 +99,13 @@ class Links:
             _in_namespace(nsfd, remove)
         finally:
             os.close(nsfd)
+
+
+def _open_netns(pid: int) -> int:
+    try:
+        return os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise NetworkError(f"the container's network namespace (pid {pid}): {os.strerror(e.errno or 3)}") from None
 
 
 def _configure(ns: IPRoute, ifname: str, address: str, prefix: int, gateway: str | None) -> None:
