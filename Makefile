@@ -7,6 +7,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := gcc make libc6-dev libcap-dev libseccomp-dev busybox-static pkg-config procps util-linux nftables
+# image interop tests (skopeo copy, umoci) use these; they are skipped, with the reason, without them
+APT_PACKAGES += skopeo umoci
 NATIVE_SOURCES := $(wildcard c_ext/*.c c_ext/*.h c_ext/build.py) setup.py pyproject.toml
 IMAGE := rootfs/build/busybox.tar
 

@@ -1,6 +1,6 @@
 """Run every benchmark, print the tables, and write them as markdown to benchmarks/results/latest.md.
 
-    .venv/bin/python benchmarks/run_all.py [--quick] [--only startup,monitor,cli,network]
+    .venv/bin/python benchmarks/run_all.py [--quick] [--only startup,monitor,cli,images,network]
 
 `make bench` calls this. Misses against the targets are reported (PASS/MISS), never fatal; a
 benchmark that crashes is reported as such and the others still run (exit status 1 then).
@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cli_latency  # noqa: E402
+import images  # noqa: E402
 import monitor_memory  # noqa: E402
 import network  # noqa: E402
 import startup  # noqa: E402
@@ -37,7 +38,7 @@ def main() -> int:
     load_at_start = machine().get("loadavg")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer runs (a smoke test, not for the record)")
-    ap.add_argument("--only", default="startup,monitor,cli,network")
+    ap.add_argument("--only", default="startup,monitor,cli,images,network")
     ap.add_argument("--no-write", action="store_true", help="do not write results/latest.md")
     args = ap.parse_args()
     install_signal_handlers()
@@ -46,6 +47,8 @@ def main() -> int:
         ("startup", startup.main, ["--runs", "10", "--warm-runs", "30"] if args.quick else []),
         ("monitor", monitor_memory.main, []),
         ("cli", cli_latency.main, ["--runs", "5", "--containers", "20"] if args.quick else []),
+        ("images", images.main, ["--runs", "2", "--mb", "50", "--start-runs", "5"] if args.quick
+         else []),
         ("network", network.main, ["--runs", "10", "--mbytes", "16"] if args.quick else []),
     ]
     ensure_tools(["podman", "runc", "crun"])

@@ -90,6 +90,8 @@ struct mr_plan {
 
     /* the conversation with the parent */
     int sync_fd;                  /* the child's end of the socketpair */
+    int parent_sync_fd;           /* the parent's end, which a fork-like clone copies: closed
+                                   * first, so the parent's death reads as EOF in wait_go */
     int exec_fifo_fd;             /* O_PATH fd of exec.fifo: block until `start`; -1: exec now */
     int trace;                    /* send MR_MSG_TRACE with step timestamps before execve */
 };

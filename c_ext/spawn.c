@@ -216,6 +216,8 @@ static _Noreturn void container(const struct mr_plan *p, uint64_t clone_stamp)
     memset(&err, 0, sizeof(err));
     memset(stamps, 0, sizeof(stamps));
     stamps[MR_STEP_CLONE] = clone_stamp;
+    if (p->parent_sync_fd >= 0)
+        close(p->parent_sync_fd);
     mr_reset_signals();
     child_main(p, &err, stamps);
     mr_report_and_exit(p->sync_fd, &err);

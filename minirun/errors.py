@@ -43,6 +43,13 @@ class ImageInUse(MinirunError):
     """An image a container still uses cannot be removed."""
 
 
+class BuildError(MinirunError):
+    """`minirun build` failed: a Containerfile error, a source outside the context, a RUN that
+    exited non-zero. Exit status 1, as `docker build`."""
+
+    exit_status = 1
+
+
 class ContainerNotFound(MinirunError):
     """No container of that name or id (prefix)."""
 

@@ -235,53 +235,152 @@ def cap_mask(names: list[str], field: str) -> int:
 
 
 def validate(spec: Any) -> dict[str, Any]:
-    """Check the fields we rely on; SpecError names the first bad one by JSON pointer.
+    """Check every field the runtime reads; SpecError names the first bad one by JSON pointer.
 
-    Fields that would weaken isolation if silently ignored are refused, not skipped."""
+    Fields that would weaken isolation if silently ignored are refused, not skipped. The shape
+    checks are deliberately plain (a fuzz test feeds this arbitrary JSON): each field is looked
+    at once, with the type the plan builder (runtime/plan.py) will read it as."""
     if not isinstance(spec, dict):
         raise SpecError("/", "the spec must be a JSON object")
-    proc = _obj(spec, "process")
+    proc = _field(spec, "process", dict, "process", required=True)
     args = proc.get("args")
     if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
         raise SpecError("process/args", "must be a non-empty list of strings")
-    env = proc.get("env", [])
-    if not isinstance(env, list) or not all(isinstance(e, str) and "=" in e for e in env):
+    env = _field(proc, "env", list, "process/env")
+    if not all(isinstance(e, str) and "=" in e for e in env):
         raise SpecError("process/env", 'must be a list of "KEY=value" strings')
     cwd = proc.get("cwd", "/")
     if not isinstance(cwd, str) or not cwd.startswith("/"):
         raise SpecError("process/cwd", "must be an absolute path")
-    user = proc.get("user", {})
+    for key in ("terminal", "noNewPrivileges"):
+        _field(proc, key, bool, f"process/{key}")
+    _field(proc, "oomScoreAdj", int, "process/oomScoreAdj")
+    size = _field(proc, "consoleSize", dict, "process/consoleSize")
+    for key in ("height", "width"):
+        _uint(size, key, "process/consoleSize", bits=16)
+    user = _field(proc, "user", dict, "process/user")
     for key in ("uid", "gid"):
-        if not isinstance(user.get(key, 0), int) or user.get(key, 0) < 0:
-            raise SpecError(f"process/user/{key}", "must be an integer >= 0")
-    caps = proc.get("capabilities", {})
+        _uint(user, key, "process/user")
+    if user.get("umask") is not None:
+        _uint(user, "umask", "process/user")
+    gids = _field(user, "additionalGids", list, "process/user/additionalGids")
+    for i, _ in enumerate(gids):
+        _uint(gids, i, "process/user/additionalGids")
+    caps = _field(proc, "capabilities", dict, "process/capabilities")
     for kind in ("bounding", "effective", "permitted", "inheritable", "ambient"):
-        cap_mask(caps.get(kind, []), f"process/capabilities/{kind}")
+        names = _field(caps, kind, list, f"process/capabilities/{kind}")
+        if not all(isinstance(n, str) for n in names):
+            raise SpecError(f"process/capabilities/{kind}", "must be a list of capability names")
+        cap_mask(names, f"process/capabilities/{kind}")
+    for i, rl in enumerate(_field(proc, "rlimits", list, "process/rlimits")):
+        where = f"process/rlimits/{i}"
+        if not isinstance(rl, dict) or not isinstance(rl.get("type"), str):
+            raise SpecError(where, 'must be {"type": "RLIMIT_...", "soft": N, "hard": N}')
+        for key in ("soft", "hard"):
+            _uint(rl, key, where, bits=64)
     for key in ("apparmorProfile", "selinuxLabel"):
         if proc.get(key):
             raise SpecError(f"process/{key}", "not supported by minirun (refused, not ignored)")
-    root = _obj(spec, "root")
+    root = _field(spec, "root", dict, "root", required=True)
     if not isinstance(root.get("path"), str) or not root["path"]:
         raise SpecError("root/path", "must be a path")
-    for i, m in enumerate(spec.get("mounts", [])):
-        if not isinstance(m, dict) or not str(m.get("destination", "")).startswith("/"):
+    _field(root, "readonly", bool, "root/readonly")
+    for key in ("hostname", "domainname"):
+        _field(spec, key, str, key)
+    annotations = _field(spec, "annotations", dict, "annotations")
+    if not all(isinstance(v, str) for v in annotations.values()):
+        raise SpecError("annotations", "values must be strings")
+    for i, m in enumerate(_field(spec, "mounts", list, "mounts")):
+        if not isinstance(m, dict) or not isinstance(m.get("destination"), str) \
+                or not m["destination"].startswith("/"):
             raise SpecError(f"mounts/{i}/destination", "must be an absolute path")
-        if not isinstance(m.get("options", []), list):
+        for key in ("type", "source"):
+            _field(m, key, str, f"mounts/{i}/{key}")
+        options = _field(m, "options", list, f"mounts/{i}/options")
+        if not all(isinstance(o, str) for o in options):
             raise SpecError(f"mounts/{i}/options", "must be a list of strings")
-    linux = spec.get("linux", {})
-    for i, ns in enumerate(linux.get("namespaces", [])):
-        if ns.get("type") not in NAMESPACES:
-            raise SpecError(f"linux/namespaces/{i}/type", f"unknown namespace {ns.get('type')!r}")
+    linux = _field(spec, "linux", dict, "linux")
+    for i, ns in enumerate(_field(linux, "namespaces", list, "linux/namespaces")):
+        if not isinstance(ns, dict) or ns.get("type") not in NAMESPACES:
+            raise SpecError(f"linux/namespaces/{i}/type",
+                            f"unknown namespace {ns.get('type') if isinstance(ns, dict) else ns!r}")
+        _field(ns, "path", str, f"linux/namespaces/{i}/path")
+    for i, d in enumerate(_field(linux, "devices", list, "linux/devices")):
+        where = f"linux/devices/{i}"
+        if not isinstance(d, dict) or not isinstance(d.get("path"), str) or not d["path"].startswith("/"):
+            raise SpecError(f"{where}/path", "must be an absolute path")
+        if d.get("type", "c") not in ("c", "u", "b", "p"):
+            raise SpecError(f"{where}/type", 'must be "c", "b", "u" or "p"')
+        for key in ("major", "minor", "fileMode", "uid", "gid"):
+            if d.get(key) is not None:
+                _uint(d, key, where)
+    for key in ("maskedPaths", "readonlyPaths"):
+        paths = _field(linux, key, list, f"linux/{key}")
+        if not all(isinstance(p, str) and p.startswith("/") for p in paths):
+            raise SpecError(f"linux/{key}", "must be a list of absolute paths")
+    for key in ("cgroupsPath", "rootfsPropagation"):
+        _field(linux, key, str, f"linux/{key}")
+    if linux.get("rootfsPropagation") and linux["rootfsPropagation"] not in _PROPAGATION:
+        raise SpecError("linux/rootfsPropagation", f"must be one of {', '.join(sorted(_PROPAGATION))}")
+    _validate_resources(_field(linux, "resources", dict, "linux/resources"))
+    seccomp = linux.get("seccomp")
+    if seccomp is not None and not isinstance(seccomp, dict):
+        raise SpecError("linux/seccomp", "must be an object")
     if linux.get("mountLabel"):
         raise SpecError("linux/mountLabel", "SELinux is not supported by minirun")
     return spec
 
 
-def _obj(spec: dict, key: str) -> dict:
-    value = spec.get(key)
-    if not isinstance(value, dict):
-        raise SpecError(key, "is required and must be an object")
+# linux.resources: each object's fields and the type they must have
+_RESOURCES = {
+    "memory": {"limit": int, "reservation": int, "swap": int, "kernel": int, "kernelTCP": int,
+               "swappiness": int, "disableOOMKiller": bool},
+    "cpu": {"shares": int, "quota": int, "period": int, "realtimeRuntime": int,
+            "realtimePeriod": int, "cpus": str, "mems": str, "idle": int},
+    "pids": {"limit": int},
+}
+
+
+def _validate_resources(res: dict[str, Any]) -> None:
+    for group, fields in _RESOURCES.items():
+        obj = _field(res, group, dict, f"linux/resources/{group}")
+        for name, kind in fields.items():
+            _field(obj, name, kind, f"linux/resources/{group}/{name}")
+    for i, rule in enumerate(_field(res, "devices", list, "linux/resources/devices")):
+        where = f"linux/resources/devices/{i}"
+        if not isinstance(rule, dict) or not isinstance(rule.get("allow"), bool):
+            raise SpecError(f"{where}/allow", "must be true or false")
+        if rule.get("type", "a") not in ("a", "c", "b"):
+            raise SpecError(f"{where}/type", 'must be "a", "c" or "b"')
+        for key in ("major", "minor"):
+            if rule.get(key) is not None and (not isinstance(rule[key], int) or isinstance(rule[key], bool)):
+                raise SpecError(f"{where}/{key}", "must be an integer")
+        access = rule.get("access", "rwm")
+        if not isinstance(access, str) or not access or set(access) - set("rwm"):
+            raise SpecError(f"{where}/access", 'must be letters of "rwm"')
+
+
+def _field(obj: Any, key: Any, kind: type, where: str, required: bool = False) -> Any:
+    """obj[key] if it has the expected JSON type; its empty value when absent (or null)."""
+    value = obj.get(key) if isinstance(obj, dict) else None
+    if value is None:
+        if required:
+            raise SpecError(where, f"is required and must be {_KIND_NAMES[kind]}")
+        return kind()
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise SpecError(where, f"must be {_KIND_NAMES[kind]}")
     return value
+
+
+_KIND_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer",
+               bool: "true or false"}
+
+
+def _uint(obj: Any, key: Any, where: str, bits: int = 32) -> None:
+    """An integer in [0, 2**bits): what the C side stores it in (uid_t, rlim_t, ...)."""
+    value = obj[key] if isinstance(obj, list) else obj.get(key, 0)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2 ** bits:
+        raise SpecError(f"{where}/{key}", f"must be an integer from 0 to {2 ** bits - 1}")
 
 
 def env_value(env: list[str], key: str, default: str | None = None) -> str | None:

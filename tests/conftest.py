@@ -130,6 +130,9 @@ def leftovers(data_root: Path) -> list[str]:
     found += [f"mount {line.split()[4]}" for line in mountinfo.splitlines() if str(data_root) in line]
     for ids in (p.name for p in containers.iterdir()) if containers.exists() else []:
         found += [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/minirun/{ids}")]
+    staging = data_root / "images" / "tmp"  # an import, load, save or build left half-done work
+    if staging.exists():
+        found += [f"image staging {p.name}" for p in staging.iterdir()]
     out = subprocess.run(["pgrep", "-f", f"minirun-monitor.*{data_root}"], capture_output=True, text=True)
     found += [f"monitor pid {pid}" for pid in out.stdout.split()]
     return found + network_leftovers(data_root)

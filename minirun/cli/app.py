@@ -11,7 +11,10 @@ import sys
 import typer
 
 from minirun import __version__
-from minirun.cli import container, image, network, observe, trace
+from minirun.cli import container, image, imagework, network, observe, system, trace
+
+# the modules of top-level verbs: each has VERBS and register(app, only)
+VERB_MODULES = (container, imagework, observe, system)
 
 GROUPS = {"image": image.app, "container": container.group, "trace": trace.app,
           "network": network.app}
@@ -44,8 +47,8 @@ def build(verb: str | None = None) -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.callback()(_global)
-    container.register(app, only=verb)
-    observe.register(app, only=verb)
+    for module in VERB_MODULES:
+        module.register(app, only=verb)
     for name, group in GROUPS.items():
         if verb in (None, name):
             app.add_typer(group, name=name)
@@ -59,5 +62,6 @@ def verb_of(argv: list[str]) -> str | None:
         if arg == "--root":
             next(args, None)
         elif not arg.startswith("-"):
-            return arg if arg in container.VERBS or arg in observe.VERBS or arg in GROUPS else None
+            known = arg in GROUPS or any(arg in m.VERBS for m in VERB_MODULES)
+            return arg if known else None
     return None

@@ -97,6 +97,9 @@ def run(
         code = started.record.exit_code()
     finally:
         if rm:
+            from minirun.runtime import faults
+
+            faults.point("run:exited")
             rt.remove(started.record, force=True)
     raise typer.Exit(code)
 

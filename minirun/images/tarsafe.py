@@ -62,6 +62,8 @@ class ExtractResult:
     entries: int
     whiteouts: list[str] = field(default_factory=list)  # paths hidden by `.wh.` entries
     opaque: list[str] = field(default_factory=list)  # directories marked opaque
+    tar_size: int = 0  # bytes of the uncompressed tar stream
+    reproducible: bool = True  # the tar-split (if asked for) rebuilds the exact tar
 
 
 # --- the byte stream: raw -> decompressed -> hashed --------------------------------------------
@@ -189,6 +191,112 @@ def _open_stream(fileobj, what: str):
     return _unlzma(raw, what, bz2.BZ2Decompressor, "bzip2"), kind, hasher
 
 
+class _Split:
+    """The layer's tar, minus its file contents ("tar-split", as Docker calls the idea).
+
+    Every byte of the uncompressed stream is recorded here except the data of regular files,
+    which is recorded as a reference (path in the layer, size). With the unpacked files this
+    is enough to rebuild the exact original tar, so `image save` reproduces the layer's diff_id
+    (and the image id) while the store keeps one unpacked copy and a few kB of headers.
+
+    Records, zlib-compressed: b"R" <u32 n> <n bytes>  |  b"F" <u64 size> <u16 n> <path>.
+    """
+
+    def __init__(self, fileobj):
+        self.out = fileobj
+        self.z = zlib.compressobj(1)
+        self.raw = bytearray()
+
+    def bytes(self, data) -> None:
+        self.raw += data
+        if len(self.raw) >= CHUNK:
+            self._flush_raw()
+
+    def _flush_raw(self) -> None:
+        if self.raw:
+            self.out.write(self.z.compress(b"R" + struct.pack("<I", len(self.raw)) + self.raw))
+            self.raw = bytearray()
+
+    def file(self, path: str, size: int) -> None:
+        self._flush_raw()
+        name = path.encode("utf-8", "surrogateescape")
+        self.out.write(self.z.compress(b"F" + struct.pack("<QH", size, len(name)) + name))
+
+    def close(self) -> None:
+        self._flush_raw()
+        self.out.write(self.z.flush())
+
+
+def _split_records(fileobj) -> Iterator[tuple[bytes, int]]:
+    """(raw bytes, 0) or (path, size) records of a tar-split file, decompressed as we go."""
+    d, buf, eof = zlib.decompressobj(), b"", False
+
+    def need(n: int) -> bytes:
+        nonlocal buf, eof
+        while len(buf) < n and not eof:
+            data = fileobj.read(CHUNK)
+            if data:
+                buf += d.decompress(data)
+            else:
+                buf += d.flush()
+                eof = True
+        if len(buf) < n:
+            raise ImageFormatError("layer metadata (tar-split) is truncated")
+        out, buf = buf[:n], buf[n:]
+        return out
+
+    while True:
+        try:
+            kind = need(1)
+        except ImageFormatError:
+            if not buf:
+                return
+            raise
+        if kind == b"R":
+            (n,) = struct.unpack("<I", need(4))
+            yield need(n), 0
+        elif kind == b"F":
+            size, n = struct.unpack("<QH", need(10))
+            yield need(n), size
+        else:
+            raise ImageFormatError("layer metadata (tar-split) is corrupt")
+
+
+def reassemble(diff_dir: Path, split_file, write) -> None:
+    """Rebuild a layer's original uncompressed tar from its unpacked files and its tar-split
+    record, calling `write(bytes)` piece by piece. Files are opened without following any
+    symlink. The caller checks the result's sha256 against the diff_id."""
+    root = os.open(diff_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for data, size in _split_records(split_file):
+            if not size:
+                write(data)
+                continue
+            parts = data.decode("utf-8", "surrogateescape").split("/")
+            fd, opened = root, []
+            try:
+                for name in parts[:-1]:
+                    fd = os.open(name, _O_DIR, dir_fd=fd)
+                    opened.append(fd)
+                f = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            finally:
+                for o in opened:
+                    os.close(o)
+            try:
+                left = size
+                while left:
+                    chunk = os.read(f, min(CHUNK, left))
+                    if not chunk:
+                        raise ImageFormatError(f"layer file {data.decode(errors='replace')!r} "
+                                               "is shorter than when it was unpacked")
+                    write(chunk)
+                    left -= len(chunk)
+            finally:
+                os.close(f)
+    finally:
+        os.close(root)
+
+
 class _Stream:
     """The uncompressed tar bytes: hashed once as produced, read() for headers, copy_to() for data.
 
@@ -210,6 +318,7 @@ class _Stream:
         self.fileobj = self
         self.offset = 0
         self.pax_headers: dict[str, str] = {}
+        self.split: _Split | None = None  # records every byte but file data (see _Split)
 
     def _fill(self) -> bool:
         try:
@@ -237,23 +346,28 @@ class _Stream:
         if end <= len(self._buf):
             out = self._buf[self._pos : end]
             self._pos = end
-            return out
-        parts = [self._buf[self._pos :]]
-        need = n - len(parts[0])
-        self._pos = len(self._buf)
-        while need > 0 and self._fill():
-            take = self._buf[:need]
-            parts.append(take)
-            self._pos = len(take)
-            need -= len(take)
-        return b"".join(parts)
+        else:
+            parts = [self._buf[self._pos :]]
+            need = n - len(parts[0])
+            self._pos = len(self._buf)
+            while need > 0 and self._fill():
+                take = self._buf[:need]
+                parts.append(take)
+                self._pos = len(take)
+                need -= len(take)
+            out = b"".join(parts)
+        if self.split is not None:
+            self.split.bytes(out)
+        return out
 
     def peek(self, n: int) -> bytes | None:
         """The next n bytes if they are already buffered (else None), without consuming."""
         end = self._pos + n
         return self._buf[self._pos : end] if end <= len(self._buf) else None
 
-    def copy_to(self, fd: int, n: int) -> None:
+    def copy_to(self, fd: int, n: int, path: str = "") -> None:
+        if self.split is not None and n:
+            self.split.file(path, n)
         while n > 0:
             if self._pos >= len(self._buf) and not self._fill():
                 raise ImageFormatError(f"{self._what}: truncated archive")
@@ -269,14 +383,19 @@ class _Stream:
             if self._pos >= len(self._buf) and not self._fill():
                 raise ImageFormatError(f"{self._what}: truncated archive")
             k = min(n, len(self._buf) - self._pos)
+            if self.split is not None:
+                self.split.bytes(memoryview(self._buf)[self._pos : self._pos + k])
             self._pos += k
             n -= k
 
     def drain(self) -> None:
         """Read (and hash) everything after the end-of-archive marker."""
-        self._pos = len(self._buf)
-        while self._fill():
+        while True:
+            if self.split is not None:
+                self.split.bytes(memoryview(self._buf)[self._pos :])
             self._pos = len(self._buf)
+            if not self._fill():
+                return
 
 
 # --- headers -----------------------------------------------------------------------------------
@@ -370,6 +489,9 @@ class _Extractor:
         self.entries = 0
         self.whiteouts: list[str] = []
         self.opaque: list[str] = []
+        self.whited: set[tuple[str, ...]] = set()  # names this layer whites out
+        self.data_paths: set[tuple[str, ...]] = set()  # files whose data the tar-split refers to
+        self.reproducible = True  # False once a file with data is replaced by a later entry
 
     def close(self) -> None:
         for fd in self.fds.values():
@@ -417,6 +539,22 @@ class _Extractor:
             raise self.fail(raw, f"replaces a directory with a {kind}")
         os.unlink(parts[-1], dir_fd=parent)
         self.files.discard(parts)
+        self._forget_data(parts)
+
+    def _forget_data(self, parts: tuple[str, ...]) -> None:
+        if parts in self.data_paths:  # its bytes are gone: the original tar cannot be rebuilt
+            self.data_paths.discard(parts)
+            self.reproducible = False
+
+    def set_opaque(self, parent: int, name: str, parts: tuple[str, ...]) -> None:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=parent)
+        try:
+            os.setxattr(fd, OPAQUE_XATTR, b"y")
+        finally:
+            os.close(fd)
+        if "/".join(parts) not in self.opaque:
+            self.opaque.append("/".join(parts))
 
     def create(self, op, parent: int, parts: tuple[str, ...], raw: str, kind: str):
         try:
@@ -469,7 +607,7 @@ class _Extractor:
                 lambda: os.open(base, _O_FILE, 0o600, dir_fd=parent), parent, parts, raw, "file"
             )
             try:
-                stream.copy_to(fd, ti.size)
+                stream.copy_to(fd, ti.size, "/".join(parts))
                 self.set_owner(fd, ti)
                 os.fchmod(fd, ti.mode & 0o7777)
                 if ti.pax_headers:
@@ -478,6 +616,8 @@ class _Extractor:
             finally:
                 os.close(fd)
             self.files.add(parts)
+            if ti.size:
+                self.data_paths.add(parts)
         elif ti.isdir():
             try:
                 os.mkdir(base, 0o755, dir_fd=parent)
@@ -486,7 +626,12 @@ class _Extractor:
                 if not stat.S_ISDIR(st.st_mode):
                     os.unlink(base, dir_fd=parent)
                     self.files.discard(parts)
+                    self._forget_data(parts)
                     os.mkdir(base, 0o755, dir_fd=parent)
+            if parts in self.whited:
+                # `.wh.d` and a directory `d` in one layer: the lower `d` is gone and this
+                # layer's `d` is new, so nothing below may show through: opaque.
+                self.set_opaque(parent, base, parts)
             self.dirs[parts] = ti
         elif ti.issym():
             if "\0" in ti.linkname:
@@ -536,16 +681,7 @@ class _Extractor:
     def whiteout(self, parts: tuple[str, ...], raw: str) -> None:
         base = parts[-1]
         if base == WHITEOUT_OPAQUE:
-            fd = os.open(
-                ".",
-                os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC,
-                dir_fd=self.dir_fd(parts[:-1], raw),
-            )
-            try:
-                os.setxattr(fd, OPAQUE_XATTR, b"y")
-            finally:
-                os.close(fd)
-            self.opaque.append("/".join(parts[:-1]))
+            self.set_opaque(self.dir_fd(parts[:-1], raw), ".", parts[:-1])
             return
         if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
             return  # other aufs metadata (.wh..wh.plnk, ...): meaningless outside aufs
@@ -553,14 +689,18 @@ class _Extractor:
         if hidden in ("", ".", ".."):
             raise self.fail(raw, "is not a valid whiteout")
         parent = self.dir_fd(parts[:-1], raw)
-        # A whiteout hides what lower layers have; if this layer itself has the name, it stays.
+        target = parts[:-1] + (hidden,)
+        # A whiteout hides what lower layers have; if this layer itself has the name, it stays
+        # (a directory of this layer then becomes opaque, so nothing of the lower one shows).
         try:
             os.mknod(hidden, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
         except FileExistsError:
-            pass
+            if stat.S_ISDIR(os.stat(hidden, dir_fd=parent, follow_symlinks=False).st_mode):
+                self.set_opaque(parent, hidden, target)
         else:
-            self.files.add(parts[:-1] + (hidden,))
-        self.whiteouts.append("/".join(parts[:-1] + (hidden,)))
+            self.files.add(target)
+        self.whited.add(target)
+        self.whiteouts.append("/".join(target))
 
     def finish_dirs(self) -> None:
         # Deepest first: creating a child changes its parent's mtime, and a read-only mode
@@ -593,12 +733,16 @@ def extract_layer(
     max_total_size: int = DEFAULT_MAX_TOTAL_SIZE,
     allow_devices: bool = False,
     what: str = "layer",
+    split_to=None,
 ) -> ExtractResult:
     """Unpack the tar stream `fileobj` (plain, gzip, xz, bzip2, or zstd) into the existing
     directory `dest`. Raises ImageFormatError naming the entry for anything hostile or broken;
-    on error `dest` holds a partial tree that the caller discards (the store stages in tmp/)."""
+    on error `dest` holds a partial tree that the caller discards (the store stages in tmp/).
+    With `split_to` (a binary file), the tar-split record is written there (see _Split)."""
     chunks, compression, raw_hash = _open_stream(fileobj, what)
     stream = _Stream(chunks, what, max_total_size)
+    if split_to is not None:
+        stream.split = _Split(split_to)
     ex = _Extractor(Path(dest), what, max_entry_size, max_total_size, allow_devices)
     raw = "?"
     try:
@@ -635,6 +779,8 @@ def extract_layer(
                 raise ImageFormatError(f"{what}: corrupt archive at entry {raw!r}")
             stream.skip(gap)
         stream.drain()
+        if stream.split is not None:
+            stream.split.close()
         try:
             ex.finish_dirs()
         except OSError as e:
@@ -651,4 +797,6 @@ def extract_layer(
         entries=ex.entries,
         whiteouts=ex.whiteouts,
         opaque=ex.opaque,
+        tar_size=stream.tell(),
+        reproducible=ex.reproducible,
     )

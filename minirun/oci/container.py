@@ -260,7 +260,8 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
         fds.append(fifo_fd)
         launch = plan.Launch(rootfs=str(rootfs), rootfs_fstype=None, bundle=str(bundle),
                              cgroup_procs_fds=procs, monitor_argv=None, stdio=(0, 1, 2),
-                             sync_fd=child_sock.fileno(), exec_fifo_fd=fifo_fd,
+                             sync_fd=child_sock.fileno(), parent_sync_fd=parent_sock.fileno(),
+                             exec_fifo_fd=fifo_fd,
                              preserve_fds=preserve_fds, cache_dir=c.dir.parent / ".cache/seccomp",
                              cgroup_views=[(n, str(d)) for n, d in cg.views()])
         np = plan.build(spec, launch)

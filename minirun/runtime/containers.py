@@ -21,7 +21,7 @@ from typing import Any
 from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError, UsageError
 from minirun.paths import data_root
 from minirun.runtime import cgroup_warm as warm
-from minirun.runtime import procfs, sync
+from minirun.runtime import faults, procfs, sync
 from minirun.runtime.options import RunOptions
 from minirun.runtime.state import ContainerRecord, StateStore, now_iso
 
@@ -147,7 +147,8 @@ class Runtime:
         if record.state.started_at is not None:
             self.cgroups.open(name).destroy()      # the previous run's group (kept for its stats)
         with self._phase("cgroup create"):
-            cg = self.cgroups.create(name, cgroup_resources(spec["linux"].get("resources", {})))
+            cg = self._create_cgroup(name, cgroup_resources(spec["linux"].get("resources", {})))
+        faults.point("start:cgroup-created")
         fds: list[int] = []                         # our copies of what the child/monitor get
         parent_sock, child_sock = sync.socketpair()
         try:
@@ -155,18 +156,20 @@ class Runtime:
             fds += procs
             stdio, log_fds = _wire_stdio(record.state.detached, interactive, fds)
             upper, work = record.dir / "upper", record.dir / "work"
-            lower = ":".join(str(p) for p in reversed(image.layers))
+            lower = image.lowerdir()               # top layer first, by short links (store.py)
             monitor_argv = self._monitor_argv(record, cg.oom_events_file(), log_fds)
             launch = plan.Launch(
                 rootfs=spec["root"]["path"], rootfs_fstype="overlay",
                 rootfs_data=f"lowerdir={lower},upperdir={upper},workdir={work}",
                 cgroup_procs_fds=procs, monitor_argv=monitor_argv, monitor_fds=log_fds,
-                stdio=stdio, sync_fd=child_sock.fileno(), console=console, trace=trace,
+                stdio=stdio, sync_fd=child_sock.fileno(), parent_sync_fd=parent_sock.fileno(),
+                console=console, trace=trace,
                 cache_dir=self.seccomp_cache, cgroup_views=[(n, str(d)) for n, d in cg.views()])
             with self._phase("plan build"):
                 np = plan.build(spec, launch)
             with self._phase("mr_spawn"):
                 pid, monitor_pid = spawn.spawn(np)
+            faults.point("start:spawned")
         except BaseException:
             parent_sock.close()
             cg.destroy()
@@ -216,7 +219,21 @@ class Runtime:
             raise err
         if self.tracer is not None:
             self.tracer.stamps = report.stamps
+        faults.point("start:running")
         return Started(record, pid, monitor_pid, report.tty_master, report.stamps or None)
+
+    def _create_cgroup(self, name: str, resources):
+        """A new group; one left by a start that crashed before its process ran (no process can
+        be in it: the container's first process joins it) is removed and made afresh."""
+        from minirun.errors import CgroupError
+
+        try:
+            return self.cgroups.create(name, resources)
+        except CgroupError as err:
+            if not isinstance(err.__cause__, FileExistsError):
+                raise
+            self.cgroups.open(name).destroy()
+            return self.cgroups.create(name, resources)
 
     def _monitor_argv(self, record: ContainerRecord, oom_file: str | None,
                       log_fds: tuple[int, int]) -> list[str]:
@@ -302,6 +319,7 @@ class Runtime:
                 _signal(record, signal.SIGKILL)
                 self.wait_exit(record, 10.0)
             self.cgroups.open(f"minirun/{record.id}").destroy()
+            faults.point("rm:cgroup-destroyed")
             _reap_if_ours(record.state.monitor_pid)
             self._release_network(record)
             self.store.forget(record)

@@ -8,6 +8,7 @@ image's Cmd; `-e KEY` alone copies the caller's value; `-u name` is looked up in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 from dataclasses import dataclass, field
@@ -291,10 +292,18 @@ def resolve_user(user: str, layers_top_first: list[Path]) -> dict[str, Any]:
 
 
 def _read_image_file(layers_top_first: list[Path], rel: str) -> list[list[str]]:
+    """The file as the container will see it: the topmost layer that has the name decides (a
+    whiteout there, or an opaque directory on the way, hides the lower layers' copies)."""
     for layer in layers_top_first:
         path = layer / rel
-        if path.is_file() and not path.is_symlink():
+        if os.path.lexists(path):
+            if not path.is_file() or path.is_symlink():
+                return []
             return [line.split(":") for line in path.read_text(errors="replace").splitlines()]
+        for parent in path.relative_to(layer).parents:
+            with contextlib.suppress(OSError):
+                if os.getxattr(layer / parent, "trusted.overlay.opaque", follow_symlinks=False) == b"y":
+                    return []
     return []
 
 

@@ -46,6 +46,7 @@ class Launch:
     monitor_fds: tuple[int, int] = (-1, -1)
     stdio: tuple[int, int, int] = (0, 1, 2)
     sync_fd: int = -1
+    parent_sync_fd: int = -1             # our end of the socketpair: the child closes its copy
     exec_fifo_fd: int = -1
     console: tuple[int, int] = (0, 0)
     trace: bool = False
@@ -146,6 +147,7 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
                 set_caps=launch.set_caps, seccomp_bpf=seccomp_program(spec, launch.cache_dir))
     p.process.preserve_fds = launch.preserve_fds
     p.sync_fd = launch.sync_fd
+    p.parent_sync_fd = launch.parent_sync_fd
     p.exec_fifo_fd = launch.exec_fifo_fd
     p.trace = int(launch.trace)
     return np

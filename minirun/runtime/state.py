@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from minirun.errors import AmbiguousId, ContainerNotFound, InvalidTransition, NameInUse, UsageError
-from minirun.runtime import procfs
+from minirun.runtime import faults, procfs
 
 # status -> operations allowed in it (runc's libcontainer keeps the same kind of table)
 TRANSITIONS: dict[str, set[str]] = {
@@ -159,6 +159,10 @@ class ContainerRecord:
         self.state = ContainerState(**data)
 
 
+# a container directory being deleted is first renamed to this prefix + its id
+REMOVING = ".removing-"
+
+
 class StateStore:
     """All containers under ROOT: create, find by name, id or id prefix, list, remove."""
 
@@ -178,11 +182,14 @@ class StateStore:
             os.symlink(cid, self.names / name)
         except FileExistsError:
             raise NameInUse(f"the container name {name!r} is already in use") from None
+        faults.point("create:name-reserved")
         directory = self.containers / cid
         directory.mkdir(mode=0o700)
+        faults.point("create:dir-made")
         record = ContainerRecord(directory, ContainerState(id=cid, name=name, created=now_iso(),
                                                            **fields))
         record.save()
+        faults.point("create:state-saved")
         return record
 
     def get(self, ref: str) -> ContainerRecord:
@@ -233,8 +240,9 @@ class StateStore:
         with contextlib.suppress(FileNotFoundError):
             if os.readlink(link) == record.id:
                 os.unlink(link)
-        doomed = self.containers / f".removing-{record.id}"
+        doomed = self.containers / f"{REMOVING}{record.id}"
         os.rename(record.dir, doomed)
+        faults.point("rm:renamed")
         _rmtree(doomed)
 
 

@@ -319,3 +319,26 @@ def test_cli_verbs(tmp_path):
     assert out.stdout == f"Untagged: demo:1\nDeleted: sha256:{image_id}\n"
     out = run(top, ["image", "rm", "demo:1"])
     assert isinstance(out.exception, ImageNotFound)
+
+
+def test_reimport_of_an_unchanged_file_reads_nothing(store, tmp_path):
+    src = tmp_path / "root.tar"
+    src.write_bytes(rootfs_tar(pad=1 << 20))
+    events = []
+    count = lambda ev, **kw: events.append(kw["done"])  # noqa: E731
+    a = store.import_tarball(src, "a", progress=count)
+    assert events and events[-1] == src.stat().st_size
+    events.clear()
+    b = store.import_tarball(src, "b", progress=count)
+    assert events == [] and b.diff_ids == a.diff_ids  # known by its stat: not read at all
+    src.write_bytes(rootfs_tar("changed", pad=1 << 20))  # same size, new contents
+    c = store.import_tarball(src, "c", progress=count)
+    assert events and c.diff_ids != a.diff_ids
+    os.utime(src)  # a touched file is read again (and found to be the same layer)
+    events.clear()
+    assert store.import_tarball(src, "d", progress=count).diff_ids == c.diff_ids and events
+    store.remove("c")
+    store.remove("d")  # its layer is gone: the cache entry must not be trusted
+    events.clear()
+    assert store.import_tarball(src, "e", progress=count).diff_ids == c.diff_ids and events
+    assert leftovers(store) == []

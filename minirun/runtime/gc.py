@@ -1,0 +1,114 @@
+"""`minirun gc`: release what a crashed or killed minirun left behind, and nothing else.
+
+Every host resource a container gets is findable from its directory under ROOT/containers/
+(named by its id): the name link in ROOT/names/, the cgroup `minirun/<id>` in each hierarchy,
+the monitor process (recorded pid + start time); mounts live in the container's own mount
+namespace and vanish with its last process. So the directories are the journal, and gc walks them:
+
+* a name link whose container directory is gone (create crashed right after reserving it);
+* a directory without state.json or without config.json (create crashed half way);
+* a directory renamed `.removing-<id>` (rm crashed while deleting it);
+* a `--rm` container that exited but was not removed (its remover was killed);
+* the cgroup of a container that is not running (a start crashed before its process ran, or an
+  rm crashed after stopping it): no process is in it, and a stale group would block the next start.
+
+Something younger than GRACE seconds may belong to a command still at work (a create between
+its name and its directory takes microseconds), so it is left for the next gc. Running it twice
+changes nothing the second time. Concurrent commands hold each container's lock; gc takes it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+from minirun.errors import ContainerNotFound, InvalidTransition
+from minirun.runtime.state import REMOVING, ContainerRecord
+
+GRACE = 10.0
+
+
+def collect(rt, grace: float = GRACE) -> list[str]:
+    """Release the leftovers under rt's data root; one line per thing released."""
+    store = rt.store
+    released: list[str] = []
+    now = time.time()
+
+    def old(path: Path) -> bool:
+        try:
+            return now - path.lstat().st_mtime >= grace
+        except FileNotFoundError:
+            return False
+
+    for link in _entries(store.names):
+        if link.is_symlink() and not (store.containers / os.readlink(link)).is_dir() and old(link):
+            with contextlib.suppress(FileNotFoundError):
+                link.unlink()
+            released.append(f"name {link.name} (no container)")
+
+    for directory in _entries(store.containers):
+        name = directory.name
+        if name.startswith(REMOVING):
+            if old(directory):
+                _destroy_cgroup(rt, name[len(REMOVING):])
+                shutil.rmtree(directory, ignore_errors=True)
+                released.append(f"container {name[len(REMOVING):][:12]} (half removed)")
+            continue
+        if name.startswith(".") or not directory.is_dir():
+            continue
+        incomplete = not (directory / "state.json").exists() or not (directory / "config.json").exists()
+        if incomplete:
+            if old(directory):
+                _destroy_cgroup(rt, name)
+                _unlink_names_of(store.names, name)
+                shutil.rmtree(directory, ignore_errors=True)
+                released.append(f"container {name[:12]} (half created)")
+            continue
+        with contextlib.suppress(ContainerNotFound):
+            released += _settle(rt, store.get(name), grace)
+    return released
+
+
+def _settle(rt, record: ContainerRecord, grace: float) -> list[str]:
+    """One complete container: finish an interrupted --rm, drop a stale cgroup."""
+    if record.is_running():
+        return []
+    if record.state.auto_remove and record.state.started_at is not None:
+        exit_file = record.dir / "exit.json"
+        if exit_file.exists() and time.time() - exit_file.stat().st_mtime < grace:
+            return []                    # its own remover (the CLI, the monitor) is at work
+        try:
+            rt.remove(record)            # refuses (and we skip) if it was started meanwhile
+        except InvalidTransition:
+            return []
+        return [f"container {record.name} (exited, --rm)"]
+    with record.locked():
+        if record.is_running():
+            return []
+        group = rt.cgroups.open(f"minirun/{record.id}")
+        if group.paths:
+            group.destroy()
+            return [f"cgroup minirun/{record.id[:12]} ({record.name} is not running)"]
+    return []
+
+
+def _destroy_cgroup(rt, cid: str) -> None:
+    if len(cid) == 64 and all(c in "0123456789abcdef" for c in cid):
+        rt.cgroups.open(f"minirun/{cid}").destroy()
+
+
+def _unlink_names_of(names: Path, cid: str) -> None:
+    for link in _entries(names):
+        with contextlib.suppress(OSError):
+            if os.readlink(link) == cid:
+                link.unlink()
+
+
+def _entries(directory: Path) -> list[Path]:
+    try:
+        return sorted(directory.iterdir())
+    except FileNotFoundError:
+        return []
