@@ -147,11 +147,14 @@ def attach(root: Path, record, pid: int) -> None:
         client.call(root, {"op": "attach", "cid": record.id, "pid": pid, "links": links,
                            "ports": info["published"]})
     except BaseException:
+        undone = False
         with contextlib.suppress(MinirunError):
             _detach(root, record.id, info)
+            undone = True
         if info["ports"]:
             registry.release(record.id)
-        info["attached"], info["published"] = False, []
+        info["published"] = []
+        info["attached"] = not undone        # if netd could not undo it, rm or gc will
         _write_info(record.dir, info)
         raise
 

@@ -78,7 +78,15 @@ class Server:
                     self.links.delete(link["host_ifname"])
                     self.links.attach(self.ensure_network(net), *args)
             if req.get("ports"):
-                self.nft.publish(cid, req["ports"], req["links"][0]["ip"])
+                try:
+                    self.nft.publish(cid, req["ports"], req["links"][0]["ip"])
+                except MinirunError:
+                    if self.nft.has_base():
+                        raise
+                    self.ready_networks.clear()      # the table was deleted under us: remake
+                    for link in req["links"]:
+                        self.ensure_network(link["network"])
+                    self.nft.publish(cid, req["ports"], req["links"][0]["ip"])
         except BaseException:
             for name in done:
                 with contextlib.suppress(MinirunError):
