@@ -51,6 +51,10 @@ class Links:
                 if e.code != errno.EEXIST:
                     raise NetworkError(f"create bridge {name}: {os.strerror(e.code)}") from None
             idx = self.index(name)
+        kind = self.ipr.get_links(idx)[0].get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
+        if kind != "bridge":
+            raise NetworkError(f"the host has an interface named {name} that is not a bridge "
+                               f"({kind or 'no kind'}): minirun will not use it")
         have = {a.get_attr("IFA_ADDRESS") for a in self.ipr.get_addr(index=idx, family=2)}
         if gateway not in have:
             self.ipr.addr("add", index=idx, address=gateway, prefixlen=prefix)

@@ -319,3 +319,23 @@ def test_a_killed_network_helper_is_replaced_and_nothing_is_lost(clean, data_roo
         out = clean.out("run", "--rm", *NET, "busybox", "sh", "-c", retry(f"http://{address_of(clean, first)}/"))
         assert out == f"hello-{first[:12]}"
         assert client.call(data_root, {"op": "state"})["pid"] != old
+
+
+def test_a_failure_at_attach_kills_the_child_and_leaves_nothing(clean, data_root, user_net):
+    """netd fails between clone and GO (here: the network's bridge name is taken on the host by
+    an interface that is not a bridge): the command fails in one line, the child never ran,
+    and no container, veth, lease or cgroup is left."""
+    from pyroute2 import IPRoute
+
+    net = user_net("squatted")
+    bridge = json.loads(clean.out("network", "inspect", net))[0]["Bridge"]
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=bridge, kind="veth", peer=f"{bridge[:12]}p")
+        try:
+            res = clean("run", "--rm", "--network", net, "busybox", "true", check=False)
+            assert res.returncode == 125
+            assert res.stderr.strip() == (f"minirun: the host has an interface named {bridge} that "
+                                          "is not a bridge (veth): minirun will not use it")
+            assert not list((data_root / "containers").iterdir())
+        finally:
+            ipr.link("del", index=ipr.link_lookup(ifname=bridge)[0])
