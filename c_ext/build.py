@@ -31,7 +31,8 @@ struct mr_msg { int type; struct mr_err err; uint64_t stamps[...]; ...; };
 struct mr_fsop {
     int kind; const char *source; const char *target; const char *fstype; const char *data;
     unsigned long flags; unsigned long propagation; unsigned int mode;
-    unsigned int major; unsigned int minor; int target_is_file; ...;
+    unsigned int major; unsigned int minor; unsigned int uid; unsigned int gid;
+    int target_is_file; ...;
 };
 struct mr_rlimit { int resource; uint64_t soft; uint64_t hard; ...; };
 
@@ -44,7 +45,7 @@ struct mr_process {
     const char *cwd; const char *path; const char *search_path;
     char *const *argv; char *const *envp;
     int stdio[3]; int terminal; unsigned short console_rows; unsigned short console_cols;
-    int preserve_fds;
+    int preserve_fds; int exec_fd;
     ...;
 };
 
@@ -57,6 +58,7 @@ struct mr_plan {
     const struct mr_fsop *fsops; int n_fsops;
     const char *const *masked_paths; int n_masked_paths;
     const char *const *readonly_paths; int n_readonly_paths;
+    const char *const *sysctl_paths; const char *const *sysctl_values; int n_sysctls;
     int loopback_up; const char *hostname; const char *domainname;
     const struct mr_rlimit *rlimits; int n_rlimits;
     const char *oom_score_adj;
@@ -91,7 +93,7 @@ ffibuilder.set_source(
 
 # Standalone programs built beside the extension (see setup.py): static, so that minirun-init
 # runs in images without a libc and the monitor maps as little as possible.
-PROGRAMS = {"minirun-monitor": "monitor.c", "minirun-init": "init.c"}
+PROGRAMS = {"minirun-monitor": "monitor.c", "minirun-init": "init.c", "minirun-exec": "exec.c"}
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

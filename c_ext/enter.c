@@ -37,7 +37,7 @@ static _Noreturn void enter_process(const struct mr_enter *ex)
         setsid();
     if (mr_process_stdio(&ex->process, ex->sync_fd, &err) == 0 &&
         mr_process_credentials(&ex->process, &err) == 0)
-        mr_process_exec(&ex->process, &err);
+        mr_process_exec(&ex->process, ex->sync_fd, &err);
     mr_report_and_exit(ex->sync_fd, &err);
 }
 
@@ -46,6 +46,11 @@ static _Noreturn void helper(const struct mr_enter *ex, int pid_pipe)
     struct mr_err err;
     int report;
     memset(&err, 0, sizeof(err));
+    /* Until execve, this process and its clone are copies of the runtime (the host's Python):
+     * not dumpable, so the container's processes, which lack CAP_SYS_PTRACE, can open none of
+     * their /proc files — not /proc/PID/exe, through which a process inside could write to the
+     * host's binary (CVE-2019-5736), nor /proc/PID/fd (CVE-2016-9962). execve resets it. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     for (int i = 0; i < ex->n_cgroup_procs_fds; i++)
         if (write(ex->cgroup_procs_fds[i], "0", 1) < 0) {
             mr_fail(&err, MR_STEP_JOIN_CGROUP, i, NULL);

@@ -157,8 +157,11 @@ static int do_node(int rootfd, const struct mr_fsop *op, int index, struct mr_er
     if (parent < 0)
         return -1;
     int r;
-    if (op->kind == MR_OP_MKNOD)
+    if (op->kind == MR_OP_MKNOD) {
         r = mknodat(parent, name, (mode_t)op->mode, makedev(op->major, op->minor));
+        if (r == 0 && (op->uid || op->gid))
+            r = fchownat(parent, name, op->uid, op->gid, AT_SYMLINK_NOFOLLOW);
+    }
     else if (op->kind == MR_OP_SYMLINK)
         r = symlinkat(op->source, parent, name);
     else

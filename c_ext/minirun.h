@@ -26,6 +26,7 @@ struct mr_fsop {
     unsigned long propagation;  /* MS_PRIVATE, MS_SLAVE, MS_SHARED or MS_UNBINDABLE (| MS_REC) */
     unsigned int mode;          /* mknod and mkdir */
     unsigned int major, minor;  /* mknod */
+    unsigned int uid, gid;      /* mknod: the node's owner (the host device's, for --device) */
     int target_is_file;         /* the mount point is a file (bind of a file), not a directory */
 };
 
@@ -54,6 +55,8 @@ struct mr_process {
     int terminal;                 /* open a pty in the container's devpts, send the master */
     unsigned short console_rows, console_cols;
     int preserve_fds;             /* keep fds 3 .. 3+preserve_fds-1 open across execve */
+    int exec_fd;                  /* sealed memfd of minirun-exec, which execs the program; -1:
+                                     execve directly (see mr_process_exec: CVE-2019-5736) */
 };
 
 struct mr_plan {
@@ -78,6 +81,9 @@ struct mr_plan {
     int n_masked_paths;
     const char *const *readonly_paths;
     int n_readonly_paths;
+    const char *const *sysctl_paths;   /* "/proc/sys/net/ipv4/ip_forward", written after pivot_root, */
+    const char *const *sysctl_values;  /* before /proc/sys turns read-only; namespaced ones only */
+    int n_sysctls;
 
     /* the process */
     int loopback_up;              /* a new network namespace starts with "lo" down: bring it up */

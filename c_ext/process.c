@@ -25,6 +25,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "exec_path.h"
 #include "process.h"
 #include "util.h"
 
@@ -181,41 +182,27 @@ static int load_seccomp(const void *filter, int len, struct mr_err *err)
     return 0;
 }
 
-/* execve, searching search_path like execvp when path has no '/'. ENOENT everywhere means "not
- * found" (127); a file found but not executable wins over not found (126), as in a shell. */
-static int exec_program(const char *path, const char *search_path, char *const argv[],
-                        char *const envp[], struct mr_err *err)
+/* The working directory must be inside the container's root. A cwd like /proc/self/fd/N
+ * follows whatever fd N is at that moment — and until execve this process holds copies of the
+ * runtime's fds: one for a host directory would put the program's cwd outside the root, where
+ * "cat ../../etc/shadow" reads the host (CVE-2024-21626). The kernel's getcwd(2) says so: a
+ * directory the root cannot reach comes back as "(unreachable)...", not as an absolute path. */
+static int check_cwd_in_root(const char *cwd, struct mr_err *err)
 {
-    if (strchr(path, '/') || !search_path || !*search_path) {
-        execve(path, argv, envp);
-        return mr_fail(err, MR_STEP_EXEC, -1, path);
-    }
     char buf[4096];
-    size_t plen = strlen(path);
-    int saw_eacces = 0;
-    for (const char *dir = search_path; ; ) {
-        const char *end = strchr(dir, ':');
-        size_t dlen = end ? (size_t)(end - dir) : strlen(dir);
-        if (dlen + plen + 2 <= sizeof(buf)) {
-            size_t n = 0;
-            if (dlen == 0)
-                buf[n++] = '.';
-            memcpy(buf + n, dir, dlen);
-            n += dlen;
-            buf[n++] = '/';
-            memcpy(buf + n, path, plen + 1);
-            execve(buf, argv, envp);
-            if (errno == EACCES || errno == ENOEXEC || errno == EPERM)
-                saw_eacces = errno;
-            else if (errno != ENOENT && errno != ENOTDIR)
-                return mr_fail(err, MR_STEP_EXEC, -1, buf);
-        }
-        if (!end)
-            break;
-        dir = end + 1;
+    long n = syscall(SYS_getcwd, buf, sizeof(buf));
+    if (n > 0 && buf[0] == '/')
+        return 0;
+    if (n >= 0 || errno == ERANGE || errno == ENOENT) {
+        char text[256];
+        static const char tail[] = " (outside the container's root)";
+        size_t len = cwd ? strnlen(cwd, sizeof(text) - sizeof(tail)) : 0;
+        memcpy(text, cwd ? cwd : "", len);
+        memcpy(text + len, tail, sizeof(tail));
+        errno = ENOENT;
+        return mr_fail(err, MR_STEP_CHDIR, -1, text);
     }
-    errno = saw_eacces ? saw_eacces : ENOENT;
-    return mr_fail(err, MR_STEP_EXEC, -1, path);
+    return mr_fail(err, MR_STEP_CHDIR, -1, cwd);
 }
 
 /* A terminal from the container's devpts, or the planned stdio. */
@@ -243,16 +230,46 @@ int mr_process_credentials(const struct mr_process *pr, struct mr_err *err)
     umask(pr->umask >= 0 ? (mode_t)pr->umask : 022);
     if (pr->cwd && chdir(pr->cwd) < 0)
         return mr_fail(err, MR_STEP_CHDIR, -1, pr->cwd);
+    if (check_cwd_in_root(pr->cwd, err) < 0)
+        return -1;
     if (syscall(SYS_close_range, 3 + pr->preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
         return mr_fail(err, MR_STEP_CLOSE_FDS, -1, NULL);
     return 0;
 }
 
-/* The last two steps: with no_new_privs the filter comes as late as possible (it only has to
- * allow execve), then the program. Returns only on failure, with *err filled. */
-void mr_process_exec(const struct mr_process *pr, struct mr_err *err)
+/* The last steps: with no_new_privs the filter comes as late as possible (it only has to allow
+ * execve and execveat). Then the program — by way of minirun-exec (c_ext/exec.c), a sealed
+ * in-memory copy of a tiny static program, when Python gave one (exec_fd): until this execve we
+ * are a copy of the runtime, so "/proc/self/exe" names the host's Python, and a program that is
+ * a link to it (or a script with "#!/proc/self/exe") would run the host's binary inside the
+ * container, where another process could open it for writing (CVE-2019-5736). After the first
+ * execve, /proc/self/exe is the sealed copy, which nobody can change. `report_fd` is where
+ * minirun-exec reports a program it cannot run. Returns only on failure, with *err filled. */
+void mr_process_exec(const struct mr_process *pr, int report_fd, struct mr_err *err)
 {
     if (pr->no_new_privs && load_seccomp(pr->seccomp_filter, pr->seccomp_len, err) < 0)
         return;
-    exec_program(pr->path, pr->search_path, pr->argv, pr->envp, err);
+    if (pr->exec_fd < 0) {
+        mr_exec_path(pr->path, pr->search_path, pr->argv, pr->envp, err);
+        return;
+    }
+    int argc = 0;
+    while (pr->argv[argc])
+        argc++;
+    char fdbuf[24];
+    const char *targv[argc + 5];
+    targv[0] = "minirun-exec";
+    targv[1] = mr_utoa((unsigned long)report_fd, fdbuf);
+    targv[2] = pr->path;
+    targv[3] = pr->search_path ? pr->search_path : "";
+    for (int i = 0; i <= argc; i++)
+        targv[4 + i] = pr->argv[i];
+    if (report_fd >= 0 && fcntl(report_fd, F_SETFD, 0) < 0) {
+        mr_fail(err, MR_STEP_TRAMPOLINE, -1, NULL);
+        return;
+    }
+    syscall(SYS_execveat, pr->exec_fd, "", targv, pr->envp, AT_EMPTY_PATH);
+    mr_fail(err, MR_STEP_TRAMPOLINE, -1, NULL);
+    if (report_fd >= 0)
+        fcntl(report_fd, F_SETFD, FD_CLOEXEC);
 }

@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -95,6 +96,40 @@ static int set_oom_score(const struct mr_plan *p, struct mr_err *err)
     return 0;
 }
 
+/* (4) has written our uid and gid maps. We still carry the host's ids (kuid 0, which the new
+ * namespace does not map), so files we made would fail with EOVERFLOW: become the namespace's
+ * root — the host uid the map gives it — and drop the host's supplementary groups. Our
+ * capabilities, full in the new namespace, stay: the old ids were not its root. */
+static int become_userns_root(struct mr_err *err)
+{
+    if (setresgid(0, 0, 0) < 0 || setgroups(0, NULL) < 0)
+        return mr_fail(err, MR_STEP_USERNS_ROOT, -1, "gid 0");
+    if (setresuid(0, 0, 0) < 0)
+        return mr_fail(err, MR_STEP_USERNS_ROOT, -1, "uid 0");
+    return 0;
+}
+
+/* --sysctl: namespaced kernel settings (net.*, kernel.msg*, fs.mqueue.*) are per namespace, so
+ * they are written from inside, through the container's own /proc, while /proc/sys is still
+ * writable (it turns read-only a few steps later). Python checked the names and built the paths. */
+static int write_sysctls(const struct mr_plan *p, struct mr_err *err)
+{
+    for (int i = 0; i < p->n_sysctls; i++) {
+        int fd = open(p->sysctl_paths[i], O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            return mr_fail(err, MR_STEP_SYSCTL, i, NULL);
+        size_t len = strlen(p->sysctl_values[i]);
+        ssize_t w = write(fd, p->sysctl_values[i], len);
+        int saved = errno;
+        close(fd);
+        if (w != (ssize_t)len) {
+            errno = w < 0 ? saved : EIO;
+            return mr_fail(err, MR_STEP_SYSCTL, i, NULL);
+        }
+    }
+    return 0;
+}
+
 /* (8) OCI create/start: block on exec.fifo until `start` opens it for reading. The fifo is
  * close-on-exec, so a successful execve gives `start` EOF; a failure writes the error record. */
 static int wait_exec_fifo(int fifo_path_fd, int *fifo, struct mr_err *err)
@@ -138,6 +173,7 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
     STAMP(JOIN_CGROUP);
     if (wait_go(p->sync_fd, err) < 0) return;
     STAMP(WAIT_GO);
+    if ((p->clone_flags & CLONE_NEWUSER) && become_userns_root(err) < 0) return;
     if (!p->process.terminal && setsid() < 0) { mr_fail(err, MR_STEP_SETSID, -1, NULL); return; }
     if (p->unshare_cgroupns && unshare(CLONE_NEWCGROUP) < 0) {
         mr_fail(err, MR_STEP_UNSHARE_CGROUP, -1, NULL);
@@ -153,6 +189,7 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
     if (mr_pivot_root(rootfd, err) < 0) return;
     close(rootfd);
     STAMP(PIVOT_ROOT);
+    if (write_sysctls(p, err) < 0) return;
     if (mr_mask_paths(p->masked_paths, p->n_masked_paths, err) < 0) return;
     if (mr_readonly_paths(p->readonly_paths, p->n_readonly_paths, err) < 0) return;
     STAMP(READONLY_PATH);
@@ -196,7 +233,7 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
         mr_send_msg(p->sync_fd, &trace, -1);
     }
     prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
-    mr_process_exec(&p->process, err);
+    mr_process_exec(&p->process, fifo >= 0 ? fifo : p->sync_fd, err);
     if (fifo >= 0) {
         /* The parent that could read the socket is gone; `start` reads the fifo instead. */
         struct mr_msg msg;
@@ -216,6 +253,7 @@ static _Noreturn void container(const struct mr_plan *p, uint64_t clone_stamp)
     memset(&err, 0, sizeof(err));
     memset(stamps, 0, sizeof(stamps));
     stamps[MR_STEP_CLONE] = clone_stamp;
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);     /* a copy of the runtime until execve: see enter.c */
     if (p->parent_sync_fd >= 0)
         close(p->parent_sync_fd);
     mr_reset_signals();

@@ -14,6 +14,7 @@
     X(CLONE,           "clone")                                         \
     X(JOIN_CGROUP,     "join cgroup")                                   \
     X(WAIT_GO,         "wait for parent")                               \
+    X(USERNS_ROOT,     "become root of the user namespace")             \
     X(SETSID,          "setsid")                                        \
     X(UNSHARE_CGROUP,  "unshare cgroup namespace")                      \
     X(PROPAGATION,     "make / private")                                \
@@ -25,6 +26,7 @@
     X(SYMLINK,         "symlink")                                       \
     X(PIVOT_ROOT,      "pivot_root")                                    \
     X(UMOUNT_OLD,      "detach old root")                               \
+    X(SYSCTL,          "write sysctl")                                  \
     X(MASK,            "mask path")                                     \
     X(READONLY_PATH,   "make path read-only")                           \
     X(ROOT_READONLY,   "make rootfs read-only")                         \
@@ -46,6 +48,7 @@
     X(CLOSE_FDS,       "close stray fds")                               \
     X(EXEC_FIFO,       "wait for start")                                \
     X(SECCOMP,         "load seccomp filter")                           \
+    X(TRAMPOLINE,      "exec minirun-exec")                             \
     X(EXEC,            "exec")                                          \
     X(SETNS,           "setns")                                         \
     X(FORK,            "fork")

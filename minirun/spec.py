@@ -82,16 +82,45 @@ CLONE_NEW_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0
 PERSONALITY_ALLOWED = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
 
 
-def default_seccomp() -> dict[str, Any]:
-    """The default linux.seccomp profile (OCI format); docs/security.md explains each line."""
+# What a capability is for, the filter lets through (Docker's "includes": {"caps": [...]}): a
+# container given --cap-add SYS_ADMIN can mount, as in Docker; the keyring, userfaultfd, kexec,
+# swap and odd personalities stay refused whatever the capabilities.
+SECCOMP_ALLOWED_BY_CAP = {
+    "CAP_SYS_ADMIN": "mount umount umount2 pivot_root fsopen fsmount fsconfig fspick move_mount "
+                     "open_tree mount_setattr setns name_to_handle_at quotactl lookup_dcookie "
+                     "perf_event_open bpf syslog",
+    "CAP_SYS_BOOT": "reboot",
+    "CAP_SYS_MODULE": "init_module finit_module delete_module",
+    "CAP_SYS_RAWIO": "iopl ioperm",
+    "CAP_SYS_TIME": "settimeofday clock_settime clock_settime64 clock_adjtime clock_adjtime64 "
+                    "adjtimex stime",
+    "CAP_SYS_PTRACE": "ptrace process_vm_readv process_vm_writev kcmp",
+    "CAP_SYS_PACCT": "acct",
+    "CAP_DAC_READ_SEARCH": "open_by_handle_at",
+    "CAP_SYS_TTY_CONFIG": "vhangup",
+    "CAP_SYSLOG": "syslog",
+    "CAP_BPF": "bpf",
+    "CAP_PERFMON": "perf_event_open",
+}
+
+
+def default_seccomp(caps: list[str] | None = None) -> dict[str, Any]:
+    """The default linux.seccomp profile (OCI format) for a container holding `caps` (Docker's
+    default set if None); docs/security.md explains each line."""
+    held = {c if c.startswith("CAP_") else f"CAP_{c}" for c in (DEFAULT_CAPS if caps is None else caps)}
+    allowed = {n for cap in held for n in SECCOMP_ALLOWED_BY_CAP.get(cap, "").split()}
     eperm = {"action": "SCMP_ACT_ERRNO", "errnoRet": 1}
-    rules: list[dict[str, Any]] = [
-        dict(eperm, names=names.split()) for names in SECCOMP_DENIED.values()]
-    new_ns = [{"index": 0, "value": bit, "valueTwo": bit, "op": "SCMP_CMP_MASKED_EQ"}
-              for bit in CLONE_NEW_FLAGS]
-    rules.append(dict(eperm, names=["clone", "unshare"], args=new_ns))
-    # clone3 passes its flags in memory a filter cannot read: ENOSYS makes libc fall back to clone
-    rules.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38})
+    rules: list[dict[str, Any]] = []
+    for names in SECCOMP_DENIED.values():
+        denied = [n for n in names.split() if n not in allowed]
+        if denied:
+            rules.append(dict(eperm, names=denied))
+    if "CAP_SYS_ADMIN" not in held:     # new namespaces, as Docker allows them with SYS_ADMIN
+        new_ns = [{"index": 0, "value": bit, "valueTwo": bit, "op": "SCMP_CMP_MASKED_EQ"}
+                  for bit in CLONE_NEW_FLAGS]
+        rules.append(dict(eperm, names=["clone", "unshare"], args=new_ns))
+        # clone3 passes its flags in memory a filter cannot read: ENOSYS, and libc falls back to clone
+        rules.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38})
     # "none of the allowed personalities", written as single-bit tests (all ORed): a disallowed
     # bit set while bit 31 is clear, or bit 31 set (only the query 0xffffffff) with a bit clear.
     allowed_bits = 0
@@ -117,6 +146,33 @@ DEFAULT_DEVICE_RULES = [
     {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},    # /dev/ptmx
     {"allow": True, "type": "c", "major": 136, "access": "rwm"},              # /dev/pts/*
 ]
+
+# sysctl(8) settings that belong to a namespace, so a container may set its own (runc's list):
+# the IPC ones need an IPC namespace, net.* a network namespace. The rest of /proc/sys is the
+# host's kernel: refused by name.
+SYSCTL_IPC = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+              "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+SYSCTL_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.@")
+
+
+def sysctl_problem(name: str, namespaces: set[str]) -> str | None:
+    """Why `name` may not be set in a container with these namespaces, or None if it may."""
+    parts = name.split(".")
+    if not set(name) <= SYSCTL_NAME_CHARS or len(parts) < 2 or "" in parts:
+        return "not a sysctl name (like net.ipv4.ip_forward)"
+    if name in SYSCTL_IPC or name.startswith("fs.mqueue."):
+        return None if "ipc" in namespaces else "needs the container's own IPC namespace"
+    if name.startswith("net."):
+        return None if "network" in namespaces else \
+            "needs the container's own network namespace (not with --network host)"
+    return ("not namespaced: it would change the host's kernel (allowed: kernel.msg*, kernel.sem, "
+            "kernel.shm*, fs.mqueue.*, net.*)")
+
+
+def sysctl_path(name: str) -> str:
+    """Where the container's /proc shows a sysctl: net.ipv4.ip_forward -> /proc/sys/net/ipv4/ip_forward."""
+    return "/proc/sys/" + name.replace(".", "/")
+
 
 NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "cgroup", "user", "time")
 
@@ -326,6 +382,11 @@ def validate(spec: Any) -> dict[str, Any]:
     seccomp = linux.get("seccomp")
     if seccomp is not None and not isinstance(seccomp, dict):
         raise SpecError("linux/seccomp", "must be an object")
+    own = {ns.get("type") for ns in linux.get("namespaces", []) if not ns.get("path")}
+    for name, value in _field(linux, "sysctl", dict, "linux/sysctl").items():
+        problem = sysctl_problem(name, own) if isinstance(value, str) else "the value must be a string"
+        if problem:
+            raise SpecError(f"linux/sysctl/{name}", problem)
     if linux.get("mountLabel"):
         raise SpecError("linux/mountLabel", "SELinux is not supported by minirun")
     return spec

@@ -57,9 +57,9 @@ class Minirun:
         return self(*args, **kw).stdout.strip()
 
     @contextlib.contextmanager
-    def detached(self, *args: str):
+    def detached(self, *args: str, **kw):
         """`run -d ARGS`: yields the id, and force-removes the container however the test ends."""
-        cid = self.out("run", "-d", *args)
+        cid = self.out("run", "-d", *args, **kw)
         try:
             yield cid
         finally:
@@ -79,6 +79,7 @@ def cgroup_value(cid: str, controller: str, v1_file: str, v2_file: str) -> str:
 @pytest.fixture(scope="session")
 def data_root():
     root = Path(tempfile.mkdtemp(prefix="minirun-test-"))
+    root.chmod(0o711)              # as /var/lib/minirun: a user namespace's root must pass through
     private_network_settings(root)
     yield root
     with contextlib.suppress(Exception):

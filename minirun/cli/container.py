@@ -57,7 +57,16 @@ def run(
     publish_all: bool = typer.Option(False, "-P", "--publish-all", help="Publish the image's exposed ports on free host ports."),
     dns: list[str] = typer.Option(None, "--dns", help="A nameserver for /etc/resolv.conf."),
     add_host: list[str] = typer.Option(None, "--add-host", help="NAME:IP line for /etc/hosts."),
-    security_opt: list[str] = typer.Option(None, "--security-opt", help="seccomp=PROFILE.json or seccomp=unconfined."),
+    # security (docs/security.md)
+    security_opt: list[str] = typer.Option(None, "--security-opt", help="seccomp=PROFILE.json|unconfined, no-new-privileges[=false]."),
+    cap_add: list[str] = typer.Option(None, "--cap-add", help="Add a capability (NET_ADMIN, ..., ALL)."),
+    cap_drop: list[str] = typer.Option(None, "--cap-drop", help="Drop a capability (CHOWN, ..., ALL)."),
+    privileged: bool = typer.Option(False, "--privileged", help="Every capability and device, no filter: host root."),
+    sysctl: list[str] = typer.Option(None, "--sysctl", help="Namespaced kernel setting NAME=VALUE."),
+    device: list[str] = typer.Option(None, "--device", help="Host device HOST[:CONTAINER][:rwm]."),
+    userns: str = typer.Option(None, "--userns", help="auto: root inside is an unprivileged host uid (/etc/subuid)."),
+    uidmap: list[str] = typer.Option(None, "--uidmap", help="User namespace map CONTAINER:HOST:SIZE."),
+    gidmap: list[str] = typer.Option(None, "--gidmap", help="Group map CONTAINER:HOST:SIZE (default: the uid map)."),
 ) -> None:
     """Run a command in a new container."""
     from minirun.errors import UsageError
@@ -79,7 +88,10 @@ def run(
         interactive=interactive, tty=tty, network=network, ip=ip,
         network_aliases=list(network_alias or []), publish=list(publish or []),
         publish_all=publish_all, dns=list(dns or []), add_hosts=list(add_host or []), auto_remove=rm,
-        detach=detach or creating, security_opt=list(security_opt or []),
+        detach=detach or creating,
+        security_opt=list(security_opt or []), cap_add=list(cap_add or []), cap_drop=list(cap_drop or []),
+        privileged=privileged, sysctls=list(sysctl or []), devices=list(device or []),
+        userns=userns, uidmaps=list(uidmap or []), gidmaps=list(gidmap or []),
     )
     rt = _runtime(ctx)
     if creating:

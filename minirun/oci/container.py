@@ -56,7 +56,7 @@ TRANSITIONS: dict[str, set[str]] = {
 # caller that asked for it relies on it (minirun.spec.validate covers AppArmor and SELinux).
 UNSUPPORTED = [
     "hooks", "process/ioPriority", "process/scheduler", "process/execCPUAffinity",
-    "linux/sysctl", "linux/uidMappings", "linux/gidMappings", "linux/intelRdt",
+    "linux/uidMappings", "linux/gidMappings", "linux/intelRdt",
     "linux/personality", "linux/resources/blockIO", "linux/resources/hugepageLimits",
     "linux/resources/network", "linux/resources/rdma", "linux/resources/unified",
 ]

@@ -133,7 +133,7 @@ class Runtime:
 
     def _spawn(self, record: ContainerRecord, *, interactive: bool, console: tuple[int, int],
                trace: bool) -> Started:
-        from minirun.runtime import plan, spawn
+        from minirun.runtime import plan, spawn, userns
         from minirun.runtime.options import cgroup_resources
 
         if any(c in str(self.root) for c in ",:\\"):
@@ -156,11 +156,16 @@ class Runtime:
             fds += procs
             stdio, log_fds = _wire_stdio(record.state.detached, interactive, fds)
             upper, work = record.dir / "upper", record.dir / "work"
-            lower = image.lowerdir()               # top layer first, by short links (store.py)
+            lower, extra = image.lowerdir(), ""    # top layer first, by short links (store.py)
+            if userns.host_root(spec) is not None:
+                with self._phase("user namespace layers"):
+                    layers = userns.shifted_layers(image.layers, spec, self.root / "cache" / "idmap")
+                    userns.prepare_container_dirs(record.dir, spec)
+                lower, extra = ":".join(str(p) for p in reversed(layers)), ",userxattr"
             monitor_argv = self._monitor_argv(record, cg.oom_events_file(), log_fds)
             launch = plan.Launch(
                 rootfs=spec["root"]["path"], rootfs_fstype="overlay",
-                rootfs_data=f"lowerdir={lower},upperdir={upper},workdir={work}",
+                rootfs_data=f"lowerdir={lower},upperdir={upper},workdir={work}{extra}",
                 cgroup_procs_fds=procs, monitor_argv=monitor_argv, monitor_fds=log_fds,
                 stdio=stdio, sync_fd=child_sock.fileno(), parent_sync_fd=parent_sock.fileno(),
                 console=console, trace=trace,
@@ -170,6 +175,13 @@ class Runtime:
             with self._phase("mr_spawn"):
                 pid, monitor_pid = spawn.spawn(np)
             faults.point("start:spawned")
+            if userns.host_root(spec) is not None:
+                try:
+                    userns.write_maps(pid, spec)               # (4), before GO
+                except BaseException:
+                    _signal_pid(pid)
+                    _reap(monitor_pid)
+                    raise
         except BaseException:
             parent_sock.close()
             cg.destroy()
@@ -186,9 +198,7 @@ class Runtime:
                 with self._phase("network attach"):
                     net.attach(self.root, record, pid)
             except BaseException:
-                # the child waits for GO and holds a copy of our socket end: kill it, pid
-                # reuse is impossible while its parent (the monitor) has not reaped it
-                os.kill(pid, signal.SIGKILL)
+                _signal_pid(pid)                    # it waits for GO: it never ran anything
                 parent_sock.close()
                 warm.stop()
                 _reap(monitor_pid)
@@ -343,7 +353,11 @@ class Runtime:
             raise ImageInUse(f"image {ref} is used by container {users[0]}"
                              + (f" and {len(users) - 1} more" if len(users) > 1 else "")
                              + ": remove the container first")
-        return self.images.remove(ref)
+        removed = self.images.remove(ref)
+        from minirun.runtime import userns
+
+        userns.prune_copies(self.root / "cache" / "idmap", self.images.layers_dir)
+        return removed
 
     def prune(self) -> list[str]:
         """Remove every container that is not running."""
@@ -411,7 +425,10 @@ class Runtime:
         return [i for i in infos if i]
 
     def inspect(self, ref: str | ContainerRecord) -> dict[str, Any]:
-        """Docker-shaped inspect output: config, state, limits."""
+        """Docker-shaped inspect output: config, state, limits; "Security" is the effective
+        isolation (capabilities, filter, paths, devices) read back from the spec."""
+        from minirun.runtime import security
+
         record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
         spec = record.spec()
         st = record.state
@@ -463,10 +480,12 @@ class Runtime:
                 "AutoRemove": st.auto_remove,
                 "Init": proc["args"][0] == "/dev/init",
                 "SecurityOpt": RunOptions.security_opt_of(spec),
+                **security.host_config(spec),
                 "NetworkMode": self._network_mode(record, spec),
                 "PortBindings": self._port_bindings(record),
             },
             "NetworkSettings": self._network_settings(record),
+            "Security": security.effective(spec),
             "LogPath": str(record.dir / "container.log"),
         }
 
@@ -543,6 +562,12 @@ def signal_number(name: str | int) -> int:
         return int(getattr(signal.Signals, name))
     except AttributeError:
         raise MinirunError(f"unknown signal {name}") from None
+
+
+def _signal_pid(pid: int) -> None:
+    """Kill a child of ours that never got GO (it cannot have been recycled: we did not reap it)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def _reap(pid: int) -> None:

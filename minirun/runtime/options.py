@@ -18,6 +18,7 @@ from typing import Any
 from minirun import spec as oci
 from minirun.errors import UsageError
 from minirun.paths import LIBEXEC
+from minirun.runtime import security, userns
 
 INIT_PATH_IN_CONTAINER = "/dev/init"
 
@@ -55,7 +56,16 @@ class RunOptions:
     add_hosts: list[str] = field(default_factory=list)
     auto_remove: bool = False
     detach: bool = False
+    # security (runtime/security.py)
     security_opt: list[str] = field(default_factory=list)
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    sysctls: list[str] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)
+    userns: str | None = None             # user namespace (runtime/userns.py)
+    uidmaps: list[str] = field(default_factory=list)
+    gidmaps: list[str] = field(default_factory=list)
 
     @staticmethod
     def security_opt_of(spec: dict[str, Any]) -> list[str]:
@@ -63,7 +73,8 @@ class RunOptions:
         profile = spec.get("linux", {}).get("seccomp")
         if not profile:
             return ["seccomp=unconfined"]
-        return ["seccomp=default" if profile == oci.default_seccomp() else "seccomp=custom"]
+        caps = spec.get("process", {}).get("capabilities", {}).get("bounding", [])
+        return ["seccomp=default" if profile == oci.default_seccomp(caps) else "seccomp=custom"]
 
 
 def build_spec(opts: RunOptions, image_config: dict[str, Any], layers_top_first: list[Path],
@@ -101,28 +112,13 @@ def build_spec(opts: RunOptions, image_config: dict[str, Any], layers_top_first:
     elif not opts.network or opts.network.startswith("container:"):
         raise UsageError(f"--network {opts.network!r}: use bridge, none, host or a network name")
     spec["linux"]["resources"] = dict(resources(opts), devices=spec["linux"]["resources"]["devices"])
-    for item in opts.security_opt:
-        _security_opt(spec, item)
+    security.apply(spec, cap_add=opts.cap_add, cap_drop=opts.cap_drop, privileged=opts.privileged,
+                   security_opt=opts.security_opt, sysctls=opts.sysctls, devices=opts.devices)
+    userns.apply(spec, userns=opts.userns, uidmaps=opts.uidmaps, gidmaps=opts.gidmaps,
+                 containers_dir=container_dir.parent)
     if image_config.get("StopSignal"):
         spec.setdefault("annotations", {})["org.opencontainers.image.stopSignal"] = image_config["StopSignal"]
     return oci.validate(spec)
-
-
-def _security_opt(spec: dict[str, Any], item: str) -> None:
-    """Docker's --security-opt: seccomp=unconfined|PROFILE.json, no-new-privileges[=true]."""
-    key, sep, value = item.partition("=" if "=" in item else ":")
-    if key == "seccomp" and value == "unconfined":
-        spec["linux"].pop("seccomp", None)
-    elif key == "seccomp" and value:
-        from minirun.runtime import seccomp
-
-        caps = spec["process"]["capabilities"]["bounding"]
-        spec["linux"]["seccomp"] = seccomp.load_docker(value, caps)
-    elif key == "no-new-privileges" and value in ("", "true"):
-        spec["process"]["noNewPrivileges"] = True
-    else:
-        raise UsageError(f"--security-opt {item!r}: use seccomp=unconfined, seccomp=PROFILE.json "
-                         "or no-new-privileges")
 
 
 def resources(opts: RunOptions) -> dict[str, Any]:

@@ -74,7 +74,9 @@ def _libseccomp():
     return _lib
 
 
-def _key(profile: dict[str, Any]) -> str:
+def digest(profile: dict[str, Any]) -> str:
+    """The sha256 that names a profile's program in the cache (format, machine, canonical JSON);
+    `inspect` shows it."""
     # _sha256 imports in 0.1 ms; hashlib (OpenSSL) costs 2 ms, on every `minirun run`
     try:
         from _sha256 import sha256
@@ -87,7 +89,7 @@ def _key(profile: dict[str, Any]) -> str:
 def program(profile: dict[str, Any], cache_dir: Path | None = None) -> bytes:
     """The BPF program (struct sock_filter[], 8 bytes each) for a profile, from the cache when
     it has it. SpecError names the field of a profile libseccomp cannot express."""
-    key = _key(profile)
+    key = digest(profile)
     if key in _memory:
         return _memory[key]
     path = cache_dir / f"{key}.bpf" if cache_dir else None

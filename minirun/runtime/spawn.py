@@ -72,7 +72,7 @@ def enter(np: NativePlan, ex) -> int:
 
 # The order setns(2) joins a container's namespaces: the mount namespace last, since after it
 # the /proc/PID/ns paths of the others would no longer be reachable by their host names.
-NS_JOIN_ORDER = [("ipc", "ipc"), ("uts", "uts"), ("net", "network"), ("pid", "pid"),
+NS_JOIN_ORDER = [("user", "user"), ("ipc", "ipc"), ("uts", "uts"), ("net", "network"), ("pid", "pid"),
                  ("cgroup", "cgroup"), ("mnt", "mount")]
 
 

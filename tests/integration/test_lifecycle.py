@@ -312,7 +312,9 @@ def test_the_library_leaves_no_zombie_monitors_or_fds(mr, data_root):
     from minirun.runtime.options import RunOptions
 
     rt = Runtime(data_root)
-    rt.cgroups, rt.images                           # noqa: B018 — open what stays open first
+    from minirun.runtime.plan import exec_trampoline
+
+    rt.cgroups, rt.images, exec_trampoline()        # noqa: B018 — open what stays open first
     fds_before = sorted(os.listdir("/proc/self/fd"))
     started = [rt.run(RunOptions(image="busybox", command=["true"], detach=True)) for _ in range(3)]
     for s in started:

@@ -124,11 +124,22 @@ def test_unsupported_fields_are_refused_by_name(oci):
     proc = oci("run", "-b", str(oci.bundle), "aa", check=False)
     assert proc.returncode == 1 and "process/apparmorProfile" in one_line(proc.stderr)
     spec["process"].pop("apparmorProfile")
-    spec["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    spec["linux"]["sysctl"] = {"kernel.panic": "1"}          # the host's, not namespaced
     oci.write(spec)
-    proc = oci("create", "-b", str(oci.bundle), "sysctl", check=False)
-    assert proc.returncode == 1 and "linux/sysctl" in one_line(proc.stderr)
+    proc = oci("run", "-b", str(oci.bundle), "sysctl", check=False)
+    assert proc.returncode == 1 and "linux/sysctl/kernel.panic: not namespaced" in one_line(proc.stderr)
     assert not (oci.root / "aa").exists() and not (oci.root / "sysctl").exists()
+
+
+def test_namespaced_sysctls_are_applied(oci):
+    """linux.sysctl: written by the child through the container's /proc, not the host's."""
+    host = Path("/proc/sys/net/ipv4/ip_forward").read_text()
+    spec = oci.configure(["cat", "/proc/sys/net/ipv4/ip_forward"])
+    spec["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1" if host.strip() == "0" else "0"}
+    oci.write(spec)
+    proc = oci("run", "-b", str(oci.bundle), "sysctl-ok")
+    assert proc.stdout.strip() == spec["linux"]["sysctl"]["net.ipv4.ip_forward"]
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == host
 
 
 def test_systemd_cgroup_is_refused(oci):

@@ -9,34 +9,14 @@ a filter (ENOENT, EBADF, success), and each test compares with `--security-opt s
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
+from tests.security.conftest import calls
+
 pytestmark = pytest.mark.root
 
-PAYLOAD = Path(__file__).resolve().parent.parent / "payload" / "syscalls.c"
 UNCONFINED = ("--security-opt", "seccomp=unconfined")
-
-
-@pytest.fixture(scope="session")
-def syscalls(tmp_path_factory) -> str:
-    """The static helper, built once, as a `-v` argument that puts it at /syscalls."""
-    if not shutil.which("gcc"):
-        pytest.skip("needs gcc to build tests/payload/syscalls.c")
-    out = tmp_path_factory.mktemp("payload") / "syscalls"
-    build = subprocess.run(["gcc", "-static", "-O1", "-o", str(out), str(PAYLOAD)],
-                           capture_output=True, text=True)
-    if build.returncode != 0:
-        pytest.skip(f"cannot build a static payload (libc6-dev?): {build.stderr.strip()[:200]}")
-    return f"{out}:/syscalls:ro"
-
-
-def calls(mr, volume: str, *names: str, opts: tuple[str, ...] = ()) -> dict[str, str]:
-    out = mr.out("run", "--rm", *opts, "-v", volume, "busybox", "/syscalls", *names)
-    return dict(line.split() for line in out.splitlines())
 
 
 def test_status_shows_the_filter_and_unconfined_removes_it(clean):

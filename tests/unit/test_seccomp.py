@@ -16,7 +16,8 @@ import pytest
 from minirun import spec as oci
 from minirun.errors import SpecError, UsageError
 from minirun.runtime import seccomp
-from minirun.runtime.options import RunOptions, _security_opt
+from minirun.runtime.options import RunOptions
+from minirun.runtime.security import _security_opt
 
 DENY_MKDIR = {"defaultAction": "SCMP_ACT_ALLOW",
               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
@@ -129,10 +130,10 @@ def test_program_is_cached_on_disk_by_the_hash_of_the_canonical_json(tmp_path, m
     build runs: not from memory, and not from disk in a fresh process (memory cleared)."""
     first = seccomp.program(DENY_MKDIR, tmp_path)
     files = list(tmp_path.iterdir())
-    assert [f.name for f in files] == [seccomp._key(DENY_MKDIR) + ".bpf"]
+    assert [f.name for f in files] == [seccomp.digest(DENY_MKDIR) + ".bpf"]
     assert files[0].read_bytes() == first
     reordered = json.loads(json.dumps(DENY_MKDIR, sort_keys=True))   # same profile, key order aside
-    assert seccomp._key(reordered) == seccomp._key(DENY_MKDIR)
+    assert seccomp.digest(reordered) == seccomp.digest(DENY_MKDIR)
 
     def no_build(*a, **k):
         raise AssertionError("built again instead of using the cache")
@@ -147,12 +148,12 @@ def test_program_is_cached_on_disk_by_the_hash_of_the_canonical_json(tmp_path, m
 def test_a_different_profile_has_another_key():
     other = json.loads(json.dumps(DENY_MKDIR))
     other["syscalls"][0]["errnoRet"] = errno.EACCES
-    assert seccomp._key(other) != seccomp._key(DENY_MKDIR)
+    assert seccomp.digest(other) != seccomp.digest(DENY_MKDIR)
 
 
 def test_a_truncated_cache_file_is_rebuilt(tmp_path):
     good = seccomp.program(DENY_MKDIR, tmp_path)
-    path = tmp_path / f"{seccomp._key(DENY_MKDIR)}.bpf"
+    path = tmp_path / f"{seccomp.digest(DENY_MKDIR)}.bpf"
     path.write_bytes(good[:-3])
     seccomp._memory.clear()
     assert seccomp.program(DENY_MKDIR, tmp_path) == good

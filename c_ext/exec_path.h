@@ -1,0 +1,51 @@
+/*
+ * exec_path.h — execve with a PATH search, as a shell does it; shared by the child (process.c)
+ * and minirun-exec (exec.c). Only the stack and syscalls: safe after clone().
+ */
+#ifndef MINIRUN_EXEC_PATH_H
+#define MINIRUN_EXEC_PATH_H
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* execve, searching search_path like execvp when path has no '/'. ENOENT everywhere means "not
+ * found" (127); a file found but not executable wins over not found (126), as in a shell. */
+static inline int mr_exec_path(const char *path, const char *search_path, char *const argv[],
+                                char *const envp[], struct mr_err *err)
+{
+    if (strchr(path, '/') || !search_path || !*search_path) {
+        execve(path, argv, envp);
+        return mr_fail(err, MR_STEP_EXEC, -1, path);
+    }
+    char buf[4096];
+    size_t plen = strlen(path);
+    int saw_eacces = 0;
+    for (const char *dir = search_path; ; ) {
+        const char *end = strchr(dir, ':');
+        size_t dlen = end ? (size_t)(end - dir) : strlen(dir);
+        if (dlen + plen + 2 <= sizeof(buf)) {
+            size_t n = 0;
+            if (dlen == 0)
+                buf[n++] = '.';
+            memcpy(buf + n, dir, dlen);
+            n += dlen;
+            buf[n++] = '/';
+            memcpy(buf + n, path, plen + 1);
+            execve(buf, argv, envp);
+            if (errno == EACCES || errno == ENOEXEC || errno == EPERM)
+                saw_eacces = errno;
+            else if (errno != ENOENT && errno != ENOTDIR)
+                return mr_fail(err, MR_STEP_EXEC, -1, buf);
+        }
+        if (!end)
+            break;
+        dir = end + 1;
+    }
+    errno = saw_eacces ? saw_eacces : ENOENT;
+    return mr_fail(err, MR_STEP_EXEC, -1, path);
+}
+
+#endif

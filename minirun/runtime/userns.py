@@ -1,0 +1,224 @@
+"""User namespaces: root in the container is an unprivileged uid on the host (user_namespaces(7)).
+
+    --uidmap CONTAINER:HOST:SIZE   (repeatable; podman's flag) a range of container ids -> host ids
+    --gidmap CONTAINER:HOST:SIZE   the same for groups; without it, the uid map is used
+    --userns auto                  65536 ids from the "minirun" entries of /etc/subuid and
+                                   /etc/subgid (subuid(5)), a block no other container uses
+
+The parent writes /proc/PID/uid_map and gid_map between clone and GO (sync step 4); the child
+then becomes the namespace's root (c_ext/spawn.c: become_userns_root). Image layers belong to
+the host's root, which the namespace does not map: inside, every file would be owned by
+"nobody". So a container with a map runs on copies of its layers whose owners are shifted by the
+map — made once per (layer, map) in ROOT/cache/idmap/ with `cp -a` and a walk of lchown — and
+overlayfs, mounted by the namespace's root, is told to keep its own metadata in user.overlay.*
+xattrs (`userxattr`), which the copies carry beside the trusted.overlay.* ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+from minirun.errors import MinirunError, UsageError
+
+AUTO_USER = "minirun"            # whose /etc/subuid and /etc/subgid ranges --userns=auto uses
+AUTO_SIZE = 65536
+OVERFLOW_ID = 65534              # what an unmapped id looks like inside (proc(5): overflowuid)
+
+
+def parse_map(text: str, flag: str) -> dict[str, int]:
+    try:
+        container, host, size = (int(x) for x in text.split(":"))
+        if min(container, host) < 0 or size <= 0 or max(container, host) + size > 0xFFFFFFFF:
+            raise ValueError          # ids are 32-bit, and (uid_t)-1 is not an id
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: use CONTAINER_ID:HOST_ID:SIZE, e.g. 0:100000:65536") from None
+    return {"containerID": container, "hostID": host, "size": size}
+
+
+def apply(spec: dict[str, Any], *, userns: str | None, uidmaps: list[str], gidmaps: list[str],
+          containers_dir: Path, subuid: str | None = None, subgid: str | None = None) -> None:
+    """Give the spec a user namespace and its maps, as the flags say (nothing if none is given).
+    The subordinate-id files are /etc/subuid and /etc/subgid, or MINIRUN_SUBUID/MINIRUN_SUBGID."""
+    subuid = subuid or os.environ.get("MINIRUN_SUBUID", "/etc/subuid")
+    subgid = subgid or os.environ.get("MINIRUN_SUBGID", "/etc/subgid")
+    if userns in (None, "", "host") and not uidmaps and not gidmaps:
+        return
+    if userns not in (None, "", "auto"):
+        raise UsageError(f"--userns {userns!r}: use auto (or host, the default), or give --uidmap")
+    if userns == "auto" and (uidmaps or gidmaps):
+        raise UsageError("--userns=auto chooses the maps itself: drop --uidmap/--gidmap")
+    linux = spec["linux"]
+    if not any(n["type"] == "network" for n in linux["namespaces"]):
+        raise UsageError("a user namespace needs the container's own network namespace "
+                         "(not with --network host): /sys cannot be mounted otherwise")
+    if userns == "auto":
+        uids, gids = auto(containers_dir, subuid, subgid)
+    else:
+        uids = [parse_map(m, "--uidmap") for m in uidmaps]
+        gids = [parse_map(m, "--gidmap") for m in gidmaps] or [dict(m) for m in uids]
+    for name, maps in (("--uidmap", uids), ("--gidmap", gids)):
+        if not any(m["containerID"] == 0 for m in maps):
+            raise UsageError(f"{name}: the map must give the container's root (id 0) a host id")
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"], linux["gidMappings"] = uids, gids
+
+
+def auto(containers_dir: Path, subuid: str, subgid: str) -> tuple[list[dict], list[dict]]:
+    """The first block of AUTO_SIZE ids, in both files' ranges for AUTO_USER, that no existing
+    container's map overlaps."""
+    used = _used_host_ids(containers_dir)
+    blocks = []
+    for path in (subuid, subgid):
+        ranges = _ranges(path)
+        if not ranges:
+            raise UsageError(f"--userns=auto: {path} has no range for {AUTO_USER!r} (add a line "
+                             f"such as {AUTO_USER}:1000000:1000000 to /etc/subuid and /etc/subgid, "
+                             "or give --uidmap)")
+        blocks.append({start + i * AUTO_SIZE for start, count in ranges
+                       for i in range(count // AUTO_SIZE)})
+    free = sorted(b for b in blocks[0] & blocks[1] if not any(b < e and s < b + AUTO_SIZE for s, e in used))
+    if not free:
+        raise UsageError(f"--userns=auto: every {AUTO_SIZE}-id block of {subuid} for {AUTO_USER!r} is in use")
+    block = {"containerID": 0, "hostID": free[0], "size": AUTO_SIZE}
+    return [block], [dict(block)]
+
+
+def _ranges(path: str) -> list[tuple[int, int]]:
+    try:
+        lines = Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        parts = line.strip().split(":")
+        if len(parts) == 3 and parts[0] == AUTO_USER and parts[1].isdigit() and parts[2].isdigit():
+            out.append((int(parts[1]), int(parts[2])))
+    return out
+
+
+def _used_host_ids(containers_dir: Path) -> list[tuple[int, int]]:
+    import json
+
+    used = []
+    for config in containers_dir.glob("*/config.json"):
+        with contextlib.suppress(OSError, ValueError):
+            linux = json.loads(config.read_text()).get("linux", {})
+            for m in linux.get("uidMappings", []) + linux.get("gidMappings", []):
+                used.append((m["hostID"], m["hostID"] + m["size"]))
+    return used
+
+
+def to_host(maps: list[dict], cid: int) -> int | None:
+    """The host id a container id maps to, or None if the map leaves it out."""
+    for m in maps:
+        if m["containerID"] <= cid < m["containerID"] + m["size"]:
+            return m["hostID"] + cid - m["containerID"]
+    return None
+
+
+def host_root(spec: dict[str, Any]) -> tuple[int, int] | None:
+    """(uid, gid) on the host of the container's root, or None without a user namespace."""
+    linux = spec.get("linux", {})
+    if not linux.get("uidMappings"):
+        return None
+    return to_host(linux["uidMappings"], 0), to_host(linux["gidMappings"], 0)
+
+
+def write_maps(pid: int, spec: dict[str, Any]) -> None:
+    """(4) The child's uid_map and gid_map, written by us (root) while it waits for GO."""
+    linux = spec["linux"]
+    for name, key in (("uid_map", "uidMappings"), ("gid_map", "gidMappings")):
+        text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in linux[key])
+        try:
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(text)
+        except OSError as e:
+            raise MinirunError(f"write {name} ({text.strip()}): {os.strerror(e.errno or 5)}") from None
+
+
+def shifted_layers(layers: list[Path], spec: dict[str, Any], cache: Path) -> list[Path]:
+    """The image's layers with owners shifted by the container's maps (copies, cached)."""
+    linux = spec["linux"]
+    key = "-".join(f"{m['containerID']}.{m['hostID']}.{m['size']}"
+                   for m in linux["uidMappings"] + [{"containerID": "g", "hostID": 0, "size": 0}]
+                   + linux["gidMappings"])
+    out = []
+    for layer in layers:
+        target = cache / key / "_".join(layer.parts[-2:])      # <diff_id>_diff
+        if not target.is_dir():
+            _shift_copy(layer, target, linux["uidMappings"], linux["gidMappings"])
+        out.append(target)
+    return out
+
+
+def _shift_copy(layer: Path, target: Path, uids: list[dict], gids: list[dict]) -> None:
+    import shutil
+    import stat
+    import subprocess
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        # cp -a keeps what a layer holds: hardlinks, whiteouts (0:0 devices), xattrs, times
+        r = subprocess.run(["cp", "-a", "--", str(layer), str(tmp)], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise MinirunError(f"copy of layer {layer.name[:12]} for the user namespace: {r.stderr.strip()}")
+        overflow_u, overflow_g = to_host(uids, OVERFLOW_ID), to_host(gids, OVERFLOW_ID)
+        for directory, dirs, files in os.walk(tmp):
+            for name in [*dirs, *files, *([None] if directory == str(tmp) else [])]:
+                path = os.path.join(directory, name) if name else directory    # each entry once
+                st = os.lstat(path)
+                uid = to_host(uids, st.st_uid)
+                gid = to_host(gids, st.st_gid)
+                uid = overflow_u if uid is None else uid
+                gid = overflow_g if gid is None else gid
+                os.lchown(path, -1 if uid is None else uid, -1 if gid is None else gid)
+                if not stat.S_ISLNK(st.st_mode) and stat.S_IMODE(st.st_mode) & 0o6000:
+                    os.chmod(path, stat.S_IMODE(st.st_mode))   # chown cleared set-uid/set-gid
+                if name is None or name in dirs:
+                    with contextlib.suppress(OSError):
+                        if os.getxattr(path, "trusted.overlay.opaque") == b"y":
+                            os.setxattr(path, "user.overlay.opaque", b"y")
+        os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def prune_copies(cache: Path, layers_dir: Path) -> list[Path]:
+    """Remove the shifted copies of layers the image store no longer has (after `image rm`)."""
+    import shutil
+
+    removed = []
+    for copy in cache.glob("*/*_diff"):
+        if not (layers_dir / copy.name.removesuffix("_diff")).is_dir():
+            shutil.rmtree(copy)
+            removed.append(copy)
+    return removed
+
+
+def prepare_container_dirs(container_dir: Path, spec: dict[str, Any]) -> None:
+    """The upper and work dirs and the mount point belong to the container's root on the host,
+    who mounts the overlay, so it must also pass through the container's directory (0700): its
+    group becomes the container root's and gets search permission (0710), nothing more."""
+    ids = host_root(spec)
+    if ids is None:
+        return
+    for parent in container_dir.resolve().parents:
+        st = os.stat(parent)
+        bit = 0o100 if st.st_uid == ids[0] else 0o010 if st.st_gid == ids[1] else 0o001
+        if not st.st_mode & bit:
+            raise UsageError(f"{parent} cannot be passed through by uid {ids[0]}, the container's "
+                             f"root on the host, which mounts its root filesystem: chmod o+x {parent}")
+    os.chown(container_dir, 0, ids[1])
+    os.chmod(container_dir, 0o710)
+    for sub in ("upper", "work", "rootfs"):
+        path = container_dir / sub
+        if path.exists():
+            st = path.stat()
+            if (st.st_uid, st.st_gid) != ids:
+                os.chown(path, *ids)
