@@ -339,3 +339,12 @@ def test_a_failure_at_attach_kills_the_child_and_leaves_nothing(clean, data_root
             assert not list((data_root / "containers").iterdir())
         finally:
             ipr.link("del", index=ipr.link_lookup(ifname=bridge)[0])
+
+
+def test_bridge_networking_in_a_user_namespace(clean, data_root):
+    prefix = json.loads((data_root / "net" / "config.json").read_text())["subnet"].rsplit(".", 1)[0]
+    out = clean.out("run", "--rm", *NET, "--uidmap", "0:200000:65536", "busybox", "sh", "-c",
+                    "cat /proc/self/uid_map; ip -4 -o addr show eth0; "
+                    "ping -c1 -W2 $(ip route | awk '/default/ {print $3}') >/dev/null && echo gateway-ok")
+    assert out.splitlines()[0].split() == ["0", "200000", "65536"]
+    assert f"inet {prefix}." in out and out.endswith("gateway-ok")
