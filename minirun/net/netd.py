@@ -7,7 +7,8 @@ per connection, handled one at a time: changes to the host's network never inter
 
 It is started by the first command that needs it (client.py) and holds ROOT/net/netd.lock for
 its whole life, so there is never a second one; it exits after MINIRUN_NETD_IDLE seconds
-(default 600) without a request, when its data root disappears, or when asked ("shutdown").
+(default 600) without a request (a "ping" does not count), when its data root disappears, or
+when asked ("shutdown").
 It keeps no state that matters: the records under ROOT and the kernel are the truth, so
 killing it loses nothing.
 
@@ -176,13 +177,14 @@ def serve(root: Path, listener, idle: float) -> None:
             if time.monotonic() - last > idle or not (root / "net").is_dir():
                 return
             continue
-        last = time.monotonic()
         with contextlib.closing(conn):
             conn.settimeout(30.0)
             try:
                 req = json.loads(_recv_all(conn))
             except (OSError, ValueError):
                 continue
+            if req.get("op") != "ping":          # "are you there?" is not work: no reason to stay
+                last = time.monotonic()
             if req.get("op") == "shutdown":
                 for name in server.after_reply:
                     with contextlib.suppress(MinirunError):

@@ -348,3 +348,24 @@ def test_bridge_networking_in_a_user_namespace(clean, data_root):
                     "ping -c1 -W2 $(ip route | awk '/default/ {print $3}') >/dev/null && echo gateway-ok")
     assert out.splitlines()[0].split() == ["0", "200000", "65536"]
     assert f"inet {prefix}." in out and out.endswith("gateway-ok")
+
+
+def test_the_network_helper_goes_away_when_idle(tmp_path, monkeypatch):
+    """netd is started on demand and exits by itself after MINIRUN_NETD_IDLE seconds without a
+    request (checked every 5 s), leaving no socket behind."""
+    import time
+
+    from tests.conftest import requires
+
+    requires("root")
+    monkeypatch.setenv("MINIRUN_NETD_IDLE", "1")
+    root = tmp_path / "idle-root"
+    root.mkdir()
+    pid = client.call(root, {"op": "state"})["pid"]
+    assert Path(f"/proc/{pid}").exists() and client.running(root)
+    deadline = time.monotonic() + 15
+    while Path(f"/proc/{pid}/cmdline").exists() and Path(f"/proc/{pid}/cmdline").read_bytes() \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not client.running(root)        # a ping: it does not keep netd alive either
+    assert not (root / "net" / "netd.sock").exists()
