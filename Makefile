@@ -9,6 +9,8 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := gcc make libc6-dev libcap-dev libseccomp-dev busybox-static pkg-config procps util-linux nftables
 # image interop tests (skopeo copy, umoci) use these; they are skipped, with the reason, without them
 APT_PACKAGES += skopeo umoci
+# the labs (docs/labs/) also use these
+APT_PACKAGES += jq strace libcap2-bin
 NATIVE_SOURCES := $(wildcard c_ext/*.c c_ext/*.h c_ext/build.py) setup.py pyproject.toml
 IMAGE := rootfs/build/busybox.tar
 
@@ -18,7 +20,7 @@ IMAGE := rootfs/build/busybox.tar
 help:  ## this list
 	@echo "minirun — a small, readable container runtime"
 	@echo
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 prereqs:  ## apt packages (only the missing ones; needs root)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -43,6 +45,16 @@ image: $(IMAGE)  ## build the busybox image tarball from rootfs/ (reproducible)
 
 demo: install image  ## the main demo: an isolated, limited container from the tarball image
 	@bash docs/demos/main.sh
+
+.PHONY: demo-namespaces demo-cgroups demo-trace
+demo-namespaces: install image  ## what a container sees vs the host; nsenter (docs/labs/01)
+	@bash docs/demos/namespaces.sh
+
+demo-cgroups: install image  ## an OOM kill, a fork bomb held, a CPU quota changed live (docs/labs/04)
+	@bash docs/demos/cgroups.sh
+
+demo-trace: install image  ## the start-up waterfall and what each step costs (docs/labs/06)
+	@bash docs/demos/trace.sh
 
 test: install image  ## lint, then the tests (unit and integration; the latter need root)
 	$(VENV)/bin/ruff check minirun tests benchmarks rootfs

@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/mount.h>
 #include <linux/openat2.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -114,6 +115,26 @@ static int open_mount_point(int rootfd, const struct mr_fsop *op, int index, str
     return fd;
 }
 
+/* A remount changes one mount; a recursive bind brings the mounts below its source along, and
+ * they would keep their own flags (a `-v /:/host:ro` with a writable /home below). Apply ro,
+ * nosuid, nodev, noexec to the whole subtree with mount_setattr(AT_RECURSIVE), as Docker does.
+ * A kernel before 5.12 lacks it (ENOSYS): there only the top mount is changed. */
+static int set_attr_recursive(int fd, unsigned long flags)
+{
+    struct mount_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.attr_set = (flags & MS_RDONLY ? MOUNT_ATTR_RDONLY : 0) |
+                    (flags & MS_NOSUID ? MOUNT_ATTR_NOSUID : 0) |
+                    (flags & MS_NODEV ? MOUNT_ATTR_NODEV : 0) |
+                    (flags & MS_NOEXEC ? MOUNT_ATTR_NOEXEC : 0);
+    if (!attr.attr_set)
+        return 0;
+    if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) < 0 &&
+        errno != ENOSYS)
+        return -1;
+    return 0;
+}
+
 static int do_mount(int rootfd, const struct mr_fsop *op, int index, struct mr_err *err)
 {
     char fdpath[40];
@@ -140,6 +161,8 @@ static int do_mount(int rootfd, const struct mr_fsop *op, int index, struct mr_e
         return mr_fail(err, MR_STEP_MOUNT, index, NULL);
     mr_fd_path(fd, fdpath);
     if (remount && mount(NULL, fdpath, NULL, MS_REMOUNT | MS_BIND | (flags & ~MS_REC), NULL) < 0)
+        r = mr_fail(err, MR_STEP_MOUNT, index, NULL);
+    else if (remount && (flags & MS_REC) && set_attr_recursive(fd, flags) < 0)
         r = mr_fail(err, MR_STEP_MOUNT, index, NULL);
     else if (op->propagation && mount(NULL, fdpath, NULL, op->propagation, NULL) < 0)
         r = mr_fail(err, MR_STEP_MOUNT, index, NULL);

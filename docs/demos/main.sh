@@ -2,23 +2,7 @@
 # The main demo (`make demo`): an isolated container from the busybox tarball image, with its
 # limits enforced, then everything removed. Runs in a throwaway data root; about 10 seconds.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-
-ROOT=$(mktemp -d /tmp/minirun-demo.XXXXXX)
-MR=(.venv/bin/minirun --root "$ROOT")
-PY=.venv/bin/python
-# a bridge, subnet and nft table of this throwaway root's own (docs/networking.md)
-"$PY" -c "import sys; from pathlib import Path; from minirun.net.settings import private; private(Path(sys.argv[1]), 'mrdemo')" "$ROOT"
-if [ -t 1 ]; then B=$'\e[1m'; G=$'\e[32m'; D=$'\e[2m'; N=$'\e[0m'; else B= G= D= N=; fi
-step() { printf '\n%s== %s%s\n' "$B" "$*" "$N"; }
-show() { printf '%s$ minirun %s%s\n' "$D" "$*" "$N"; "${MR[@]}" "$@"; }
-cleanup() {
-  ids=$("${MR[@]}" ps -a -q 2>/dev/null || true)
-  [ -n "$ids" ] && "${MR[@]}" rm -f $ids >/dev/null 2>&1 || true
-  "$PY" -c "import sys; from pathlib import Path; from minirun.net.container import teardown; teardown(Path(sys.argv[1]))" "$ROOT" || true
-  rm -rf "$ROOT"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/lib.sh"     # a throwaway root, step/show, cleanup and the leak check
 
 step "1. import the image built from rootfs/ (a plain tarball)"
 show image import rootfs/build/busybox.tar busybox
@@ -33,8 +17,8 @@ set +e
 show run --name hog -m 32m busybox sh -c 'x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done'
 echo "exit status: $?"
 set -e
-"${MR[@]}" inspect hog | grep -E '"(Status|ExitCode|OOMKilled)"'
-"${MR[@]}" rm hog >/dev/null
+mr inspect hog | grep -E '"(Status|ExitCode|OOMKilled)"'
+mr rm hog >/dev/null
 
 step "4. pids limit: a fork bomb stops at 20 processes"
 set +e
@@ -44,14 +28,14 @@ set -e
 printf '\nexit status: %s (the shell is process 1 of 20; the kernel refused the 21st fork)\n' "$status"
 
 step "5. cpu quota: a busy loop limited to a quarter of a CPU"
-id=$("${MR[@]}" run -d --name spin --cpus 0.25 busybox sh -c 'while :; do :; done')
+id=$(mr run -d --name spin --cpus 0.25 busybox sh -c 'while :; do :; done')
 printf '%s$ minirun run -d --name spin --cpus 0.25 busybox sh -c "while :; do :; done"%s\n' "$D" "$N"
 cpu() { "${MR[@]}" top --format json spin | .venv/bin/python -c 'import json, sys; print(sum(p["cpu_seconds"] for p in json.load(sys.stdin)))'; }
 before=$(cpu)
 sleep 2
 after=$(cpu)
 awk -v a="$after" -v b="$before" 'BEGIN { printf "cpu time used in 2 s of wall time: %.2f s (the quota allows 0.50 s)\n", a - b }'
-"${MR[@]}" rm -f spin >/dev/null
+mr rm -f spin >/dev/null
 
 step "6. a detached container with limits: logs, exec, stop, rm"
 show run -d --name ticker -m 64m --cpus 0.5 --pids-limit 64 busybox sh -c 'while :; do date; sleep 1; done'
@@ -69,13 +53,12 @@ show port web
 hostport=$("${MR[@]}" port web 80)
 sleep 0.3
 show run --rm --network demo-net busybox wget -qO- http://web/
-printf '%s$ curl http://%s/  (from the host)%s\n' "$D" "$hostport" "$N"
-"$PY" -c "import sys, urllib.request; print(urllib.request.urlopen(f'http://{sys.argv[1]}/', timeout=5).read().decode().strip())" "$hostport"
+note "\$ curl http://$hostport/  (from the host)"
+.venv/bin/python -c "import sys, urllib.request; print(urllib.request.urlopen(f'http://{sys.argv[1]}/', timeout=5).read().decode().strip())" "$hostport"
 show rm -f web
 show network rm demo-net
 
 step "8. nothing left behind"
-left=$(grep -c "$ROOT" /proc/self/mountinfo || true)
-cg=$(find /sys/fs/cgroup -mindepth 3 -maxdepth 3 -type d -path '*/minirun/*' 2>/dev/null | wc -l)
-echo "mounts: $left, container cgroups: $cg, containers: $("${MR[@]}" ps -a -q | wc -l)"
+left=$(leftovers)
+echo "mounts: $(grep -c '^mount ' <<<"$left"), container cgroups: $(grep -c '^cgroup ' <<<"$left"), containers: $(mr ps -a -q | wc -l)"
 printf '\n%sdone.%s Next: `make test`, and docs/architecture.md for how it works.\n' "$G" "$N"

@@ -100,9 +100,11 @@ def process_start_ns(entered_ns: int, cpu_at_entry_ns: int, proc: str = "/proc/s
 
 
 def merge(phases: Sequence[Span], stamps: Sequence[int],
-          step_name: Callable[[int], str]) -> list[Span]:
+          step_name: Callable[[int], str], first_from: str = "mr_spawn") -> list[Span]:
     """One list of spans, ordered by start time: the Python phases, the Python time between them
-    (as GAP, when ≥ 0.1 ms), and one span per native step that ran (stamp ≠ 0)."""
+    (as GAP, when ≥ 0.1 ms), and one span per native step that ran (stamp ≠ 0). The first
+    native step starts with the last phase named `first_from` begun before its stamp (the call
+    into C), else with the phase around its stamp."""
     spans = sorted(phases, key=lambda s: (s.start_ns, s.end_ns))
     gaps = [Span(GAP, a.end_ns, b.start_ns, PYTHON)
             for a, b in zip(spans, spans[1:], strict=False) if b.start_ns - a.end_ns >= MIN_GAP_NS]
@@ -112,8 +114,10 @@ def merge(phases: Sequence[Span], stamps: Sequence[int],
     for t, i in ran:
         if previous is None:
             # clone's stamp is the child's first instant: its span starts with the Python phase
-            # that called into C (mr_spawn), which also forked the monitor
-            around = [p.start_ns for p in spans if p.start_ns <= t <= p.end_ns]
+            # that called into C (mr_spawn), which also forked the monitor — even when the child
+            # first ran after that call had returned (a busy machine schedules it late)
+            caller = [p.start_ns for p in spans if p.name == first_from and p.start_ns <= t]
+            around = caller or [p.start_ns for p in spans if p.start_ns <= t <= p.end_ns]
             previous = around[-1] if around else t
         native.append(Span(step_name(i), previous, t, NATIVE))
         previous = t

@@ -158,6 +158,25 @@ def test_volumes_read_write_and_read_only(clean, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_a_read_only_volume_is_read_only_all_the_way_down(clean, tmp_path):
+    # -v is a recursive bind: mounts below the host directory come along. Docker (>= 25) makes
+    # them read-only too; a remount changes only the top mount, so they stayed writable.
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "lab-sub", str(sub)], check=True)
+    try:
+        r = clean("run", "--rm", "-v", f"{tmp_path}:/data:ro", "busybox", "sh", "-c",
+                  "echo x > /data/sub/x; grep ' /data/sub ' /proc/self/mountinfo", check=False)
+        assert "/data/sub/x: Read-only file system" in r.stderr
+        assert not (sub / "x").exists()
+        assert r.stdout.split()[5].split(",")[0] == "ro", r.stdout
+        out = clean.out("run", "--rm", "-v", f"{tmp_path}:/data", "busybox", "sh", "-c",
+                        "echo y > /data/sub/y && cat /data/sub/y")
+        assert out == "y"                        # without :ro, the submount stays writable
+    finally:
+        subprocess.run(["umount", str(sub)], check=True)
+
+
 def test_read_only_root_with_a_tmpfs(clean):
     r = clean("run", "--rm", "--read-only", "--tmpfs", "/scratch", "busybox", "sh", "-c",
               "touch /scratch/ok && echo tmpfs-ok; touch /nope", check=False)

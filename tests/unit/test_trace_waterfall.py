@@ -4,6 +4,7 @@ end-of-step stamps, the text drawing, the JSON, and the recorder itself."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from minirun.observe.trace import (
@@ -44,6 +45,18 @@ def test_a_native_step_runs_from_the_previous_stamp_to_its_own():
     # clone starts with the Python phase around its stamp (mr_spawn, which called into C)
     assert native == [("clone", 3, 3.5), ("join cgroup", 3.5, 3.6), ("wait for parent", 3.6, 5),
                       ("exec", 5, 8)]
+
+
+def test_clone_starts_with_mr_spawn_even_when_the_child_first_ran_after_it_returned():
+    # on a busy machine the child's first instruction (clone's stamp) can come after mr_spawn
+    # returned, in a gap or in the next phase: the clone still began in mr_spawn
+    for first_ran in (4.5, 4.0):
+        spans = merge(PHASES, stamps(clone=first_ran, exec=8), name)
+        [clone] = [s for s in spans if s.name == "clone"]
+        assert (clone.start_ns / MS, clone.end_ns / MS) == (3, first_ran)
+    phases = [PHASES[1], Span("record pid", 4.2 * MS, 4.4 * MS, PYTHON)]
+    [clone] = [s for s in merge(phases, stamps(clone=4.3), name) if s.name == "clone"]
+    assert clone.start_ns == 3 * MS
 
 
 def test_steps_that_did_not_run_are_left_out():
@@ -135,8 +148,6 @@ def test_fill_names_the_time_between_two_phases():
 
 
 def test_process_start_is_before_now_and_within_a_tick_of_procs_starttime():
-    import os
-
     from minirun.observe.trace import process_start_ns
 
     now, cpu = time.monotonic_ns(), time.process_time_ns()

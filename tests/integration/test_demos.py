@@ -1,0 +1,99 @@
+"""The demos (`make demo`, `make demo-namespaces`, `demo-cgroups`, `demo-trace`) run as a user
+would run them, succeed, show what they promise, and leave nothing on the host: their data root
+is gone (they make it under TMPDIR, which the test points at an empty directory), nothing is
+mounted under it, no monitor of theirs runs. docs/demos/lib.sh also checks the cgroups of every
+container a demo made, and fails the demo if one is left; the last test shows that check bites.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, requires
+
+pytestmark = pytest.mark.root
+
+
+def run_demo(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    requires("root", "overlay", "busybox-image")
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+           "TMPDIR": str(tmp_path), "LC_ALL": "C.UTF-8", "COLUMNS": "100"}
+    return subprocess.run(["bash", str(REPO / "docs" / "demos" / script)], cwd="/", env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def assert_nothing_left(proc: subprocess.CompletedProcess, tmp_path: Path) -> None:
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"mounts: 0, (container )?cgroups: 0, containers: 0", proc.stdout), proc.stdout
+    assert list(tmp_path.iterdir()) == [], "the demo's data root is still there"
+    assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()
+    monitors = subprocess.run(["pgrep", "-f", f"minirun-monitor.*{tmp_path}"], capture_output=True)
+    assert monitors.stdout == b""
+
+
+def test_main_demo(tmp_path):
+    proc = run_demo("main.sh", tmp_path)
+    assert_nothing_left(proc, tmp_path)
+    assert "pid=1 hostname=demo" in proc.stdout
+    assert "exit status: 137" in proc.stdout and '"OOMKilled": true' in proc.stdout
+
+
+def test_namespaces_demo_shows_the_containers_view_and_the_clone_flags(tmp_path):
+    proc = run_demo("namespaces.sh", tmp_path)
+    assert_nothing_left(proc, tmp_path)
+    out = proc.stdout
+    assert re.search(r"pid=1 hostname=demo processes=\d interfaces=1 cgroup=/\n", out), out
+    assert "flags=CLONE_NEWNS|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWPID|CLONE_NEWNET|SIGCHLD" in out
+    assert "unshare(CLONE_NEWCGROUP)" in out
+    for ns in ("pid", "mnt", "uts", "ipc", "net", "cgroup"):
+        assert re.search(rf"^{ns} .* own$", out, re.M), ns
+    assert re.search(r"^user .* shared$", out, re.M)
+    assert "sethostname: Operation not permitted" in proc.stderr
+    assert "$ minirun exec demo hostname\nrenamed-from-the-host\n" in out
+
+
+def test_cgroups_demo_contains_the_hog_and_the_bomb_and_holds_the_quota(tmp_path):
+    proc = run_demo("cgroups.sh", tmp_path)
+    assert_nothing_left(proc, tmp_path)
+    out = proc.stdout
+    assert "exit status: 137" in out and '"OOMKilled": true' in out
+    assert re.search(r"oom_kill [1-9]", out)
+    current, limit, refused = map(int, re.search(
+        r"pids.current (\d+) of pids.max (\d+); forks refused \(pids.events\): (\d+)", out).groups())
+    assert limit == 64 and current <= 64 and refused > 0
+    quarter, half = map(int, re.findall(r"CPU time used: (\d+) ms per second", out))
+    assert quarter <= 300 and half <= 560, (quarter, half)
+    if quarter >= 200:          # it got its quarter, so the machine was not starving it
+        assert half > quarter, "the live update did not give it more CPU"
+
+
+def test_trace_demo_draws_the_waterfall_and_the_table(tmp_path):
+    proc = run_demo("trace.sh", tmp_path)
+    assert_nothing_left(proc, tmp_path)
+    out = proc.stdout
+    assert "hello\nstart-up of busybox echo hello\n" in out
+    table = out[out.index("source  row"):]
+    for row in ("native  clone", "native  mount", "native  pivot_root", "native  exec",
+                "python  cgroup create", "total"):
+        assert re.search(rf"^ *{re.escape(row)} +.* [0-9.]+ +[0-9.]+$", table, re.M), row
+
+
+def test_a_demo_that_leaves_something_behind_fails_and_says_what(tmp_path):
+    script = tmp_path / "leaky.sh"
+    script.write_text(f"""set -euo pipefail
+source {REPO}/docs/demos/lib.sh
+mkdir "$ROOT/m" && mount -t tmpfs leak "$ROOT/m"
+""")
+    (tmp_path / "tmp").mkdir()
+    try:
+        proc = run_demo(str(script), tmp_path / "tmp")
+        assert proc.returncode == 1
+        assert "minirun demo: left behind on the host:\nmount " in proc.stderr
+    finally:
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            if str(tmp_path) in line:
+                subprocess.run(["umount", line.split()[4]], check=True)
