@@ -58,8 +58,8 @@ _cleanup() {
   ids=$("${MR[@]}" ps -a -q 2>/dev/null || true)
   [ -n "$ids" ] && "${MR[@]}" rm -f $ids >/dev/null 2>&1
   local table bridges
-  table=$(.venv/bin/python -c "import json, sys; print(json.load(open(sys.argv[1]))['table'])" "$ROOT/net/config.json")
-  bridges=$(cat "$ROOT"/networks/*.json 2>/dev/null | .venv/bin/python -c "import json, sys; [print(json.loads(l)['Bridge']) for l in sys.stdin if l.strip()]")
+  table=$(.venv/bin/python -c "import json, sys; print(json.load(open(sys.argv[1]))['table'])" "$ROOT/net/config.json" 2>/dev/null || true)
+  bridges=$(cat "$ROOT"/networks/*.json 2>/dev/null | .venv/bin/python -c "import json, sys; [print(json.loads(l)['Bridge']) for l in sys.stdin if l.strip()]" || true)
   .venv/bin/python -c "import sys; from pathlib import Path; from minirun.net.container import teardown; teardown(Path(sys.argv[1]))" "$ROOT" || true
   left=$(leftovers)
   nft list table ip "$table" >/dev/null 2>&1 && left+=$'\n'"nft table ip $table"

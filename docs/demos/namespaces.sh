@@ -12,8 +12,8 @@ note "(the host: pid=$$ hostname=$(hostname) processes=$(ls /proc | grep -c '^[0
 
 step "2. the syscall that made the namespaces"
 if command -v strace >/dev/null; then
-  printf '%s$ strace -f -e trace=clone,unshare minirun run --rm busybox true%s\n' "$D" "$N"
-  strace -f -qq -e trace=clone,unshare "${MR[@]}" run --rm busybox true 2>&1 \
+  printf '%s$ strace -f -e trace=clone,unshare minirun run --rm --network none busybox true%s\n' "$D" "$N"
+  strace -f -qq -e trace=clone,unshare "${MR[@]}" run --rm --network none busybox true 2>&1 \
     | grep -oE '(clone\(child_stack=NULL, flags=|unshare\()CLONE_NEW[A-Z_|]*' | sed 's/$/)/'
   note "(the cgroup namespace comes later, once the child has joined its cgroup, so its group is its \"/\")"
 else
