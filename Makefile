@@ -15,7 +15,7 @@ NATIVE_SOURCES := $(wildcard c_ext/*.c c_ext/*.h c_ext/build.py) setup.py pyproj
 IMAGE := rootfs/build/busybox.tar
 
 .DEFAULT_GOAL := help
-.PHONY: help prereqs install image demo test test-unit bench lint clean
+.PHONY: help prereqs install image demo demo-scheduler demo-failure test test-unit bench lint clean
 
 help:  ## this list
 	@echo "minirun — a small, readable container runtime"
@@ -55,6 +55,12 @@ demo-cgroups: install image  ## an OOM kill, a fork bomb held, a CPU quota chang
 
 demo-trace: install image  ## the start-up waterfall and what each step costs (docs/labs/06)
 	@bash docs/demos/trace.sh
+
+demo-scheduler: install image  ## the scheduler: placement, services, a rolling deployment (~20 s)
+	@bash docs/demos/scheduler.sh
+
+demo-failure: install image  ## the scheduler under failure: crashes, health checks, kill -9 (~40 s)
+	@bash docs/demos/failure.sh
 
 test: install image  ## lint, then the tests (unit and integration; the latter need root)
 	$(VENV)/bin/ruff check minirun tests benchmarks rootfs

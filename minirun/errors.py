@@ -126,3 +126,21 @@ class AddressInUse(MinirunError):
 
 class NetworkError(MinirunError):
     """Setting up or tearing down a container's network failed (names the step and object)."""
+
+
+class TaskDefinitionError(MinirunError):
+    """An ECS task definition that is invalid. `problems` lists (JSON pointer, what is expected),
+    every one found, not just the first; the message joins them."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{ptr}: {text}" for ptr, text in self.problems))
+
+
+class ClusterError(MinirunError):
+    """The cluster cannot do what was asked (not running, already up, a worker that did not
+    start, a manager that answered with an error)."""
+
+
+class ResourceNotFound(MinirunError):
+    """No task, service, worker or task definition of that name or id."""

@@ -170,3 +170,60 @@ def network_leftovers(data_root: Path) -> list[str]:
                       if r.get("comment") and not r["comment"].startswith("net:")
                       and r["comment"] not in alive]
     return found
+
+
+# -- the scheduler: a cluster on a data root of its own, and what it may leave behind ---------
+@pytest.fixture
+def cluster():
+    """A data root with the busybox image for one cluster; after the test, `cluster down` and
+    a check that no cluster process, container, cgroup or socket is left."""
+    requires("root", "overlay", "busybox-image")
+    root = Path(tempfile.mkdtemp(prefix="minirun-cluster-"))
+    m = Minirun(root)
+    m("image", "import", str(IMAGE_TAR), "busybox")
+    try:
+        yield m
+    finally:
+        ids = container_ids(m)
+        m("cluster", "down", "--timeout", "5", check=False)
+        leaks = cluster_leftovers(root, ids)
+        shutil.rmtree(root, ignore_errors=True)
+    assert not leaks, f"the cluster left these behind: {leaks}"
+
+
+def container_ids(m: Minirun) -> list[str]:
+    import json
+
+    out = m("ps", "-a", "--format", "json", check=False).stdout
+    try:
+        return [c["Id"] for c in json.loads(out or "[]")]
+    except ValueError:
+        return []
+
+
+def cluster_leftovers(root: Path, ids: list[str]) -> list[str]:
+    from minirun.runtime import procfs
+
+    found = []
+    cdir = root / "cluster"
+    for pidfile in [cdir / "manager.pid", *(cdir / "workers").glob("*.pid")] if cdir.exists() else []:
+        try:
+            pid, start = (int(x) for x in pidfile.read_text().split())
+        except (FileNotFoundError, ValueError):
+            continue
+        if procfs.is_alive(pid, start):
+            found.append(f"{pidfile.stem} pid {pid}")
+    out = subprocess.run(["pgrep", "-f", str(root)], capture_output=True, text=True)
+    found += [f"process {pid}: {Path(f'/proc/{pid}/cmdline').read_bytes()[:80]!r}"
+              for pid in out.stdout.split() if Path(f"/proc/{pid}").exists()]
+    if (cdir / "manager.sock").exists():
+        found.append("manager.sock")
+    if (cdir / "volumes").exists():
+        found += [f"task volume {p.name}" for p in (cdir / "volumes").iterdir()]
+    if (root / "containers").exists():
+        found += [f"container dir {p.name[:12]}" for p in (root / "containers").iterdir()]
+    for cid in ids:
+        found += [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/minirun/{cid}*")]
+    mountinfo = Path("/proc/self/mountinfo").read_text()
+    found += [f"mount {line.split()[4]}" for line in mountinfo.splitlines() if str(root) in line]
+    return found

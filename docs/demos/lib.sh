@@ -55,6 +55,7 @@ image_import() { mr image import rootfs/build/busybox.tar busybox >/dev/null; }
 _cleanup() {
   local status=$? ids left
   _note_containers
+  if [ -d "$ROOT/cluster" ]; then "${MR[@]}" cluster down --timeout 5 >/dev/null 2>&1 || true; fi
   ids=$("${MR[@]}" ps -a -q 2>/dev/null || true)
   [ -n "$ids" ] && "${MR[@]}" rm -f $ids >/dev/null 2>&1
   local table bridges

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main demo (`make demo`): an isolated container from the busybox tarball image, with its
-# limits enforced, then everything removed. Runs in a throwaway data root; about 10 seconds.
+# limits enforced; then a scheduler cluster that loses a worker; then everything removed. Runs in a
+# throwaway data root; about 20 seconds.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"     # a throwaway root, step/show, cleanup and the leak check
 
@@ -58,7 +59,31 @@ note "\$ curl http://$hostport/  (from the host)"
 show rm -f web
 show network rm demo-net
 
-step "8. nothing left behind"
+step "8. a cluster: a manager and 3 workers, a service of 6 tasks spread over them"
+show cluster up --workers 3 --worker-memory 512m
+cat > "$ROOT/web.json" <<'JSON'
+{"family": "web",
+ "containerDefinitions": [{"name": "app", "image": "busybox", "cpu": 128, "memory": 32,
+   "command": ["sh", "-c", "echo serving; exec sleep 3600"], "stopTimeout": 1}]}
+JSON
+show task-definition register "$ROOT/web.json"
+show service create web --task-definition web --desired-count 6 --wait
+show task ls
+show cluster status
+
+step "9. kill -9 a worker: after 5 s without heartbeat it is lost, its tasks run elsewhere"
+victim=$(mr cluster status --format json | .venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)["workers"][1]["pid"])')
+printf '%s$ kill -9 %s   # worker w2%s\n' "$D" "$victim" "$N"
+kill -9 "$victim"
+t0=$(date +%s.%N)
+until [ "$(mr task ls --service web --format json | .venv/bin/python -c 'import json, sys; t = json.load(sys.stdin); print(sum(x["status"] == "RUNNING" and x["worker"] != "w2" for x in t))')" = 6 ]; do sleep 0.2; done
+awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "6 tasks running on w1 and w3 again, %.1f s after the kill\n", a - b }'
+show task ls
+mr cluster events | grep -E 'LOST|leftover' | cut -c1-160
+show cluster down
+
+step "10. nothing left behind"
 left=$(leftovers)
-echo "mounts: $(grep -c '^mount ' <<<"$left"), container cgroups: $(grep -c '^cgroup ' <<<"$left"), containers: $(mr ps -a -q | wc -l)"
+procs=$(pgrep -fc "minirun-(manager|worker).*$ROOT" || true)
+echo "mounts: $(grep -c '^mount ' <<<"$left"), container cgroups: $(grep -c '^cgroup ' <<<"$left"), containers: $(mr ps -a -q | wc -l), cluster processes: $procs, socket: $(ls "$ROOT/cluster/manager.sock" 2>/dev/null | wc -l)"
 printf '\n%sdone.%s Next: `make test`, and docs/architecture.md for how it works.\n' "$G" "$N"
