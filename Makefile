@@ -6,7 +6,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := gcc make libc6-dev libcap-dev libseccomp-dev busybox-static pkg-config procps util-linux
+APT_PACKAGES := gcc make libc6-dev libcap-dev libseccomp-dev busybox-static pkg-config procps util-linux nftables
 # image interop tests (skopeo copy, umoci) use these; they are skipped, with the reason, without them
 APT_PACKAGES += skopeo umoci
 # the labs (docs/labs/) also use these

@@ -356,10 +356,29 @@ def minirun_root(tag: str) -> Iterator[Path]:
     force-removed (through minirun, so cgroups go too) and the directory deleted."""
     root = Path(tempfile.mkdtemp(prefix=f"minirun-bench-{tag}-"))
     try:
+        private_network(root)
         minirun(root, "image", "import", str(image_tar()), IMAGE_NAME)
         yield root
     finally:
         cleanup_minirun_root(root)
+
+
+def private_network(root: Path) -> None:
+    """A bridge, subnets and nft table of this root's own (ROOT/net/config.json), clear of the
+    host's routes, so a benchmark never shares its network with anything else."""
+    sys.path.insert(0, str(REPO))
+    from minirun.net.settings import private
+
+    private(root, "mrb")
+
+
+def teardown_network(root: Path) -> None:
+    """The root's bridges and nft table, and its network helper (minirun/net/netd.py)."""
+    sys.path.insert(0, str(REPO))
+    from minirun.net.container import teardown
+
+    with contextlib.suppress(Exception):
+        teardown(root)
 
 
 def cleanup_minirun_root(root: Path) -> None:
@@ -375,6 +394,7 @@ def cleanup_minirun_root(root: Path) -> None:
                     if st.get(key):
                         os.kill(int(st[key]), signal.SIGKILL)
             _remove_cgroup(cid)
+    teardown_network(root)
     remove_tree(root)
 
 

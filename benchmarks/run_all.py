@@ -1,6 +1,6 @@
 """Run every benchmark, print the tables, and write them as markdown to benchmarks/results/latest.md.
 
-    .venv/bin/python benchmarks/run_all.py [--quick] [--only startup,monitor,cli,images]
+    .venv/bin/python benchmarks/run_all.py [--quick] [--only startup,monitor,cli,images,network]
 
 `make bench` calls this. Misses against the targets are reported (PASS/MISS), never fatal; a
 benchmark that crashes is reported as such and the others still run (exit status 1 then).
@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cli_latency  # noqa: E402
 import images  # noqa: E402
 import monitor_memory  # noqa: E402
+import network  # noqa: E402
 import scheduler  # noqa: E402
 import startup  # noqa: E402
 from _common import (  # noqa: E402
@@ -38,7 +39,7 @@ def main() -> int:
     load_at_start = machine().get("loadavg")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer runs (a smoke test, not for the record)")
-    ap.add_argument("--only", default="startup,monitor,cli,images,scheduler")
+    ap.add_argument("--only", default="startup,monitor,cli,images,scheduler,network")
     ap.add_argument("--no-write", action="store_true", help="do not write results/latest.md")
     args = ap.parse_args()
     install_signal_handlers()
@@ -50,6 +51,7 @@ def main() -> int:
         ("images", images.main, ["--runs", "2", "--mb", "50", "--start-runs", "5"] if args.quick
          else []),
         ("scheduler", scheduler.main, ["--tasks", "40"] if args.quick else []),
+        ("network", network.main, ["--runs", "10", "--mbytes", "16"] if args.quick else []),
     ]
     ensure_tools(["podman", "runc", "crun"])
     sections: list[Section] = []

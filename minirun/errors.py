@@ -112,6 +112,22 @@ def os_error(what: str, err: OSError) -> str:
     return f"{what}: {os.strerror(code)}"
 
 
+class NetworkNotFound(MinirunError):
+    """No network of that name or id."""
+
+
+class NetworkInUse(MinirunError):
+    """A network that containers are still attached to cannot be removed."""
+
+
+class AddressInUse(MinirunError):
+    """An IP address or a host port that is already taken."""
+
+
+class NetworkError(MinirunError):
+    """Setting up or tearing down a container's network failed (names the step and object)."""
+
+
 class TaskDefinitionError(MinirunError):
     """An ECS task definition that is invalid. `problems` lists (JSON pointer, what is expected),
     every one found, not just the first; the message joins them."""

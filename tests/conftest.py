@@ -80,8 +80,21 @@ def cgroup_value(cid: str, controller: str, v1_file: str, v2_file: str) -> str:
 def data_root():
     root = Path(tempfile.mkdtemp(prefix="minirun-test-"))
     root.chmod(0o711)              # as /var/lib/minirun: a user namespace's root must pass through
+    private_network_settings(root)
     yield root
+    with contextlib.suppress(Exception):
+        from minirun.net.container import teardown
+
+        teardown(root)                     # the root's bridges, nft table and network helper
     shutil.rmtree(root, ignore_errors=True)
+
+
+def private_network_settings(root: Path) -> None:
+    """A bridge name, subnets and an nft table of this root's own, so that test runs (ours, and
+    other people's on the same host) never share or break each other's networks."""
+    from minirun.net.settings import private
+
+    private(root, "mrt")
 
 
 @pytest.fixture(scope="session")
@@ -123,6 +136,39 @@ def leftovers(data_root: Path) -> list[str]:
         found += [f"image staging {p.name}" for p in staging.iterdir()]
     out = subprocess.run(["pgrep", "-f", f"minirun-monitor.*{data_root}"], capture_output=True, text=True)
     found += [f"monitor pid {pid}" for pid in out.stdout.split()]
+    return found + network_leftovers(data_root)
+
+
+def network_leftovers(data_root: Path) -> list[str]:
+    """Leases, claimed ports, bridge ports (veths) and nft rules of containers that are gone."""
+    import json
+
+    from minirun.net import client
+
+    client.running(data_root)      # a barrier: netd deletes veths right after answering `rm`
+    found = []
+    alive = {p.name for p in (data_root / "containers").iterdir()} if (data_root / "containers").exists() else set()
+    for leases in (data_root / "networks").glob("*.leases"):
+        found += [f"lease {ip} on {leases.stem}" for ip, holder in json.loads(leases.read_text()).items()
+                  if holder["id"] not in alive]
+    ports = data_root / "net" / "ports.json"
+    if ports.exists():
+        found += [f"port {key}" for key, v in json.loads(ports.read_text()).items() if v["id"] not in alive]
+    for record in (data_root / "networks").glob("*.json"):
+        bridge = json.loads(record.read_text())["Bridge"]
+        brif = Path(f"/sys/class/net/{bridge}/brif")
+        if brif.is_dir():
+            found += [f"veth {name} on {bridge}" for name in os.listdir(brif)
+                      if not any(name[2:14] == cid[:12] for cid in alive)]
+    config = data_root / "net" / "config.json"
+    if config.exists():
+        table = json.loads(config.read_text()).get("table", "minirun")
+        out = subprocess.run(["nft", "-j", "list", "table", "ip", table], capture_output=True, text=True)
+        if out.returncode == 0:
+            rules = [i["rule"] for i in json.loads(out.stdout)["nftables"] if "rule" in i]
+            found += [f"nft rule for {r['comment'][:12]} in {r['chain']}" for r in rules
+                      if r.get("comment") and not r["comment"].startswith("net:")
+                      and r["comment"] not in alive]
     return found
 
 

@@ -1,7 +1,8 @@
 # Shared by the demo scripts in this directory (sourced, not run). Each demo gets a throwaway
 # data root and the busybox image in it, prints its steps, and on exit removes every container
-# it made and the root, then checks that nothing of it is left on the host: no mount, no
-# cgroup, no monitor process. It exits non-zero if something is.
+# it made, its network (bridges, nft table, helper) and the root, then checks that nothing of it
+# is left on the host: no mount, no cgroup, no monitor process, no bridge or nft table. It exits
+# non-zero if something is.
 #
 #   source "$(dirname "$0")/lib.sh"
 #   step "1. something";  show run --rm busybox true;  mr ps -a
@@ -13,6 +14,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 ROOT=$(mktemp -d "${TMPDIR:-/tmp}/minirun-demo.XXXXXX")
 MR=(.venv/bin/minirun --root "$ROOT")
+# a bridge, subnets and nft table of this root's own, removed at the end (docs/networking.md)
+.venv/bin/python -c "import sys; from pathlib import Path; from minirun.net.settings import private; private(Path(sys.argv[1]), 'mrdemo')" "$ROOT"
 if [ -t 1 ]; then B=$'\e[1m'; G=$'\e[32m'; D=$'\e[2m'; N=$'\e[0m'; else B= G= D= N=; fi
 SEEN="$ROOT.ids"   # ids of every container this demo made (a file: $(mr ...) is a subshell)
 
@@ -55,7 +58,14 @@ _cleanup() {
   if [ -d "$ROOT/cluster" ]; then "${MR[@]}" cluster down --timeout 5 >/dev/null 2>&1 || true; fi
   ids=$("${MR[@]}" ps -a -q 2>/dev/null || true)
   [ -n "$ids" ] && "${MR[@]}" rm -f $ids >/dev/null 2>&1
+  local table bridges
+  table=$(.venv/bin/python -c "import json, sys; print(json.load(open(sys.argv[1]))['table'])" "$ROOT/net/config.json" 2>/dev/null || true)
+  bridges=$(cat "$ROOT"/networks/*.json 2>/dev/null | .venv/bin/python -c "import json, sys; [print(json.loads(l)['Bridge']) for l in sys.stdin if l.strip()]" || true)
+  .venv/bin/python -c "import sys; from pathlib import Path; from minirun.net.container import teardown; teardown(Path(sys.argv[1]))" "$ROOT" || true
   left=$(leftovers)
+  nft list table ip "$table" >/dev/null 2>&1 && left+=$'\n'"nft table ip $table"
+  for b in $bridges; do [ -e "/sys/class/net/$b" ] && left+=$'\n'"bridge $b"; done
+  left=$(sed '/^$/d' <<<"$left")
   rm -rf "$ROOT" "$SEEN" || true     # a busy mount point stays: reported below
   if [ -n "$left" ]; then
     printf 'minirun demo: left behind on the host:\n%s\n' "$left" >&2

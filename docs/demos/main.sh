@@ -47,7 +47,19 @@ show exec ticker ps
 show stop -t 1 ticker
 show rm ticker
 
-step "7. a cluster: a manager and 3 workers, a service of 6 tasks spread over them"
+step "7. networking: a web server on a published port, found by name on its network"
+show network create demo-net
+show run -d --name web --network demo-net -p 80 busybox sh -c 'mkdir /www; echo "hello from $(hostname)" > /www/index.html; exec httpd -f -p 80 -h /www'
+show port web
+hostport=$("${MR[@]}" port web 80)
+sleep 0.3
+show run --rm --network demo-net busybox wget -qO- http://web/
+note "\$ curl http://$hostport/  (from the host)"
+.venv/bin/python -c "import sys, urllib.request; print(urllib.request.urlopen(f'http://{sys.argv[1]}/', timeout=5).read().decode().strip())" "$hostport"
+show rm -f web
+show network rm demo-net
+
+step "8. a cluster: a manager and 3 workers, a service of 6 tasks spread over them"
 show cluster up --workers 3 --worker-memory 512m
 cat > "$ROOT/web.json" <<'JSON'
 {"family": "web",
@@ -59,7 +71,7 @@ show service create web --task-definition web --desired-count 6 --wait
 show task ls
 show cluster status
 
-step "8. kill -9 a worker: after 5 s without heartbeat it is lost, its tasks run elsewhere"
+step "9. kill -9 a worker: after 5 s without heartbeat it is lost, its tasks run elsewhere"
 victim=$(mr cluster status --format json | .venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)["workers"][1]["pid"])')
 printf '%s$ kill -9 %s   # worker w2%s\n' "$D" "$victim" "$N"
 kill -9 "$victim"
@@ -70,7 +82,7 @@ show task ls
 mr cluster events | grep -E 'LOST|leftover' | cut -c1-160
 show cluster down
 
-step "9. nothing left behind"
+step "10. nothing left behind"
 left=$(leftovers)
 procs=$(pgrep -fc "minirun-(manager|worker).*$ROOT" || true)
 echo "mounts: $(grep -c '^mount ' <<<"$left"), container cgroups: $(grep -c '^cgroup ' <<<"$left"), containers: $(mr ps -a -q | wc -l), cluster processes: $procs, socket: $(ls "$ROOT/cluster/manager.sock" 2>/dev/null | wc -l)"

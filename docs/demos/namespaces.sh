@@ -7,13 +7,13 @@ source "$(dirname "$0")/lib.sh"
 image_import
 
 step "1. inside: its own PID 1, hostname, processes and network"
-show run --rm -h demo busybox sh -c 'echo "pid=$$ hostname=$(hostname) processes=$(ls /proc | grep -c "^[0-9]") interfaces=$(ip -o link | wc -l) cgroup=$(cut -d: -f3 /proc/self/cgroup | sort -u)"'
+show run --rm --network none -h demo busybox sh -c 'echo "pid=$$ hostname=$(hostname) processes=$(ls /proc | grep -c "^[0-9]") interfaces=$(ip -o link | wc -l) cgroup=$(cut -d: -f3 /proc/self/cgroup | sort -u)"'
 note "(the host: pid=$$ hostname=$(hostname) processes=$(ls /proc | grep -c '^[0-9]') interfaces=$(ls /sys/class/net | wc -l))"
 
 step "2. the syscall that made the namespaces"
 if command -v strace >/dev/null; then
-  printf '%s$ strace -f -e trace=clone,unshare minirun run --rm busybox true%s\n' "$D" "$N"
-  strace -f -qq -e trace=clone,unshare "${MR[@]}" run --rm busybox true 2>&1 \
+  printf '%s$ strace -f -e trace=clone,unshare minirun run --rm --network none busybox true%s\n' "$D" "$N"
+  strace -f -qq -e trace=clone,unshare "${MR[@]}" run --rm --network none busybox true 2>&1 \
     | grep -oE '(clone\(child_stack=NULL, flags=|unshare\()CLONE_NEW[A-Z_|]*' | sed 's/$/)/'
   note "(the cgroup namespace comes later, once the child has joined its cgroup, so its group is its \"/\")"
 else

@@ -22,12 +22,13 @@ TOP_VERBS = {
     "commit": "imagework", "export": "imagework", "build": "imagework",
     "stats": "observe",
     "gc": "system",
+    "port": "container",
 }
 GROUPS = {  # name -> (module, its typer app)
     "image": ("image", "app"), "container": ("container", "group"), "trace": ("trace", "app"),
     "cluster": ("cluster", "app"), "task-definition": ("task_definition", "app"),
     "task": ("task", "app"), "service": ("service", "app"), "explain": ("explain", "app"),
-    "sim": ("sim", "app"),
+    "sim": ("sim", "app"), "network": ("network", "app"),
 }
 
 

@@ -50,7 +50,13 @@ def run(
     init: bool = typer.Option(False, "--init", help="Run a tiny init as PID 1 (reaps, forwards signals)."),
     interactive: bool = typer.Option(False, "-i", "--interactive", help="Keep stdin attached."),
     tty: bool = typer.Option(False, "-t", "--tty", help="Allocate a terminal."),
-    network: str = typer.Option("none", "--network", "--net", help="none or host."),
+    network: str = typer.Option("bridge", "--network", "--net", help="bridge (default), none, host or a network name."),
+    ip: str = typer.Option(None, "--ip", help="The container's IPv4 address on its network."),
+    network_alias: list[str] = typer.Option(None, "--network-alias", help="Another name peers can use."),
+    publish: list[str] = typer.Option(None, "-p", "--publish", help="[ip:]hostPort:containerPort[/udp] (ip default 127.0.0.1)."),
+    publish_all: bool = typer.Option(False, "-P", "--publish-all", help="Publish the image's exposed ports on free host ports."),
+    dns: list[str] = typer.Option(None, "--dns", help="A nameserver for /etc/resolv.conf."),
+    add_host: list[str] = typer.Option(None, "--add-host", help="NAME:IP line for /etc/hosts."),
     # security (docs/security.md)
     security_opt: list[str] = typer.Option(None, "--security-opt", help="seccomp=PROFILE.json|unconfined, no-new-privileges[=false]."),
     cap_add: list[str] = typer.Option(None, "--cap-add", help="Add a capability (NET_ADMIN, ..., ALL)."),
@@ -79,7 +85,9 @@ def run(
         memory=parse_bytes(memory) if memory else None, memory_swap=swap, cpus=cpus,
         cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, pids_limit=pids_limit,
         ulimits=list(ulimit or []), volumes=list(volume or []), tmpfs=list(tmpfs or []), read_only=read_only, init=init,
-        interactive=interactive, tty=tty, network=network, auto_remove=rm,
+        interactive=interactive, tty=tty, network=network, ip=ip,
+        network_aliases=list(network_alias or []), publish=list(publish or []),
+        publish_all=publish_all, dns=list(dns or []), add_hosts=list(add_host or []), auto_remove=rm,
         detach=detach or creating,
         security_opt=list(security_opt or []), cap_add=list(cap_add or []), cap_drop=list(cap_drop or []),
         privileged=privileged, sysctls=list(sysctl or []), devices=list(device or []),
@@ -339,6 +347,25 @@ def update(
         sys.stdout.write(ref + "\n")
 
 
+def port(
+    ctx: typer.Context,
+    container: str = typer.Argument(...),
+    private: str = typer.Argument(None, help="Only this container port (80 or 80/tcp)."),
+    format: str = typer.Option("table", "--format", help="table or json."),
+) -> None:
+    """List a container's published ports (container port -> host address)."""
+    ports = _runtime(ctx).ports(container)
+    if private:
+        number, _, proto = private.partition("/")
+        ports = [p for p in ports if str(p["container_port"]) == number and p["proto"] == (proto or "tcp")]
+    if format == "json":
+        print_json(ports)
+        return
+    for p in ports:
+        line = f"{p['host_ip']}:{p['host_port']}"
+        sys.stdout.write((line if private else f"{p['container_port']}/{p['proto']} -> {line}") + "\n")
+
+
 def prune(ctx: typer.Context, force: bool = typer.Option(False, "-f", "--force", help="Do not ask.")) -> None:
     """Remove every stopped container."""
     if not force and sys.stdin.isatty() and not typer.confirm("Remove all stopped containers?"):
@@ -352,7 +379,7 @@ VERBS = {
     "run": (run, RUN_CONTEXT), "create": (run, RUN_CONTEXT), "start": (start, None),
     "ps": (ps, None), "logs": (logs, None), "exec": (exec_, RUN_CONTEXT), "stop": (stop, None),
     "kill": (kill, None), "rm": (rm, None), "inspect": (inspect, None), "wait": (wait, None),
-    "top": (top, None), "update": (update, None),
+    "top": (top, None), "update": (update, None), "port": (port, None),
 }
 group.command("ls")(ps)
 group.command("prune")(prune)

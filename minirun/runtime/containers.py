@@ -108,7 +108,13 @@ class Runtime:
             with self._phase("spec build"):
                 spec = build_spec(opts, image.config, layers_top_first, record.dir, record.id)
                 record.save_spec(spec)
+            if opts.network not in ("none", "host"):
+                from minirun.net import container as net
+
+                with self._phase("network leases"):
+                    net.create(self.root, record, opts, image.config, spec["hostname"])
         except BaseException:
+            self._release_network(record)
             self.store.forget(record)
             raise
         return record
@@ -184,6 +190,21 @@ class Runtime:
             child_sock.close()
             for fd in fds:
                 os.close(fd)
+        if (record.dir / "network.json").exists():
+            # (4) the child waits for GO: give its namespace its interfaces now
+            try:
+                from minirun.net import container as net
+
+                with self._phase("network attach"):
+                    net.attach(self.root, record, pid)
+            except BaseException:
+                _signal_pid(pid)                    # it waits for GO: it never ran anything
+                parent_sock.close()
+                warm.stop()
+                _reap(monitor_pid)
+                cg.destroy()
+                (record.dir / "exit.json").unlink(missing_ok=True)
+                raise
         def record_pid() -> None:
             record.state.pid = pid
             record.state.pid_start = procfs.start_time(pid)
@@ -310,8 +331,16 @@ class Runtime:
             self.cgroups.open(f"minirun/{record.id}").destroy()
             faults.point("rm:cgroup-destroyed")
             _reap_if_ours(record.state.monitor_pid)
+            self._release_network(record)
             self.store.forget(record)
         return record.name
+
+    def _release_network(self, record: ContainerRecord) -> None:
+        """Veths, rules, ports, leases and hosts entries (minirun/net/container.py)."""
+        if (record.dir / "network.json").exists():
+            from minirun.net import container as net
+
+            net.release(self.root, record)
 
     def remove_image(self, ref: str) -> list[str]:
         """`image rm`, refused while any container (running or not) was made from the image:
@@ -452,11 +481,46 @@ class Runtime:
                 "Init": proc["args"][0] == "/dev/init",
                 "SecurityOpt": RunOptions.security_opt_of(spec),
                 **security.host_config(spec),
-                "NetworkMode": "none" if any(n["type"] == "network" for n in spec["linux"]["namespaces"]) else "host",
+                "NetworkMode": self._network_mode(record, spec),
+                "PortBindings": self._port_bindings(record),
             },
+            "NetworkSettings": self._network_settings(record),
             "Security": security.effective(spec),
             "LogPath": str(record.dir / "container.log"),
         }
+
+    def _network_mode(self, record: ContainerRecord, spec: dict) -> str:
+        if not any(n["type"] == "network" for n in spec["linux"]["namespaces"]):
+            return "host"
+        from minirun.net.etcfiles import load_info
+
+        info = load_info(record.dir)
+        return info["mode"] if info else "none"
+
+    def _network_settings(self, record: ContainerRecord) -> dict:
+        if not (record.dir / "network.json").exists():
+            return {"Networks": {}, "Ports": {}}
+        from minirun.net import container as net
+
+        return net.settings_of(self.root, record)
+
+    def _port_bindings(self, record: ContainerRecord) -> dict:
+        from minirun.net.etcfiles import load_info
+
+        info = load_info(record.dir) or {}
+        out: dict[str, list] = {}
+        for p in info.get("ports", []):
+            out.setdefault(f"{p['container_port']}/{p['proto']}", []).append(
+                {"HostIp": p["host_ip"], "HostPort": str(p["host_port"] or "")})
+        return out
+
+    def ports(self, ref: str | ContainerRecord) -> list[dict]:
+        """`minirun port`: the published ports, as claimed at the last start."""
+        record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
+        from minirun.net.etcfiles import load_info
+
+        info = load_info(record.dir) or {}
+        return list(info.get("published", []))
 
 
 def _wire_stdio(detached: bool, interactive: bool, fds: list[int]):

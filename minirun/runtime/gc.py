@@ -10,7 +10,9 @@ namespace and vanish with its last process. So the directories are the journal, 
 * a directory renamed `.removing-<id>` (rm crashed while deleting it);
 * a `--rm` container that exited but was not removed (its remover was killed);
 * the cgroup of a container that is not running (a start crashed before its process ran, or an
-  rm crashed after stopping it): no process is in it, and a stale group would block the next start.
+  rm crashed after stopping it): no process is in it, and a stale group would block the next start;
+* what a container that no longer exists still holds on a network: its address lease, port
+  claims, nft rules and veth (minirun/net/container.py `gc`, after the sweeps above).
 
 Something younger than GRACE seconds may belong to a command still at work (a create between
 its name and its directory takes microseconds), so it is left for the next gc. Running it twice
@@ -69,6 +71,14 @@ def collect(rt, grace: float = GRACE) -> list[str]:
             continue
         with contextlib.suppress(ContainerNotFound):
             released += _settle(rt, store.get(name), grace)
+    if (rt.root / "networks").is_dir():
+        from minirun.net.container import gc as network_gc
+
+        swept = network_gc(rt.root)
+        released += [f"address lease {ip} (no container)" for ip in swept["leases"]]
+        released += [f"published ports of {cid} (no container)" for cid in swept["ports"]]
+        released += [f"nft rules of {cid} (no container)" for cid in swept["rules"]]
+        released += [f"veth {name} (no container)" for name in swept["links"]]
     return released
 
 

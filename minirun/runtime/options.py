@@ -47,7 +47,13 @@ class RunOptions:
     init: bool = False
     interactive: bool = False
     tty: bool = False
-    network: str = "none"
+    network: str = "bridge"
+    ip: str | None = None
+    network_aliases: list[str] = field(default_factory=list)
+    publish: list[str] = field(default_factory=list)
+    publish_all: bool = False
+    dns: list[str] = field(default_factory=list)
+    add_hosts: list[str] = field(default_factory=list)
     auto_remove: bool = False
     detach: bool = False
     # security (runtime/security.py)
@@ -98,8 +104,13 @@ def build_spec(opts: RunOptions, image_config: dict[str, Any], layers_top_first:
         proc["args"] = [INIT_PATH_IN_CONTAINER, "--", *proc["args"]]
     if opts.network == "host":
         spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
-    elif opts.network != "none":
-        raise UsageError(f"--network {opts.network}: only 'none' and 'host' are supported so far")
+    if opts.network in ("none", "host"):
+        if opts.publish or opts.publish_all:
+            raise UsageError(f"published ports need a bridge network, not --network {opts.network}")
+        if opts.ip or opts.network_aliases:
+            raise UsageError(f"--ip and --network-alias need a bridge network, not --network {opts.network}")
+    elif not opts.network or opts.network.startswith("container:"):
+        raise UsageError(f"--network {opts.network!r}: use bridge, none, host or a network name")
     spec["linux"]["resources"] = dict(resources(opts), devices=spec["linux"]["resources"]["devices"])
     security.apply(spec, cap_add=opts.cap_add, cap_drop=opts.cap_drop, privileged=opts.privileged,
                    security_opt=opts.security_opt, sysctls=opts.sysctls, devices=opts.devices)
@@ -219,14 +230,23 @@ def _tmpfs(entries: list[str]) -> list[dict[str, Any]]:
 
 def _network_files(opts: RunOptions, container_dir: Path, hostname: str) -> list[dict[str, Any]]:
     """/etc/hostname and /etc/hosts of the container's own (Docker's behaviour); with the host's
-    network, its /etc/resolv.conf too."""
-    files = {"hostname": hostname + "\n",
-             "hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"}
-    if opts.network == "host":
+    network, its /etc/resolv.conf; on a bridge, the host's without loopback nameservers
+    (minirun/net/etcfiles.py). The bridge's peers are added to hosts by minirun.net."""
+    hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    if opts.add_hosts:
+        from minirun.net.container import _add_host
+
+        hosts += "".join(f"{ip}\t{name}\n" for name, ip in map(_add_host, opts.add_hosts))
+    files = {"hostname": hostname + "\n", "hosts": hosts}
+    if opts.network == "host" and not opts.dns:
         try:
             files["resolv.conf"] = Path("/etc/resolv.conf").read_text()
         except OSError:
             pass
+    elif opts.network != "none" or opts.dns:
+        from minirun.net import etcfiles
+
+        files["resolv.conf"] = etcfiles.resolv_conf(etcfiles.host_resolv_conf(), opts.dns)
     mounts = []
     for name, content in files.items():
         path = container_dir / name

@@ -1,7 +1,8 @@
 """The parent's side of the conversation with the native child (the table is in c_ext/sync.h).
 
     1 build plan, create cgroup              2 mr_spawn: fork monitor, clone
-    3 child: join cgroup, wait               4 parent: uid maps, network (later issues)
+    3 child: join cgroup, wait               4 parent: uid maps, network (minirun/net: veth
+                                             into the child's netns)
     5 send_go(), then record the pid         6 child: mounts, pivot_root, credentials, caps
     7 wait_ready(): MR_MSG_TTY (pty master), MR_MSG_TRACE (timestamps), MR_MSG_READY (exec fifo),
       MR_MSG_ERROR {errno, step, index}, or EOF = execve succeeded

@@ -25,7 +25,7 @@ def one_line(r: subprocess.CompletedProcess) -> str:
     (["run", "--rm", "busybox", "/no/such/file"], 127, "exec /no/such/file: no such file or directory"),
     (["run", "--rm", "-m", "12x", "busybox", "true"], 125, "invalid size '12x'"),
     (["run", "--rm", "--cpus", "64", "busybox", "true"], 125, "--cpus"),
-    (["run", "--rm", "--network", "bridge", "busybox", "true"], 125, "--network bridge"),
+    (["run", "--rm", "--network", "nowhere", "busybox", "true"], 125, "network nowhere not found"),
     (["run", "--rm", "-v", "relative:/x", "busybox", "true"], 125, "invalid volume"),
     (["run", "--rm", "-u", "ghost", "busybox", "true"], 125, "unable to find user ghost"),
     (["run", "--rm", "--tmpfs", "/x:size=bogus", "busybox", "true"], 125, "mount tmpfs on /x: Invalid argument"),

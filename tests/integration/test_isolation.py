@@ -125,8 +125,8 @@ def test_signal_dispositions_are_fresh(clean):
 
 def test_loopback_is_up_with_network_none(clean):
     script = "httpd -p 127.0.0.1:8080 -h /etc && wget -q -O - http://127.0.0.1:8080/hostname"
-    assert clean.out("run", "--rm", "-h", "lo-test", "busybox", "sh", "-c", script, timeout=30) == "lo-test"
-    links = clean.out("run", "--rm", "busybox", "cat", "/proc/net/dev")
+    assert clean.out("run", "--rm", "--network", "none", "-h", "lo-test", "busybox", "sh", "-c", script, timeout=30) == "lo-test"
+    links = clean.out("run", "--rm", "--network", "none", "busybox", "cat", "/proc/net/dev")
     assert [ln.split(":")[0].strip() for ln in links.splitlines()[2:]] == ["lo"]   # nothing else
 
 

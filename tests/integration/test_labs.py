@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IMAGE_TAR, REPO, leftovers, requires
+from tests.conftest import IMAGE_TAR, REPO, leftovers, private_network_settings, requires
 from tests.labdoc import Shell, check, parse
 
 LAB_DIR = REPO / "docs" / "labs"
@@ -59,6 +59,7 @@ def lab_shell():
     afterwards, the check that the lab removed what it made."""
     requires("root", "overlay", "busybox-image")
     root = Path(tempfile.mkdtemp(prefix="minirun-lab-"))
+    private_network_settings(root)         # a bridge and nft table of its own, removed below
     bindir = str(Path(sys.executable).parent)
     env = dict(os.environ, PATH=f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
                MINIRUN_ROOT=str(root), LC_ALL="C.UTF-8", COLUMNS="100", TERM="dumb")
@@ -80,6 +81,9 @@ def lab_shell():
                               text=True).stdout.split()
         if left:
             subprocess.run([f"{bindir}/minirun", "rm", "-f", *left], env=env, capture_output=True)
+        from minirun.net.container import teardown
+
+        teardown(root)
         shutil.rmtree(root, ignore_errors=True)
     assert not leaks, f"the lab left these behind: {leaks}"
 

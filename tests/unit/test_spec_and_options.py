@@ -105,8 +105,10 @@ def test_limits_become_oci_resources(layer, tmp_path):
 def test_network_host_shares_the_host_namespace(layer, tmp_path):
     s = spec_for(layer, tmp_path, network="host")
     assert "network" not in {n["type"] for n in s["linux"]["namespaces"]}
-    with pytest.raises(UsageError, match="--network bridge"):
-        spec_for(layer, tmp_path, network="bridge")
+    with pytest.raises(UsageError, match="--network 'container:x'"):
+        spec_for(layer, tmp_path, network="container:x")
+    with pytest.raises(UsageError, match="published ports need a bridge network"):
+        spec_for(layer, tmp_path, network="host", publish=["80:80"])
 
 
 def test_ulimits_become_rlimits(layer, tmp_path):
