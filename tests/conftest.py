@@ -186,6 +186,9 @@ def cluster():
     finally:
         ids = container_ids(m)
         m("cluster", "down", "--timeout", "5", check=False)
+        from minirun.net.container import teardown
+
+        teardown(root)                     # the root's bridge, nft table and network helper
         leaks = cluster_leftovers(root, ids)
         shutil.rmtree(root, ignore_errors=True)
     assert not leaks, f"the cluster left these behind: {leaks}"

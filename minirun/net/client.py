@@ -99,9 +99,30 @@ def running(root: Path) -> bool:
     return True
 
 
-def shutdown(root: Path) -> None:
-    """Ask netd to exit (nothing happens if it is not running)."""
+def shutdown(root: Path, timeout: float = 5.0) -> None:
+    """Ask netd to exit (nothing happens if it is not running) and wait until it has: it holds
+    ROOT/net/netd.lock for as long as it lives."""
+    import fcntl
+    import time
+
+    root = Path(os.path.abspath(root))
     try:
-        _exchange(socket_path(Path(os.path.abspath(root))), b'{"op": "shutdown"}')
+        _exchange(socket_path(root), b'{"op": "shutdown"}')
     except (OSError, _NoReply):
         pass
+    try:
+        fd = os.open(root / "net" / "netd.lock", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.01)
+    finally:
+        os.close(fd)

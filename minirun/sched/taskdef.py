@@ -26,7 +26,7 @@ CPU_UNITS_PER_CPU = 1024
 MIN_MEMORY_MIB = 6                   # ECS (and Docker): a container needs at least 6 MiB
 MAX_CONTAINERS = 10
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-NETWORK_MODES = ("none", "host")     # bridge/awsvpc wait for the networking issue
+NETWORK_MODES = ("none", "host", "bridge")     # bridge: the data root's default network
 DEPENDENCY_CONDITIONS = ("START", "COMPLETE", "SUCCESS", "HEALTHY")
 ULIMIT_NAMES = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
                 "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
@@ -107,9 +107,8 @@ def validate(definition: Any) -> dict[str, Any]:
     task_memory = _task_units(td, "memory", p)
     mode = td.setdefault("networkMode", "none")
     if mode not in NETWORK_MODES:
-        p.add("networkMode", f"must be one of {', '.join(NETWORK_MODES)} (bridge and awsvpc "
-              "are not supported yet)" if mode in ("bridge", "awsvpc") else
-              f"must be one of {', '.join(NETWORK_MODES)}")
+        p.add("networkMode", f"must be one of {', '.join(NETWORK_MODES)} (awsvpc is not "
+              "supported)" if mode == "awsvpc" else f"must be one of {', '.join(NETWORK_MODES)}")
     volumes = _volumes(td, p)
     _task_constraints(td, p)
 

@@ -44,6 +44,19 @@ from minirun.sched.paths import ClusterPaths
 TICK = 0.2
 
 
+def _publish(td: dict, cd: dict) -> list[str]:
+    """ECS portMappings as `-p` specs: with networkMode bridge a hostPort (0: any free one) is
+    published on 127.0.0.1, as `minirun run -p` does; with host the container's ports are the
+    host's already, and with none there is nothing to publish to."""
+    if td.get("networkMode") != "bridge":
+        return []
+    out = []
+    for m in cd.get("portMappings", []):
+        host = m.get("hostPort") or 0
+        out.append(f"{host}:{m['containerPort']}/{m.get('protocol', 'tcp')}" if host
+                   else f"{m['containerPort']}/{m.get('protocol', 'tcp')}")
+    return out
+
 class Reaper:
     """Collects every exited child; others ask it for a pid's exit status."""
 
@@ -329,7 +342,7 @@ class Worker:
             volumes=[f"{volumes[m['sourceVolume']]}:{m['containerPath']}" + (":ro" if m["readOnly"] else "")
                      for m in cd.get("mountPoints", [])],
             read_only=cd.get("readonlyRootFilesystem", False), network=td.get("networkMode", "none"),
-            detach=True)
+            publish=_publish(td, cd), detach=True)
         try:
             c.record = self.rt.create(opts)
             self.rt.start(c.record)

@@ -286,3 +286,36 @@ def test_a_resize_that_does_not_fit_rolls_the_tasks_over(cluster, tmp_path):
     assert limits == {200 << 20}
     events = json.loads(cluster.out("service", "describe", "web"))["events"]
     assert any("by rolling replacement" in e["message"] for e in events)
+
+
+def test_a_bridge_task_publishes_its_port_on_loopback(cluster, tmp_path):
+    """networkMode bridge: the task's container gets its own address on the root's bridge, and
+    its portMappings are published on 127.0.0.1 as `run -p` would."""
+    import socket
+    import urllib.request
+
+    from tests.conftest import private_network_settings
+
+    private_network_settings(cluster.root)
+    with socket.socket() as s:                       # a port free right now on this host
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    web = {"family": "web", "networkMode": "bridge", "containerDefinitions": [{
+        "name": "httpd", "image": "busybox", "memory": 32, "cpu": 64, "stopTimeout": 1,
+        "command": ["sh", "-c", "mkdir -p /www && echo from-the-task > /www/index.html && "
+                                "exec httpd -f -p 80 -h /www"],
+        "portMappings": [{"containerPort": 80, "hostPort": port}]}]}
+    cluster("cluster", "up", "--workers", "1", *FAST)
+    register(cluster, web, tmp_path)
+    cluster("task", "run", "web")
+    wait_until("the task to run", lambda: [t for t in tasks(cluster) if t["status"] == "RUNNING"])
+
+    def fetch():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                return r.read().decode()
+        except OSError:
+            return None
+    assert wait_until("the published port to answer", fetch).strip() == "from-the-task"
+    name = containers(cluster)[0]["Names"]
+    assert f"127.0.0.1:{port}" in cluster.out("port", name)

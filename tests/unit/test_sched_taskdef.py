@@ -77,7 +77,7 @@ def c0(td):
     (lambda td: td.update(taskRoleArn="x"), "taskRoleArn: unknown field"),
     (lambda td: td.pop("family"), "family: required"),
     (lambda td: td.update(containerDefinitions=[]), "containerDefinitions: required"),
-    (lambda td: td.update(networkMode="awsvpc"), "networkMode: must be one of none, host (bridge and awsvpc are not supported yet)"),
+    (lambda td: td.update(networkMode="awsvpc"), "networkMode: must be one of none, host, bridge (awsvpc is not supported)"),
     (lambda td: c0(td).update(essential="yes"), "containerDefinitions/0/essential: must be true or false"),
     (lambda td: c0(td).update(command="sleep 1"), "containerDefinitions/0/command: must be a list of strings"),
     (lambda td: c0(td)["environment"].append({"name": "A=B", "value": "1"}), "containerDefinitions/0/environment/1/name"),
