@@ -46,7 +46,7 @@ image: $(IMAGE)  ## build the busybox image tarball from rootfs/ (reproducible)
 demo: install image  ## the main demo: an isolated, limited container from the tarball image
 	@bash docs/demos/main.sh
 
-.PHONY: demo-namespaces demo-cgroups demo-trace
+.PHONY: demo-namespaces demo-cgroups demo-trace demo-images
 demo-namespaces: install image  ## what a container sees vs the host; nsenter (docs/labs/01)
 	@bash docs/demos/namespaces.sh
 
@@ -55,6 +55,9 @@ demo-cgroups: install image  ## an OOM kill, a fork bomb held, a CPU quota chang
 
 demo-trace: install image  ## the start-up waterfall and what each step costs (docs/labs/06)
 	@bash docs/demos/trace.sh
+
+demo-images: install image  ## a 3-layer build, shared layers, a whiteout, save -> load (docs/labs/07)
+	@bash docs/demos/images.sh
 
 demo-scheduler: install image  ## the scheduler: placement, services, a rolling deployment (~20 s)
 	@bash docs/demos/scheduler.sh
