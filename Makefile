@@ -10,7 +10,7 @@ APT_PACKAGES := gcc make libc6-dev libcap-dev libseccomp-dev busybox-static pkg-
 # image interop tests (skopeo copy, umoci) use these; they are skipped, with the reason, without them
 APT_PACKAGES += skopeo umoci
 # the labs (docs/labs/) also use these
-APT_PACKAGES += jq strace libcap2-bin
+APT_PACKAGES += jq strace libcap2-bin curl sqlite3
 NATIVE_SOURCES := $(wildcard c_ext/*.c c_ext/*.h c_ext/build.py) setup.py pyproject.toml
 IMAGE := rootfs/build/busybox.tar
 
