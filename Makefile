@@ -10,7 +10,7 @@ APT_PACKAGES := gcc make libc6-dev libcap-dev libseccomp-dev busybox-static pkg-
 # image interop tests (skopeo copy, umoci) use these; they are skipped, with the reason, without them
 APT_PACKAGES += skopeo umoci
 # the labs (docs/labs/) also use these
-APT_PACKAGES += jq strace libcap2-bin
+APT_PACKAGES += jq strace libcap2-bin curl sqlite3
 NATIVE_SOURCES := $(wildcard c_ext/*.c c_ext/*.h c_ext/build.py) setup.py pyproject.toml
 IMAGE := rootfs/build/busybox.tar
 
@@ -46,7 +46,7 @@ image: $(IMAGE)  ## build the busybox image tarball from rootfs/ (reproducible)
 demo: install image  ## the main demo: an isolated, limited container from the tarball image
 	@bash docs/demos/main.sh
 
-.PHONY: demo-namespaces demo-cgroups demo-trace
+.PHONY: demo-namespaces demo-cgroups demo-trace demo-images
 demo-namespaces: install image  ## what a container sees vs the host; nsenter (docs/labs/01)
 	@bash docs/demos/namespaces.sh
 
@@ -55,6 +55,9 @@ demo-cgroups: install image  ## an OOM kill, a fork bomb held, a CPU quota chang
 
 demo-trace: install image  ## the start-up waterfall and what each step costs (docs/labs/06)
 	@bash docs/demos/trace.sh
+
+demo-images: install image  ## a 3-layer build, shared layers, a whiteout, save -> load (docs/labs/07)
+	@bash docs/demos/images.sh
 
 demo-scheduler: install image  ## the scheduler: placement, services, a rolling deployment (~20 s)
 	@bash docs/demos/scheduler.sh

@@ -1,4 +1,4 @@
-"""The demos (`make demo`, `make demo-namespaces`, `demo-cgroups`, `demo-trace`) run as a user
+"""The demos (`make demo`, `make demo-namespaces`, `demo-cgroups`, `demo-trace`, `demo-images`) run as a user
 would run them, succeed, show what they promise, and leave nothing on the host: their data root
 is gone (they make it under TMPDIR, which the test points at an empty directory), nothing is
 mounted under it, no monitor of theirs runs. docs/demos/lib.sh also checks the cgroups of every
@@ -97,3 +97,16 @@ mkdir "$ROOT/m" && mount -t tmpfs leak "$ROOT/m"
         for line in Path("/proc/self/mountinfo").read_text().splitlines():
             if str(tmp_path) in line:
                 subprocess.run(["umount", line.split()[4]], check=True)
+
+
+def test_images_demo_shares_layers_shows_the_whiteout_and_round_trips_the_id(tmp_path):
+    proc = run_demo("images.sh", tmp_path)
+    assert_nothing_left(proc, tmp_path)
+    out = proc.stdout
+    assert out.count("hello from demo, layer by layer\n") == 2
+    assert re.search(r"layer 3: sha256:[0-9a-f]{12}\.\.\.\nlayers in the store: 3\n", out)
+    assert "--> Using cache" in out and "layers in the store: 4 " in out
+    assert "ls: /bin/vi: No such file or directory\n$ minirun run --rm tools:1 ls /bin/vi\n/bin/vi\n" in out
+    assert re.search(r"/diff/bin/vi: character special file 0:0\n", out)
+    before, after = re.search(r"before: ([0-9a-f]{12})  after: ([0-9a-f]{12})", out).groups()
+    assert before == after and "same id" in out

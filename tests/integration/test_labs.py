@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IMAGE_TAR, REPO, leftovers, private_network_settings, requires
+from tests.conftest import IMAGE_TAR, REPO, cluster_leftovers, leftovers, private_network_settings, requires
 from tests.labdoc import Shell, check, parse
 
 LAB_DIR = REPO / "docs" / "labs"
@@ -56,7 +56,7 @@ def test_every_lab_has_its_sections_and_its_code_references_exist(lab):
 @pytest.fixture
 def lab_shell():
     """A bash whose `minirun` is the venv's CLI on a fresh data root with busybox imported;
-    afterwards, the check that the lab removed what it made."""
+    afterwards, the check that the lab removed what it made (a cluster included)."""
     requires("root", "overlay", "busybox-image")
     root = Path(tempfile.mkdtemp(prefix="minirun-lab-"))
     private_network_settings(root)         # a bridge and nft table of its own, removed below
@@ -72,6 +72,12 @@ def lab_shell():
     finally:
         shell.close()
         leaks = leftovers(root)
+        if (root / "cluster").exists():
+            # labs 8 and 9 bring a cluster up and must take it down again: a manager, worker or
+            # socket still there is a leak; then it is taken down here, whatever the lab did
+            leaks += cluster_leftovers(root, [])
+            subprocess.run([f"{bindir}/minirun", "cluster", "down", "--timeout", "5"], env=env,
+                           capture_output=True)
         # a lab that failed half-way may leave a mount of its own under the root (lab 2 mounts
         # a tmpfs): unmount it, deepest first, before removing the root
         for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
