@@ -92,6 +92,9 @@ def test_page_token_and_what_the_port_allows(cluster, tmp_path):
     wait_until("3 running on w2", lambda: [t["worker"] for t in running(cluster, "web")] == ["w2"] * 3)
     status, _, raw = _http(host, port, "PATCH", "/v1/services/web", token, {"desiredCount": -1})
     assert status == 400 and "desired-count" in json.loads(raw)["error"]["message"]
+    for path in ("/v1/events?since=x", "/v1/events?wait=soon"):      # bad numbers: 400, not a crash
+        status, _, raw = _http(host, port, "GET", path, token)
+        assert status == 400 and json.loads(raw)["error"]["type"] == "UsageError"
 
     status, _, raw = _http(host, port, "PATCH", "/v1/services/web", token, {"desiredCount": 3, "x": "a" * 70_000})
     assert status == 413

@@ -142,6 +142,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         from minirun.sched.manager import error_reply, route
+        from minirun.sched.placement import PlacementError
 
         url = urllib.parse.urlsplit(self.path)
         if not url.path.startswith("/v1/") and url.path != "/v1":
@@ -174,11 +175,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if why:
             self._error(403, "Forbidden", why)
             return
-        if parts[1:2] == ["events"]:        # a page long-polls: keep a thread from waiting 30 s
-            query["wait"] = str(min(float(query.get("wait", 0) or 0), 10.0))
         try:
+            if parts[1:2] == ["events"]:    # a page long-polls: keep a thread from waiting 30 s
+                query["wait"] = str(min(float(query.get("wait", 0) or 0), 10.0))
             self._json(200, route(self.manager, method, parts, query, body))
-        except (MinirunError, ValueError) as e:
+        except (MinirunError, PlacementError, ValueError, TypeError) as e:
             status, payload = error_reply(e)
             self._json(status, payload)
 

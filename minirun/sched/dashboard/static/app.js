@@ -118,7 +118,7 @@ function record(cluster) {
 function taskChip(t) {
   const s = taskState(t);
   const pts = state.samples.get(t.id) || [];
-  const maxMem = Math.max(t.memory * 1048576, ...pts.map(p => p.mem));
+  const maxMem = Math.max(1048576, ...pts.map(p => p.mem));   // shapes, scaled to their own peak
   const title = `${t.id} ${s}${t.service ? " service " + t.service : ""} ${t.taskdef}` +
     (t.stop_reason && t.status === "STOPPED" ? "\n" + t.stop_reason : "") +
     (pts.length ? `\ncpu ${(pts[pts.length - 1].cpu * 100).toFixed(1)} %, memory ${mib(pts[pts.length - 1].mem)}` : "");
@@ -127,8 +127,8 @@ function taskChip(t) {
     "data-service": t.service || "", title, onclick: () => select(t.id),
   }, t.id.slice(0, 6));
   if (t.status === "RUNNING") {
-    chip.append(sparkline(pts, "cpu", Math.max(0.05, ...pts.map(p => p.cpu)), "var(--cpu)"),
-                sparkline(pts, "mem", maxMem, "var(--mem)"));
+    chip.append(sparkline(pts, "cpu", Math.max(0.05, ...pts.map(p => p.cpu)), "#fff"),
+                sparkline(pts, "mem", maxMem, "#e5dbff"));
   }
   return chip;
 }
@@ -177,10 +177,13 @@ function serviceRow(s) {
 let held = false;
 let missed = false;
 document.addEventListener("pointerdown", () => { held = true; }, true);
-document.addEventListener("pointerup", () => {
+function release() {
   held = false;
   if (missed) setTimeout(() => { missed = false; render(); }, 0);   // after the click is handled
-}, true);
+}
+document.addEventListener("pointerup", release, true);
+document.addEventListener("pointercancel", release, true);
+window.addEventListener("blur", release);       // released outside the window
 
 function render() {
   const c = state.cluster;
@@ -245,7 +248,7 @@ function renderDetail() {
       el("dt", {}, "usage"), el("dd", { class: "spark-legend" },
         sparkline(pts, "cpu", Math.max(0.05, ...pts.map(p => p.cpu)), "var(--cpu)", 120, 28),
         el("span", { class: "cpu" }, lastS ? ` cpu ${(lastS.cpu * 100).toFixed(1)} % ` : " cpu —"),
-        sparkline(pts, "mem", Math.max(t.memory * 1048576, ...pts.map(p => p.mem)), "var(--mem)", 120, 28),
+        sparkline(pts, "mem", Math.max(1048576, ...pts.map(p => p.mem)), "var(--mem)", 120, 28),
         el("span", { class: "mem" }, lastS ? ` ${mib(lastS.mem)}` : " memory —")))];
   if (t.desired === "RUNNING") {
     kids.push(el("button", {
