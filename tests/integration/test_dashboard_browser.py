@@ -2,7 +2,8 @@
 the page loaded once, and what it shows as things happen — without reloading.
 
 Skipped, with the reason, when Playwright or Chromium is missing or the browser cannot start
-(`make prereqs` installs chromium; the test extras install Playwright). Screenshots of each
+(`make prereqs` installs chromium; the test extras install Playwright; MINIRUN_CHROMIUM=PATH
+chooses another browser binary). Screenshots of each
 state go to the test's tmp_path (or MINIRUN_SCREENSHOTS=DIR), for the docs.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 from cluster_helpers import FAST, register, running, sleeper, tasks, wait_until, workers
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = os.environ.get("MINIRUN_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def _confirm(page, value: str | None = None, ok: bool = True) -> None:
     page.wait_for_selector("#confirm:not([open])", state="attached")
 
 
-def test_workers_tasks_failure_and_actions_live(cluster, browser, shots, tmp_path):
+def test_workers_tasks_failure_and_actions_live(browser, cluster, shots, tmp_path):
     from playwright.sync_api import expect
 
     cluster("cluster", "up", "--workers", "3", "--worker-memory", "256m", *FAST)
@@ -164,7 +165,7 @@ def test_workers_tasks_failure_and_actions_live(cluster, browser, shots, tmp_pat
     page.close()
 
 
-def test_render_figures_with_many_tasks(cluster, browser, tmp_path):
+def test_render_figures_with_many_tasks(browser, cluster, tmp_path):
     """Figures, reported not asserted: first render with 4 workers and 100 tasks, then the cost
     of a redraw with 1,000 (tasks that fit nowhere stay PENDING: no containers needed)."""
     cluster("cluster", "up", "--workers", "4", "--worker-memory", "64m", *FAST)
