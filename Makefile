@@ -11,6 +11,8 @@ APT_PACKAGES := gcc make libc6-dev libcap-dev libseccomp-dev busybox-static pkg-
 APT_PACKAGES += skopeo umoci
 # the labs (docs/labs/) also use these
 APT_PACKAGES += jq strace libcap2-bin curl sqlite3
+# the dashboard's browser tests (Playwright drives this chromium; they skip without it)
+APT_PACKAGES += chromium
 NATIVE_SOURCES := $(wildcard c_ext/*.c c_ext/*.h c_ext/build.py) setup.py pyproject.toml
 IMAGE := rootfs/build/busybox.tar
 

@@ -3,6 +3,8 @@
 # crashing (restart backoff), a failing health check (replacement), a worker killed with
 # kill -9 (lost, its tasks placed elsewhere, its containers removed), a manager killed and
 # restarted (same tasks, nothing duplicated). Throwaway data root; about 40 seconds.
+# It prints the dashboard's address first (and waits for Enter on a terminal; DEMO_NO_PAUSE=1
+# does not wait), so an audience can watch it all in the browser.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -22,6 +24,11 @@ running() { "${MR[@]}" task ls --service "$1" --status RUNNING -q | wc -l; }
 
 step "1. a cluster of 3 workers (heartbeat 1 s, lost after 5 s: the defaults)"
 show cluster up --workers 3 --worker-memory 512m --backoff-base 0.5
+# course mode: the audience watches the dashboard (docs/dashboard.md) while the demo runs
+printf '\n%sOpen the dashboard to watch: %s%s\n' "$B" "$("${MR[@]}" dashboard)" "$N"
+if [ -t 0 ] && [ -t 1 ] && [ -z "${DEMO_NO_PAUSE:-}" ]; then
+  read -r -p "press Enter when it is open (a killed worker's tasks turn LOST, then RUNNING elsewhere) "
+fi
 cat > "$ROOT/crash.json" <<'JSON'
 {"family": "crash", "containerDefinitions": [{"name": "main", "image": "busybox", "memory": 16,
   "command": ["sh", "-c", "sleep 0.5; echo giving up; exit 3"]}]}

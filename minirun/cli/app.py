@@ -21,6 +21,7 @@ TOP_VERBS = {
                                       "kill", "rm", "inspect", "wait", "top", "update")},
     "commit": "imagework", "export": "imagework", "build": "imagework",
     "stats": "observe",
+    "dashboard": "cluster",
     "gc": "system",
     "port": "container",
 }

@@ -1,4 +1,4 @@
-"""`minirun cluster`: up, status, add-worker, drain, down, events, stats.
+"""`minirun cluster`: up, dashboard, status, add-worker, drain, down, events, stats.
 
 A cluster is one manager and N worker processes on this machine (docs/scheduler.md).
 """
@@ -48,15 +48,23 @@ def up(
     lost_after: float = typer.Option(None, "--lost-after", help="Seconds without heartbeat before a worker is lost (default 5)."),
     metrics_port: int = typer.Option(None, "--metrics-port", help="Loopback port of /metrics (default: any free one)."),
     backoff_base: float = typer.Option(None, "--backoff-base", help="First restart delay of a failing service, s (default 1)."),
+    dashboard_port: int = typer.Option(None, "--dashboard-port", help="TCP port of the dashboard (default: any free one)."),
+    dashboard_host: str = typer.Option("127.0.0.1", "--dashboard-host", help="Address of the dashboard; not loopback needs --dashboard-token-file."),
+    dashboard_token_file: str = typer.Option(None, "--dashboard-token-file", help="File holding the dashboard's token (16+ characters)."),
 ) -> None:
     """Start the manager and the workers in the background (again: restart what is missing)."""
-    from minirun.sched import cluster
+    from pathlib import Path
 
+    from minirun.sched import cluster, dashboard
+
+    token = dashboard.read_token(Path(dashboard_token_file)) if dashboard_token_file else None
     started = cluster.up(root(ctx), workers, _units(worker_cpus), mib(worker_memory), _attributes(attribute),
+                         dashboard_host=dashboard_host, dashboard_token=token,
                          heartbeat=heartbeat, lost_after=lost_after, metrics_port=metrics_port,
-                         backoff_base=backoff_base)
+                         dashboard_port=dashboard_port, backoff_base=backoff_base)
     if started["manager"]:
         sys.stdout.write(f"manager started (pid {started['manager']})\n")
+        sys.stdout.write(f"dashboard {cluster.dashboard_address(root(ctx))}\n")
     else:
         sys.stdout.write("manager already running\n")
     for w in started["workers"]:
@@ -83,6 +91,28 @@ def _status(ctx: typer.Context, format: str) -> None:
                      f"{w['reservedMemory']}/{w['memory']}MiB", w["runningTasks"], w["pendingTasks"],
                      f"{w['lastHeartbeat']}s ago", attrs))
     print_table(["WORKER", "STATUS", "PID", "CPU", "MEMORY", "RUNNING", "PENDING", "HEARTBEAT", "ATTRIBUTES"], rows)
+
+
+@app.command()
+def dashboard(
+    ctx: typer.Context,
+    open_: bool = typer.Option(False, "--open", help="Also open it in a browser (xdg-open)."),
+) -> None:
+    """Print the dashboard's address (with its token); --open opens it."""
+    from minirun.sched import cluster
+
+    url = cluster.dashboard_address(root(ctx))
+    sys.stdout.write(url + "\n")
+    if open_:
+        import shutil
+        import subprocess
+
+        opener = shutil.which("xdg-open")
+        if opener is None:
+            sys.stderr.write("minirun: no xdg-open here: open the address above yourself\n")
+            return
+        subprocess.Popen([opener, url], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 @app.command()
@@ -163,3 +193,13 @@ def stats(ctx: typer.Context, format: str = typer.Option("table", "--format", he
             rows.append(("", tid, t.get("service") or t.get("taskdef", ""), human_size(ts["memory_usage"]),
                          f"{ts['cpu_seconds']:.2f}s"))
     print_table(["WORKER", "TASK", "SERVICE", "MEMORY", "CPU TIME"], rows)
+
+
+# `minirun dashboard` is also a top-level verb (cli/app.py's TOP_VERBS)
+VERBS = {"dashboard": dashboard}
+
+
+def register(top: typer.Typer, only: str | None = None) -> None:
+    for name, function in VERBS.items():
+        if only is None or only == name:
+            top.command(name)(function)

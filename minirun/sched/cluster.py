@@ -27,7 +27,7 @@ from minirun.errors import ClusterError
 from minirun.sched import client
 from minirun.sched.paths import ClusterPaths
 
-DEFAULTS = {"heartbeat": 1.0, "lost_after": 5.0, "metrics_port": 0, "backoff_base": 1.0,
+DEFAULTS = {"heartbeat": 1.0, "lost_after": 5.0, "metrics_port": 0, "dashboard_port": 0, "backoff_base": 1.0,
             "backoff_cap": 60.0, "backoff_reset": 30.0}
 
 
@@ -110,9 +110,10 @@ def manager_running(root: Path) -> tuple[int, int] | None:
     return ClusterPaths(root).read_pid(ClusterPaths(root).manager_pid)
 
 
-def start_manager(root: Path, conf: dict[str, Any]) -> int:
+def start_manager(root: Path, conf: dict[str, Any], dashboard_host: str = "127.0.0.1") -> int:
     paths = ClusterPaths(root)
     argv = ["-m", "minirun.sched.manager", "--root", str(root), "--heartbeat", str(conf["heartbeat"]),
+            "--dashboard-host", dashboard_host, "--dashboard-port", str(conf["dashboard_port"]),
             "--lost-after", str(conf["lost_after"]), "--metrics-port", str(conf["metrics_port"]),
             "--backoff-base", str(conf["backoff_base"]), "--backoff-cap", str(conf["backoff_cap"]),
             "--backoff-reset", str(conf["backoff_reset"])]
@@ -130,19 +131,31 @@ def start_manager(root: Path, conf: dict[str, Any]) -> int:
 
 
 def up(root: Path, workers: int, cpu: int, memory: int, attributes: dict[str, str],
+       dashboard_host: str = "127.0.0.1", dashboard_token: str | None = None,
        **settings: Any) -> dict[str, Any]:
-    """Start the manager unless it runs, then `workers` workers unless some are alive."""
+    """Start the manager unless it runs, then `workers` workers unless some are alive.
+    The dashboard listens on loopback unless dashboard_host says otherwise, which needs a
+    token of the user's (dashboard/__init__.py, docs/security.md)."""
     from minirun.runtime import procfs
+    from minirun.sched import dashboard
 
     root = Path(root)
     if not 0 <= workers <= 64:
         from minirun.errors import UsageError
 
         raise UsageError("--workers must be from 0 to 64")
+    dashboard.check_bind(dashboard_host, dashboard_token)
+    port = settings.get("dashboard_port")
+    if port is not None and not 0 <= port <= 65535:
+        from minirun.errors import UsageError
+
+        raise UsageError(f"--dashboard-port {port}: must be from 0 (any free port) to 65535")
     started = {"manager": None, "workers": []}
     if manager_running(root) is None:
         conf = config(root, **settings)
-        started["manager"] = start_manager(root, conf)
+        if dashboard_token is not None:
+            ClusterPaths(root).write_dashboard_token(dashboard_token)
+        started["manager"] = start_manager(root, conf, dashboard_host)
     status = client.call(root, "GET", "/v1/cluster")
     alive = [w for w in status["workers"] if w["status"] in ("ACTIVE", "DRAINING", "STARTING")
              and w["pid"] and procfs.start_time(w["pid"]) is not None]
@@ -227,6 +240,20 @@ def down(root: Path, timeout: float = 30.0) -> dict[str, Any]:
         finally:
             store.close()
         summary["containers_removed"] = remove_task_containers(root, ids)
-    for leftover in (paths.socket, paths.manager_pid, paths.metrics_port):
+    for leftover in (paths.socket, paths.manager_pid, paths.metrics_port, paths.dashboard,
+                     paths.dashboard_token):
         leftover.unlink(missing_ok=True)
     return summary
+
+
+def dashboard_address(root: Path) -> str:
+    """The dashboard's URL with its token in the fragment (the browser never sends that part)."""
+    paths = ClusterPaths(root)
+    if manager_running(root) is None:
+        raise ClusterError(f"the cluster is not running (no manager under {paths.dir}): "
+                           "start it with minirun cluster up")
+    url, token = paths.dashboard_url(), paths.read_dashboard_token()
+    if url is None or token is None:
+        raise ClusterError(f"the manager serves no dashboard (no {paths.dashboard.name}): restart it "
+                           "with minirun cluster down && minirun cluster up")
+    return f"{url}#token={token}"

@@ -652,7 +652,8 @@ class Manager:
                                 "lastHeartbeat": round(time.time() - w["last_seen"], 1), "stats": w.get("stats", {})})
             return {"manager": {"pid": os.getpid(), "uptime": round(time.time() - self.started, 1),
                                 "heartbeat": self.heartbeat, "lost_after": self.lost_after,
-                                "metrics": self.paths.metrics_url()},
+                                "metrics": self.paths.metrics_url(),
+                                "dashboard": self.paths.dashboard_url()},
                     "workers": workers,
                     "tasks": {s: sum(t["status"] == s for t in self.tasks.values()) for s in ("PENDING", "RUNNING", "STOPPED")},
                     "services": sum(s["status"] == "ACTIVE" for s in self.services.values())}
@@ -725,6 +726,19 @@ HTTP_STATUS = {ResourceNotFound: 404, errors.TaskDefinitionError: 400, UsageErro
                placement.PlacementError: 400, ClusterError: 409}
 
 
+def error_reply(e: Exception) -> tuple[int, dict]:
+    """The HTTP status and body of an error (the Unix socket and the dashboard's port)."""
+    if isinstance(e, placement.PlacementError):
+        return 400, {"error": {"type": "UsageError", "message": str(e)}}
+    if not isinstance(e, MinirunError):       # a malformed number in a request
+        return 400, {"error": {"type": "UsageError", "message": f"bad request: {e}"}}
+    status = next((s for cls, s in HTTP_STATUS.items() if isinstance(e, cls)), 400)
+    payload = {"error": {"type": type(e).__name__, "message": str(e)}}
+    if isinstance(e, errors.TaskDefinitionError):
+        payload["error"]["problems"] = e.problems
+    return status, payload
+
+
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
@@ -771,14 +785,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self._send(200, result[1], result[0])
             else:
                 self._send(200, result)
-        except MinirunError as e:
-            status = next((s for cls, s in HTTP_STATUS.items() if isinstance(e, cls)), 400)
-            payload = {"error": {"type": type(e).__name__, "message": str(e)}}
-            if isinstance(e, errors.TaskDefinitionError):
-                payload["error"]["problems"] = e.problems
-            self._send(status, payload)
-        except placement.PlacementError as e:
-            self._send(400, {"error": {"type": "UsageError", "message": str(e)}})
+        except (MinirunError, placement.PlacementError) as e:
+            self._send(*error_reply(e))
         if method == "POST" and parts[-2:] == ["cluster", "shutdown"]:
             self.manager.stopped.set()
 
@@ -921,8 +929,19 @@ class _MetricsHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def serve(m: Manager, metrics_port: int = 0) -> None:
-    """Serve the API and /metrics until `cluster down` or SIGTERM."""
+def serve(m: Manager, metrics_port: int = 0, dashboard_host: str = "127.0.0.1",
+          dashboard_port: int = 0) -> None:
+    """Serve the API, /metrics and the dashboard until `cluster down` or SIGTERM."""
+    from minirun.sched import dashboard
+
+    token = m.paths.read_dashboard_token()
+    dashboard.check_bind(dashboard_host, token)
+    if token is None:
+        token = dashboard.new_token()
+        m.paths.write_dashboard_token(token)
+    # before the socket: whoever sees the socket can read the dashboard's address
+    board = dashboard.serve(m, dashboard_host, dashboard_port, token, m.paths.dashboard_url())
+    m.paths.dashboard.write_text(json.dumps({"url": board.url()}) + "\n")
     sock = m.paths.socket
     with contextlib.suppress(FileNotFoundError):
         sock.unlink()
@@ -935,6 +954,7 @@ def serve(m: Manager, metrics_port: int = 0) -> None:
     m.paths.metrics_port.write_text(f"{metrics.server_address[1]}\n")
     threads = [threading.Thread(target=server.serve_forever, args=(0.2,), daemon=True),
                threading.Thread(target=metrics.serve_forever, args=(0.2,), daemon=True),
+               threading.Thread(target=board.serve_forever, args=(0.2,), daemon=True),
                threading.Thread(target=m.loop, daemon=True)]
     for t in threads:
         t.start()
@@ -947,8 +967,12 @@ def serve(m: Manager, metrics_port: int = 0) -> None:
     finally:
         server.shutdown()
         metrics.shutdown()
+        board.shutdown()
         server.server_close()
         metrics.server_close()
+        board.server_close()
+        m.paths.dashboard.unlink(missing_ok=True)
+        m.paths.dashboard_token.unlink(missing_ok=True)
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
         m.paths.metrics_port.unlink(missing_ok=True)
@@ -963,6 +987,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heartbeat", type=float, default=1.0)
     ap.add_argument("--lost-after", type=float, default=5.0)
     ap.add_argument("--metrics-port", type=int, default=0)
+    ap.add_argument("--dashboard-host", default="127.0.0.1")
+    ap.add_argument("--dashboard-port", type=int, default=0)
     ap.add_argument("--backoff-base", type=float, default=1.0)
     ap.add_argument("--backoff-cap", type=float, default=60.0)
     ap.add_argument("--backoff-reset", type=float, default=30.0)
@@ -977,7 +1003,7 @@ def main(argv: list[str] | None = None) -> int:
                                       reset_after=args.backoff_reset))
     m.paths.write_pid(m.paths.manager_pid, os.getpid())
     try:
-        serve(m, args.metrics_port)
+        serve(m, args.metrics_port, args.dashboard_host, args.dashboard_port)
     finally:
         m.paths.manager_pid.unlink(missing_ok=True)
     return 0

@@ -5,6 +5,8 @@
     manager.pid               "PID START_TIME" of the manager
     workers/wN.pid            the same for each worker
     metrics.port              the loopback TCP port of /metrics
+    dashboard.json            the dashboard's address ({"url": ...}; docs/dashboard.md)
+    dashboard.token           the token its API needs (0600)
     config.json               the flags `cluster up` was given (a restarted manager reuses them)
     logs/                     manager.log, wN.log (each process's stderr)
     volumes/TASK/NAME         a task's scratch volumes (ECS volumes without a host path)
@@ -30,6 +32,8 @@ class ClusterPaths:
         self.logs = self.dir / "logs"
         self.metrics_port = self.dir / "metrics.port"
         self.config = self.dir / "config.json"
+        self.dashboard = self.dir / "dashboard.json"
+        self.dashboard_token = self.dir / "dashboard.token"
         self.volumes = self.dir / "volumes"
 
     def worker_pid(self, wid: str) -> Path:
@@ -40,6 +44,29 @@ class ClusterPaths:
             return f"http://127.0.0.1:{int(self.metrics_port.read_text())}/metrics"
         except (FileNotFoundError, ValueError):
             return None
+
+    def dashboard_url(self) -> str | None:
+        """The dashboard's address, without the token."""
+        import json
+
+        try:
+            return json.loads(self.dashboard.read_text())["url"]
+        except (FileNotFoundError, ValueError, KeyError):
+            return None
+
+    def read_dashboard_token(self) -> str | None:
+        try:
+            return self.dashboard_token.read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def write_dashboard_token(self, token: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dashboard_token.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        os.replace(tmp, self.dashboard_token)
 
     @staticmethod
     def write_pid(path: Path, pid: int) -> None:
