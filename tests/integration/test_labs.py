@@ -20,7 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IMAGE_TAR, REPO, cluster_leftovers, leftovers, private_network_settings, requires
+from tests.conftest import (
+    IMAGE_TAR,
+    REPO,
+    cluster_leftovers,
+    leftovers,
+    private_network_settings,
+    requires,
+)
 from tests.labdoc import Shell, check, parse
 
 LAB_DIR = REPO / "docs" / "labs"
@@ -74,7 +81,11 @@ def lab_shell():
         leaks = leftovers(root)
         if (root / "cluster").exists():
             # labs 8 and 9 bring a cluster up and must take it down again: a manager, worker or
-            # socket still there is a leak; then it is taken down here, whatever the lab did
+            # socket still there is a leak; then it is taken down here, whatever the lab did.
+            # The root's network helper (netd) is not the lab's to stop: stopped first.
+            from minirun.net import client
+
+            client.shutdown(root)
             leaks += cluster_leftovers(root, [])
             subprocess.run([f"{bindir}/minirun", "cluster", "down", "--timeout", "5"], env=env,
                            capture_output=True)
