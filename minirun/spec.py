@@ -382,7 +382,7 @@ def validate(spec: Any) -> dict[str, Any]:
     seccomp = linux.get("seccomp")
     if seccomp is not None and not isinstance(seccomp, dict):
         raise SpecError("linux/seccomp", "must be an object")
-    own = {ns.get("type") for ns in linux.get("namespaces", []) if not ns.get("path")}
+    own = {ns["type"] for ns in _field(linux, "namespaces", list, "linux/namespaces") if not ns.get("path")}
     for name, value in _field(linux, "sysctl", dict, "linux/sysctl").items():
         problem = sysctl_problem(name, own) if isinstance(value, str) else "the value must be a string"
         if problem:
