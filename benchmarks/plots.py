@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import sys
 from pathlib import Path
 
@@ -50,11 +51,15 @@ def startup_plot(data: dict[str, list[float]], out: Path) -> Path:
         xs = data[label]
         ax.scatter(xs, [i + rng.uniform(-0.18, 0.18) for _ in xs], s=9, alpha=0.55,
                    color=colour(label), linewidths=0)
-    ax.boxplot([data[k] for k in labels], positions=range(len(labels)), vert=False, widths=0.5,
-               showfliers=False, medianprops={"color": "black"})
+    box = {"positions": range(len(labels)), "widths": 0.5, "showfliers": False,
+           "medianprops": {"color": "black"}}
+    try:
+        ax.boxplot([data[k] for k in labels], orientation="horizontal", **box)   # matplotlib >= 3.10
+    except TypeError:
+        ax.boxplot([data[k] for k in labels], vert=False, **box)
     for i, label in enumerate(labels):
-        xs = sorted(data[label])
-        ax.annotate(f"median {xs[len(xs) // 2]:.1f} ms", (max(xs), i), xytext=(6, -3),
+        xs = data[label]
+        ax.annotate(f"median {statistics.median(xs):.1f} ms", (max(xs), i), xytext=(6, -3),
                     textcoords="offset points", fontsize=8)
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xscale("log")
@@ -103,7 +108,7 @@ def memory_plot(data: dict[str, list[int]], out: Path) -> Path:
         ax.bar(xs, values, color=colour(label), width=0.8)
         for xi, v in zip(xs, values, strict=True):
             ax.annotate(f"{v}", (xi, v), ha="center", xytext=(0, 2), textcoords="offset points", fontsize=7)
-        ticks.append(((xs[0] + xs[-1]) / 2, f"{label}\nmedian {sorted(values)[len(values) // 2]} KiB"))
+        ticks.append(((xs[0] + xs[-1]) / 2, f"{label}\nmedian {statistics.median(values):.0f} KiB"))
         x += len(values) + 1
     ax.axhline(1024, color="grey", linestyle="--", linewidth=1)
     ax.annotate("target: 1 MiB", (x - 1.5, 1024), xytext=(0, 3), textcoords="offset points",
@@ -147,7 +152,7 @@ def scheduler_plot(decisions: dict | None, real: dict | None, out: Path) -> Path
         ax.axvline(0, color="black", linewidth=1)
         ax.annotate("kill -9 worker", (0, real["tasks"]), xytext=(3, -12), textcoords="offset points", fontsize=8)
         ax.axvline(real["recovery_s"], color="grey", linestyle="--", linewidth=1)
-        ax.annotate(f"all {real['tasks']} RUNNING elsewhere: {real['recovery_s']:.2f} s",
+        ax.annotate(f"all {real['tasks']} RUNNING again: {real['recovery_s']:.2f} s",
                     (real["recovery_s"], real["tasks"] / 2), xytext=(-4, 0), textcoords="offset points",
                     fontsize=8, ha="right")
         ax.set_xlabel("seconds since the kill")

@@ -199,6 +199,9 @@ class Runtime:
             record.state.error = ""
             record.save()
 
+        # "start" goes to the log before GO: the monitor's "die" can only come after it (a
+        # container that exits at once would otherwise beat us to the log)
+        self._event("start", record)
         try:
             report = sync.go_and_wait(parent_sock, record_pid, self._phase("wait for the child"))
         finally:
@@ -215,7 +218,6 @@ class Runtime:
             raise err
         if self.tracer is not None:
             self.tracer.stamps = report.stamps
-        self._event("start", record)
         faults.point("start:running")
         return Started(record, pid, monitor_pid, report.tty_master, report.stamps or None)
 
