@@ -75,7 +75,8 @@ test: install image  ## lint, then the tests (unit and integration; the latter n
 test-unit: install  ## only the tests that need no root
 	$(PY) -m pytest -q tests/unit
 
-bench: install image  ## benchmarks side by side with podman, runc and crun
+bench: install image  ## benchmarks side by side with podman, runc and crun; tables and plots
+	$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[test,bench]' --config-settings editable_mode=compat
 	$(PY) benchmarks/run_all.py
 
 lint: install  ## ruff and the import-layer contracts

@@ -2,7 +2,8 @@
 private scratch space (a minirun data root with the busybox image) that is always cleaned up.
 
 Every benchmark module exposes `main(args) -> list[Section]`; run_all.py prints the sections and
-writes them as markdown to benchmarks/results/latest.md.
+writes them as markdown to benchmarks/results/latest.md; what they pass to record_samples() goes
+to results/samples.json, which plots.py draws.
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ MINIRUN = str(VENV / "bin" / "minirun")
 IMAGE_TAR = REPO / "rootfs" / "build" / "busybox.tar"
 RESULTS = REPO / "benchmarks" / "results"
 IMAGE_NAME = "busybox"
+
+# The raw data behind the tables (every timing, not just medians): run_all.py writes it to
+# results/samples.json and plots.py draws the PNGs from it.
+SAMPLES: dict[str, object] = {}
+
+
+def record_samples(key: str, data: object) -> None:
+    SAMPLES[key] = data
 
 
 def log(msg: str) -> None:

@@ -1,5 +1,6 @@
 """Memory of a detached container's monitor: start N `minirun run -d busybox sleep 60`, read each
-monitor's PSS (proportional set size) from /proc/PID/smaps_rollup, compare the median to 1 MiB.
+monitor's PSS (proportional set size) from /proc/PID/smaps_rollup, compare the median to 1 MiB;
+then the same for podman's conmon (its per-container monitor), where podman runs.
 
     .venv/bin/python benchmarks/monitor_memory.py [--containers 5]
 """
@@ -17,10 +18,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     IMAGE_NAME,
     Section,
+    ensure_tools,
+    image_tar,
     log,
     median,
     minirun,
     minirun_root,
+    record_samples,
+    remove_tree,
+    run_checked,
     run_standalone,
     verdict,
 )
@@ -79,6 +85,11 @@ def main(argv: list[str] | None = None) -> list[Section]:
             pss.append(sm.get("Pss", 0))
             sec.rows.append([cid[:12], str(mpid), comm, f"{sm.get('Pss', 0)} KiB",
                              f"{sm.get('Rss', 0)} KiB", f"{sm.get('Private_Dirty', 0)} KiB"])
+    conmon = conmon_pss(args.containers, sec)
+    record_samples("memory", {"minirun-monitor": pss, "conmon (podman)": conmon})
+    if conmon:
+        sec.notes.append(f"podman's conmon, the same way ({len(conmon)} detached `sleep 60`): median PSS "
+                         f"{median(conmon):.0f} KiB")
     if pss:
         m = median(pss)
         sec.notes.append(f"median monitor PSS {m:.0f} KiB vs target <= {TARGET_KIB} KiB (1 MiB): "
@@ -86,6 +97,33 @@ def main(argv: list[str] | None = None) -> list[Section]:
     else:
         sec.notes.append("no monitor could be measured: MISS")
     return [sec]
+
+
+def conmon_pss(n: int, sec: Section) -> list[int]:
+    """PSS of conmon for n detached podman containers (a private podman store, removed after)."""
+    import tempfile
+
+    import startup
+
+    if ensure_tools(["podman"])["podman"] is not None:
+        sec.notes.append("podman is not available: no conmon comparison")
+        return []
+    log(f"monitor: starting {n} detached podman containers")
+    tmp = Path(tempfile.mkdtemp(prefix="minirun-bench-conmon-"))
+    out = []
+    try:
+        with startup.podman_store(tmp, image_tar()) as g:
+            for _ in range(n):
+                cid = run_checked([*g, "run", "-d", "--network", "none", *startup.PODMAN_RUN_FLAGS,
+                                   startup.PODMAN_IMAGE, "sleep", "60"]).stdout.strip().splitlines()[-1]
+                pid = int(run_checked([*g, "inspect", "--format", "{{.State.ConmonPid}}", cid]).stdout)
+                time.sleep(0.1)
+                out.append(smaps_kib(pid).get("Pss", 0))
+    except (RuntimeError, OSError, ValueError) as e:
+        sec.notes.append(f"conmon could not be measured: {e}")
+    finally:
+        remove_tree(tmp)
+    return out
 
 
 if __name__ == "__main__":

@@ -1,6 +1,10 @@
-"""Run every benchmark, print the tables, and write them as markdown to benchmarks/results/latest.md.
+"""Run every benchmark, print the tables, and write them as markdown to benchmarks/results/latest.md,
+their raw samples to results/samples.json and the plots (plots.py) to results/*.png.
 
-    .venv/bin/python benchmarks/run_all.py [--quick] [--only startup,monitor,cli,images,network]
+    .venv/bin/python benchmarks/run_all.py [--quick] [--only startup,throughput,monitor,cli,images,scheduler,network]
+
+With --only, samples.json keeps the other benchmarks' data from the last run (the plots then mix
+runs; latest.md says which benchmarks this run measured).
 
 `make bench` calls this. Misses against the targets are reported (PASS/MISS), never fatal; a
 benchmark that crashes is reported as such and the others still run (exit status 1 then).
@@ -23,8 +27,10 @@ import monitor_memory  # noqa: E402
 import network  # noqa: E402
 import scheduler  # noqa: E402
 import startup  # noqa: E402
+import throughput  # noqa: E402
 from _common import (  # noqa: E402
     RESULTS,
+    SAMPLES,
     Section,
     ensure_tools,
     install_signal_handlers,
@@ -39,14 +45,15 @@ def main() -> int:
     load_at_start = machine().get("loadavg")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer runs (a smoke test, not for the record)")
-    ap.add_argument("--only", default="startup,monitor,cli,images,scheduler,network")
+    ap.add_argument("--only", default="startup,throughput,monitor,cli,images,scheduler,network")
     ap.add_argument("--no-write", action="store_true", help="do not write results/latest.md")
     args = ap.parse_args()
     install_signal_handlers()
     only = set(args.only.split(","))
     benches = [
         ("startup", startup.main, ["--runs", "10", "--warm-runs", "30"] if args.quick else []),
-        ("monitor", monitor_memory.main, []),
+        ("throughput", throughput.main, ["--levels", "1,2,4", "--per-slot", "3"] if args.quick else []),
+        ("monitor", monitor_memory.main, ["--containers", "3"] if args.quick else []),
         ("cli", cli_latency.main, ["--runs", "5", "--containers", "20"] if args.quick else []),
         ("images", images.main, ["--runs", "2", "--mb", "50", "--start-runs", "5"] if args.quick
          else []),
@@ -77,7 +84,35 @@ def main() -> int:
     elapsed = time.monotonic() - t0
     if not args.no_write:
         write_markdown(sections, elapsed, args.quick, load_at_start)
+        if not write_plots():
+            failed = True
     return 1 if failed else 0
+
+
+def write_plots() -> bool:
+    """samples.json (this run's data over the last run's), then the PNGs drawn from it."""
+    import json
+
+    path = RESULTS / "samples.json"
+    try:
+        samples = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        samples = {}
+    samples.update(SAMPLES)
+    path.write_text(json.dumps(samples, indent=1) + "\n")
+    log(f"wrote {path}")
+    try:
+        import plots
+    except ImportError:
+        log("plots: matplotlib is missing (pip install -e '.[bench]', as `make bench` does): no PNGs")
+        return False
+    try:
+        for p in plots.draw(samples, RESULTS):
+            log(f"wrote {p}")
+    except ImportError as e:
+        log(f"plots: {e} (pip install -e '.[bench]', as `make bench` does): no PNGs")
+        return False
+    return True
 
 
 def write_markdown(sections: list[Section], elapsed: float, quick: bool, load: str | None) -> None:

@@ -20,7 +20,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import IMAGE_NAME, Section, log, minirun, minirun_root, run_standalone, verdict  # noqa: E402
+from _common import (  # noqa: E402
+    IMAGE_NAME,
+    Section,
+    log,
+    minirun,
+    minirun_root,
+    record_samples,
+    run_standalone,
+    verdict,
+)
 
 from minirun.sched import placement  # noqa: E402
 
@@ -49,12 +58,15 @@ def decisions_per_second(workers: int, strategy: str, seconds: float = 1.5) -> f
 def placement_section() -> Section:
     sec = Section("scheduler: placement decisions per second (one core, no explain table)",
                   ["strategy", "100 workers", "1,000 workers", "target at 100"])
+    data = {}
     for strategy in ("spread(instanceId)", "binpack(memory)", "spread(attribute:zone),spread(instanceId)"):
         rates = [decisions_per_second(n, strategy) for n in (100, 1000)]
+        data[strategy] = {"100": rates[0], "1000": rates[1]}
         sec.rows.append([strategy, f"{rates[0]:,.0f}/s", f"{rates[1]:,.0f}/s",
                          f"≥ {TARGET_DECISIONS:,}/s {verdict(rates[0] >= TARGET_DECISIONS)}"])
     sec.notes.append("each decision filters every worker and ranks the ones left (placement.place); "
                      "`minirun sim` uses the same function")
+    record_samples("scheduler_decisions", data)
     return sec
 
 
@@ -90,7 +102,13 @@ def real_section(n_tasks: int, n_workers: int) -> Section:
             log(f"scheduler: a service of {n_tasks} tasks on {n_workers} workers")
             t0 = time.monotonic()
             minirun(root, "service", "create", "bench", "-t", "sleeper", "-n", str(n_tasks))
-            wait_for(f"{n_tasks} running", lambda: len(tasks(root, "--status", "RUNNING")) == n_tasks, 60, 0.1)
+            ramp: list[tuple[float, int]] = []        # (s since create, tasks RUNNING)
+
+            def all_running():
+                n = len(tasks(root, "--status", "RUNNING"))
+                ramp.append((round(time.monotonic() - t0, 3), n))
+                return n == n_tasks
+            wait_for(f"{n_tasks} running", all_running, 60, 0.1)
             cluster_s = time.monotonic() - t0
             sec.rows.append([f"{n_tasks} tasks RUNNING (service create → all RUNNING)", f"{cluster_s:.2f} s",
                              f"≤ {TARGET_100_TASKS:g} s {verdict(cluster_s <= TARGET_100_TASKS)}"])
@@ -102,11 +120,18 @@ def real_section(n_tasks: int, n_workers: int) -> Section:
             t0 = time.monotonic()
             os.kill(victim["pid"], signal.SIGKILL)
 
+            timeline: list[tuple[float, int, int]] = []   # (s since kill, RUNNING, of them on the victim)
+
             def recovered():
                 now = tasks(root, "--status", "RUNNING")
-                return len(now) == n_tasks and victim["id"] not in {t["worker"] for t in now}
+                on = sum(t["worker"] == victim["id"] for t in now)
+                timeline.append((round(time.monotonic() - t0, 3), len(now), on))
+                return len(now) == n_tasks and on == 0
             wait_for("the tasks running elsewhere", recovered, 30, 0.05)
             recovery_s = time.monotonic() - t0
+            record_samples("scheduler_real", {"tasks": n_tasks, "workers": n_workers, "ramp": ramp,
+                                              "victim_tasks": len(on_victim), "recovery": timeline,
+                                              "recovery_s": recovery_s})
             sec.rows.append([f"kill -9 of a worker → its {len(on_victim)} tasks RUNNING elsewhere",
                              f"{recovery_s:.2f} s", f"≤ {TARGET_RECOVERY:g} s {verdict(recovery_s <= TARGET_RECOVERY)}"])
         finally:

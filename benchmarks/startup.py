@@ -40,6 +40,7 @@ from _common import (  # noqa: E402
     median,
     minirun_root,
     p95,
+    record_samples,
     remove_tree,
     run_checked,
     run_cleanups,
@@ -305,6 +306,7 @@ def main(argv: list[str] | None = None) -> list[Section]:
     finally:
         remove_tree(tmp)
 
+    record_samples("startup", {label: v for label, v in rows.items() if isinstance(v, list)})
     base = rows["minirun run --rm"]
     base_med = median(base) if isinstance(base, list) else None
     sec = Section(f"startup ({runs} runs, busybox true; warm path {args.warm_runs} runs)",

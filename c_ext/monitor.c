@@ -1,13 +1,19 @@
 /*
  * minirun-monitor — the parent of one container, for as long as it runs.
  *
- *   minirun-monitor ID EXIT_FILE OOM_FILE LOG_FILE OUT_FD ERR_FD [ON_EXIT_COMMAND ...]
+ *   minirun-monitor ID EXIT_FILE OOM_FILE LOG_FILE OUT_FD ERR_FD EVENTS_FILE EVENT_ATTRS
+ *                   [ON_EXIT_COMMAND ...]
  *
  * spawn.c forks the caller, clones the container from that fork, then execs this program there, so
  * the container is our child. We copy its stdout/stderr into LOG_FILE (the CRI log format: one
  * "TIMESTAMP STREAM F|P TEXT" line per line of output, P for a partial line), wait for it, read the
  * cgroup's oom_kill counter from OOM_FILE, and write EXIT_FILE atomically:
  *   {"exit_code": 137, "signal": 9, "oom_killed": true, "finished_at": "2026-11-25T21:00:00.1Z"}
+ * Just before EXIT_FILE (so anything that waits for it sees the events first), we append an "oom"
+ * event if the OOM killer struck and a "die" event to EVENTS_FILE, the JSON-lines log of
+ * `minirun events` (minirun/observe/events.py), each line in one O_APPEND write(2) so it never
+ * interleaves with other writers'; EVENT_ATTRS are JSON members Python encoded for us
+ * (`"image":"busybox","name":"web"`).
  * Then we exec ON_EXIT_COMMAND if given (`run -d --rm` removes the container that way), or exit
  * with the container's status. "-" stands for "none" in any of the file and fd arguments.
  *
@@ -168,12 +174,37 @@ static void write_exit_file(const char *path, int code, int sig, int oom)
     rename(tmp, path);
 }
 
+/* One `minirun events` line: Docker's fields, in a single write(2) on an O_APPEND descriptor. */
+static void write_event(const char *path, const char *id, const char *action, const char *attrs,
+                        int exit_code)
+{
+    char line[2048], code[48] = "";
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    if (exit_code >= 0)
+        snprintf(code, sizeof(code), "\"exitCode\":\"%d\"%s", exit_code, *attrs ? "," : "");
+    int n = snprintf(line, sizeof(line),
+                     "{\"Type\":\"container\",\"Action\":\"%s\",\"Actor\":{\"ID\":\"%s\","
+                     "\"Attributes\":{%s%s}},\"scope\":\"local\",\"time\":%lld,\"timeNano\":%lld}\n",
+                     action, id, code, attrs, (long long)ts.tv_sec, ns);
+    if (n <= 0 || (size_t)n >= sizeof(line))
+        return;                            /* attributes too long for one line: say nothing */
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    ssize_t w;
+    do w = write(fd, line, (size_t)n); while (w < 0 && errno == EINTR);
+    close(fd);
+}
+
 static int none(const char *arg) { return strcmp(arg, "-") == 0; }
 
 int main(int argc, char **argv)
 {
-    if (argc < 7) {
-        fprintf(stderr, "usage: minirun-monitor ID EXIT_FILE OOM_FILE LOG_FILE OUT_FD ERR_FD [CMD...]\n");
+    if (argc < 9) {
+        fprintf(stderr, "usage: minirun-monitor ID EXIT_FILE OOM_FILE LOG_FILE OUT_FD ERR_FD "
+                        "EVENTS_FILE EVENT_ATTRS [CMD...]\n");
         return 125;
     }
     /* The terminal's Ctrl-C and hang-up are for the container, not for its keeper. */
@@ -210,10 +241,16 @@ int main(int argc, char **argv)
         code = 128 + sig;
     }
     int oom = !none(argv[3]) && oom_kills(argv[3]) > 0;
+    if (!none(argv[7])) {
+        const char *attrs = none(argv[8]) ? "" : argv[8];
+        if (oom)
+            write_event(argv[7], argv[1], "oom", attrs, -1);
+        write_event(argv[7], argv[1], "die", attrs, code);
+    }
     if (!none(argv[2]))
         write_exit_file(argv[2], code, sig, oom);
-    if (argc > 7) {
-        execv(argv[7], argv + 7);
+    if (argc > 9) {
+        execv(argv[9], argv + 9);
         return 125;
     }
     return code;

@@ -3,6 +3,7 @@
     ROOT/images/       the image store (minirun.images)
     ROOT/containers/   one directory per container: state, spec, upper dir, log (minirun.runtime)
     ROOT/names/        name -> container id, one symlink each (atomic reservation)
+    ROOT/events/       events.jsonl, the `minirun events` log (minirun.observe.events)
 
 `--root` or MINIRUN_ROOT selects another root; the tests use a fresh one each.
 """

@@ -20,7 +20,7 @@ TOP_VERBS = {
     **{verb: "container" for verb in ("run", "create", "start", "ps", "logs", "exec", "stop",
                                       "kill", "rm", "inspect", "wait", "top", "update")},
     "commit": "imagework", "export": "imagework", "build": "imagework",
-    "stats": "observe",
+    "stats": "observe", "events": "observe",
     "dashboard": "cluster",
     "gc": "system",
     "port": "container",

@@ -1,4 +1,5 @@
-"""Watching containers: `minirun stats` (Docker's columns, live on a terminal)."""
+"""Watching containers: `minirun stats` (Docker's columns, live on a terminal) and `minirun events`
+(what happened to containers and images, live or from the log)."""
 
 from __future__ import annotations
 
@@ -109,7 +110,42 @@ def _decimal(n: int | None) -> str:
     return human_size(n)
 
 
-VERBS = {"stats": stats}
+def events(
+    ctx: typer.Context,
+    since: str = typer.Option(None, "--since", help="Show events from this time on (Unix seconds, 10m, or 2026-11-26T00:10:00Z)."),
+    until: str = typer.Option(None, "--until", help="Stop at this time (default: follow until Ctrl-C)."),
+    filter: list[str] = typer.Option(None, "-f", "--filter", help="type=container|image|network, event=die, container=NAME, image=NAME (repeatable)."),
+    format: str = typer.Option("plain", "--format", help="plain or json (one JSON object per line)."),
+) -> None:
+    """What happens to containers and images, as `docker events` shows it (Ctrl-C to stop)."""
+    import json
+
+    from minirun.errors import UsageError
+    from minirun.observe import events as ev
+
+    if format not in ("plain", "json"):
+        raise UsageError(f"--format {format}: expected plain or json")
+    filters = ev.parse_filters(filter or [])
+    t_since = ev.parse_time(since) if since else None
+    t_until = ev.parse_time(until) if until else None
+    if t_since is not None and t_until is not None and t_until < t_since:
+        raise UsageError(f"--until {until} is before --since {since}")
+    show = (lambda e: json.dumps(e)) if format == "json" else ev.human
+    if t_until is not None and t_until <= time.time_ns():          # the past: history only
+        found = ev.history(root(ctx), t_since, t_until, filters)
+        sys.stdout.write("".join(show(e) + "\n" for e in found))
+        return
+    try:
+        for e in ev.follow(root(ctx), filters, since=t_since, until=t_until):
+            sys.stdout.write(show(e) + "\n")
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:                             # `minirun events | head -3`
+        sys.stderr.close()
+
+
+VERBS = {"stats": stats, "events": events}
 
 
 def register(app: typer.Typer, only: str | None = None) -> None:

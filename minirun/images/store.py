@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from minirun.errors import ImageFormatError, ImageNotFound, UsageError
+from minirun.observe import events
 
 # tarsafe (tarfile, lzma, bz2) is imported only by the verbs that unpack: `run` just reads the
 # index, and every millisecond of import is paid by every `minirun run`.
@@ -176,6 +177,11 @@ class ImageStore:
         self.lock_path = self.root / "lock"
 
     # --- plumbing ---------------------------------------------------------------------------
+
+    def _event(self, action: str, image_id: str, name: str) -> None:
+        """One `minirun events` line (observe/events.py), Docker's way: the image id, its name."""
+        events.emit(self.root.parent, "image", action, "sha256:" + image_id.removeprefix("sha256:"),
+                    {"name": name} if name else None)
 
     def _ensure(self) -> None:
         for d in (self.blobs, self.layers_dir, self.tmp):
@@ -348,14 +354,16 @@ class ImageStore:
                 ],
             }
             try:
-                return self.commit_image(config_json(doc), [tagged], stage)
+                image = self.commit_image(config_json(doc), [tagged], stage)
             except MissingLayer:  # the cached layer was removed meanwhile: unpack it after all
                 with self._open_source(source) as f:
                     self.stage_layer(f, stage, max_entry_size=max_entry_size,
                                      max_total_size=max_total_size)
-                return self.commit_image(config_json(doc), [tagged], stage)
+                image = self.commit_image(config_json(doc), [tagged], stage)
         finally:
             shutil.rmtree(stage)
+        self._event("import", image.id, tagged)
+        return image
 
     # Importing the same tarball again: a file whose (device, inode, size, mtime, ctime) are
     # unchanged since an import has the same contents (the stat cache of git's index, or
@@ -432,6 +440,7 @@ class ImageStore:
                     img = self._add(ref.config, ref.layers, wanted, stage, unpack, progress)
                     img.names = wanted  # what this load named (the image may have more names)
                     loaded.append(img)
+                    self._event("load", img.id, ",".join(wanted))
                     if progress:
                         progress("image", image=img)
         finally:
@@ -668,6 +677,8 @@ class ImageStore:
                 removed.append(n)
             if image_id in index["repositories"].values():
                 self._write_index(index)
+                for n in removed:
+                    self._event("untag", image_id, n)
                 return removed
             diff_ids = self._image(image_id, index).diff_ids
             del index["images"][image_id]
@@ -683,6 +694,9 @@ class ImageStore:
                 self._discard(self.layers_dir / d.removeprefix("sha256:"))
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.links / d.removeprefix("sha256:")[:LINK_CHARS])
+        for n in removed[:-1]:
+            self._event("untag", image_id, n)
+        self._event("delete", image_id, removed[-2] if len(removed) > 1 else "")
         return removed
 
     def tag(self, ref: str, name: str) -> str:
@@ -694,6 +708,7 @@ class ImageStore:
             image_id, _ = self._resolve(ref, index)
             index["repositories"][tagged] = image_id
             self._write_index(index)
+        self._event("tag", image_id, tagged)
         return tagged
 
     def history(self, ref: str) -> list[dict]:

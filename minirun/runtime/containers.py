@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError, UsageError
+from minirun.observe import events
 from minirun.paths import data_root
 from minirun.runtime import cgroup_warm as warm
 from minirun.runtime import faults, procfs, sync
@@ -84,6 +85,11 @@ class Runtime:
     def get(self, ref: str) -> ContainerRecord:
         return self.store.get(ref)
 
+    def _event(self, action: str, record: ContainerRecord, **attributes) -> None:
+        """One `minirun events` line (observe/events.py): Docker's image and name attributes."""
+        events.emit(self.root, "container", action, record.id,
+                    {"image": record.state.image, "name": record.name, **attributes})
+
     def list(self, all: bool = False) -> list[ContainerRecord]:
         records = self.store.list()
         return records if all else [r for r in records if r.status() == "running"]
@@ -117,6 +123,7 @@ class Runtime:
             self._release_network(record)
             self.store.forget(record)
             raise
+        self._event("create", record)
         return record
 
     # -- start ----------------------------------------------------------------------------
@@ -213,6 +220,9 @@ class Runtime:
             record.state.error = ""
             record.save()
 
+        # "start" goes to the log before GO: the monitor's "die" can only come after it (a
+        # container that exits at once would otherwise beat us to the log)
+        self._event("start", record)
         try:
             report = sync.go_and_wait(parent_sock, record_pid, self._phase("wait for the child"))
         finally:
@@ -254,7 +264,9 @@ class Runtime:
         on_exit = ([sys.executable, "-m", "minirun", "--root", str(self.root), "rm", "--force",
                     record.id] if detached and record.state.auto_remove else None)
         return monitor_argv(record.id, str(record.dir / "exit.json"), oom_file,
-                            str(record.dir / "container.log"), log_fds, on_exit)
+                            str(record.dir / "container.log"), log_fds, on_exit,
+                            events_file=str(events.path(self.root)),
+                            event_attrs={"image": record.state.image, "name": record.name})
 
     def run(self, opts: RunOptions, **start_args) -> Started:
         record = self.create(opts)
@@ -269,6 +281,7 @@ class Runtime:
     def kill(self, ref: str | ContainerRecord, sig: int = signal.SIGKILL) -> ContainerRecord:
         record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
         record.require("kill")
+        self._event("kill", record, signal=int(sig))
         _signal(record, sig)
         return record
 
@@ -279,10 +292,13 @@ class Runtime:
             return record                           # stopping a stopped container is not an error
         annotations = record.spec().get("annotations", {})
         sig = signal_number(annotations.get("org.opencontainers.image.stopSignal", "SIGTERM"))
+        self._event("kill", record, signal=sig)
         _signal(record, sig)
         if not self.wait_exit(record, timeout):
+            self._event("kill", record, signal=int(signal.SIGKILL))
             _signal(record, signal.SIGKILL)
             self.wait_exit(record, 10.0)
+        self._event("stop", record)
         return record
 
     def wait_exit(self, record: ContainerRecord, timeout: float | None = None) -> bool:
@@ -326,6 +342,7 @@ class Runtime:
                 if not force:
                     raise InvalidTransition(
                         f"cannot remove container {record.name}: it is running (stop it first, or use --force)")
+                self._event("kill", record, signal=int(signal.SIGKILL))
                 _signal(record, signal.SIGKILL)
                 self.wait_exit(record, 10.0)
             self.cgroups.open(f"minirun/{record.id}").destroy()
@@ -333,6 +350,7 @@ class Runtime:
             _reap_if_ours(record.state.monitor_pid)
             self._release_network(record)
             self.store.forget(record)
+            self._event("destroy", record)
         return record.name
 
     def _release_network(self, record: ContainerRecord) -> None:
@@ -398,6 +416,8 @@ class Runtime:
         finally:
             os.close(devnull)
             warm.stop()
+        # Docker names the command in the action: "exec_start: sh -c date"
+        self._event("exec_start: " + " ".join(args), record, execID=str(child))
         return ExecProcess(child, tty_master)
 
     # -- limits, processes, inspect --------------------------------------------------------

@@ -22,13 +22,21 @@ MONITOR = str(LIBEXEC / "minirun-monitor")
 
 def monitor_argv(container_id: str, exit_file: str, oom_file: str | None = None,
                  log_file: str | None = None, log_fds: tuple[int, int] = (-1, -1),
-                 on_exit: list[str] | None = None) -> list[str]:
+                 on_exit: list[str] | None = None, events_file: str | None = None,
+                 event_attrs: dict[str, str] | None = None) -> list[str]:
     """The monitor's command line (c_ext/monitor.c), "-" for what is not wanted:
-    minirun-monitor ID EXIT_FILE OOM_FILE LOG_FILE OUT_FD ERR_FD [ON_EXIT_COMMAND...]"""
+    minirun-monitor ID EXIT_FILE OOM_FILE LOG_FILE OUT_FD ERR_FD EVENTS_FILE EVENT_ATTRS
+                    [ON_EXIT_COMMAND...]
+    EVENT_ATTRS is the JSON members the monitor adds to its "oom" and "die" events' attributes
+    (`"image":"busybox","name":"web"`), encoded here so the C side never escapes anything."""
+    import json
+
     logging = log_file is not None and log_fds[0] >= 0
+    attrs = json.dumps({str(k): str(v) for k, v in (event_attrs or {}).items()},
+                       separators=(",", ":"))[1:-1]
     return [MONITOR, container_id, exit_file, oom_file or "-", log_file if logging else "-",
             str(log_fds[0]) if logging else "-", str(log_fds[1]) if logging else "-",
-            *(on_exit or [])]
+            events_file or "-", attrs or "-", *(on_exit or [])]
 
 
 def step_name(step: int) -> str:
