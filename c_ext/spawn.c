@@ -28,6 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "exec_path.h"
 #include "fs.h"
 #include "minirun.h"
 #include "process.h"
@@ -213,6 +214,8 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
     if (mr_process_credentials(&p->process, err) < 0) return;
     STAMP(CAPS);
     if (p->exec_fifo_fd >= 0) {
+        /* `create` fails now, not `start`, when there is nothing to exec (runc does the same) */
+        if (mr_lookup_exec(p->process.path, p->process.search_path, err) < 0) return;
         struct mr_msg ready;
         memset(&ready, 0, sizeof(ready));
         ready.type = MR_MSG_READY;
