@@ -560,6 +560,6 @@ def features() -> dict[str, Any]:
             "selinux": {"enabled": False},
         },
         "minirun": {"refused": UNSUPPORTED + ["process/apparmorProfile", "process/selinuxLabel",
-                                              "linux/mountLabel", "linux/namespaces/*/path",
+                                              "linux/mountLabel", "linux/namespaces/{mount,user}/path",
                                               "user namespaces"]},
     }

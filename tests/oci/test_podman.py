@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -49,11 +50,14 @@ class Podman:
                      "--storage-driver", "overlay",
                      "--runtime", OCI]
         self.pids: dict[str, int] = {}      # container id -> host pid, for the leak check
+        # a pod's infra container takes no --ulimit: the same limits as the default instead
+        self.conf = base / "containers.conf"
+        self.conf.write_text('[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n')
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 60,
                  stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
         proc = subprocess.run([*self.argv, *args], stdin=stdin, capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, env={**os.environ, "CONTAINERS_CONF": str(self.conf)})
         if check and proc.returncode != 0:
             raise AssertionError(f"podman {' '.join(args)} exited {proc.returncode}\n"
                                  f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
@@ -217,3 +221,23 @@ def test_runtime_state_follows_podman(podman):
         while (podman.oci_root / cid).exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not (podman.oci_root / cid).exists()
+
+
+def test_a_pod_s_containers_share_its_namespaces(podman):
+    """podman pods: the infra container makes the network, IPC and UTS namespaces, and every other
+    container of the pod joins them by path (linux.namespaces[].path, /proc/PID/ns/...)."""
+    pod = "minirun-pod"
+    podman("pod", "create", "--name", pod, "--network", "none")
+    try:
+        podman("pod", "start", pod)
+        infra = podman("pod", "inspect", "--format", "{{.InfraContainerID}}", pod).stdout.strip()
+        infra_pid = int(podman.inspect(infra, "{{.State.Pid}}"))
+        podman.pids[infra] = infra_pid
+        in_pod = [f for f in RUN if f not in ("--network", "none")]    # the pod's network instead
+        out = podman("run", "--rm", "--pod", pod, *in_pod, IMAGE, "sh", "-c",
+                     "stat -L -c %i /proc/self/ns/net /proc/self/ns/ipc /proc/self/ns/uts; hostname"
+                     ).stdout.split()
+        assert out[:3] == [str(os.stat(f"/proc/{infra_pid}/ns/{n}").st_ino) for n in ("net", "ipc", "uts")]
+        assert out[3] == pod                     # the pod's hostname, set in the shared UTS namespace
+    finally:
+        podman("pod", "rm", "-f", "-t", "0", pod, check=False)
