@@ -241,3 +241,29 @@ def test_a_pod_s_containers_share_its_namespaces(podman):
         assert out[3] == pod                     # the pod's hostname, set in the shared UTS namespace
     finally:
         podman("pod", "rm", "-f", "-t", "0", pod, check=False)
+
+
+def test_an_exported_task_definition_runs_with_podman_kube_play(podman, tmp_path):
+    """`minirun task-definition export` writes what `podman kube play` runs (with minirun-oci):
+    the command, the environment and the memory limit reach the container."""
+    td = tmp_path / "td.json"
+    td.write_text(json.dumps({"family": "exported", "containerDefinitions": [{
+        "name": "web", "image": IMAGE, "memory": 48, "cpu": 256,
+        "entryPoint": ["sh", "-c"],
+        "command": ["echo mode=$MODE; cat /sys/fs/cgroup/memory/memory.limit_in_bytes; sleep 100"],
+        "environment": [{"name": "MODE", "value": "prod"}]}]}))
+    manifest = tmp_path / "exported.yaml"
+    minirun = str(Path(sys.executable).with_name("minirun"))
+    subprocess.run([minirun, "task-definition", "export", "--file", str(td), "-o", str(manifest)],
+                   check=True)
+    try:
+        podman("kube", "play", "--network", "none", str(manifest))
+        deadline = time.monotonic() + 10
+        while True:
+            logs = podman("logs", "exported-pod-0-web", check=False).stdout.split()
+            if len(logs) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert logs[:2] == ["mode=prod", str(48 * 1024 * 1024)]
+    finally:
+        podman("kube", "down", str(manifest), check=False)
