@@ -168,3 +168,31 @@ def test_joining_the_host_s_uts_namespace_with_a_hostname_is_refused(oci):
     assert "is the host's own uts namespace, and hostname would change the host" in one_line(proc.stderr)
     assert Path("/proc/sys/kernel/hostname").read_text() == before
     assert_nothing_left(oci, "host")
+
+
+def test_minirun_run_s_monitor_joins_a_pid_namespace(pod, clean, data_root, monkeypatch, capfd):
+    """The other cloner: `minirun run` clones from its monitor, which must join the pid namespace
+    itself. No flag of `minirun run` names a namespace path yet, so the spec is given one on
+    its way to the plan builder."""
+    from minirun.runtime import plan
+    from minirun.runtime.containers import Runtime
+    from minirun.runtime.options import RunOptions
+
+    _, pid = pod
+    build = plan.build
+
+    def with_pid_path(spec, launch):
+        for ns in spec["linux"]["namespaces"]:
+            if ns["type"] == "pid":
+                ns["path"] = f"/proc/{pid}/ns/pid"
+        return build(spec, launch)
+
+    monkeypatch.setattr(plan, "build", with_pid_path)
+    rt = Runtime(data_root)
+    st = rt.run(RunOptions(image="busybox", command=["sh", "-c", "cat /proc/1/cmdline; echo; echo $$"],
+                           network="none"))
+    os.waitpid(st.monitor_pid, 0)
+    rt.remove(st.record)
+    first, own = capfd.readouterr().out.split("\n")[:2]
+    assert first.replace("\0", " ").startswith("sleep 100")
+    assert own != "1"
