@@ -13,6 +13,9 @@ APT_PACKAGES += skopeo umoci
 APT_PACKAGES += jq strace libcap2-bin curl sqlite3
 # the dashboard's browser tests (Playwright drives this chromium; they skip without it)
 APT_PACKAGES += chromium
+# real OCI clients driving minirun-oci (tests/oci/test_podman.py). Without recommends they are
+# ~15 MB to fetch and seconds to install, so `make test` gets them (docs/oci.md)
+ECOSYSTEM_PACKAGES := podman conmon runc
 NATIVE_SOURCES := $(wildcard c_ext/*.c c_ext/*.h c_ext/build.py) setup.py pyproject.toml
 IMAGE := rootfs/build/busybox.tar
 
@@ -31,6 +34,18 @@ prereqs:  ## apt packages (only the missing ones; needs root)
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null; \
 	fi
+
+.PHONY: prereqs-ecosystem test-ecosystem
+prereqs-ecosystem:  ## podman, conmon, runc without their recommends (only the missing ones)
+	@missing=$$(for p in $(ECOSYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
+	fi
+
+test-ecosystem: install image prereqs-ecosystem  ## only the tests where podman drives minirun-oci
+	$(PY) -m pytest -q tests/oci/test_podman.py
 
 $(VENV)/.installed: $(NATIVE_SOURCES)
 	@$(MAKE) --no-print-directory prereqs
@@ -67,7 +82,7 @@ demo-scheduler: install image  ## the scheduler: placement, services, a rolling 
 demo-failure: install image  ## the scheduler under failure: crashes, health checks, kill -9 (~40 s)
 	@bash docs/demos/failure.sh
 
-test: install image  ## lint, then the tests (unit and integration; the latter need root)
+test: install image prereqs-ecosystem  ## lint, then the tests (unit and integration; the latter need root)
 	$(VENV)/bin/ruff check minirun tests benchmarks rootfs
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q tests

@@ -51,6 +51,7 @@ struct mr_process {
 
 struct mr_plan {
     int clone_flags; int unshare_cgroupns;
+    const int *join_ns_fds; const int *join_ns_types; int n_join_ns; int join_pid_fd;
     const char *monitor_path; char *const *monitor_argv; int monitor_keep_fds[2];
     const int *cgroup_procs_fds; int n_cgroup_procs_fds;
     const char *rootfs; const char *rootfs_fstype; const char *rootfs_data;

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -45,6 +46,50 @@ static inline int mr_exec_path(const char *path, const char *search_path, char *
         dir = end + 1;
     }
     errno = saw_eacces ? saw_eacces : ENOENT;
+    return mr_fail(err, MR_STEP_EXEC, -1, path);
+}
+
+/* Is there a program to run, as execve would find it? OCI `create` asks before it reports READY,
+ * as runc does, so a missing program fails `create` (which callers such as podman turn into
+ * 127) rather than `start`. A regular file we may execute is found; one we may not is EACCES
+ * (126) unless another directory has a runnable one; nothing at all is ENOENT (127). */
+static inline int mr_lookup_exec(const char *path, const char *search_path, struct mr_err *err)
+{
+    struct stat st;
+    if (strchr(path, '/') || !search_path || !*search_path) {
+        if (stat(path, &st) < 0)
+            return mr_fail(err, MR_STEP_EXEC, -1, path);
+        if (!S_ISREG(st.st_mode) || access(path, X_OK) < 0) {
+            errno = EACCES;
+            return mr_fail(err, MR_STEP_EXEC, -1, path);
+        }
+        return 0;
+    }
+    char buf[4096];
+    size_t plen = strlen(path);
+    int saw_eacces = 0;
+    for (const char *dir = search_path; ; ) {
+        const char *end = strchr(dir, ':');
+        size_t dlen = end ? (size_t)(end - dir) : strlen(dir);
+        if (dlen + plen + 2 <= sizeof(buf)) {
+            size_t n = 0;
+            if (dlen == 0)
+                buf[n++] = '.';
+            memcpy(buf + n, dir, dlen);
+            n += dlen;
+            buf[n++] = '/';
+            memcpy(buf + n, path, plen + 1);
+            if (stat(buf, &st) == 0) {
+                if (S_ISREG(st.st_mode) && access(buf, X_OK) == 0)
+                    return 0;
+                saw_eacces = 1;
+            }
+        }
+        if (!end)
+            break;
+        dir = end + 1;
+    }
+    errno = saw_eacces ? EACCES : ENOENT;
     return mr_fail(err, MR_STEP_EXEC, -1, path);
 }
 

@@ -63,6 +63,10 @@ struct mr_plan {
     /* namespaces and the monitor */
     int clone_flags;              /* CLONE_NEW* created at clone() */
     int unshare_cgroupns;         /* CLONE_NEWCGROUP after joining the cgroup, so it is the root */
+    const int *join_ns_fds;       /* namespaces that exist (linux.namespaces[].path), opened and */
+    const int *join_ns_types;     /* type-checked by Python: the child setns()es into each first */
+    int n_join_ns;
+    int join_pid_fd;              /* a pid namespace to join, or -1: the cloner joins it (spawn.c) */
     const char *monitor_path;     /* NULL: the caller is the parent; else fork+exec this monitor */
     char *const *monitor_argv;
     int monitor_keep_fds[2];      /* fds the monitor reads (the container's log pipes), or -1 */

@@ -5,7 +5,8 @@
  * mr_spawn forks the monitor, which clones the container (2); the child joins its cgroup and waits
  * (3) while Python records the pid and writes uid maps (4), then sends GO (5); the child builds its
  * root and process (6), reports an error or nothing (7), and execve()s (9). EOF on the socket,
- * which is close-on-exec, tells the parent the program is running.
+ * which is close-on-exec, tells the parent the program is running. Namespaces given by path are
+ * joined, not made: a pid namespace by the cloner before (2), the others by the child first of all.
  *
  * Man pages: clone(2), namespaces(7), pid_namespaces(7), cgroup_namespaces(7).
  */
@@ -28,6 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "exec_path.h"
 #include "fs.h"
 #include "minirun.h"
 #include "process.h"
@@ -48,6 +50,19 @@ const char *mr_step_name(int step)
 static pid_t clone_fork(int flags)
 {
     return (pid_t)syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), NULL, NULL, NULL, 0);
+}
+
+/* Namespaces that exist already (linux.namespaces[].path: another container's, or one made with
+ * `ip netns add`): the child enters them before anything else, so every later step (the cgroup
+ * write, the mounts, sethostname, the sysctls) acts inside them. A pid namespace is not joined
+ * here: setns(CLONE_NEWPID) only decides where the caller's next *child* goes, so the process
+ * that clones joins it (clone_container). */
+static int join_namespaces(const struct mr_plan *p, struct mr_err *err)
+{
+    for (int i = 0; i < p->n_join_ns; i++)
+        if (setns(p->join_ns_fds[i], p->join_ns_types[i]) < 0)
+            return mr_fail(err, MR_STEP_JOIN_NS, i, NULL);
+    return 0;
 }
 
 static int join_cgroups(const int *fds, int n, struct mr_err *err)
@@ -169,6 +184,10 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
     int fifo = -1;
 
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);   /* until execve (or READY): die with our parent */
+    if (p->n_join_ns) {            /* stamped only when it ran: the trace shows real steps */
+        if (join_namespaces(p, err) < 0) return;
+        STAMP(JOIN_NS);
+    }
     if (join_cgroups(p->cgroup_procs_fds, p->n_cgroup_procs_fds, err) < 0) return;
     STAMP(JOIN_CGROUP);
     if (wait_go(p->sync_fd, err) < 0) return;
@@ -213,6 +232,8 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
     if (mr_process_credentials(&p->process, err) < 0) return;
     STAMP(CAPS);
     if (p->exec_fifo_fd >= 0) {
+        /* `create` fails now, not `start`, when there is nothing to exec (runc does the same) */
+        if (mr_lookup_exec(p->process.path, p->process.search_path, err) < 0) return;
         struct mr_msg ready;
         memset(&ready, 0, sizeof(ready));
         ready.type = MR_MSG_READY;
@@ -262,6 +283,43 @@ static _Noreturn void container(const struct mr_plan *p, uint64_t clone_stamp)
     mr_report_and_exit(p->sync_fd, &err);
 }
 
+/*
+ * (2) clone() the container, in the pid namespace the plan names if it names one. That one is
+ * joined by us, the cloner, since setns(CLONE_NEWPID) moves only our future children
+ * (pid_namespaces(7)); our own pid namespace is put back for the children we make afterwards.
+ * Returns the pid (to the parent; the child never returns) or -1 with err set.
+ */
+static pid_t clone_container(const struct mr_plan *p, struct mr_err *err)
+{
+    int own = -1;
+    if (p->join_pid_fd >= 0) {
+        own = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+        if (own < 0 || setns(p->join_pid_fd, CLONE_NEWPID) < 0) {
+            int saved = errno;
+            if (own >= 0)
+                close(own);
+            errno = saved;
+            return mr_fail(err, MR_STEP_JOIN_PIDNS, -1, NULL);
+        }
+    }
+    pid_t pid = clone_fork(p->clone_flags);
+    if (pid == 0)
+        container(p, mr_now_ns());
+    int saved = errno;
+    if (own >= 0) {
+        if (setns(own, CLONE_NEWPID) < 0 && pid > 0) {
+            /* cannot happen (our own namespace is always allowed); never leave it changed */
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            close(own);
+            return mr_fail(err, MR_STEP_JOIN_PIDNS, -1, "back to our own");
+        }
+        close(own);
+    }
+    errno = saved;
+    return pid < 0 ? mr_fail(err, MR_STEP_CLONE, -1, NULL) : pid;
+}
+
 static int keep_fd(int fd)
 {
     return fd < 0 ? 0 : fcntl(fd, F_SETFD, 0);
@@ -291,11 +349,11 @@ static int monitor_entry(void *arg)
 
 static _Noreturn void monitor(const struct mr_plan *p, int pid_pipe)
 {
-    pid_t pid = clone_fork(p->clone_flags);
-    if (pid == 0)
-        container(p, mr_now_ns());
-    int report = pid < 0 ? -errno : pid;
-    ssize_t w = write(pid_pipe, &report, sizeof(report));
+    struct mr_err err;
+    memset(&err, 0, sizeof(err));
+    pid_t pid = clone_container(p, &err);
+    int report[2] = { pid < 0 ? -err.errno_ : pid, err.step };
+    ssize_t w = write(pid_pipe, report, sizeof(report));
     (void)w;
     if (pid < 0)
         _exit(125);
@@ -321,14 +379,8 @@ pid_t mr_spawn(const struct mr_plan *p, pid_t *monitor_pid, struct mr_err *err)
     memset(err, 0, sizeof(*err));
     err->index = -1;
     *monitor_pid = -1;
-    if (!p->monitor_path) {
-        pid_t pid = clone_fork(p->clone_flags);
-        if (pid == 0)
-            container(p, mr_now_ns());
-        if (pid < 0)
-            return mr_fail(err, MR_STEP_CLONE, -1, NULL);
-        return pid;
-    }
+    if (!p->monitor_path)
+        return clone_container(p, err);
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0)
         return mr_fail(err, MR_STEP_FORK_MONITOR, -1, "pipe");
@@ -346,15 +398,15 @@ pid_t mr_spawn(const struct mr_plan *p, pid_t *monitor_pid, struct mr_err *err)
         close(pipefd[0]);
         return mr_fail(err, MR_STEP_FORK_MONITOR, -1, NULL);
     }
-    int report = 0;
+    int report[2] = { 0, MR_STEP_CLONE };     /* pid or -errno, and the step that failed */
     ssize_t n;
-    do n = read(pipefd[0], &report, sizeof(report)); while (n < 0 && errno == EINTR);
+    do n = read(pipefd[0], report, sizeof(report)); while (n < 0 && errno == EINTR);
     close(pipefd[0]);
-    if (n != (ssize_t)sizeof(report) || report < 0) {
+    if (n != (ssize_t)sizeof(report) || report[0] < 0) {
         waitpid(m, NULL, 0);
-        errno = n == (ssize_t)sizeof(report) ? -report : EPIPE;
-        return mr_fail(err, MR_STEP_CLONE, -1, NULL);
+        errno = n == (ssize_t)sizeof(report) ? -report[0] : EPIPE;
+        return mr_fail(err, n == (ssize_t)sizeof(report) ? report[1] : MR_STEP_CLONE, -1, NULL);
     }
     *monitor_pid = m;
-    return report;
+    return report[0];
 }

@@ -11,7 +11,9 @@
 #define MR_STEPS(X)                                                     \
     X(NONE,            "none")                                          \
     X(FORK_MONITOR,    "fork monitor")                                  \
+    X(JOIN_PIDNS,      "join pid namespace")                            \
     X(CLONE,           "clone")                                         \
+    X(JOIN_NS,         "join namespace")                                \
     X(JOIN_CGROUP,     "join cgroup")                                   \
     X(WAIT_GO,         "wait for parent")                               \
     X(USERNS_ROOT,     "become root of the user namespace")             \

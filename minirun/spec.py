@@ -382,7 +382,9 @@ def validate(spec: Any) -> dict[str, Any]:
     seccomp = linux.get("seccomp")
     if seccomp is not None and not isinstance(seccomp, dict):
         raise SpecError("linux/seccomp", "must be an object")
-    own = {ns["type"] for ns in _field(linux, "namespaces", list, "linux/namespaces") if not ns.get("path")}
+    # a namespace joined by path counts too (a pod's shared one); runtime/plan.py refuses the
+    # sysctl when the path is the host's own namespace
+    own = {ns["type"] for ns in _field(linux, "namespaces", list, "linux/namespaces")}
     for name, value in _field(linux, "sysctl", dict, "linux/sysctl").items():
         problem = sysctl_problem(name, own) if isinstance(value, str) else "the value must be a string"
         if problem:

@@ -1,4 +1,5 @@
-"""`minirun task-definition`: register, ls, describe, deregister (ECS's JSON, with revisions)."""
+"""`minirun task-definition`: register, ls, describe, deregister (ECS's JSON, with revisions),
+export (Kubernetes manifests)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ app = typer.Typer(help="Register and list ECS task definitions.", no_args_is_hel
 @app.command()
 def register(ctx: typer.Context, file: str = typer.Argument(..., help="The JSON file ('-': standard input).")) -> None:
     """Register a task definition: a new revision of its family. Prints FAMILY:REVISION."""
+    td = call(ctx, "POST", "/v1/task-definitions", _read_json(file))
+    sys.stdout.write(f"{td['family']}:{td['revision']}\n")
+
+
+def _read_json(file: str):
     from minirun.errors import UsageError
 
     try:
@@ -23,11 +29,9 @@ def register(ctx: typer.Context, file: str = typer.Argument(..., help="The JSON 
     except OSError as e:
         raise UsageError(f"{file}: {e.strerror}") from None
     try:
-        body = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise UsageError(f"{file}: not JSON: line {e.lineno} column {e.colno}: {e.msg}") from None
-    td = call(ctx, "POST", "/v1/task-definitions", body)
-    sys.stdout.write(f"{td['family']}:{td['revision']}\n")
 
 
 @app.command("ls")
@@ -63,3 +67,46 @@ def deregister(ctx: typer.Context, ref: str = typer.Argument(..., help="FAMILY:R
     """Mark a revision INACTIVE: no new task or service may use it (running ones go on)."""
     td = call(ctx, "DELETE", f"/v1/task-definitions/{ref}")
     sys.stdout.write(f"{td['family']}:{td['revision']} INACTIVE\n")
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    ref: str = typer.Argument(None, help="FAMILY (latest) or FAMILY:REVISION, from the cluster."),
+    file: str = typer.Option(None, "-f", "--file", help="A task definition JSON file instead "
+                             "(no cluster needed; '-': standard input)."),
+    format: str = typer.Option("kubernetes", "--format", help="kubernetes (YAML manifests)."),
+    kind: str = typer.Option("deployment", "--kind", help="deployment or pod."),
+    replicas: int = typer.Option(1, "--replicas", min=0, help="The Deployment's replicas."),
+    output: str = typer.Option(None, "-o", "--output", help="Write to FILE, not standard output."),
+) -> None:
+    """Kubernetes manifests (Deployment or Pod, + Service) from a task definition; what does not
+    map is listed in a comment at the top (docs/kubernetes.md)."""
+    from minirun.errors import UsageError
+
+    if format != "kubernetes":
+        raise UsageError(f"--format {format}: use kubernetes")
+    if kind not in ("deployment", "pod"):
+        raise UsageError(f"--kind {kind}: use deployment or pod")
+    if (ref is None) == (file is None):
+        raise UsageError("give FAMILY[:REVISION] (from the cluster) or --file FILE, one of them")
+    if file is not None:
+        from minirun.sched.taskdef import validate
+
+        td = validate(_read_json(file))
+    else:
+        td = call(ctx, "GET", f"/v1/task-definitions/{ref}")
+    from minirun.sched import kube
+
+    text = kube.to_yaml(kube.export(td, kind=kind, replicas=replicas))
+    if output is None:
+        sys.stdout.write(text)
+        return
+    from pathlib import Path
+
+    from minirun.runtime.state import write_atomic
+
+    try:
+        write_atomic(Path(output).absolute(), text, durable=False)
+    except OSError as e:
+        raise UsageError(f"{output}: {e.strerror}") from None

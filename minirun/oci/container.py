@@ -55,7 +55,7 @@ TRANSITIONS: dict[str, set[str]] = {
 # Fields of config.json we cannot honour. Each is refused by name rather than skipped, since a
 # caller that asked for it relies on it (minirun.spec.validate covers AppArmor and SELinux).
 UNSUPPORTED = [
-    "hooks", "process/ioPriority", "process/scheduler", "process/execCPUAffinity",
+    "process/ioPriority", "process/scheduler", "process/execCPUAffinity",
     "linux/uidMappings", "linux/gidMappings", "linux/intelRdt",
     "linux/personality", "linux/resources/blockIO", "linux/resources/hugepageLimits",
     "linux/resources/network", "linux/resources/rdma", "linux/resources/unified",
@@ -73,6 +73,7 @@ class Record:
     pid: int | None = None
     pid_start: int | None = None
     annotations: dict[str, str] = field(default_factory=dict)
+    hooks: dict[str, list] = field(default_factory=dict)   # config.json's, checked (oci/hooks.py)
 
 
 class Container:
@@ -121,12 +122,13 @@ class Container:
         finally:
             os.close(fd)
 
-    def oci_state(self) -> dict[str, Any]:
-        """The state object of runtime-spec runtime.md, plus runc's "created"."""
-        status = self.status()
+    def oci_state(self, status: str | None = None) -> dict[str, Any]:
+        """The state object of runtime-spec runtime.md, plus runc's "created". `status` names
+        it where the facts cannot yet (hooks during create see "creating")."""
+        status = status or self.status()
         return {
             "ociVersion": oci.OCI_VERSION, "id": self.record.id, "status": status,
-            "pid": self.record.pid if status in ("created", "running") else 0,
+            "pid": self.record.pid if status in ("creating", "created", "running") else 0,
             "bundle": self.record.bundle, "rootfs": self.rootfs(),
             "created": self.record.created, "annotations": self.record.annotations,
         }
@@ -168,6 +170,9 @@ def load_spec(bundle: Path) -> dict[str, Any]:
     except ValueError as e:
         raise MinirunError(f"{bundle}/config.json: invalid JSON: {e}") from None
     oci.validate(spec)
+    from minirun.oci import hooks
+
+    spec["hooks"] = hooks.validate(spec.get("hooks"))
     for pointer in UNSUPPORTED:
         value: Any = spec
         for key in pointer.split("/"):
@@ -222,7 +227,8 @@ def create(root: Path, cid: str, bundle: str | os.PathLike, *, pid_file: str | N
                          "relay a terminal itself)")
     Path(root).mkdir(parents=True, exist_ok=True, mode=0o700)
     c = Container(root, Record(id=cid, bundle=str(bundle), cgroup=cgroup_name(spec, cid),
-                               created=now_iso(), annotations=spec.get("annotations", {})))
+                               created=now_iso(), annotations=spec.get("annotations", {}),
+                               hooks=spec["hooks"]))
     try:
         c.dir.mkdir(mode=0o711)
     except FileExistsError:
@@ -286,6 +292,12 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
             raise MinirunError(f"container {c.record.id}: the process ended before it was ready")
         if report.tty_master is not None:
             _send_console(console_socket, report.tty_master)
+        if c.record.hooks:
+            # the container is built and waits on the fifo: its namespaces, cgroup and root exist
+            from minirun.oci import hooks
+
+            for kind in ("prestart", "createRuntime"):
+                hooks.run(c.record.hooks, kind, c.oci_state("creating"))
     except BaseException:
         _kill_pid(c, signal.SIGKILL)
         _reap(pid)
@@ -309,9 +321,10 @@ def _send_console(path: str | None, master: int) -> None:
 
 
 # -- start ----------------------------------------------------------------------------------
-def start(root: Path, cid: str) -> Container:
+def start(root: Path, cid: str) -> tuple[Container, list[str]]:
     """(8) Open the fifo for reading: the container's open returns and it execs. EOF = the
-    program runs; an mr_msg = execve failed, and the message says why."""
+    program runs; an mr_msg = execve failed, and the message says why. Then the poststart
+    hooks; returns the container and their failures (warnings, as the spec has them)."""
     c = load(root, cid)
     with c.locked():
         c.require("start")
@@ -331,7 +344,11 @@ def start(root: Path, cid: str) -> Container:
             err = ffi.new("struct mr_err *")
             err[0] = msg.err
             raise spawn.error_from_native(err, None, _program(c))
-    return c
+    if not c.record.hooks.get("poststart"):
+        return c, []
+    from minirun.oci import hooks
+
+    return c, hooks.run_warn(c.record.hooks, "poststart", c.oci_state("running"))
 
 
 def _read_fifo(fd: int, c: Container) -> bytes:
@@ -371,14 +388,20 @@ def kill(root: Path, cid: str, sig: int = signal.SIGTERM, all_processes: bool = 
     _kill_pid(c, sig)
 
 
-def delete(root: Path, cid: str, force: bool = False) -> None:
-    """Stop what is left (--force for a running or paused one), remove the cgroup and the state."""
+def delete(root: Path, cid: str, force: bool = False) -> list[str]:
+    """Stop what is left (--force for a running or paused one), remove the cgroup and the state,
+    then run the poststop hooks; returns their failures (warnings)."""
     c = load(root, cid)
     with c.locked():
         status = c.status()
         if status in ("running", "paused") and not force:
             raise InvalidTransition(f"cannot delete container {cid} that is not stopped: {status}")
         _destroy(c)
+    if not c.record.hooks.get("poststop"):
+        return []
+    from minirun.oci import hooks
+
+    return hooks.run_warn(c.record.hooks, "poststop", c.oci_state("stopped"))
 
 
 # -- pause, resume, ps, update --------------------------------------------------------------
@@ -548,7 +571,7 @@ def features() -> dict[str, Any]:
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": oci.OCI_VERSION,
-        "hooks": [],
+        "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
         "mountOptions": sorted(oci._FLAG_OPTIONS) + sorted(oci._CLEAR_OPTIONS)
         + sorted(oci._PROPAGATION),
         "linux": {
@@ -560,6 +583,6 @@ def features() -> dict[str, Any]:
             "selinux": {"enabled": False},
         },
         "minirun": {"refused": UNSUPPORTED + ["process/apparmorProfile", "process/selinuxLabel",
-                                              "linux/mountLabel", "linux/namespaces/*/path",
+                                              "linux/mountLabel", "linux/namespaces/{mount,user}/path",
                                               "user namespaces"]},
     }

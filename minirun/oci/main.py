@@ -136,6 +136,13 @@ def _log(args, level: str, message: str) -> None:
         f.write(line + "\n")
 
 
+def _warn(args, problems: list[str]) -> None:
+    """poststart/poststop hook failures: the spec makes them warnings, not errors."""
+    for message in problems:
+        sys.stderr.write(f"minirun-oci: warning: {message}\n")
+        _log(args, "warning", message)
+
+
 def _root(args):
     from pathlib import Path
 
@@ -154,7 +161,8 @@ def _create(args) -> int:
 def _start(args) -> int:
     from minirun.oci import container
 
-    container.start(_root(args), args.id)
+    _, problems = container.start(_root(args), args.id)
+    _warn(args, problems)
     return 0
 
 
@@ -172,10 +180,10 @@ def _run(args) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
                     signal.SIGUSR2):
             signal.signal(sig, lambda n, _f: container._kill_pid(c, n))
-        container.start(root, args.id)
+        _warn(args, container.start(root, args.id)[1])
         return container.wait(c)
     finally:
-        container.delete(root, args.id, force=True)
+        _warn(args, container.delete(root, args.id, force=True))
 
 
 def _state(args) -> int:
@@ -210,7 +218,7 @@ def _delete(args) -> int:
     from minirun.oci import container
 
     try:
-        container.delete(_root(args), args.id, force=args.force)
+        _warn(args, container.delete(_root(args), args.id, force=args.force))
     except ContainerNotFound:
         if not args.force:          # runc: delete --force of a missing container succeeds
             raise

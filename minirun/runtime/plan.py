@@ -69,7 +69,14 @@ class NativePlan:
         self.readonly: list[str] = []
         self.rlimit_names: list[str] = []
         self.sysctl_names: list[str] = []
+        self.joined_names: list[str] = []
+        self.fds: list[int] = []         # namespace files to join: closed by close() after spawn
         self.program = ""
+
+    def close(self) -> None:
+        """Close the fds the plan holds (the child has its own copies until execve)."""
+        while self.fds:
+            os.close(self.fds.pop())
 
     def cstr(self, value: str | bytes | None):
         if value is None:
@@ -94,7 +101,8 @@ class NativePlan:
         lists = {"mount": self.fsop_names, "create mount point": self.fsop_names,
                  "mknod": self.fsop_names, "symlink": self.fsop_names,
                  "mask path": self.masked, "make path read-only": self.readonly,
-                 "setrlimit": self.rlimit_names, "write sysctl": self.sysctl_names}
+                 "setrlimit": self.rlimit_names, "write sysctl": self.sysctl_names,
+                 "join namespace": self.joined_names}
         names = lists.get(step)
         if names is not None and 0 <= index < len(names):
             return f"{step} {names[index]}" + (f" ({text})" if text and step != "mount" and text not in names[index] else "")
@@ -108,9 +116,9 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
     proc = spec["process"]
 
     flags = 0
-    for i, ns in enumerate(linux.get("namespaces", [])):
+    for ns in linux.get("namespaces", []):
         if ns.get("path"):
-            raise SpecError(f"linux/namespaces/{i}/path", "joining an existing namespace is not supported yet")
+            continue                 # joined, not made: _join_namespaces
         if ns["type"] == "cgroup":
             p.unshare_cgroupns = 1   # after joining the cgroup, so the container sees it as "/"
         else:
@@ -118,6 +126,7 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
     if flags & CLONE_FLAGS["user"] and not linux.get("uidMappings"):
         raise SpecError("linux/uidMappings", "a user namespace needs uid and gid maps")
     p.clone_flags = flags
+    _join_namespaces(np, spec)
 
     if launch.monitor_argv:
         p.monitor_path = np.cstr(launch.monitor_argv[0])
@@ -159,6 +168,85 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
     p.exec_fifo_fd = launch.exec_fifo_fd
     p.trace = int(launch.trace)
     return np
+
+
+# Namespaces a container may join by path, and their files under /proc/PID/ns. A mount namespace
+# is refused: the root would be built (mounted, pivoted) inside the other container's namespace,
+# changing what that container sees; a user namespace would need the maps and ids reworked.
+NS_FILE = {"network": "net", "ipc": "ipc", "uts": "uts", "cgroup": "cgroup", "pid": "pid"}
+NS_GET_NSTYPE = 0xB703           # ioctl_ns(2): _IO(0xb7, 0x3), the CLONE_NEW* type of an nsfs file
+CLONE_NEWCGROUP = 0x02000000
+NS_TYPE = {**{t: CLONE_FLAGS[t] for t in ("network", "ipc", "uts", "pid")}, "cgroup": CLONE_NEWCGROUP}
+
+
+def _join_namespaces(np: NativePlan, spec: dict[str, Any]) -> None:
+    """Open each linux.namespaces[].path, check it is a namespace of the type it is listed as, and
+    put it in the plan (pid: joined by the cloner; the rest: by the child, first thing). Joining
+    the host's own UTS, IPC or network namespace is refused when the spec would change it
+    (hostname, domainname, sysctls): that would change the host, as runc also refuses."""
+    linux = spec.get("linux", {})
+    fds, types = [], []
+    np.plan.join_pid_fd = -1
+    try:
+        for i, ns in enumerate(linux.get("namespaces", [])):
+            if not ns.get("path"):
+                continue
+            where, kind = f"linux/namespaces/{i}/path", ns["type"]
+            if kind not in NS_FILE:
+                raise SpecError(where, f"joining an existing {kind} namespace is not supported "
+                                       "(only network, ipc, uts, cgroup and pid)")
+            fd = _open_namespace(ns["path"], kind, where)
+            np.fds.append(fd)
+            _refuse_host_changes(spec, kind, fd, where)
+            if kind == "pid":
+                np.plan.join_pid_fd = fd
+            else:
+                fds.append(fd)
+                types.append(NS_TYPE[kind])
+                np.joined_names.append(f"{kind} {ns['path']}")
+    except BaseException:
+        np.close()
+        raise
+    np.plan.join_ns_fds = np.array("int", fds)
+    np.plan.join_ns_types = np.array("int", types)
+    np.plan.n_join_ns = len(fds)
+
+
+def _open_namespace(path: str, kind: str, where: str) -> int:
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise SpecError(where, f"{path}: {os.strerror(e.errno or 0)}") from None
+    try:
+        found = fcntl.ioctl(fd, NS_GET_NSTYPE)
+    except OSError:
+        os.close(fd)
+        raise SpecError(where, f"{path} is not a namespace file (like /proc/PID/ns/{NS_FILE[kind]} "
+                               "or /run/netns/NAME)") from None
+    if found != NS_TYPE[kind]:
+        os.close(fd)
+        actual = next((k for k, v in NS_TYPE.items() if v == found), "another")
+        raise SpecError(where, f"{path} is a {actual} namespace, not a {kind} one")
+    return fd
+
+
+def _refuse_host_changes(spec: dict[str, Any], kind: str, fd: int, where: str) -> None:
+    own = os.stat(f"/proc/self/ns/{NS_FILE[kind]}")
+    st = os.fstat(fd)
+    if (st.st_dev, st.st_ino) != (own.st_dev, own.st_ino):
+        return
+    changes = {
+        "uts": [k for k in ("hostname", "domainname") if spec.get(k)],
+        "network": [f"linux/sysctl/{k}" for k in spec.get("linux", {}).get("sysctl", {})
+                    if k.startswith("net.")],
+        "ipc": [f"linux/sysctl/{k}" for k in spec.get("linux", {}).get("sysctl", {})
+                if not k.startswith("net.")],
+    }.get(kind, [])
+    if changes:
+        raise SpecError(where, f"is the host's own {kind} namespace, and {changes[0]} would change "
+                               "the host")
 
 
 def seccomp_program(spec: dict[str, Any], cache_dir: Path | None = None) -> bytes | None:

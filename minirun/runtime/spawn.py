@@ -63,7 +63,10 @@ def spawn(np: NativePlan) -> tuple[int, int]:
     """(2) Fork the monitor and clone the container. Returns (container pid, monitor pid)."""
     err = ffi.new("struct mr_err *")
     monitor = ffi.new("int *")
-    pid = lib.mr_spawn(np.plan, monitor, err)
+    try:
+        pid = lib.mr_spawn(np.plan, monitor, err)
+    finally:
+        np.close()                   # the namespace files to join: the child has its copies
     if pid < 0:
         raise error_from_native(err, np)
     return pid, monitor[0]

@@ -102,13 +102,33 @@ def test_missing_command_is_one_line_and_exit_1(oci):
     assert one_line(proc.stderr) == "minirun-oci: exec no-such-program: executable file not found in $PATH"
     assert_nothing_left(oci, "missing")
 
-    # the same through create + start: start reads the failure from the exec fifo
-    oci("create", "-b", str(oci.bundle), "missing2", detached=True)
-    proc = oci("start", "missing2", check=False)
-    assert proc.returncode == 1 and one_line(proc.stderr).startswith("minirun-oci: exec no-such-program")
-    assert oci.wait_status("missing2", "stopped")["status"] == "stopped"
-    oci("delete", "missing2")
+    # through create: like runc, create looks the program up before it reports ready, so the
+    # caller learns it at create (podman turns this message into its exit status 127)
+    proc = oci("create", "-b", str(oci.bundle), "missing2", check=False)
+    assert proc.returncode == 1
+    assert one_line(proc.stderr) == "minirun-oci: exec no-such-program: executable file not found in $PATH"
     assert_nothing_left(oci, "missing2")
+
+    # a file that is there and executable but not a program fails at execve, after start:
+    # start reads the failure from the exec fifo
+    (oci.bundle / "rootfs/bin/not-a-program").write_bytes(b"\x00\x01garbage")
+    (oci.bundle / "rootfs/bin/not-a-program").chmod(0o755)
+    oci.configure(["not-a-program"])
+    oci("create", "-b", str(oci.bundle), "missing3", detached=True)
+    proc = oci("start", "missing3", check=False)
+    assert proc.returncode == 1
+    assert one_line(proc.stderr) == "minirun-oci: exec not-a-program: Exec format error"
+    assert oci.wait_status("missing3", "stopped")["status"] == "stopped"
+    oci("delete", "missing3")
+    assert_nothing_left(oci, "missing3")
+
+
+def test_create_of_a_file_that_is_not_executable_is_refused(oci):
+    oci.configure(["/etc/passwd"])
+    proc = oci("create", "-b", str(oci.bundle), "noexec", check=False)
+    assert proc.returncode == 1
+    assert one_line(proc.stderr) == "minirun-oci: exec /etc/passwd: Permission denied"
+    assert_nothing_left(oci, "noexec")
 
 
 def test_unknown_id_fails_with_one_line(oci):
