@@ -1,8 +1,9 @@
 """The demos (`make demo`, `make demo-namespaces`, `demo-cgroups`, `demo-trace`, `demo-images`,
-`demo-network`) run as a user would run them, succeed, show what they promise, and leave nothing on the host: their data root
-is gone (they make it under TMPDIR, which the test points at an empty directory), nothing is
-mounted under it, no monitor of theirs runs. docs/demos/lib.sh also checks the cgroups of every
-container a demo made, and fails the demo if one is left; the last test shows that check bites.
+`demo-network`) run as a user would run them, succeed, show what they promise, and leave nothing
+on the host: their data root is gone (they make it under TMPDIR, which the test points at an
+empty directory), nothing is mounted under it, no monitor of theirs runs. docs/demos/lib.sh also
+checks the cgroups, veths, bridges, nft table and netd of what a demo made, and fails the demo if
+one is left; the two "leaves ... behind" tests show that check bites.
 """
 
 from __future__ import annotations
@@ -137,3 +138,21 @@ def test_network_demo_resolves_names_publishes_a_port_isolates_and_removes_it_al
     assert subprocess.run(["nft", "list", "table", "ip", table], capture_output=True).returncode != 0
     assert subprocess.run(["pgrep", "-f", f"minirun.net.netd --root {tmp_path}"],
                           capture_output=True).stdout == b""
+
+
+def test_a_demo_that_leaves_a_veth_behind_fails_and_names_it(tmp_path):
+    fake = "0123456789ab" + "c" * 52           # a container id this demo "made"
+    link = f"mr{fake[:12]}0"
+    script = tmp_path / "leaky.sh"
+    script.write_text(f"""set -euo pipefail
+source {REPO}/docs/demos/lib.sh
+echo {fake} >>"$SEEN"
+ip link add {link} type veth peer name mrleakpeer
+""")
+    (tmp_path / "tmp").mkdir()
+    try:
+        proc = run_demo(str(script), tmp_path / "tmp")
+        assert proc.returncode == 1
+        assert f"minirun demo: left behind on the host:\nveth {link}\n" in proc.stderr
+    finally:
+        subprocess.run(["ip", "link", "del", link], capture_output=True)
