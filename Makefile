@@ -63,7 +63,7 @@ image: $(IMAGE)  ## build the busybox image tarball from rootfs/ (reproducible)
 demo: install image  ## the main demo: an isolated, limited container from the tarball image
 	@bash docs/demos/main.sh
 
-.PHONY: demo-namespaces demo-cgroups demo-trace demo-images
+.PHONY: demo-namespaces demo-cgroups demo-trace demo-images demo-network
 demo-namespaces: install image  ## what a container sees vs the host; nsenter (docs/labs/01)
 	@bash docs/demos/namespaces.sh
 
@@ -75,6 +75,9 @@ demo-trace: install image  ## the start-up waterfall and what each step costs (d
 
 demo-images: install image  ## a 3-layer build, shared layers, a whiteout, save -> load (docs/labs/07)
 	@bash docs/demos/images.sh
+
+demo-network: install image  ## two networks: names, a published port, isolation (docs/labs/10)
+	@bash docs/demos/network.sh
 
 demo-scheduler: install image  ## the scheduler: placement, services, a rolling deployment (~20 s)
 	@bash docs/demos/scheduler.sh

@@ -1,8 +1,8 @@
 # Shared by the demo scripts in this directory (sourced, not run). Each demo gets a throwaway
 # data root and the busybox image in it, prints its steps, and on exit removes every container
 # it made, its network (bridges, nft table, helper) and the root, then checks that nothing of it
-# is left on the host: no mount, no cgroup, no monitor process, no bridge or nft table. It exits
-# non-zero if something is.
+# is left on the host: no mount, no cgroup, no monitor process, no bridge, nft table, veth or
+# network helper (netd). It exits non-zero if something is.
 #
 #   source "$(dirname "$0")/lib.sh"
 #   step "1. something";  show run --rm busybox true;  mr ps -a
@@ -50,6 +50,17 @@ leftovers() {
   return 0
 }
 
+# After teardown: the host ends of the veths of this demo's containers (mr + 12 hex of the id
+# + the interface number, minirun/net/container.py) and this root's netd process.
+network_leftovers() {
+  local id
+  for id in $(sort -u "$SEEN" 2>/dev/null); do
+    ls -d /sys/class/net/"mr${id:0:12}"[0-9] 2>/dev/null | sed 's|^/sys/class/net/|veth |'
+  done
+  pgrep -f "minirun.net.netd --root $ROOT\$" | sed 's/^/netd pid /'
+  return 0
+}
+
 image_import() { mr image import rootfs/build/busybox.tar busybox >/dev/null; }
 
 _cleanup() {
@@ -65,6 +76,7 @@ _cleanup() {
   left=$(leftovers)
   nft list table ip "$table" >/dev/null 2>&1 && left+=$'\n'"nft table ip $table"
   for b in $bridges; do [ -e "/sys/class/net/$b" ] && left+=$'\n'"bridge $b"; done
+  left+=$'\n'$(network_leftovers)
   left=$(sed '/^$/d' <<<"$left")
   rm -rf "$ROOT" "$SEEN" || true     # a busy mount point stays: reported below
   if [ -n "$left" ]; then

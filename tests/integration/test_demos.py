@@ -1,8 +1,9 @@
-"""The demos (`make demo`, `make demo-namespaces`, `demo-cgroups`, `demo-trace`, `demo-images`) run as a user
-would run them, succeed, show what they promise, and leave nothing on the host: their data root
-is gone (they make it under TMPDIR, which the test points at an empty directory), nothing is
-mounted under it, no monitor of theirs runs. docs/demos/lib.sh also checks the cgroups of every
-container a demo made, and fails the demo if one is left; the last test shows that check bites.
+"""The demos (`make demo`, `make demo-namespaces`, `demo-cgroups`, `demo-trace`, `demo-images`,
+`demo-network`) run as a user would run them, succeed, show what they promise, and leave nothing
+on the host: their data root is gone (they make it under TMPDIR, which the test points at an
+empty directory), nothing is mounted under it, no monitor of theirs runs. docs/demos/lib.sh also
+checks the cgroups, veths, bridges, nft table and netd of what a demo made, and fails the demo if
+one is left; the two "leaves ... behind" tests show that check bites.
 """
 
 from __future__ import annotations
@@ -110,3 +111,48 @@ def test_images_demo_shares_layers_shows_the_whiteout_and_round_trips_the_id(tmp
     assert re.search(r"/diff/bin/vi: character special file 0:0\n", out)
     before, after = re.search(r"before: ([0-9a-f]{12})  after: ([0-9a-f]{12})", out).groups()
     assert before == after and "same id" in out
+
+
+def test_network_demo_resolves_names_publishes_a_port_isolates_and_removes_it_all(tmp_path):
+    proc = run_demo("network.sh", tmp_path)
+    assert_nothing_left(proc, tmp_path)
+    out = proc.stdout
+    web_ip = re.search(r"^(10\.\d+\.\d+\.\d+)\tweb$", out, re.M)[1]
+    # by name on the same network: ping and HTTP
+    assert f"PING web ({web_ip})" in out and "1 packets received" in out
+    hostport = re.search(r"^80/tcp -> (127\.0\.0\.1:\d+)$", out, re.M)[1]
+    # from the host through the published port (the curl), and from client by name (the wget)
+    assert out.count(f"hello from web ({web_ip})\n") == 2, out
+    assert re.search(rf"^\$ curl http://{hostport}/\nhello from web", out, re.M), out
+    assert re.search(rf"tcp dport {hostport.split(':')[1]} dnat to {web_ip}:80", out), out
+    # another network: no name, and nothing gets through by address
+    assert "ping: bad address 'web'\nexit status: 1" in out
+    assert "0 packets received" in out and "nc: timed out\nexit status: 1" in out
+    # seen from the host afterwards: no bridge, veth, nft table or netd of the demo's
+    table = re.search(r"nft list chain ip (\S+) output", out)[1]
+    bridges = re.findall(r"\s(mr-[0-9a-f]{12}|mrdemo[0-9a-f]{8})\n", out)
+    veths = re.findall(r"^(mr[0-9a-f]{13})@", out, re.M)
+    assert len(set(bridges)) == 3 and len(veths) == 2, out
+    for name in bridges + veths:
+        assert not Path(f"/sys/class/net/{name}").exists(), f"{name} is still there"
+    assert subprocess.run(["nft", "list", "table", "ip", table], capture_output=True).returncode != 0
+    assert subprocess.run(["pgrep", "-f", f"minirun.net.netd --root {tmp_path}"],
+                          capture_output=True).stdout == b""
+
+
+def test_a_demo_that_leaves_a_veth_behind_fails_and_names_it(tmp_path):
+    fake = "0123456789ab" + "c" * 52           # a container id this demo "made"
+    link = f"mr{fake[:12]}0"
+    script = tmp_path / "leaky.sh"
+    script.write_text(f"""set -euo pipefail
+source {REPO}/docs/demos/lib.sh
+echo {fake} >>"$SEEN"
+ip link add {link} type veth peer name mrleakpeer
+""")
+    (tmp_path / "tmp").mkdir()
+    try:
+        proc = run_demo(str(script), tmp_path / "tmp")
+        assert proc.returncode == 1
+        assert f"minirun demo: left behind on the host:\nveth {link}\n" in proc.stderr
+    finally:
+        subprocess.run(["ip", "link", "del", link], capture_output=True)
