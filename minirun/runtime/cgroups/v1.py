@@ -186,17 +186,19 @@ class V1Driver:
 
 
 def _fill_cpuset(directory: Path) -> None:
-    """Copy cpuset.cpus/mems from the nearest ancestor that has them, if this one is empty."""
+    """Copy cpuset.cpus/mems from the parent, if this group's are empty, filling the parent
+    first when it is empty too: a racing command may have just re-made a shared parent and not
+    filled it yet, and v1 refuses (EACCES) a child's set that is not within its parent's."""
     for name in ("cpuset.mems", "cpuset.cpus"):
         if _fs.read(directory / name):
             continue
-        source = directory.parent
-        while not (value := _fs.read(source / name)):
-            if source.parent == source or not (source.parent / name).exists():
-                raise CgroupError(f"cgroup: no ancestor of {directory} has {name} set",
-                                  path=str(directory / name))
-            source = source.parent
-        _fs.write(directory / name, value)
+        parent = directory.parent
+        if parent == directory or not (parent / name).exists():
+            raise CgroupError(f"cgroup: no ancestor of {directory} has {name} set",
+                              path=str(directory / name))
+        if not _fs.read(parent / name):
+            _fill_cpuset(parent)
+        _fs.write(directory / name, _fs.read(parent / name))
 
 
 
