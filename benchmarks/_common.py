@@ -91,7 +91,14 @@ def bench_env(no_bytecode: bool = False) -> dict[str, str]:
     global _bench_env
     if _bench_env is None:
         cache = Path(tempfile.mkdtemp(prefix="minirun-bench-pycache-"))
-        _cleanups.append(lambda: shutil.rmtree(cache, ignore_errors=True))
+
+        def drop() -> None:
+            # a later benchmark in the same run must not reuse (and so re-create, untracked)
+            # the removed directory: the next call makes a new one
+            global _bench_env
+            shutil.rmtree(cache, ignore_errors=True)
+            _bench_env = None
+        _cleanups.append(drop)
         _bench_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         _bench_env["PYTHONPYCACHEPREFIX"] = str(cache)
     if no_bytecode:                    # and no prefix: nothing cached can be read either
