@@ -14,10 +14,7 @@ broadcast address are never handed out.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 from pathlib import Path
 
 from minirun.errors import AddressInUse, NetworkNotFound, UsageError
@@ -31,20 +28,15 @@ class Leases:
         self.lock_path = root / "networks" / f"{network.name}.leases.lock"
         self.record_path = root / "networks" / f"{network.name}.json"
 
-    @contextlib.contextmanager
     def locked(self):
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        from minirun.runtime.state import flocked
+
+        return flocked(self.lock_path)
 
     def read(self) -> dict[str, dict]:
-        try:
-            return json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {}
+        from minirun.runtime.state import read_json
+
+        return read_json(self.path, {})
 
     def _write(self, leases: dict[str, dict]) -> None:
         from minirun.runtime.state import write_json

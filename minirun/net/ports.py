@@ -11,9 +11,6 @@ published port is not opened to the network unless asked (`-p 0.0.0.0:8080:80`).
 from __future__ import annotations
 
 import _socket as socket
-import contextlib
-import fcntl
-import json
 import os
 from pathlib import Path
 
@@ -112,21 +109,16 @@ class PortRegistry:
         self.path = root / "net" / "ports.json"
         self.lock_path = root / "net" / "ports.lock"
 
-    @contextlib.contextmanager
     def locked(self):
+        from minirun.runtime.state import flocked
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        return flocked(self.lock_path)
 
     def read(self) -> dict[str, dict]:
-        try:
-            return json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {}
+        from minirun.runtime.state import read_json
+
+        return read_json(self.path, {})
 
     def claim(self, cid: str, name: str, wanted: list[PortMapping]) -> list[PortMapping]:
         """Claim every port or none: a taken one raises AddressInUse and nothing is recorded."""

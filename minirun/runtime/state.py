@@ -58,6 +58,26 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o644, durable: bool
     os.rename(tmp, path)
 
 
+@contextlib.contextmanager
+def flocked(lock_path: Path):
+    """Hold an exclusive flock(2) on `lock_path` (made if missing): a file of records read,
+    changed and written by one command at a time (network leases, port claims)."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def read_json(path: Path, missing: Any) -> Any:
+    """A JSON file's content, or `missing` if there is no such file yet."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return missing
+
+
 def write_json(path: Path, obj: Any, durable: bool = True) -> None:
     # compact on purpose: with indent, json falls back to its pure-Python encoder (~0.4 ms for a
     # spec); people read these through `minirun inspect`
