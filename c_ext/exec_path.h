@@ -12,6 +12,28 @@
 
 #include "util.h"
 
+/* Build the candidate "DIR/path" in buf for the PATH entry that starts at dir (an empty entry
+ * means ".", as in a shell) and return where the next entry starts, or NULL after the last one.
+ * *fits is 0 when the candidate would not fit in buf: that entry is then skipped. */
+static inline const char *mr_path_candidate(const char *dir, const char *path, char *buf,
+                                            size_t size, int *fits)
+{
+    const char *end = strchr(dir, ':');
+    size_t dlen = end ? (size_t)(end - dir) : strlen(dir);
+    size_t plen = strlen(path);
+    *fits = dlen + plen + 2 <= size;
+    if (*fits) {
+        size_t n = 0;
+        if (dlen == 0)
+            buf[n++] = '.';
+        memcpy(buf + n, dir, dlen);
+        n += dlen;
+        buf[n++] = '/';
+        memcpy(buf + n, path, plen + 1);
+    }
+    return end ? end + 1 : NULL;
+}
+
 /* execve, searching search_path like execvp when path has no '/'. ENOENT everywhere means "not
  * found" (127); a file found but not executable wins over not found (126), as in a shell. */
 static inline int mr_exec_path(const char *path, const char *search_path, char *const argv[],
@@ -22,28 +44,16 @@ static inline int mr_exec_path(const char *path, const char *search_path, char *
         return mr_fail(err, MR_STEP_EXEC, -1, path);
     }
     char buf[4096];
-    size_t plen = strlen(path);
-    int saw_eacces = 0;
-    for (const char *dir = search_path; ; ) {
-        const char *end = strchr(dir, ':');
-        size_t dlen = end ? (size_t)(end - dir) : strlen(dir);
-        if (dlen + plen + 2 <= sizeof(buf)) {
-            size_t n = 0;
-            if (dlen == 0)
-                buf[n++] = '.';
-            memcpy(buf + n, dir, dlen);
-            n += dlen;
-            buf[n++] = '/';
-            memcpy(buf + n, path, plen + 1);
-            execve(buf, argv, envp);
-            if (errno == EACCES || errno == ENOEXEC || errno == EPERM)
-                saw_eacces = errno;
-            else if (errno != ENOENT && errno != ENOTDIR)
-                return mr_fail(err, MR_STEP_EXEC, -1, buf);
-        }
-        if (!end)
-            break;
-        dir = end + 1;
+    int saw_eacces = 0, fits;
+    for (const char *dir = search_path; dir; ) {
+        dir = mr_path_candidate(dir, path, buf, sizeof(buf), &fits);
+        if (!fits)
+            continue;
+        execve(buf, argv, envp);
+        if (errno == EACCES || errno == ENOEXEC || errno == EPERM)
+            saw_eacces = errno;
+        else if (errno != ENOENT && errno != ENOTDIR)
+            return mr_fail(err, MR_STEP_EXEC, -1, buf);
     }
     errno = saw_eacces ? saw_eacces : ENOENT;
     return mr_fail(err, MR_STEP_EXEC, -1, path);
@@ -66,28 +76,14 @@ static inline int mr_lookup_exec(const char *path, const char *search_path, stru
         return 0;
     }
     char buf[4096];
-    size_t plen = strlen(path);
-    int saw_eacces = 0;
-    for (const char *dir = search_path; ; ) {
-        const char *end = strchr(dir, ':');
-        size_t dlen = end ? (size_t)(end - dir) : strlen(dir);
-        if (dlen + plen + 2 <= sizeof(buf)) {
-            size_t n = 0;
-            if (dlen == 0)
-                buf[n++] = '.';
-            memcpy(buf + n, dir, dlen);
-            n += dlen;
-            buf[n++] = '/';
-            memcpy(buf + n, path, plen + 1);
-            if (stat(buf, &st) == 0) {
-                if (S_ISREG(st.st_mode) && access(buf, X_OK) == 0)
-                    return 0;
-                saw_eacces = 1;
-            }
+    int saw_eacces = 0, fits;
+    for (const char *dir = search_path; dir; ) {
+        dir = mr_path_candidate(dir, path, buf, sizeof(buf), &fits);
+        if (fits && stat(buf, &st) == 0) {
+            if (S_ISREG(st.st_mode) && access(buf, X_OK) == 0)
+                return 0;
+            saw_eacces = 1;
         }
-        if (!end)
-            break;
-        dir = end + 1;
     }
     errno = saw_eacces ? EACCES : ENOENT;
     return mr_fail(err, MR_STEP_EXEC, -1, path);

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from minirun.sched.taskdef import CPU_UNITS_PER_CPU
+from minirun.sched.taskdef import CPU_UNITS_PER_CPU, start_order
 
 KINDS = ("deployment", "pod")
 TASK_ANNOTATION = "minirun.io/task-definition"
@@ -78,7 +78,7 @@ def export(td: dict[str, Any], *, kind: str = "deployment", replicas: int = 1,
 def _pod_spec(td: dict[str, Any], out: Export) -> dict[str, Any]:
     index = {c["name"]: i for i, c in enumerate(td["containerDefinitions"])}
     by_name = {c["name"]: c for c in td["containerDefinitions"]}
-    defs = [by_name[n] for n in _start_order(td["containerDefinitions"])]   # dependencies first
+    defs = [by_name[n] for n in start_order(td)]   # dependencies first
     init_names = _init_containers(td["containerDefinitions"], out)
     volumes = _volumes(td)
     pod: dict[str, Any] = {}
@@ -152,21 +152,6 @@ def _init_containers(defs: list[dict[str, Any]], out: Export) -> set[str]:
             out.unmapped.append(f"containerDefinitions: {c['name']} is essential, but as an init "
                                 "container it is expected to exit")
     return init
-
-
-def _start_order(defs: list[dict[str, Any]]) -> list[str]:
-    deps = {c["name"]: [d["containerName"] for d in c.get("dependsOn", [])] for c in defs}
-    order: list[str] = []
-
-    def visit(n: str) -> None:
-        if n not in order:
-            for d in deps[n]:
-                visit(d)
-            order.append(n)
-
-    for n in deps:
-        visit(n)
-    return order
 
 
 def _volumes(td: dict[str, Any]) -> dict[str, dict[str, Any]]:
