@@ -11,8 +11,12 @@ namespace and vanish with its last process. So the directories are the journal, 
 * a `--rm` container that exited but was not removed (its remover was killed);
 * the cgroup of a container that is not running (a start crashed before its process ran, or an
   rm crashed after stopping it): no process is in it, and a stale group would block the next start;
+* a container whose owner died: a build's RUN step, a scheduler worker's task (state.owner:
+  the owner's pid and start time, recorded when the container is created);
 * what a container that no longer exists still holds on a network: its address lease, port
-  claims, nft rules and veth (minirun/net/container.py `gc`, after the sweeps above).
+  claims, nft rules and veth (minirun/net/container.py `gc`, after the sweeps above);
+* the image store's leftovers: staging directories of dead processes (named after their pid and
+  start time), layers and config blobs no image names (minirun/images/store.py `gc`).
 
 Something younger than GRACE seconds may belong to a command still at work (a create between
 its name and its directory takes microseconds), so it is left for the next gc. Running it twice
@@ -79,11 +83,21 @@ def collect(rt, grace: float = GRACE) -> list[str]:
         released += [f"published ports of {cid} (no container)" for cid in swept["ports"]]
         released += [f"nft rules of {cid} (no container)" for cid in swept["rules"]]
         released += [f"veth {name} (no container)" for name in swept["links"]]
+    if (rt.root / "images").is_dir():
+        released += rt.images.gc()
     return released
 
 
 def _settle(rt, record: ContainerRecord, grace: float) -> list[str]:
-    """One complete container: finish an interrupted --rm, drop a stale cgroup."""
+    """One complete container: remove an orphan, finish an interrupted --rm, drop a stale
+    cgroup, release the network of a start that died half way."""
+    if record.state.orphaned():
+        owner = record.state.owner
+        try:
+            rt.remove(record, force=True)
+        except (InvalidTransition, ContainerNotFound):
+            return []
+        return [f"container {record.name} (its owner, {owner.get('what')} pid {owner.get('pid')}, is gone)"]
     if record.is_running():
         return []
     if record.state.auto_remove and record.state.started_at is not None:

@@ -100,6 +100,20 @@ class ContainerState:
     error: str = ""
     restart_count: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # the process a container was made for, when one owns it (a build's RUN step, a scheduler
+    # worker's task): {"what", "pid", "start"}; gc removes the container once that process is gone
+    owner: dict[str, Any] | None = None
+
+    def orphaned(self) -> bool:
+        """Whether the process that owns this container has died (without removing it)."""
+        return self.owner is not None and not procfs.is_alive(self.owner.get("pid"),
+                                                               self.owner.get("start"))
+
+
+def owner(what: str) -> dict[str, Any]:
+    """This process as the owner of the containers it makes (ContainerState.owner)."""
+    pid = os.getpid()
+    return {"what": what, "pid": pid, "start": procfs.start_time(pid)}
 
 
 class ContainerRecord:

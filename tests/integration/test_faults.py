@@ -30,8 +30,8 @@ SCENARIOS = {
 }
 
 
-def test_every_fault_point_has_a_scenario():
-    assert set(SCENARIOS) == set(POINTS)
+def test_every_container_fault_point_has_a_scenario():
+    assert set(SCENARIOS) == {p for p in POINTS if p.split(":")[0] in ("create", "start", "run", "rm")}
 
 
 def _crash(clean, point: str, args: list[str]) -> subprocess.CompletedProcess:
