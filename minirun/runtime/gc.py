@@ -98,9 +98,7 @@ def _settle(rt, record: ContainerRecord, grace: float) -> list[str]:
         except (InvalidTransition, ContainerNotFound):
             return []
         return [f"container {record.name} (its owner, {owner.get('what')} pid {owner.get('pid')}, is gone)"]
-    if record.is_running():
-        return []
-    if record.state.auto_remove and record.state.started_at is not None:
+    if record.state.auto_remove and record.state.started_at is not None and not record.is_running():
         exit_file = record.dir / "exit.json"
         if exit_file.exists() and time.time() - exit_file.stat().st_mtime < grace:
             return []                    # its own remover (the CLI, the monitor) is at work
@@ -109,14 +107,20 @@ def _settle(rt, record: ContainerRecord, grace: float) -> list[str]:
         except InvalidTransition:
             return []
         return [f"container {record.name} (exited, --rm)"]
+    released = []
     with record.locked():
-        if record.is_running():
-            return []
+        running = record.is_running()
+        if (record.dir / "network.json").exists():
+            from minirun.net.container import settle
+
+            released += settle(rt.root, record, running)
+        if running:
+            return released
         group = rt.cgroups.open(f"minirun/{record.id}")
         if group.paths:
             group.destroy()
-            return [f"cgroup minirun/{record.id[:12]} ({record.name} is not running)"]
-    return []
+            released.append(f"cgroup minirun/{record.id[:12]} ({record.name} is not running)")
+    return released
 
 
 def _destroy_cgroup(rt, cid: str) -> None:
