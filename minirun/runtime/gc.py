@@ -15,6 +15,7 @@ namespace and vanish with its last process. So the directories are the journal, 
   the owner's pid and start time, recorded when the container is created);
 * what a container that no longer exists still holds on a network: its address lease, port
   claims, nft rules and veth (minirun/net/container.py `gc`, after the sweeps above);
+* the pid file of a scheduler worker that died;
 * the image store's leftovers: staging directories of dead processes (named after their pid and
   start time), layers and config blobs no image names (minirun/images/store.py `gc`).
 
@@ -85,6 +86,21 @@ def collect(rt, grace: float = GRACE) -> list[str]:
         released += [f"veth {name} (no container)" for name in swept["links"]]
     if (rt.root / "images").is_dir():
         released += rt.images.gc()
+    released += _dead_workers(rt.root)
+    return released
+
+
+def _dead_workers(root: Path) -> list[str]:
+    """Pid files of scheduler workers that died (killed; their containers went above, as
+    orphans): `cluster status` still lists the worker until the manager declares it lost."""
+    from minirun.sched.paths import ClusterPaths
+
+    paths = ClusterPaths(root)
+    released = []
+    for pidfile in _entries(paths.workers):
+        if pidfile.suffix == ".pid" and paths.read_pid(pidfile) is None:
+            pidfile.unlink(missing_ok=True)
+            released.append(f"worker {pidfile.stem} pid file (its process is gone)")
     return released
 
 
