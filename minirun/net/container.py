@@ -344,7 +344,10 @@ def settle(root: Path, record, running: bool) -> list[str]:
         _write_hosts(root, record.dir)
         released.append(f"network {name} of {record.name} (its connect died half way)")
     if not running and info["attached"]:
-        _detach(root, record.id, info)
+        try:
+            _detach(root, record.id, info)
+        except MinirunError:                 # netd cannot do it now: the next gc (or rm) will
+            return released
         if info["ports"]:
             from minirun.net.ports import PortRegistry
 
