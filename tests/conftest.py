@@ -164,6 +164,7 @@ def network_leftovers(data_root: Path) -> list[str]:
     ports = data_root / "net" / "ports.json"
     if ports.exists():
         found += [f"port {key}" for key, v in json.loads(ports.read_text()).items() if v["id"] not in alive]
+    found += [f"network {p.name} half removed" for p in (data_root / "networks").glob("*.json.removing")]
     for record in (data_root / "networks").glob("*.json"):
         bridge = json.loads(record.read_text())["Bridge"]
         brif = Path(f"/sys/class/net/{bridge}/brif")

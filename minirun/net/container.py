@@ -229,12 +229,31 @@ def teardown(root: Path) -> None:
 # -- network verbs --------------------------------------------------------------------------------
 def remove_network(root: Path, ref: str):
     """`network rm`: refused while a container holds an address on it (NetworkInUse)."""
+    store = NetworkStore(root)
+    net = store.remove(ref)
+    faults.point("network-rm:record-removed")
+    _remove_bridge(root, net)
+    store.removing(net.name).unlink()
+    return net
+
+
+def finish_removals(root: Path) -> list[str]:
+    """Finish every `network rm` that died between its record and its bridge (gc, and `network
+    create`, which may reuse the name and so the rules' owner tag): "NAME (BRIDGE)" each."""
+    store = NetworkStore(root)
+    done = []
+    for net in store.half_removed():
+        _remove_bridge(root, net)
+        store.removing(net.name).unlink(missing_ok=True)
+        done.append(f"{net.name} ({net.bridge})")
+    return done
+
+
+def _remove_bridge(root: Path, net) -> None:
     from minirun.net import client
 
-    net = NetworkStore(root).remove(ref)
     if Path(f"/sys/class/net/{net.bridge}").exists() or client.running(root):
         client.call(root, {"op": "remove_network", "network": net.to_json()})
-    return net
 
 
 def connect(root: Path, record, network: str, ip: str | None = None, aliases: list[str] = ()) -> None:
@@ -369,7 +388,8 @@ def gc(root: Path) -> dict:
     containers = root / "containers"
     alive = {p.name for p in containers.iterdir()} if containers.is_dir() else set()
     store = NetworkStore(root)
-    swept: dict[str, list] = {"leases": [], "ports": [], "rules": [], "links": []}
+    swept: dict[str, list] = {"leases": [], "ports": [], "rules": [], "links": [],
+                              "networks": finish_removals(root)}
     for net in store.list():
         leases = Leases(root, net)
         gone = {h["id"] for h in leases.read().values() if h["id"] not in alive}

@@ -40,6 +40,7 @@ POINTS = {
     "net:veth-made": "netd made the veth pair (the command and netd both die)",
     "net:rules-added": "netd added the container's DNAT rules, no reply sent yet",
     "connect:leased": "`network connect`: the new address is leased, no interface yet",
+    "network-rm:record-removed": "`network rm`: the record is out of sight, bridge and rules exist",
     # the scheduler: a worker launching a task's container
     "worker:registered": "the worker process wrote its pid file and registered",
     "worker:container-created": "a task's container is created by the worker, not started",

@@ -84,6 +84,7 @@ def collect(rt, grace: float = GRACE) -> list[str]:
         released += [f"published ports of {cid} (no container)" for cid in swept["ports"]]
         released += [f"nft rules of {cid} (no container)" for cid in swept["rules"]]
         released += [f"veth {name} (no container)" for name in swept["links"]]
+        released += [f"network {name} (its removal died half way)" for name in swept["networks"]]
     if (rt.root / "images").is_dir():
         released += rt.images.gc()
     released += _dead_workers(rt.root)

@@ -95,7 +95,8 @@ def test_start_after_a_crash_between_cgroup_and_process_works_without_gc(clean):
 
 def test_every_fault_point_is_crashed_by_some_test():
     """Each family of points has its own test module, which checks that it covers all of its
-    points: containers here, image: and build: in test_faults_images.py, net: and connect: in
-    test_faults_network.py, worker: in test_faults_worker.py."""
+    points: containers here, image: and build: in test_faults_images.py, net:, connect: and
+    network-rm: in test_faults_network.py, worker: in test_faults_worker.py."""
     families = {p.split(":")[0] for p in POINTS}
-    assert families == {"create", "start", "run", "rm", "image", "build", "net", "connect", "worker"}
+    assert families == {"create", "start", "run", "rm", "image", "build", "net", "connect",
+                        "network-rm", "worker"}

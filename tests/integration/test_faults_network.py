@@ -27,7 +27,27 @@ SCENARIOS = [(RUN, "net:leased"), (RUN, "net:veth-made"), (RUN, "net:rules-added
 
 
 def test_every_network_point_has_a_scenario():
-    assert {p for _, p in SCENARIOS} == {p for p in POINTS if p.startswith(("net:", "connect:"))}
+    covered = {p for _, p in SCENARIOS} | {"network-rm:record-removed"}
+    assert covered == {p for p in POINTS if p.startswith(("net:", "connect:", "network-rm:"))}
+
+
+def test_gc_finishes_a_network_rm_that_died_before_its_bridge_went(clean):
+    clean("network", "create", "fnet")
+    clean("run", "--rm", "--network", "fnet", "busybox", "true")      # its bridge and rules exist now
+    bridge = json.loads((clean.root / "networks" / "fnet.json").read_text())["Bridge"]
+    assert os.path.isdir(f"/sys/class/net/{bridge}")
+    crashed = _crash(clean, "network-rm:record-removed", ["network", "rm", "fnet"])
+    assert crashed.returncode == -9, crashed.stderr
+    assert "fnet" not in clean.out("network", "ls"), "a network half removed is still listed"
+    assert os.path.isdir(f"/sys/class/net/{bridge}"), "the crash came too late to leave the bridge"
+
+    assert clean.out("gc", "--grace", "0") == f"released network fnet ({bridge}) (its removal died half way)"
+    assert clean.out("gc", "--grace", "0") == ""
+    assert not os.path.exists(f"/sys/class/net/{bridge}"), "gc left the bridge of a removed network"
+    assert "net:fnet" not in _kernel(clean.root)["rule_owners"], "gc left the rules of a removed network"
+    assert list((clean.root / "networks").glob("fnet*")) == []
+    clean("network", "create", "fnet")          # the name is free again
+    clean("network", "rm", "fnet")
 
 
 def _crash(clean, point: str, args: list[str]) -> subprocess.CompletedProcess:
