@@ -1,5 +1,5 @@
 """Ctrl-C (SIGINT to the command's process group, as a terminal sends it) during `logs -f`,
-`image import` and `build`: the command exits 130 without a traceback and leaves nothing
+`image import`, `image load` and `build`: the command exits 130 without a traceback and leaves nothing
 behind — no staging, no half image, no build container — and `logs -f` leaves the container
 running. (`run -it` passes Ctrl-C to the container: tests/integration/test_lifecycle.py.)"""
 
@@ -93,3 +93,21 @@ def test_ctrl_c_during_build_removes_the_step_container(clean, tmp_path):
     assert _images(clean) == before, "an interrupted build left an image"
     assert_store_consistent(clean)
     assert clean.out("gc", "--grace", "0") == "", "the interrupted build left work for gc"
+
+
+def test_ctrl_c_during_load_leaves_no_staging_and_no_image(clean, tmp_path):
+    before = _images(clean)
+    archive = tmp_path / "busybox-oci.tar"
+    clean("image", "save", "-o", str(archive), "busybox")
+    proc = _start(clean, "image", "load", "-q", stdin=subprocess.PIPE)
+    data = archive.read_bytes()
+    proc.stdin.write(data[: len(data) // 2])             # a slow stream: the load is spooling it
+    proc.stdin.flush()
+    _wait_for("the load to stage", lambda: _staging(clean) != [])
+    code, err = _ctrl_c(proc)
+    proc.stdin.close()
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert _staging(clean) == [], "the interrupted load left its staging behind"
+    assert _images(clean) == before
+    assert_no_garbage(clean)
