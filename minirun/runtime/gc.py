@@ -15,7 +15,8 @@ namespace and vanish with its last process. So the directories are the journal, 
   the owner's pid and start time, recorded when the container is created);
 * what a container that no longer exists still holds on a network: its address lease, port
   claims, nft rules and veth (minirun/net/container.py `gc`, after the sweeps above);
-* the pid file of a scheduler worker that died;
+* the pid file of a scheduler worker that died, and the scratch volumes of its tasks (journaled
+  by owner in ROOT/cluster/volumes/TASK/.owner);
 * the image store's leftovers: staging directories of dead processes (named after their pid and
   start time), layers and config blobs no image names (minirun/images/store.py `gc`).
 
@@ -94,6 +95,7 @@ def collect(rt, grace: float = GRACE) -> list[str]:
 def _dead_workers(root: Path) -> list[str]:
     """Pid files of scheduler workers that died (killed; their containers went above, as
     orphans): `cluster status` still lists the worker until the manager declares it lost."""
+    from minirun.runtime.state import owner_gone, read_json
     from minirun.sched.paths import ClusterPaths
 
     paths = ClusterPaths(root)
@@ -102,6 +104,11 @@ def _dead_workers(root: Path) -> list[str]:
         if pidfile.suffix == ".pid" and paths.read_pid(pidfile) is None:
             pidfile.unlink(missing_ok=True)
             released.append(f"worker {pidfile.stem} pid file (its process is gone)")
+    for volumes in _entries(paths.volumes):      # a task's scratch volumes, journaled by owner
+        owner = read_json(volumes / ".owner", None)
+        if owner_gone(owner):
+            shutil.rmtree(volumes, ignore_errors=True)
+            released.append(f"scratch volumes of task {volumes.name} (its {owner.get('what')} is gone)")
     return released
 
 

@@ -106,14 +106,18 @@ class ContainerState:
 
     def orphaned(self) -> bool:
         """Whether the process that owns this container has died (without removing it)."""
-        return self.owner is not None and not procfs.is_alive(self.owner.get("pid"),
-                                                               self.owner.get("start"))
+        return owner_gone(self.owner)
 
 
 def owner(what: str) -> dict[str, Any]:
-    """This process as the owner of the containers it makes (ContainerState.owner)."""
+    """This process as the owner of what it makes (ContainerState.owner, a task's volumes)."""
     pid = os.getpid()
     return {"what": what, "pid": pid, "start": procfs.start_time(pid)}
+
+
+def owner_gone(recorded: dict[str, Any] | None) -> bool:
+    """Whether the recorded owner process (owner()) has died; False when there is none."""
+    return recorded is not None and not procfs.is_alive(recorded.get("pid"), recorded.get("start"))
 
 
 class ContainerRecord:

@@ -330,7 +330,13 @@ class Worker:
             # a host path, or scratch space shared by the task's containers (removed with them)
             source = (v.get("host") or {}).get("sourcePath")
             if not source:
-                scratch = self.paths.volumes / task.id / v["name"]
+                task_dir = self.paths.volumes / task.id
+                if not (task_dir / ".owner").exists():     # the journal first: gc's if we die
+                    from minirun.runtime.state import write_json
+
+                    task_dir.mkdir(parents=True, exist_ok=True)
+                    write_json(task_dir / ".owner", self.owner, durable=False)
+                scratch = task_dir / v["name"]
                 scratch.mkdir(parents=True, exist_ok=True)
                 source = str(scratch)
             volumes[v["name"]] = source

@@ -1,7 +1,7 @@
 """Crash a scheduler worker (SIGKILL via MINIRUN_FAULT, inherited from `cluster up` through the
 manager) as it registers and as it launches a task's container, with the manager told to wait a
 minute before it declares the worker lost: `minirun gc` alone must then remove the dead worker's
-containers (their cgroups and monitors go with them) and its pid file, and a second gc finds
+containers (their cgroups and monitors go with them), its tasks' scratch volumes and its pid file, and a second gc finds
 nothing. The `cluster` fixture then checks, after `cluster down`, that no process, container,
 cgroup or mount of the cluster is left."""
 
@@ -36,12 +36,15 @@ def test_gc_after_a_worker_crash_removes_its_containers(cluster, tmp_path, point
                     "--heartbeat", "0.3", "--lost-after", "60"], env=env, capture_output=True,
                    text=True, timeout=60)
     if point != "worker:registered":
-        register(m, sleeper(), tmp_path)
+        # with a scratch volume: the worker makes it before the container, journaled as its own
+        register(m, sleeper(mountPoints=[{"sourceVolume": "scratch", "containerPath": "/scratch"}])
+                 | {"volumes": [{"name": "scratch"}]}, tmp_path)
         m("task", "run", "sleeper")
     wait_until(f"the worker to die at {point}", lambda: _worker_dead(m.root), timeout=20)
     ids = [c["Id"] for c in json.loads(m.out("ps", "-a", "--format", "json"))]
     if point != "worker:registered":
         assert len(ids) == 1, f"the worker did not leave its container behind: {ids}"
+        assert len(os.listdir(m.root / "cluster" / "volumes")) == 1, "no task volume to clean up"
 
     released = m.out("gc", "--grace", "0")
     assert "Traceback" not in released
@@ -49,6 +52,8 @@ def test_gc_after_a_worker_crash_removes_its_containers(cluster, tmp_path, point
     assert m.out("gc", "--grace", "0") == "", "gc is not idempotent"
 
     assert m.out("ps", "-a", "-q") == "", "a dead worker's container outlived gc"
+    volumes = m.root / "cluster" / "volumes"
+    assert not volumes.exists() or os.listdir(volumes) == [], "a dead worker's task volumes outlived gc"
     for cid in ids:
         assert list(Path("/sys/fs/cgroup").glob(f"*/minirun/{cid}")) == []
     monitors = subprocess.run(["pgrep", "-f", f"minirun-monitor.*{m.root}"], capture_output=True, text=True)
