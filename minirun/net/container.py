@@ -289,6 +289,8 @@ def _connect(root: Path, record, network: str, ip: str | None, aliases: list[str
 
     leases = Leases(root, net)
     address = leases.allocate(record.id, record.name, list(aliases), wanted=ip, then=journaled)
+    if info["networks"].get(net.name) is not entry:     # a lease it held already (not written)
+        journaled({}, address)
     faults.point("connect:leased")
     if record.status() == "running" and info["attached"]:
         try:
