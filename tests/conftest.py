@@ -134,6 +134,16 @@ def leftovers(data_root: Path) -> list[str]:
     staging = data_root / "images" / "tmp"  # an import, load, save or build left half-done work
     if staging.exists():
         found += [f"image staging {p.name}" for p in staging.iterdir()]
+    index_path = data_root / "images" / "repositories.json"
+    if index_path.exists():             # layers and config blobs no image names (a crash's garbage)
+        import json
+
+        index = json.loads(index_path.read_text())
+        layers, blobs = data_root / "images" / "layers", data_root / "images" / "blobs" / "sha256"
+        found += [f"image layer {p.name[:12]} (no image uses it)" for p in layers.iterdir()
+                  if p.name not in index["layers"]] if layers.exists() else []
+        found += [f"image config {p.name[:12]} (no such image)" for p in blobs.iterdir()
+                  if p.name not in index["images"]] if blobs.exists() else []
     out = subprocess.run(["pgrep", "-f", f"minirun-monitor.*{data_root}"], capture_output=True, text=True)
     found += [f"monitor pid {pid}" for pid in out.stdout.split()]
     return found + network_leftovers(data_root)
@@ -154,6 +164,7 @@ def network_leftovers(data_root: Path) -> list[str]:
     ports = data_root / "net" / "ports.json"
     if ports.exists():
         found += [f"port {key}" for key, v in json.loads(ports.read_text()).items() if v["id"] not in alive]
+    found += [f"network {p.name} half removed" for p in (data_root / "networks").glob("*.json.removing")]
     for record in (data_root / "networks").glob("*.json"):
         bridge = json.loads(record.read_text())["Bridge"]
         brif = Path(f"/sys/class/net/{bridge}/brif")

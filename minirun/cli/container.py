@@ -217,9 +217,7 @@ def logs(
             stream.write(entry.text + (b"" if entry.partial else b"\n"))
             if follow:
                 stream.flush()
-    except KeyboardInterrupt:
-        pass
-    except BrokenPipeError:
+    except BrokenPipeError:             # (Ctrl-C: KeyboardInterrupt, 130, as for every verb)
         sys.stderr.close()
 
 

@@ -37,6 +37,9 @@ def create(
 
     if driver != "bridge":
         raise UsageError(f"network driver {driver!r} is not supported: only bridge")
+    from minirun.net.container import finish_removals
+
+    finish_removals(root(ctx))           # a `network rm` that died must not leave its rules to us
     sys.stdout.write(_store(ctx).create(name, subnet, gateway).id + "\n")
 
 

@@ -309,15 +309,18 @@ class Builder:
 
         def make():
             from minirun.images import tree
-            from minirun.runtime import logs
+            from minirun.runtime import faults, logs
             from minirun.runtime.options import RunOptions
+            from minirun.runtime.state import owner
 
+            # owned by this build: if it dies, gc removes the step's container
             opts = RunOptions(image=state.image.id, command=argv, entrypoint="",
                               env=[f"{k}={v}" for k, v in state.args.items()],
                               workdir=cfg.get("WorkingDir") or None,
-                              user=cfg.get("User") or None, detach=True)
+                              user=cfg.get("User") or None, detach=True, owner=owner("build"))
             started = self.rt.run(opts)
             record = started.record
+            faults.point("build:step-running")
             try:
                 for entry in logs.read(record.dir / "container.log", follow=True,
                                        running=record.is_running):

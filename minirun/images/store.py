@@ -38,6 +38,7 @@ from pathlib import Path
 
 from minirun.errors import ImageFormatError, ImageNotFound, UsageError
 from minirun.observe import events
+from minirun.runtime import faults, procfs
 
 # tarsafe (tarfile, lzma, bz2) is imported only by the verbs that unpack: `run` just reads the
 # index, and every millisecond of import is paid by every `minirun run`.
@@ -221,7 +222,13 @@ class ImageStore:
         _write_atomic(self.index_path, data, self.tmp)
 
     def _stage(self, kind: str) -> Path:
-        return Path(tempfile.mkdtemp(prefix=f"{kind}-{os.getpid()}-", dir=self.tmp))
+        """A staging directory in tmp/, named after its owner (pid and start time): the journal
+        gc() reads to release the staging of a process that died."""
+        pid = os.getpid()
+        stage = Path(tempfile.mkdtemp(prefix=f"{kind}-{pid}-{procfs.start_time(pid)}-", dir=self.tmp))
+        if kind != "trash":
+            faults.point("image:staged")
+        return stage
 
     def _discard(self, path: Path) -> None:
         """Make `path` vanish at once (rename into tmp/), then delete it at leisure."""
@@ -569,6 +576,8 @@ class ImageStore:
 
         work = Path(tempfile.mkdtemp(prefix="layer-", dir=stage))
         (work / "diff").mkdir()
+        if faults.armed() == "image:unpacking":
+            fileobj = _DieAfter(fileobj, 256 << 10)
         with open(work / "tar-split", "wb") as split:
             res = tarsafe.extract_layer(
                 fileobj, work / "diff", what=what, split_to=split, allow_devices=allow_devices,
@@ -592,6 +601,7 @@ class ImageStore:
             shutil.rmtree(work)
         else:
             os.rename(work, dst)
+        faults.point("image:unpacked")
         return res
 
     def commit_image(self, config_blob: bytes, names: list[str], stage: Path | None = None,
@@ -633,6 +643,7 @@ class ImageStore:
                     os.rename(staged, dst)
                     added.append(dst)
                     added.append(self._link(hexid))
+                    faults.point("image:layer-stored")
                     meta = json.loads((dst / "layer.json").read_text())
                     sizes[hexid] = meta["size"]
                     index["layers"][hexid] = {"size": meta["size"]}
@@ -645,6 +656,7 @@ class ImageStore:
                         os.fsync(fh.fileno())
                     os.rename(blob_stage, blob)
                     added.append(blob)
+                    faults.point("image:blob-stored")
                 _fsync_dir(self.blobs)
                 _fsync_dir(self.layers_dir)
                 entry = index["images"].setdefault(image_id, {})
@@ -653,6 +665,7 @@ class ImageStore:
                 for t in tagged:
                     index["repositories"][t] = image_id
                 self._write_index(index)
+                faults.point("image:indexed")
             except BaseException:
                 for p in added:  # undo: nothing of a failed import stays visible
                     self._discard(p)
@@ -769,28 +782,38 @@ class ImageStore:
         return list(raw.get("rootfs", {}).get("diff_ids", []))
 
     def gc(self) -> list[str]:
-        """Delete what a crash can leave behind: staging dirs of dead processes, layers and
-        config blobs the index does not name. Returns the paths removed."""
+        """Delete what a crash can leave behind: staging dirs and temp files of dead processes
+        (their names carry the owner's pid, and start time: _stage), layers and config blobs
+        the index does not name, links to layers that are gone. One line per thing removed;
+        a second run finds nothing. Safe beside running commands: it holds the store's lock,
+        under which every layer and blob is renamed in and named by the index."""
         removed: list[str] = []
+        if not self.index_path.exists() and not self.tmp.exists():
+            return removed
         with self._locked():
             index = self._read_index()
-            for entry in self.tmp.iterdir():
-                m = re.match(r"[a-z]+-(\d+)-", entry.name) or re.search(r"\.(\d+)\.", entry.name)
-                if m and not _pid_alive(int(m.group(1))):
-                    (shutil.rmtree if entry.is_dir() else os.unlink)(entry)
-                    removed.append(str(entry))
-            for entry in self.layers_dir.iterdir():
+            for entry in sorted(self.tmp.iterdir()):
+                m = re.match(r"[a-z]+-(\d+)-(?:(\d+)-)?", entry.name) or re.search(r"\.(\d+)\.", entry.name)
+                if m is None:
+                    continue
+                pid = int(m.group(1))
+                start = m.group(2) if m.re.groups > 1 else None
+                if procfs.is_alive(pid, int(start)) if start else _pid_alive(pid):
+                    continue
+                (shutil.rmtree if entry.is_dir() and not entry.is_symlink() else os.unlink)(entry)
+                removed.append(f"image staging {entry.name} (pid {pid} is gone)")
+            for entry in sorted(self.layers_dir.iterdir()):
                 if entry.name not in index["layers"]:
                     self._discard(entry)
-                    removed.append(str(entry))
-            for entry in self.links.iterdir() if self.links.exists() else []:
+                    removed.append(f"layer {entry.name[:12]} (no image uses it)")
+            for entry in sorted(self.links.iterdir()) if self.links.exists() else []:
                 if not entry.exists():  # its layer is gone
                     entry.unlink()
-                    removed.append(str(entry))
-            for entry in self.blobs.iterdir():
+                    removed.append(f"layer link l/{entry.name} (its layer is gone)")
+            for entry in sorted(self.blobs.iterdir()):
                 if entry.name not in index["images"]:
                     entry.unlink()
-                    removed.append(str(entry))
+                    removed.append(f"image config {entry.name[:12]} (no such image)")
         return removed
 
     # --- sources ----------------------------------------------------------------------------
@@ -849,6 +872,29 @@ class ReadProgress:
             self.next = self.done + self.STEP
             self.progress("bytes", done=self.done, total=self.total)
         return data
+
+
+class _DieAfter:
+    """A reader that reaches the fault point "image:unpacking" once `limit` bytes are read: a
+    layer half unpacked (wrapped only when that point is armed)."""
+
+    def __init__(self, f, limit: int):
+        self.f, self.left = f, limit
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.left -= len(data)
+        if self.left <= 0:
+            faults.point("image:unpacking")
+        return data
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def fileno(self) -> int:
+        return self.f.fileno()
 
 
 class MissingLayer(Exception):

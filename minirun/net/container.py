@@ -22,6 +22,7 @@ from minirun.errors import MinirunError, UsageError
 from minirun.net import etcfiles
 from minirun.net.etcfiles import load_info
 from minirun.net.networks import DEFAULT, MODES, NetworkStore
+from minirun.runtime import faults
 
 
 def is_bridge(mode: str) -> bool:
@@ -71,6 +72,7 @@ def create(root: Path, record, opts, image_config: dict, hostname: str) -> dict:
     except BaseException:
         leases.release(record.id)            # a lease written before a later step failed
         raise
+    faults.point("net:leased")
     return info
 
 
@@ -227,16 +229,44 @@ def teardown(root: Path) -> None:
 # -- network verbs --------------------------------------------------------------------------------
 def remove_network(root: Path, ref: str):
     """`network rm`: refused while a container holds an address on it (NetworkInUse)."""
-    from minirun.net import client
-
-    net = NetworkStore(root).remove(ref)
-    if Path(f"/sys/class/net/{net.bridge}").exists() or client.running(root):
-        client.call(root, {"op": "remove_network", "network": net.to_json()})
+    store = NetworkStore(root)
+    net = store.remove(ref)
+    faults.point("network-rm:record-removed")
+    _remove_bridge(root, net)
+    store.removing(net.name).unlink()
     return net
 
 
+def finish_removals(root: Path) -> list[str]:
+    """Finish every `network rm` that died between its record and its bridge (gc, and `network
+    create`, which may reuse the name and so the rules' owner tag): "NAME (BRIDGE)" each."""
+    store = NetworkStore(root)
+    done = []
+    for net in store.half_removed():
+        _remove_bridge(root, net)
+        store.removing(net.name).unlink(missing_ok=True)
+        done.append(f"{net.name} ({net.bridge})")
+    return done
+
+
+def _remove_bridge(root: Path, net) -> None:
+    from minirun.net import client
+
+    if Path(f"/sys/class/net/{net.bridge}").exists() or client.running(root):
+        client.call(root, {"op": "remove_network", "network": net.to_json()})
+
+
 def connect(root: Path, record, network: str, ip: str | None = None, aliases: list[str] = ()) -> None:
-    """`network connect`: one more interface (eth1, ...) on another network, live if running."""
+    """`network connect`: one more interface (eth1, ...) on another network, live if running.
+
+    Under the container's lock. The new network is journaled in network.json as "pending" in
+    the same step as its lease (under the lease lock), before any interface exists, and marked
+    done last: gc rolls back a pending entry it finds (the command that wrote it died)."""
+    with record.locked():
+        _connect(root, record, network, ip, aliases)
+
+
+def _connect(root: Path, record, network: str, ip: str | None, aliases: list[str]) -> None:
     from minirun.net import client
     from minirun.net.ipam import Leases
 
@@ -249,12 +279,19 @@ def connect(root: Path, record, network: str, ip: str | None = None, aliases: li
         raise UsageError(f"container {record.name} is already connected to network {net.name}")
     used = {n["host_ifname"][-1] for n in info["networks"].values()}
     n = next(i for i in range(10) if str(i) not in used)
+    entry = {"id": net.id, "ip": "", "aliases": list(aliases), "ifname": f"eth{n}",
+             "host_ifname": _host_ifname(record.id, n), "net": net.to_json(), "pending": True}
+
+    def journaled(leases: dict, address: str) -> None:     # under the lease lock
+        entry["ip"] = address
+        info["networks"][net.name] = entry
+        _write_info(record.dir, info)
+
     leases = Leases(root, net)
-    address = leases.allocate(record.id, record.name, list(aliases), wanted=ip)
-    entry = {"id": net.id, "ip": address, "aliases": list(aliases), "ifname": f"eth{n}",
-             "host_ifname": _host_ifname(record.id, n), "net": net.to_json()}
-    info["networks"][net.name] = entry
-    _write_info(record.dir, info)
+    address = leases.allocate(record.id, record.name, list(aliases), wanted=ip, then=journaled)
+    if info["networks"].get(net.name) is not entry:     # a lease it held already (not written)
+        journaled({}, address)
+    faults.point("connect:leased")
     if record.status() == "running" and info["attached"]:
         try:
             client.call(root, {"op": "attach", "cid": record.id, "pid": record.state.pid,
@@ -266,12 +303,19 @@ def connect(root: Path, record, network: str, ip: str | None = None, aliases: li
             _write_info(record.dir, info)
             leases.release(record.id)
             raise
+    del entry["pending"]
+    _write_info(record.dir, info)
     for name in info["networks"]:
         refresh_hosts(root, name)
 
 
 def disconnect(root: Path, record, network: str) -> None:
     """`network disconnect`: the interface goes, the address is released, peers forget the name."""
+    with record.locked():
+        _disconnect(root, record, network)
+
+
+def _disconnect(root: Path, record, network: str) -> None:
     from minirun.net import client
     from minirun.net.ipam import Leases
 
@@ -293,6 +337,49 @@ def disconnect(root: Path, record, network: str) -> None:
     _write_hosts(root, record.dir)
 
 
+def settle(root: Path, record, running: bool) -> list[str]:
+    """gc of one container that exists (the caller holds its lock): roll back a `network
+    connect` that died half way (an entry still "pending"), and, if the container does not
+    run, release what its last start attached (rules, port claims, host veth ends), as its
+    cgroup is released: a start that died after attaching leaves them, and so does an exit.
+    The next start attaches again. The lines say what was released."""
+    from minirun.net import client
+    from minirun.net.ipam import Leases
+
+    info = load_info(record.dir)
+    if info is None:
+        return []
+    released = []
+    for name, entry in list(info["networks"].items()):
+        if not entry.get("pending"):
+            continue
+        if running and info["attached"]:
+            with contextlib.suppress(MinirunError):
+                client.call(root, {"op": "detach", "cid": "-", "pid": record.state.pid, "rules": False,
+                                   "ifname": entry["ifname"], "host_ifnames": [entry["host_ifname"]]})
+        del info["networks"][name]
+        _write_info(record.dir, info)
+        with contextlib.suppress(MinirunError):
+            Leases(root, NetworkStore(root).get(name)).release(
+                record.id, then=lambda leases, name=name: _refresh_members(root, name, leases))
+        _write_hosts(root, record.dir)
+        released.append(f"network {name} of {record.name} (its connect died half way)")
+    if not running and info["attached"]:
+        try:
+            _detach(root, record.id, info)
+        except MinirunError:                 # netd cannot do it now: the next gc (or rm) will
+            return released
+        if info["ports"]:
+            from minirun.net.ports import PortRegistry
+
+            PortRegistry(root).release(record.id)
+        info["published"] = []
+        info["attached"] = False
+        _write_info(record.dir, info)
+        released.append(f"network attachments of {record.name} (it is not running)")
+    return released
+
+
 def gc(root: Path) -> dict:
     """After a crash: release what containers that no longer exist still hold (leases, port
     claims, hosts entries, nft rules, veths on this root's bridges). Returns what was swept."""
@@ -303,7 +390,8 @@ def gc(root: Path) -> dict:
     containers = root / "containers"
     alive = {p.name for p in containers.iterdir()} if containers.is_dir() else set()
     store = NetworkStore(root)
-    swept: dict[str, list] = {"leases": [], "ports": [], "rules": [], "links": []}
+    swept: dict[str, list] = {"leases": [], "ports": [], "rules": [], "links": [],
+                              "networks": finish_removals(root)}
     for net in store.list():
         leases = Leases(root, net)
         gone = {h["id"] for h in leases.read().values() if h["id"] not in alive}

@@ -28,6 +28,7 @@ import traceback
 from pathlib import Path
 
 from minirun.errors import MinirunError
+from minirun.runtime import faults
 
 
 class Server:
@@ -78,6 +79,7 @@ class Server:
                     del self.ready_networks[net["Id"]]     # the bridge went away: make it again
                     self.links.delete(link["host_ifname"])
                     self.links.attach(self.ensure_network(net), *args)
+                faults.point("net:veth-made", req.get("fault"), req.get("peer"))
             if req.get("ports"):
                 try:
                     self.nft.publish(cid, req["ports"], req["links"][0]["ip"])
@@ -88,6 +90,7 @@ class Server:
                     for link in req["links"]:
                         self.ensure_network(link["network"])
                     self.nft.publish(cid, req["ports"], req["links"][0]["ip"])
+                faults.point("net:rules-added", req.get("fault"), req.get("peer"))
         except BaseException:
             for name in done:
                 with contextlib.suppress(MinirunError):
@@ -185,6 +188,8 @@ def serve(root: Path, listener, idle: float) -> None:
                 continue
             if req.get("op") != "ping":          # "are you there?" is not work: no reason to stay
                 last = time.monotonic()
+            if req.get("fault"):                 # a test's crash point: the asker dies there too
+                req["peer"] = _peer_pid(conn)
             if req.get("op") == "shutdown":
                 for name in server.after_reply:
                     with contextlib.suppress(MinirunError):
@@ -205,6 +210,13 @@ def serve(root: Path, listener, idle: float) -> None:
         while server.after_reply:
             with contextlib.suppress(MinirunError):
                 server.links.delete(server.after_reply.pop())
+
+
+def _peer_pid(conn) -> int:
+    import struct
+
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[0]
 
 
 def _recv_all(conn) -> bytes:

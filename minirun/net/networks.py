@@ -130,6 +130,14 @@ class NetworkStore:
     def _path(self, name: str) -> Path:
         return self.dir / f"{name}.json"
 
+    def removing(self, name: str) -> Path:
+        """The record of a network being removed (remove() renames it so)."""
+        return self.dir / f"{name}.json.removing"
+
+    def half_removed(self) -> list[Network]:
+        """Networks whose removal died before their bridge and rules were gone."""
+        return [Network.from_json(json.loads(p.read_text())) for p in sorted(self.dir.glob("*.json.removing"))]
+
     def _read(self, name: str) -> Network | None:
         try:
             return Network.from_json(json.loads(self._path(name).read_text()))
@@ -239,7 +247,9 @@ class NetworkStore:
                 raise NetworkInUse(f"network {net.name} is in use by container {names[0]}"
                                    + (f" and {len(names) - 1} more" if len(names) > 1 else "")
                                    + ": remove or disconnect them first")
-            self._path(net.name).unlink()
+            # out of sight at once, but kept as the journal of the bridge and rules until they
+            # are gone (container.remove_network unlinks it; gc finishes a removal that died)
+            os.rename(self._path(net.name), self.removing(net.name))
         leases.path.unlink(missing_ok=True)
         leases.lock_path.unlink(missing_ok=True)
         return net

@@ -106,7 +106,7 @@ class Runtime:
             except ImageNotFound as e:
                 raise ImageNotFound(f"{e} (import it first: minirun image import FILE {opts.image})") from None
         record = self.store.new(opts.name, image=opts.image, image_id=image.id,
-                                auto_remove=opts.auto_remove, detached=opts.detach)
+                                auto_remove=opts.auto_remove, detached=opts.detach, owner=opts.owner)
         try:
             for sub in ("rootfs", "upper", "work"):
                 (record.dir / sub).mkdir(mode=0o755)

@@ -11,8 +11,14 @@ namespace and vanish with its last process. So the directories are the journal, 
 * a `--rm` container that exited but was not removed (its remover was killed);
 * the cgroup of a container that is not running (a start crashed before its process ran, or an
   rm crashed after stopping it): no process is in it, and a stale group would block the next start;
+* a container whose owner died: a build's RUN step, a scheduler worker's task (state.owner:
+  the owner's pid and start time, recorded when the container is created);
 * what a container that no longer exists still holds on a network: its address lease, port
-  claims, nft rules and veth (minirun/net/container.py `gc`, after the sweeps above).
+  claims, nft rules and veth (minirun/net/container.py `gc`, after the sweeps above);
+* the pid file of a scheduler worker that died, and the scratch volumes of its tasks (journaled
+  by owner in ROOT/cluster/volumes/TASK/.owner);
+* the image store's leftovers: staging directories of dead processes (named after their pid and
+  start time), layers and config blobs no image names (minirun/images/store.py `gc`).
 
 Something younger than GRACE seconds may belong to a command still at work (a create between
 its name and its directory takes microseconds), so it is left for the next gc. Running it twice
@@ -79,14 +85,44 @@ def collect(rt, grace: float = GRACE) -> list[str]:
         released += [f"published ports of {cid} (no container)" for cid in swept["ports"]]
         released += [f"nft rules of {cid} (no container)" for cid in swept["rules"]]
         released += [f"veth {name} (no container)" for name in swept["links"]]
+        released += [f"network {name} (its removal died half way)" for name in swept["networks"]]
+    if (rt.root / "images").is_dir():
+        released += rt.images.gc()
+    released += _dead_workers(rt.root)
+    return released
+
+
+def _dead_workers(root: Path) -> list[str]:
+    """Pid files of scheduler workers that died (killed; their containers went above, as
+    orphans): `cluster status` still lists the worker until the manager declares it lost."""
+    from minirun.runtime.state import owner_gone, read_json
+    from minirun.sched.paths import ClusterPaths
+
+    paths = ClusterPaths(root)
+    released = []
+    for pidfile in _entries(paths.workers):
+        if pidfile.suffix == ".pid" and paths.read_pid(pidfile) is None:
+            pidfile.unlink(missing_ok=True)
+            released.append(f"worker {pidfile.stem} pid file (its process is gone)")
+    for volumes in _entries(paths.volumes):      # a task's scratch volumes, journaled by owner
+        owner = read_json(volumes / ".owner", None)
+        if owner_gone(owner):
+            shutil.rmtree(volumes, ignore_errors=True)
+            released.append(f"scratch volumes of task {volumes.name} (its {owner.get('what')} is gone)")
     return released
 
 
 def _settle(rt, record: ContainerRecord, grace: float) -> list[str]:
-    """One complete container: finish an interrupted --rm, drop a stale cgroup."""
-    if record.is_running():
-        return []
-    if record.state.auto_remove and record.state.started_at is not None:
+    """One complete container: remove an orphan, finish an interrupted --rm, drop a stale
+    cgroup, release the network of a start that died half way."""
+    if record.state.orphaned():
+        owner = record.state.owner
+        try:
+            rt.remove(record, force=True)
+        except (InvalidTransition, ContainerNotFound):
+            return []
+        return [f"container {record.name} (its owner, {owner.get('what')} pid {owner.get('pid')}, is gone)"]
+    if record.state.auto_remove and record.state.started_at is not None and not record.is_running():
         exit_file = record.dir / "exit.json"
         if exit_file.exists() and time.time() - exit_file.stat().st_mtime < grace:
             return []                    # its own remover (the CLI, the monitor) is at work
@@ -95,14 +131,20 @@ def _settle(rt, record: ContainerRecord, grace: float) -> list[str]:
         except InvalidTransition:
             return []
         return [f"container {record.name} (exited, --rm)"]
+    released = []
     with record.locked():
-        if record.is_running():
-            return []
+        running = record.is_running()
+        if (record.dir / "network.json").exists():
+            from minirun.net.container import settle
+
+            released += settle(rt.root, record, running)
+        if running:
+            return released
         group = rt.cgroups.open(f"minirun/{record.id}")
         if group.paths:
             group.destroy()
-            return [f"cgroup minirun/{record.id[:12]} ({record.name} is not running)"]
-    return []
+            released.append(f"cgroup minirun/{record.id[:12]} ({record.name} is not running)")
+    return released
 
 
 def _destroy_cgroup(rt, cid: str) -> None:

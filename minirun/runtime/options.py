@@ -66,6 +66,7 @@ class RunOptions:
     userns: str | None = None             # user namespace (runtime/userns.py)
     uidmaps: list[str] = field(default_factory=list)
     gidmaps: list[str] = field(default_factory=list)
+    owner: dict[str, Any] | None = None   # the process it is made for (state.owner): gc's journal
 
     @staticmethod
     def security_opt_of(spec: dict[str, Any]) -> list[str]:

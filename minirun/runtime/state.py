@@ -100,6 +100,24 @@ class ContainerState:
     error: str = ""
     restart_count: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # the process a container was made for, when one owns it (a build's RUN step, a scheduler
+    # worker's task): {"what", "pid", "start"}; gc removes the container once that process is gone
+    owner: dict[str, Any] | None = None
+
+    def orphaned(self) -> bool:
+        """Whether the process that owns this container has died (without removing it)."""
+        return owner_gone(self.owner)
+
+
+def owner(what: str) -> dict[str, Any]:
+    """This process as the owner of what it makes (ContainerState.owner, a task's volumes)."""
+    pid = os.getpid()
+    return {"what": what, "pid": pid, "start": procfs.start_time(pid)}
+
+
+def owner_gone(recorded: dict[str, Any] | None) -> bool:
+    """Whether the recorded owner process (owner()) has died; False when there is none."""
+    return recorded is not None and not procfs.is_alive(recorded.get("pid"), recorded.get("start"))
 
 
 class ContainerRecord:

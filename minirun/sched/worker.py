@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from minirun.errors import ClusterError, InvalidTransition, MinirunError, ResourceNotFound
+from minirun.runtime import faults
 from minirun.sched import client, taskdef
 from minirun.sched.manager import container_name
 from minirun.sched.paths import ClusterPaths
@@ -146,6 +147,7 @@ class Task:
 class Worker:
     def __init__(self, root: Path, wid: str):
         from minirun.runtime.containers import Runtime
+        from minirun.runtime.state import owner
 
         self.root = Path(root)
         self.id = wid
@@ -154,6 +156,8 @@ class Worker:
         self.rt.cgroups                       # noqa: B018 — detect the cgroup layout now (warm)
         self.rt.images                        # noqa: B018
         self.tasks: dict[str, Task] = {}
+        # its containers are journaled as ours: if this process dies, gc removes them
+        self.owner = owner(f"worker {wid}")
         self.lock = threading.RLock()
         self.desired: dict[str, dict] | None = None
         self.generation = 0
@@ -326,7 +330,13 @@ class Worker:
             # a host path, or scratch space shared by the task's containers (removed with them)
             source = (v.get("host") or {}).get("sourcePath")
             if not source:
-                scratch = self.paths.volumes / task.id / v["name"]
+                task_dir = self.paths.volumes / task.id
+                if not (task_dir / ".owner").exists():     # the journal first: gc's if we die
+                    from minirun.runtime.state import write_json
+
+                    task_dir.mkdir(parents=True, exist_ok=True)
+                    write_json(task_dir / ".owner", self.owner, durable=False)
+                scratch = task_dir / v["name"]
                 scratch.mkdir(parents=True, exist_ok=True)
                 source = str(scratch)
             volumes[v["name"]] = source
@@ -342,10 +352,12 @@ class Worker:
             volumes=[f"{volumes[m['sourceVolume']]}:{m['containerPath']}" + (":ro" if m["readOnly"] else "")
                      for m in cd.get("mountPoints", [])],
             read_only=cd.get("readonlyRootFilesystem", False), network=td.get("networkMode", "none"),
-            publish=_publish(td, cd), detach=True)
+            publish=_publish(td, cd), detach=True, owner=self.owner)
         try:
             c.record = self.rt.create(opts)
+            faults.point("worker:container-created")
             self.rt.start(c.record)
+            faults.point("worker:container-started")
         except MinirunError as e:
             c.status, c.exit_code = "STOPPED", None
             c.reason = f"CannotStartContainerError: {c.name}: {e}"
@@ -508,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
                         {"pid": os.getpid(), "pid_start": procfs.start_time(os.getpid()),
                          "attributes": builtin_attributes()})
     w.heartbeat = float(reply["heartbeat"])
+    faults.point("worker:registered")
 
     def terminate(*_: Any) -> None:
         # SIGTERM (cluster down without a manager): stop every task, then exit

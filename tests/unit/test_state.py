@@ -81,3 +81,18 @@ def test_forget_releases_name_and_directory(store):
         store.get("gone")
     assert not r.dir.exists()
     store.new("gone")                                # the name is free again
+
+
+def test_an_owned_container_is_orphaned_only_when_its_owner_died(store):
+    from minirun.runtime.state import owner
+
+    mine = store.new("mine", owner=owner("test"))
+    assert not mine.state.orphaned()                      # we are alive
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    theirs = store.new("theirs", owner={"what": "build", "pid": dead.pid, "start": 1})
+    assert theirs.state.orphaned()
+    recycled = store.new("recycled", owner={"what": "build", "pid": os.getpid(), "start": 1})
+    assert recycled.state.orphaned(), "a recycled pid (another start time) is not the owner"
+    assert not store.new("free").state.orphaned()         # nobody owns it: never an orphan
+    assert store.get("theirs").state.owner["what"] == "build"   # it is saved with the state
