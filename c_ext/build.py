@@ -64,7 +64,7 @@ struct mr_plan {
     const struct mr_rlimit *rlimits; int n_rlimits;
     const char *oom_score_adj;
     struct mr_process process;
-    int sync_fd; int parent_sync_fd; int exec_fifo_fd; int trace;
+    int sync_fd; int parent_sync_fd; int exec_fifo_fd; int trace; int setgroups_denied;
     ...;
 };
 

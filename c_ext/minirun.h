@@ -103,6 +103,8 @@ struct mr_plan {
     int parent_sync_fd;           /* the parent's end, which a fork-like clone copies: closed
                                    * first, so the parent's death reads as EOF in wait_go */
     int exec_fifo_fd;             /* O_PATH fd of exec.fifo: block until `start`; -1: exec now */
+    int setgroups_denied;         /* rootless with a one-id map: "deny" is in /proc/PID/setgroups,
+                                   * so setgroups(2) fails; the host groups stay (unmapped) */
     int trace;                    /* send MR_MSG_TRACE with step timestamps before execve */
 };
 

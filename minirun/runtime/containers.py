@@ -64,9 +64,11 @@ class Runtime:
     @property
     def cgroups(self):
         if self._cgroups is None:
-            from minirun.runtime.cgroups import detect
+            from minirun.runtime import rootless
+            from minirun.runtime.cgroups import detect, unavailable
 
-            self._cgroups = detect()
+            # rootless: no hierarchy is ours to write (runtime/rootless.py)
+            self._cgroups = unavailable() if rootless.active() else detect()
         return self._cgroups
 
     @property
@@ -140,7 +142,7 @@ class Runtime:
 
     def _spawn(self, record: ContainerRecord, *, interactive: bool, console: tuple[int, int],
                trace: bool) -> Started:
-        from minirun.runtime import plan, spawn, userns
+        from minirun.runtime import plan, rootless, spawn, userns
         from minirun.runtime.options import cgroup_resources
 
         if any(c in str(self.root) for c in ",:\\"):
@@ -164,7 +166,17 @@ class Runtime:
             stdio, log_fds = _wire_stdio(record.state.detached, interactive, fds)
             upper, work = record.dir / "upper", record.dir / "work"
             lower, extra = image.lowerdir(), ""    # top layer first, by short links (store.py)
-            if userns.host_root(spec) is not None:
+            if rootless.is_rootless(spec):
+                # our own files (owners recorded, not applied): the map shows us as root
+                with self._phase("user namespace layers"):
+                    for layer in image.layers:
+                        rootless.check_layer_owners(spec, self.images.layer_owners(layer), record.state.image)
+                    if not rootless.single_id(spec):
+                        layers = rootless.owned_layers(image.layers, spec, self.root / "cache" / "idmap",
+                                                       self.images.layer_owners)
+                        lower = ":".join(str(p) for p in reversed(layers))
+                extra = ",userxattr"
+            elif userns.host_root(spec) is not None:
                 with self._phase("user namespace layers"):
                     layers = userns.shifted_layers(image.layers, spec, self.root / "cache" / "idmap")
                     userns.prepare_container_dirs(record.dir, spec)
@@ -184,7 +196,7 @@ class Runtime:
             faults.point("start:spawned")
             if userns.host_root(spec) is not None:
                 try:
-                    userns.write_maps(pid, spec)               # (4), before GO
+                    (rootless if rootless.is_rootless(spec) else userns).write_maps(pid, spec)   # (4)
                 except BaseException:
                     _signal_pid(pid)
                     _reap(monitor_pid)
@@ -412,7 +424,8 @@ class Runtime:
             child, tty_master = spawn.enter_process(
                 record.state.pid, ns_types, procs, proc,
                 stdio=(0 if interactive else devnull, 1, 2), console=console,
-                seccomp_bpf=plan.seccomp_program(spec, self.seccomp_cache))
+                seccomp_bpf=plan.seccomp_program(spec, self.seccomp_cache),
+                setgroups=not plan.setgroups_denied(spec))
         finally:
             os.close(devnull)
             warm.stop()

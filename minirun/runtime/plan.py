@@ -160,8 +160,10 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
     _rlimits(np, proc.get("rlimits", []))
     if "oomScoreAdj" in proc:
         p.oom_score_adj = np.cstr(str(int(proc["oomScoreAdj"])))
+    p.setgroups_denied = int(setgroups_denied(spec))
     set_process(np, p.process, proc, stdio=launch.stdio, console=launch.console,
-                set_caps=launch.set_caps, seccomp_bpf=seccomp_program(spec, launch.cache_dir))
+                set_caps=launch.set_caps, seccomp_bpf=seccomp_program(spec, launch.cache_dir),
+                setgroups=not p.setgroups_denied)
     p.process.preserve_fds = launch.preserve_fds
     p.sync_fd = launch.sync_fd
     p.parent_sync_fd = launch.parent_sync_fd
@@ -288,9 +290,16 @@ def exec_trampoline() -> int:
     return _trampoline
 
 
+def setgroups_denied(spec: dict[str, Any]) -> bool:
+    """Rootless with the one-id map: /proc/PID/setgroups says "deny" (runtime/rootless.py)."""
+    from minirun.runtime import rootless
+
+    return rootless.is_rootless(spec) and rootless.single_id(spec)
+
+
 def set_process(np: NativePlan, pr, proc: dict[str, Any], *, stdio: tuple[int, int, int],
                 console: tuple[int, int], set_caps: bool = True,
-                seccomp_bpf: bytes | None = None) -> None:
+                seccomp_bpf: bytes | None = None, setgroups: bool = True) -> None:
     """Fill a struct mr_process from the spec's `process`: the same for the first process and
     for `exec` (user, groups, umask, capabilities, no_new_privs, seccomp filter, cwd, program,
     stdio, terminal)."""
@@ -299,7 +308,7 @@ def set_process(np: NativePlan, pr, proc: dict[str, Any], *, stdio: tuple[int, i
     pr.gid = user.get("gid", 0)
     groups = user.get("additionalGids", [])
     pr.groups = np.array("uint32_t", groups)
-    pr.n_groups = len(groups)
+    pr.n_groups = len(groups) if setgroups else -1    # -1: leave them (rootless.single_id)
     pr.umask = user["umask"] if user.get("umask") is not None else -1
     caps = proc.get("capabilities", {})
     host = oci.host_cap_bounding()

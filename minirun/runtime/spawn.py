@@ -89,7 +89,7 @@ NS_JOIN_ORDER = [("user", "user"), ("ipc", "ipc"), ("uts", "uts"), ("net", "netw
 
 def enter_process(pid: int, ns_types: set[str], procs_files: list[str], process: dict, *,
                   stdio: tuple[int, int, int], console: tuple[int, int] = (0, 0),
-                  seccomp_bpf: bytes | None = None) -> tuple[int, int | None]:
+                  seccomp_bpf: bytes | None = None, setgroups: bool = True) -> tuple[int, int | None]:
     """Start `process` (an OCI process object) inside the namespaces of `pid` and in the cgroup
     whose cgroup.procs files are given. Returns (our child's pid, the pty master or None)."""
     from minirun.runtime import plan, sync
@@ -110,7 +110,7 @@ def enter_process(pid: int, ns_types: set[str], procs_files: list[str], process:
         ex.n_cgroup_procs_fds = len(fds) - n_ns
         ex.root_dir = ffi.NULL
         plan.set_process(np, ex.process, process, stdio=stdio, console=console,
-                         seccomp_bpf=seccomp_bpf)
+                         seccomp_bpf=seccomp_bpf, setgroups=setgroups)
         ex.sync_fd = child_sock.fileno()
         child = enter(np, ex)
     except BaseException:

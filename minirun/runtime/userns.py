@@ -119,6 +119,29 @@ def to_host(maps: list[dict], cid: int) -> int | None:
     return None
 
 
+def to_container(maps: list[dict], hid: int) -> int | None:
+    """The container id a host id is, or None if the map leaves it out."""
+    for m in maps:
+        if m["hostID"] <= hid < m["hostID"] + m["size"]:
+            return m["containerID"] + hid - m["hostID"]
+    return None
+
+
+def id_mapper(spec: dict[str, Any]):
+    """(host uid, gid) -> (uid, gid) as the container sees them, for writing a container's files
+    as a layer (`commit`, `build`, `export`); None without a user namespace. An id the map leaves
+    out stays as it is: the image's own layers, under a root-run container's upper dir, are."""
+    linux = spec.get("linux", {})
+    if not linux.get("uidMappings"):
+        return None
+    uids, gids = linux["uidMappings"], linux["gidMappings"]
+
+    def ids(uid: int, gid: int) -> tuple[int, int]:
+        u, g = to_container(uids, uid), to_container(gids, gid)
+        return (uid if u is None else u, gid if g is None else g)
+    return ids
+
+
 def host_root(spec: dict[str, Any]) -> tuple[int, int] | None:
     """(uid, gid) on the host of the container's root, or None without a user namespace."""
     linux = spec.get("linux", {})
@@ -191,12 +214,12 @@ def _shift_copy(layer: Path, target: Path, uids: list[dict], gids: list[dict]) -
 
 def prune_copies(cache: Path, layers_dir: Path) -> list[Path]:
     """Remove the shifted copies of layers the image store no longer has (after `image rm`)."""
-    import shutil
+    from minirun.paths import rmtree
 
     removed = []
     for copy in cache.glob("*/*_diff"):
         if not (layers_dir / copy.name.removesuffix("_diff")).is_dir():
-            shutil.rmtree(copy)
+            rmtree(copy)             # rootless: copies owned by our subordinate ids (paths.py)
             removed.append(copy)
     return removed
 
