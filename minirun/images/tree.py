@@ -33,10 +33,14 @@ def _is_whiteout(st: os.stat_result) -> bool:
 
 
 def _opaque(fd: int) -> bool:
-    try:
-        return os.getxattr(fd, OPAQUE_XATTR) == b"y"
-    except OSError:
-        return False
+    """Either name: an overlay mounted in a user namespace (`userxattr`) writes user.*."""
+    for name in dict.fromkeys((OPAQUE_XATTR, "trusted.overlay.opaque", "user.overlay.opaque")):
+        try:
+            if os.getxattr(fd, name) == b"y":
+                return True
+        except OSError:
+            continue
+    return False
 
 
 class _Writer:
@@ -67,7 +71,7 @@ class _Writer:
             return {}
         out = {}
         for k in keys:
-            if k.startswith(_KEPT_XATTRS):
+            if k.startswith(_KEPT_XATTRS) and not k.startswith("user.overlay."):
                 try:
                     out[k] = os.getxattr(fd, k).decode("utf-8", "surrogateescape")
                 except OSError:

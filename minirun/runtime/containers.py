@@ -166,6 +166,7 @@ class Runtime:
             stdio, log_fds = _wire_stdio(record.state.detached, interactive, fds)
             upper, work = record.dir / "upper", record.dir / "work"
             lower, extra = image.lowerdir(), ""    # top layer first, by short links (store.py)
+            idmap_layers: list[tuple[int, str]] = []
             if rootless.is_rootless(spec):
                 # our own files (owners recorded, not applied): the map shows us as root
                 with self._phase("user namespace layers"):
@@ -178,9 +179,18 @@ class Runtime:
                 extra = ",userxattr"
             elif userns.host_root(spec) is not None:
                 with self._phase("user namespace layers"):
-                    layers = userns.shifted_layers(image.layers, spec, self.root / "cache" / "idmap")
+                    idmapped = userns.idmapped_layers(image.layers, spec)
+                    if idmapped is not None:          # the layers as they are, seen through the map
+                        fds += idmapped
+                        # attached where the mapped root can reach (the store is root's alone)
+                        points = userns.idmap_points(record.dir, len(idmapped))
+                        idmap_layers = list(zip(idmapped, [str(p) for p in points], strict=True))
+                        lower = ":".join(str(p) for p in reversed(points))
+                    else:                             # copies with shifted owners, cached
+                        layers = userns.shifted_layers(image.layers, spec, self.root / "cache" / "idmap")
+                        lower = ":".join(str(p) for p in reversed(layers))
                     userns.prepare_container_dirs(record.dir, spec)
-                lower, extra = ":".join(str(p) for p in reversed(layers)), ",userxattr"
+                extra = ",userxattr"
             monitor_argv = self._monitor_argv(record, cg.oom_events_file(), log_fds)
             launch = plan.Launch(
                 rootfs=spec["root"]["path"], rootfs_fstype="overlay",
@@ -188,7 +198,8 @@ class Runtime:
                 cgroup_procs_fds=procs, monitor_argv=monitor_argv, monitor_fds=log_fds,
                 stdio=stdio, sync_fd=child_sock.fileno(), parent_sync_fd=parent_sock.fileno(),
                 console=console, trace=trace,
-                cache_dir=self.seccomp_cache, cgroup_views=[(n, str(d)) for n, d in cg.views()])
+                cache_dir=self.seccomp_cache, cgroup_views=[(n, str(d)) for n, d in cg.views()],
+                idmap_layers=idmap_layers)
             with self._phase("plan build"):
                 np = plan.build(spec, launch)
             with self._phase("mr_spawn"):

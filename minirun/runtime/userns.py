@@ -212,6 +212,97 @@ def _shift_copy(layer: Path, target: Path, uids: list[dict], gids: list[dict]) -
         raise
 
 
+def helper_userns(uids: list[dict], gids: list[dict]) -> int:
+    """An fd of a new user namespace with these maps, for mount_setattr(MOUNT_ATTR_IDMAP): a
+    child unshares one and waits while we (root) write its maps; the fd keeps the namespace
+    alive after the child has gone. (The container's own namespace does not exist yet when its
+    mounts are prepared, before clone; the idmap copies the maps, not the namespace.)"""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    up_r, up_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                           # pragma: no cover (child)
+        os.close(go_w)                                     # else our read would never see EOF
+        os.close(up_r)
+        ok = libc.unshare(0x10000000) == 0                 # CLONE_NEWUSER
+        os.write(up_w, b"u" if ok else b"e")
+        os.read(go_r, 1)
+        os._exit(0)
+    os.close(up_w)
+    os.close(go_r)
+    try:
+        if os.read(up_r, 1) != b"u":
+            raise MinirunError("idmapped mounts: cannot make a user namespace for the map")
+        for name, maps in (("uid_map", uids), ("gid_map", gids)):
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write("".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps))
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise MinirunError(f"idmapped mounts: the helper namespace: {os.strerror(e.errno or 5)}") from None
+    finally:
+        os.close(go_w)
+        os.close(up_r)
+        os.waitpid(pid, 0)
+
+
+def idmapped_layers(layers: list[Path], spec: dict[str, Any]) -> list[int] | None:
+    """Detached idmapped mounts of the layers, for the child to put over them (c_ext/fs.c), so
+    the image's files show their owners through the container's map with nothing copied or
+    chowned; None where the kernel or filesystem cannot (the caller copies: shifted_layers).
+    MINIRUN_IDMAP=0 forces the copies."""
+    from minirun.runtime import spawn
+
+    if os.environ.get("MINIRUN_IDMAP") == "0":
+        return None
+    linux = spec["linux"]
+    for layer in layers:
+        _user_opaque(layer)
+    ns = helper_userns(linux["uidMappings"], linux["gidMappings"])
+    fds: list[int] = []
+    try:
+        for i, layer in enumerate(layers):
+            fds.append(spawn.idmap_tree(str(layer), ns, index=i))
+    except MinirunError as e:
+        for fd in fds:
+            os.close(fd)
+        if getattr(e, "errno", None) in spawn.IDMAP_UNSUPPORTED:
+            return None
+        raise
+    finally:
+        os.close(ns)
+    return fds
+
+
+def _user_opaque(layer: Path) -> None:
+    """An overlay mounted in a user namespace (`userxattr`) reads user.overlay.opaque, not the
+    trusted.overlay.opaque root's import wrote: add it to the layer's opaque directories (its
+    layer.json lists them), once. An xattr, not an owner: nothing is chowned."""
+    import json
+
+    try:
+        opaque = json.loads((layer.parent / "layer.json").read_text()).get("opaque", [])
+    except (OSError, ValueError):
+        return
+    for rel in opaque:
+        path = layer / rel
+        with contextlib.suppress(OSError):
+            if os.getxattr(path, "user.overlay.opaque", follow_symlinks=False) == b"y":
+                continue
+        with contextlib.suppress(FileNotFoundError):
+            os.setxattr(path, "user.overlay.opaque", b"y", follow_symlinks=False)
+
+
+def idmap_points(container_dir: Path, n: int) -> list[Path]:
+    """CONTAINER/lower/0..n-1 (bottom layer first): where the child attaches the layers'
+    idmapped mounts, in its own mount namespace, and what the overlay's lowerdir names."""
+    points = [container_dir / "lower" / str(i) for i in range(n)]
+    for p in points:
+        p.mkdir(parents=True, exist_ok=True)
+    return points
+
+
 def prune_copies(cache: Path, layers_dir: Path) -> list[Path]:
     """Remove the shifted copies of layers the image store no longer has (after `image rm`)."""
     from minirun.paths import rmtree
