@@ -144,7 +144,7 @@ static int do_mount(int rootfd, const struct mr_fsop *op, int index, struct mr_e
     unsigned long flags = op->flags & ~MS_PROPAGATION;
     int r;
     if (op->kind == MR_OP_MOVE_MOUNT)          /* an idmapped bind, made by the parent */
-        r = move_mount(op->fd, "", AT_FDCWD, mr_fd_path(fd, fdpath), MOVE_MOUNT_F_EMPTY_PATH);
+        r = move_mount(op->fd, "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
     else if (flags & MS_BIND)
         r = mount(op->source, mr_fd_path(fd, fdpath), NULL, MS_BIND | (flags & MS_REC), NULL);
     else
