@@ -203,7 +203,12 @@ class Runtime:
             with self._phase("plan build"):
                 np = plan.build(spec, launch)
             with self._phase("mr_spawn"):
-                pid, monitor_pid = spawn.spawn(np)
+                try:
+                    pid, monitor_pid = spawn.spawn(np)
+                except MinirunError as e:
+                    if rootless.is_rootless(spec):
+                        raise rootless.explain_clone_failure(e) from None
+                    raise
             faults.point("start:spawned")
             if userns.host_root(spec) is not None:
                 try:

@@ -25,8 +25,6 @@ layer's owners.json); the user owns every file, which the map shows as root's in
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from typing import Any
 
 from minirun.errors import MinirunError, RootlessUnsupported
@@ -76,6 +74,8 @@ def ranges(path: str, user: str, uid: int) -> list[tuple[int, int]]:
 def maps() -> tuple[list[dict], list[dict]]:
     """The uid and gid maps of a rootless container: 0 -> us, then our subordinate ranges (both
     files must give some, and newuidmap/newgidmap must be installed, else only the one id)."""
+    import shutil
+
     uid, gid, user = os.geteuid(), os.getegid(), _user()
     uids = [{"containerID": 0, "hostID": uid, "size": 1}]
     gids = [{"containerID": 0, "hostID": gid, "size": 1}]
@@ -148,6 +148,17 @@ def _drop_unmapped_mount_ids(spec: dict[str, Any]) -> None:
             m["options"] = keep
 
 
+def explain_clone_failure(err: MinirunError) -> MinirunError:
+    """clone(CLONE_NEWUSER) refused to a user: say that it is the kernel's policy, not a bug."""
+    import errno
+
+    if getattr(err, "step", "") == "clone" and getattr(err, "errno", 0) in (errno.EPERM, errno.ENOSPC, errno.EACCES):
+        return RootlessUnsupported(f"rootless: this kernel does not let uid {os.geteuid()} create a "
+                                   f"user namespace ({err}): see user.max_user_namespaces, "
+                                   "kernel.unprivileged_userns_clone or an LSM's userns policy")
+    return err
+
+
 def check_user(spec: dict[str, Any]) -> None:
     """The process's ids must exist in the container (be mapped)."""
     from minirun.runtime.userns import to_host
@@ -199,6 +210,8 @@ def write_maps(pid: int, spec: dict[str, Any]) -> None:
                 raise MinirunError(f"rootless: write {name} ({text.strip()}): "
                                    f"{os.strerror(e.errno or 5)}") from None
         return
+    import subprocess
+
     for tool, key in (("newuidmap", "uidMappings"), ("newgidmap", "gidMappings")):
         argv = [tool, str(pid)] + [str(m[k]) for m in linux[key]
                                    for k in ("containerID", "hostID", "size")]
@@ -297,7 +310,9 @@ def owned_layers(layers, spec: dict[str, Any], cache, owners_of) -> list:
 
 def _apply_owners(layer, target, owners: dict[str, list[int]]) -> None:
     """(in the user namespace) cp -a the layer, then chown what its tar owned to other ids."""
+    import shutil
     import stat
+    import subprocess
 
     tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
     r = subprocess.run(["cp", "-a", "--", str(layer), str(tmp)], capture_output=True, text=True)
