@@ -470,6 +470,8 @@ class Runtime:
         record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
         record.require("top")
         pids = self.cgroups.open(f"minirun/{record.id}").pids()
+        if not pids and record.state.pid:         # no cgroup (rootless): its pid namespace
+            pids = procfs.in_pid_namespace(record.state.pid)
         infos = [procfs.process_info(p) for p in sorted(pids)]
         return [i for i in infos if i]
 

@@ -178,6 +178,7 @@ def test_detached_lifecycle_ps_logs_stop_rm(rootless):
         assert (st.st_uid, st.st_gid) == (u.uid, u.gid)                # its files are the user's
         assert u.out("exec", cid, "stat", "-c", "%u:%g", "/made/f") == "0:0"
         assert "life" in u.out("ps") and u.out("ps", "-q") == cid[:12]
+        assert f"{pid} " in u.out("top", cid)                         # no cgroup: its pid namespace
         assert u.out("logs", cid) == "hello"
         started = time.monotonic()
         u("stop", cid)
