@@ -19,6 +19,7 @@ CDEF = """
 #define MR_OP_MKNOD ...
 #define MR_OP_SYMLINK ...
 #define MR_OP_MKDIR ...
+#define MR_OP_MOVE_MOUNT ...
 #define MR_MSG_GO ...
 #define MR_MSG_READY ...
 #define MR_MSG_ERROR ...
@@ -32,7 +33,7 @@ struct mr_fsop {
     int kind; const char *source; const char *target; const char *fstype; const char *data;
     unsigned long flags; unsigned long propagation; unsigned int mode;
     unsigned int major; unsigned int minor; unsigned int uid; unsigned int gid;
-    int target_is_file; ...;
+    int target_is_file; int fd; ...;
 };
 struct mr_rlimit { int resource; uint64_t soft; uint64_t hard; ...; };
 
@@ -55,6 +56,7 @@ struct mr_plan {
     const char *monitor_path; char *const *monitor_argv; int monitor_keep_fds[2];
     const int *cgroup_procs_fds; int n_cgroup_procs_fds;
     const char *rootfs; const char *rootfs_fstype; const char *rootfs_data;
+    const int *idmap_fds; const char *const *idmap_targets; int n_idmap;
     unsigned long root_propagation; int rootfs_readonly;
     const struct mr_fsop *fsops; int n_fsops;
     const char *const *masked_paths; int n_masked_paths;
@@ -64,7 +66,7 @@ struct mr_plan {
     const struct mr_rlimit *rlimits; int n_rlimits;
     const char *oom_score_adj;
     struct mr_process process;
-    int sync_fd; int parent_sync_fd; int exec_fifo_fd; int trace;
+    int sync_fd; int parent_sync_fd; int exec_fifo_fd; int trace; int setgroups_denied;
     ...;
 };
 
@@ -80,6 +82,7 @@ struct mr_enter {
 const char *mr_step_name(int step);
 int mr_spawn(const struct mr_plan *plan, int *monitor_pid, struct mr_err *err);
 int mr_enter(const struct mr_enter *ex, struct mr_err *err);
+int mr_idmap_tree(const char *path, int userns_fd, int recursive, int index, struct mr_err *err);
 """
 
 ffibuilder = FFI()

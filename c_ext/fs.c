@@ -143,7 +143,9 @@ static int do_mount(int rootfd, const struct mr_fsop *op, int index, struct mr_e
         return -1;
     unsigned long flags = op->flags & ~MS_PROPAGATION;
     int r;
-    if (flags & MS_BIND)
+    if (op->kind == MR_OP_MOVE_MOUNT)          /* an idmapped bind, made by the parent */
+        r = move_mount(op->fd, "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+    else if (flags & MS_BIND)
         r = mount(op->source, mr_fd_path(fd, fdpath), NULL, MS_BIND | (flags & MS_REC), NULL);
     else
         r = mount(op->source, mr_fd_path(fd, fdpath), op->fstype, flags, op->data);
@@ -198,8 +200,9 @@ static int do_node(int rootfd, const struct mr_fsop *op, int index, struct mr_er
 int mr_run_fsops(int rootfd, const struct mr_fsop *ops, int n, struct mr_err *err)
 {
     for (int i = 0; i < n; i++) {
-        int r = ops[i].kind == MR_OP_MOUNT ? do_mount(rootfd, &ops[i], i, err)
-                                           : do_node(rootfd, &ops[i], i, err);
+        int r = ops[i].kind == MR_OP_MOUNT || ops[i].kind == MR_OP_MOVE_MOUNT
+                    ? do_mount(rootfd, &ops[i], i, err)
+                    : do_node(rootfd, &ops[i], i, err);
         if (r < 0)
             return -1;
     }
@@ -213,6 +216,14 @@ int mr_setup_rootfs(const struct mr_plan *plan, struct mr_err *err)
     if (mount(NULL, "/", NULL, plan->root_propagation ? plan->root_propagation : MS_REC | MS_PRIVATE,
               NULL) < 0)
         return mr_fail(err, MR_STEP_PROPAGATION, -1, "/");
+    /* The layers' idmapped mounts go over the layers themselves, here only (our namespace is
+     * private now): the overlay below then finds them by the paths it always uses. */
+    for (int i = 0; i < plan->n_idmap; i++) {
+        if (move_mount(plan->idmap_fds[i], "", AT_FDCWD, plan->idmap_targets[i],
+                       MOVE_MOUNT_F_EMPTY_PATH) < 0)
+            return mr_fail(err, MR_STEP_MOVE_MOUNT, i, plan->idmap_targets[i]);
+        close(plan->idmap_fds[i]);
+    }
     int r = plan->rootfs_fstype
                 ? mount(plan->rootfs_fstype, plan->rootfs, plan->rootfs_fstype, 0, plan->rootfs_data)
                 : mount(plan->rootfs, plan->rootfs, NULL, MS_BIND | MS_REC, NULL);
@@ -270,4 +281,25 @@ int mr_readonly_paths(const char *const *paths, int n, struct mr_err *err)
             return mr_fail(err, MR_STEP_READONLY_PATH, i, NULL);
     }
     return 0;
+}
+
+/* (1, in the parent) See minirun.h. AT_RECURSIVE with `recursive` (an rbind's submounts too). */
+int mr_idmap_tree(const char *path, int userns_fd, int recursive, int index, struct mr_err *err)
+{
+    memset(err, 0, sizeof(*err));
+    int fd = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+                                       (recursive ? AT_RECURSIVE : 0));
+    if (fd < 0)
+        return mr_fail(err, MR_STEP_OPEN_TREE, index, path);
+    struct mount_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.attr_set = MOUNT_ATTR_IDMAP;
+    attr.userns_fd = (uint64_t)userns_fd;
+    if (mount_setattr(fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr, sizeof(attr)) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return mr_fail(err, MR_STEP_IDMAP, index, path);
+    }
+    return fd;
 }

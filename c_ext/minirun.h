@@ -14,7 +14,8 @@
 #include "sync.h"
 
 /* One filesystem operation inside the new root, run in order before pivot_root. */
-enum mr_fsop_kind { MR_OP_MOUNT = 0, MR_OP_MKNOD = 1, MR_OP_SYMLINK = 2, MR_OP_MKDIR = 3 };
+enum mr_fsop_kind { MR_OP_MOUNT = 0, MR_OP_MKNOD = 1, MR_OP_SYMLINK = 2, MR_OP_MKDIR = 3,
+                   MR_OP_MOVE_MOUNT = 4 };
 
 struct mr_fsop {
     int kind;
@@ -28,6 +29,7 @@ struct mr_fsop {
     unsigned int major, minor;  /* mknod */
     unsigned int uid, gid;      /* mknod: the node's owner (the host device's, for --device) */
     int target_is_file;         /* the mount point is a file (bind of a file), not a directory */
+    int fd;                     /* MR_OP_MOVE_MOUNT: a detached mount (mr_idmap_tree) to attach */
 };
 
 struct mr_rlimit { int resource; uint64_t soft, hard; };
@@ -77,6 +79,9 @@ struct mr_plan {
     const char *rootfs;           /* host path of the container's root mount point */
     const char *rootfs_fstype;    /* "overlay", or NULL to bind-mount rootfs onto itself */
     const char *rootfs_data;      /* overlay's lowerdir=...,upperdir=...,workdir=... */
+    const int *idmap_fds;         /* detached idmapped mounts of the layers (mr_idmap_tree), made */
+    const char *const *idmap_targets;  /* before clone; attached on these host paths, in our */
+    int n_idmap;                  /* own mount namespace, before the overlay is mounted */
     unsigned long root_propagation;  /* applied to "/" first; MS_REC|MS_PRIVATE by default */
     int rootfs_readonly;
     const struct mr_fsop *fsops;
@@ -103,12 +108,21 @@ struct mr_plan {
     int parent_sync_fd;           /* the parent's end, which a fork-like clone copies: closed
                                    * first, so the parent's death reads as EOF in wait_go */
     int exec_fifo_fd;             /* O_PATH fd of exec.fifo: block until `start`; -1: exec now */
+    int setgroups_denied;         /* rootless with a one-id map: "deny" is in /proc/PID/setgroups,
+                                   * so setgroups(2) fails; the host groups stay (unmapped) */
     int trace;                    /* send MR_MSG_TRACE with step timestamps before execve */
 };
 
 /* Start a container. Returns the container's pid (in the caller's pid namespace) or -1 with *err
  * filled. With a monitor, *monitor_pid is the monitor's pid and the container is its child. */
 pid_t mr_spawn(const struct mr_plan *plan, pid_t *monitor_pid, struct mr_err *err);
+
+/* An idmapped copy of the mount tree at `path` (mount_setattr(2), MOUNT_ATTR_IDMAP): files owned
+ * by k on disk appear owned by the id that userns_fd's map gives k. Detached (open_tree(2) with
+ * OPEN_TREE_CLONE, close-on-exec) until a container's child attaches it with move_mount(2).
+ * Returns the fd, or -1 with err = {errno, OPEN_TREE or IDMAP, index}. Called by the parent, which
+ * has CAP_SYS_ADMIN over the filesystem; the child, in its new user namespace, has not. */
+int mr_idmap_tree(const char *path, int userns_fd, int recursive, int index, struct mr_err *err);
 
 /* exec: join the namespaces of a running container and run a process there. */
 struct mr_enter {

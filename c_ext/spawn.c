@@ -115,9 +115,9 @@ static int set_oom_score(const struct mr_plan *p, struct mr_err *err)
  * namespace does not map), so files we made would fail with EOVERFLOW: become the namespace's
  * root — the host uid the map gives it — and drop the host's supplementary groups. Our
  * capabilities, full in the new namespace, stay: the old ids were not its root. */
-static int become_userns_root(struct mr_err *err)
+static int become_userns_root(const struct mr_plan *p, struct mr_err *err)
 {
-    if (setresgid(0, 0, 0) < 0 || setgroups(0, NULL) < 0)
+    if (setresgid(0, 0, 0) < 0 || (!p->setgroups_denied && setgroups(0, NULL) < 0))
         return mr_fail(err, MR_STEP_USERNS_ROOT, -1, "gid 0");
     if (setresuid(0, 0, 0) < 0)
         return mr_fail(err, MR_STEP_USERNS_ROOT, -1, "uid 0");
@@ -192,7 +192,12 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
     STAMP(JOIN_CGROUP);
     if (wait_go(p->sync_fd, err) < 0) return;
     STAMP(WAIT_GO);
-    if ((p->clone_flags & CLONE_NEWUSER) && become_userns_root(err) < 0) return;
+    if (p->clone_flags & CLONE_NEWUSER) {
+        /* Dumpable until now: a non-root parent (rootless) writes our maps through /proc/PID,
+         * which a non-dumpable process would hand to the host's root (container() explains). */
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        if (become_userns_root(p, err) < 0) return;
+    }
     if (!p->process.terminal && setsid() < 0) { mr_fail(err, MR_STEP_SETSID, -1, NULL); return; }
     if (p->unshare_cgroupns && unshare(CLONE_NEWCGROUP) < 0) {
         mr_fail(err, MR_STEP_UNSHARE_CGROUP, -1, NULL);
@@ -275,7 +280,10 @@ static _Noreturn void container(const struct mr_plan *p, uint64_t clone_stamp)
     memset(&err, 0, sizeof(err));
     memset(stamps, 0, sizeof(stamps));
     stamps[MR_STEP_CLONE] = clone_stamp;
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);     /* a copy of the runtime until execve: see enter.c */
+    /* a copy of the runtime until execve: see enter.c. In a new user namespace only after GO
+     * (child_main): nothing of the container runs before it. */
+    if (!(p->clone_flags & CLONE_NEWUSER))
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (p->parent_sync_fd >= 0)
         close(p->parent_sync_fd);
     mr_reset_signals();

@@ -10,6 +10,8 @@
 
 #define MR_STEPS(X)                                                     \
     X(NONE,            "none")                                          \
+    X(OPEN_TREE,       "open_tree")                                     \
+    X(IDMAP,           "idmap mount")                                   \
     X(FORK_MONITOR,    "fork monitor")                                  \
     X(JOIN_PIDNS,      "join pid namespace")                            \
     X(CLONE,           "clone")                                         \
@@ -20,6 +22,7 @@
     X(SETSID,          "setsid")                                        \
     X(UNSHARE_CGROUP,  "unshare cgroup namespace")                      \
     X(PROPAGATION,     "make / private")                                \
+    X(MOVE_MOUNT,      "attach idmapped mount")                         \
     X(ROOTFS,          "mount rootfs")                                  \
     X(OPEN_ROOT,       "open rootfs")                                   \
     X(MKDIR,           "create mount point")                            \

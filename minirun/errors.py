@@ -31,6 +31,11 @@ class NotRoot(MinirunError):
     """The operation needs root (or the capabilities root has)."""
 
 
+class RootlessUnsupported(MinirunError):
+    """Asked of a user who is not root, and needing root (or a resource the user lacks: a
+    writable cgroup, a subordinate id range): runtime/rootless.py."""
+
+
 class ImageNotFound(MinirunError):
     """No image of that name or id in the store."""
 

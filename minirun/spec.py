@@ -290,6 +290,30 @@ def cap_mask(names: list[str], field: str) -> int:
     return mask
 
 
+def _idmapped_mount(m: dict[str, Any], i: int, options: list[str]) -> None:
+    """OCI 1.1 idmapped mounts: uidMappings and gidMappings on a bind mount, both given."""
+    given = [k for k in ("uidMappings", "gidMappings") if k in m]
+    if not given:
+        return
+    if len(given) == 1:
+        missing = ({"uidMappings", "gidMappings"} - set(given)).pop()
+        raise SpecError(f"mounts/{i}/{missing}", f"required with {given[0]} (an idmapped mount)")
+    if m.get("type") != "bind" and not {"bind", "rbind"} & set(options):
+        raise SpecError(f"mounts/{i}/uidMappings", "idmapped mounts are bind mounts here")
+    for key in given:
+        maps = m[key]
+        if not isinstance(maps, list) or not maps:
+            raise SpecError(f"mounts/{i}/{key}", "must be a non-empty list")
+        for j, e in enumerate(maps):
+            if not isinstance(e, dict):
+                raise SpecError(f"mounts/{i}/{key}/{j}", "must be an object")
+            for f in ("containerID", "hostID", "size"):
+                if not isinstance(e.get(f), int) or isinstance(e.get(f), bool) or e[f] < 0 \
+                        or e[f] > 0xFFFFFFFF or (f == "size" and e[f] == 0):
+                    raise SpecError(f"mounts/{i}/{key}/{j}/{f}", "must be an unsigned 32-bit integer"
+                                    + (" > 0" if f == "size" else ""))
+
+
 def validate(spec: Any) -> dict[str, Any]:
     """Check every field the runtime reads; SpecError names the first bad one by JSON pointer.
 
@@ -355,6 +379,7 @@ def validate(spec: Any) -> dict[str, Any]:
         options = _field(m, "options", list, f"mounts/{i}/options")
         if not all(isinstance(o, str) for o in options):
             raise SpecError(f"mounts/{i}/options", "must be a list of strings")
+        _idmapped_mount(m, i, options)
     linux = _field(spec, "linux", dict, "linux")
     for i, ns in enumerate(_field(linux, "namespaces", list, "linux/namespaces")):
         if not isinstance(ns, dict) or ns.get("type") not in NAMESPACES:

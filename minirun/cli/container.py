@@ -50,7 +50,7 @@ def run(
     init: bool = typer.Option(False, "--init", help="Run a tiny init as PID 1 (reaps, forwards signals)."),
     interactive: bool = typer.Option(False, "-i", "--interactive", help="Keep stdin attached."),
     tty: bool = typer.Option(False, "-t", "--tty", help="Allocate a terminal."),
-    network: str = typer.Option("bridge", "--network", "--net", help="bridge (default), none, host or a network name."),
+    network: str = typer.Option(None, "--network", "--net", help="bridge (default; none when rootless), none, host or a network name."),
     ip: str = typer.Option(None, "--ip", help="The container's IPv4 address on its network."),
     network_alias: list[str] = typer.Option(None, "--network-alias", help="Another name peers can use."),
     publish: list[str] = typer.Option(None, "-p", "--publish", help="[ip:]hostPort:containerPort[/udp] (ip default 127.0.0.1)."),

@@ -25,6 +25,7 @@ def commit(
     """Make an image of a container: its image's layers plus its changes as one new layer."""
     from minirun.images import tree
     from minirun.images.store import ImageStore
+    from minirun.runtime import userns
 
     record = _container(ctx, container)
     store = ImageStore(root(ctx))
@@ -36,7 +37,7 @@ def commit(
         base, names=[name] if name else [], config=config,
         history={"created_by": f"minirun commit {record.name}: {' '.join(spec['process']['args'])}",
                  "comment": message},
-        write_layer=lambda out: tree.write_layer(out, upper))
+        write_layer=lambda out: tree.write_layer(out, upper, userns.id_mapper(spec)))
     sys.stdout.write(f"sha256:{img.id}\n")
 
 
@@ -52,6 +53,7 @@ def export(
     from minirun.errors import UsageError
     from minirun.images import tree
     from minirun.images.store import ImageStore
+    from minirun.runtime import userns
 
     record = _container(ctx, container)
     image = ImageStore(root(ctx)).get(record.state.image_id)
@@ -60,7 +62,7 @@ def export(
         if sys.stdout.isatty():
             raise UsageError("export: refusing to write an archive to a terminal: use -o FILE")
         sys.stdout.flush()
-        tree.write_merged(sys.stdout.buffer, dirs)
+        tree.write_merged(sys.stdout.buffer, dirs, userns.id_mapper(record.spec()))
         sys.stdout.buffer.flush()
         return
     tmp = f"{output}.{os.getpid()}.tmp"
@@ -70,7 +72,7 @@ def export(
         raise UsageError(f"cannot write {output}: {os.strerror(e.errno or 5)}") from None
     try:
         with f:
-            tree.write_merged(f, dirs)
+            tree.write_merged(f, dirs, userns.id_mapper(record.spec()))
         os.rename(tmp, output)
     except BaseException:
         os.unlink(tmp)

@@ -26,13 +26,8 @@ def main() -> None:
         warm.start()
     import click
 
-    from minirun.cli.errors import RUNTIME_ERROR, report
-
-    if os.geteuid() != 0 and len(sys.argv) > 1 and sys.argv[1] not in ("--help", "-h", "--version"):
-        from minirun.errors import NotRoot
-
-        sys.exit(report(NotRoot("this command needs root (rootless mode is not supported yet)")))
     from minirun.cli.app import build, verb_of
+    from minirun.cli.errors import RUNTIME_ERROR, report
 
     try:
         status = build(verb_of(sys.argv[1:]))(standalone_mode=False)

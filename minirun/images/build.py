@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from minirun.errors import BuildError, ImageNotFound, MinirunError, UsageError
+from minirun.runtime import userns
 
 INSTRUCTIONS = {"FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "CMD",
                 "ENTRYPOINT", "EXPOSE", "LABEL", "STOPSIGNAL"}
@@ -331,7 +332,8 @@ class Builder:
                     raise BuildError(f"{where}: RUN {' '.join(argv)!s}: exited with status {code}")
                 return self.store.derive(
                     state.image, config=cfg, history={"created_by": ins.original},
-                    write_layer=lambda out: tree.write_layer(out, record.dir / "upper"),
+                    write_layer=lambda out: tree.write_layer(out, record.dir / "upper",
+                                                             userns.id_mapper(record.spec())),
                     extra={"intermediate": True})
             finally:
                 self.rt.remove(record, force=True)

@@ -7,6 +7,7 @@
       layers/<diff_id hex>/     one unpacked layer, shared by every image that uses it
         diff/                   the files (an overlayfs lowerdir)
         layer.json              size, compression seen, whiteouts
+        owners.json             imported by a user (rootless): the owners tar asked for, unapplied
         tar-split               the layer's tar minus file contents: `image save` rebuilds it
       l/<16 hex>                symlink to ../layers/<hex>/diff: short names for lowerdir=
       tmp/                      staging: every change is built here and rename(2)d into place
@@ -38,6 +39,7 @@ from pathlib import Path
 
 from minirun.errors import ImageFormatError, ImageNotFound, UsageError
 from minirun.observe import events
+from minirun.paths import rmtree
 from minirun.runtime import faults, procfs
 
 # tarsafe (tarfile, lzma, bz2) is imported only by the verbs that unpack: `run` just reads the
@@ -237,7 +239,7 @@ class ImageStore:
             os.rename(path, trash / "x")
         except FileNotFoundError:
             pass
-        shutil.rmtree(trash)
+        rmtree(trash)           # paths.rmtree: read-only directories of ours too (rootless)
 
     def _link(self, hexid: str) -> Path:
         """l/<first 16 hex> -> ../layers/<hex>/diff: a short name for the overlay lowerdir
@@ -249,6 +251,15 @@ class ImageStore:
             os.unlink(link)
         os.symlink(f"../layers/{hexid}/diff", link)
         return link
+
+    @staticmethod
+    def layer_owners(layer: Path) -> dict[str, list[int]]:
+        """path in the layer -> [uid, gid] its tar asked for, where an import as a user who is
+        not root could not chown (tarsafe.py); {} for a layer unpacked by root."""
+        try:
+            return json.loads((layer.parent / "owners.json").read_text())
+        except FileNotFoundError:
+            return {}
 
     def layer_path(self, diff_id: str) -> Path:
         return self.layers_dir / diff_id.removeprefix("sha256:") / "diff"
@@ -596,6 +607,8 @@ class ImageStore:
             "reproducible": res.reproducible,
         }
         (work / "layer.json").write_text(json.dumps(meta, indent=1) + "\n")
+        if res.owners:        # not root: the owners the tar asked for and we could not give
+            (work / "owners.json").write_text(json.dumps(res.owners, sort_keys=True) + "\n")
         dst = stage / res.diff_id.removeprefix("sha256:")
         if dst.exists():  # the same layer twice in one image: one copy is enough
             shutil.rmtree(work)

@@ -16,7 +16,11 @@ image spec's name for it), which is how the store shares one unpacked copy betwe
 
 Whiteouts (`.wh.NAME`, `.wh..wh..opq`, from the OCI image-layer spec) become what overlayfs
 expects (Documentation/filesystems/overlayfs.rst): a 0/0 character device named NAME, and the
-`trusted.overlay.opaque=y` xattr on an opaque directory.
+`trusted.overlay.opaque=y` xattr on an opaque directory (`user.overlay.opaque` when we are not
+root: trusted.* needs CAP_SYS_ADMIN, and a rootless overlay is mounted with `userxattr`).
+
+Not root (rootless), we cannot chown to the ids a tar names: the files stay ours, and the owners
+the tar asked for (other than 0:0) are returned in ExtractResult.owners, for the store to keep.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ _FD_CACHE = 256  # directory fds kept open between entries (tars are grouped by 
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
-OPAQUE_XATTR = "trusted.overlay.opaque"
+OPAQUE_XATTR = "trusted.overlay.opaque" if os.geteuid() == 0 else "user.overlay.opaque"
 # xattrs from the archive that we apply; trusted.* (overlayfs' own metadata) and SELinux
 # labels are never taken from an image.
 _XATTR_PREFIXES = ("user.", "security.capability")
@@ -61,6 +65,7 @@ class ExtractResult:
     size: int  # bytes of file data written
     entries: int
     whiteouts: list[str] = field(default_factory=list)  # paths hidden by `.wh.` entries
+    owners: dict[str, list[int]] = field(default_factory=dict)  # not root: path -> [uid, gid] not applied
     opaque: list[str] = field(default_factory=list)  # directories marked opaque
     tar_size: int = 0  # bytes of the uncompressed tar stream
     reproducible: bool = True  # the tar-split (if asked for) rebuilds the exact tar
@@ -488,6 +493,7 @@ class _Extractor:
         self.size = 0
         self.entries = 0
         self.whiteouts: list[str] = []
+        self.owners: dict[str, list[int]] = {}
         self.opaque: list[str] = []
         self.whited: set[tuple[str, ...]] = set()  # names this layer whites out
         self.data_paths: set[tuple[str, ...]] = set()  # files whose data the tar-split refers to
@@ -539,6 +545,7 @@ class _Extractor:
             raise self.fail(raw, f"replaces a directory with a {kind}")
         os.unlink(parts[-1], dir_fd=parent)
         self.files.discard(parts)
+        self.owners.pop("/".join(parts), None)
         self._forget_data(parts)
 
     def _forget_data(self, parts: tuple[str, ...]) -> None:
@@ -564,7 +571,11 @@ class _Extractor:
             return op()
 
     def set_owner(self, name, ti: tarfile.TarInfo, dir_fd=None) -> None:
-        if self.chown and (ti.uid != self.uid or ti.gid != self.gid):
+        if not self.chown:
+            if ti.uid or ti.gid:
+                self.owners["/".join(clean_name(ti.name, self.what)) or "."] = [ti.uid, ti.gid]
+            return
+        if (ti.uid != self.uid or ti.gid != self.gid):
             if dir_fd is None:
                 os.chown(name, ti.uid, ti.gid)
             else:
@@ -796,6 +807,7 @@ def extract_layer(
         size=ex.size,
         entries=ex.entries,
         whiteouts=ex.whiteouts,
+        owners=ex.owners,
         opaque=ex.opaque,
         tar_size=stream.tell(),
         reproducible=ex.reproducible,

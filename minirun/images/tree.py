@@ -33,15 +33,20 @@ def _is_whiteout(st: os.stat_result) -> bool:
 
 
 def _opaque(fd: int) -> bool:
-    try:
-        return os.getxattr(fd, OPAQUE_XATTR) == b"y"
-    except OSError:
-        return False
+    """Either name: an overlay mounted in a user namespace (`userxattr`) writes user.*."""
+    for name in dict.fromkeys((OPAQUE_XATTR, "trusted.overlay.opaque", "user.overlay.opaque")):
+        try:
+            if os.getxattr(fd, name) == b"y":
+                return True
+        except OSError:
+            continue
+    return False
 
 
 class _Writer:
-    def __init__(self, out):
+    def __init__(self, out, ids=None):
         self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)
+        self.ids = ids          # (host uid, gid) -> the container's, with a user namespace
         self.links: dict[tuple[int, int], str] = {}
 
     def close(self) -> None:
@@ -50,7 +55,7 @@ class _Writer:
     def _info(self, name: str, st: os.stat_result, xattrs: dict[str, str]) -> tarfile.TarInfo:
         ti = tarfile.TarInfo(name)
         ti.mode = stat.S_IMODE(st.st_mode)
-        ti.uid, ti.gid = st.st_uid, st.st_gid
+        ti.uid, ti.gid = self.ids(st.st_uid, st.st_gid) if self.ids else (st.st_uid, st.st_gid)
         ti.uname = ti.gname = ""
         ti.mtime = int(st.st_mtime)
         if xattrs:
@@ -66,7 +71,7 @@ class _Writer:
             return {}
         out = {}
         for k in keys:
-            if k.startswith(_KEPT_XATTRS):
+            if k.startswith(_KEPT_XATTRS) and not k.startswith("user.overlay."):
                 try:
                     out[k] = os.getxattr(fd, k).decode("utf-8", "surrogateescape")
                 except OSError:
@@ -128,9 +133,10 @@ def _listing(fd: int) -> dict[str, os.stat_result]:
     return out
 
 
-def write_layer(out, upper) -> None:
-    """The changes in an overlay upper directory as an OCI layer tar, whiteouts translated."""
-    w = _Writer(out)
+def write_layer(out, upper, ids=None) -> None:
+    """The changes in an overlay upper directory as an OCI layer tar, whiteouts translated.
+    `ids` maps host owners back to the container's (runtime/userns.py: id_mapper)."""
+    w = _Writer(out, ids)
     fd = os.open(upper, _O_DIR)
     try:
         _layer_dir(w, fd, "")
@@ -163,9 +169,9 @@ def _layer_dir(w: _Writer, fd: int, prefix: str) -> None:
             w.entry(path, fd, name, st)
 
 
-def write_merged(out, dirs_top_first) -> None:
+def write_merged(out, dirs_top_first, ids=None) -> None:
     """The filesystem an overlay of `dirs_top_first` shows, as a plain tar (`export`)."""
-    w = _Writer(out)
+    w = _Writer(out, ids)
     fds = [os.open(d, _O_DIR) for d in dirs_top_first]
     try:
         _merged_dir(w, fds, "")

@@ -250,7 +250,7 @@ def create(root: Path, cid: str, bundle: str | os.PathLike, *, pid_file: str | N
 def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str | None,
            preserve_fds: int) -> None:
     """Runtime._spawn's steps, with the rootfs bound onto itself and an exec fifo."""
-    from minirun.runtime import plan, spawn, sync
+    from minirun.runtime import plan, spawn, sync, userns
     from minirun.runtime.cgroups import detect
     from minirun.runtime.options import cgroup_resources
 
@@ -264,12 +264,15 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
         fds += procs
         fifo_fd = os.open(c.fifo, os.O_PATH | os.O_CLOEXEC)
         fds.append(fifo_fd)
+        idmap_binds = userns.idmapped_binds(spec, bundle)     # mounts[].uidMappings (OCI 1.1)
+        fds += idmap_binds.values()
         launch = plan.Launch(rootfs=str(rootfs), rootfs_fstype=None, bundle=str(bundle),
                              cgroup_procs_fds=procs, monitor_argv=None, stdio=(0, 1, 2),
                              sync_fd=child_sock.fileno(), parent_sync_fd=parent_sock.fileno(),
                              exec_fifo_fd=fifo_fd,
                              preserve_fds=preserve_fds, cache_dir=c.dir.parent / ".cache/seccomp",
-                             cgroup_views=[(n, str(d)) for n, d in cg.views()])
+                             cgroup_views=[(n, str(d)) for n, d in cg.views()],
+                             idmap_binds=idmap_binds)
         np = plan.build(spec, launch)
         pid, _ = spawn.spawn(np)
     except BaseException:
@@ -581,6 +584,7 @@ def features() -> dict[str, Any]:
             "seccomp": {"enabled": True},
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
+            "mountExtensions": {"idmap": {"enabled": True}},   # mounts[].uidMappings (bind)
         },
         "minirun": {"refused": UNSUPPORTED + ["process/apparmorProfile", "process/selinuxLabel",
                                               "linux/mountLabel", "linux/namespaces/{mount,user}/path",

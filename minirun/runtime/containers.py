@@ -64,9 +64,11 @@ class Runtime:
     @property
     def cgroups(self):
         if self._cgroups is None:
-            from minirun.runtime.cgroups import detect
+            from minirun.runtime import rootless
+            from minirun.runtime.cgroups import detect, unavailable
 
-            self._cgroups = detect()
+            # rootless: no hierarchy is ours to write (runtime/rootless.py)
+            self._cgroups = unavailable() if rootless.active() else detect()
         return self._cgroups
 
     @property
@@ -140,7 +142,7 @@ class Runtime:
 
     def _spawn(self, record: ContainerRecord, *, interactive: bool, console: tuple[int, int],
                trace: bool) -> Started:
-        from minirun.runtime import plan, spawn, userns
+        from minirun.runtime import plan, rootless, spawn, userns
         from minirun.runtime.options import cgroup_resources
 
         if any(c in str(self.root) for c in ",:\\"):
@@ -164,11 +166,31 @@ class Runtime:
             stdio, log_fds = _wire_stdio(record.state.detached, interactive, fds)
             upper, work = record.dir / "upper", record.dir / "work"
             lower, extra = image.lowerdir(), ""    # top layer first, by short links (store.py)
-            if userns.host_root(spec) is not None:
+            idmap_layers: list[tuple[int, str]] = []
+            if rootless.is_rootless(spec):
+                # our own files (owners recorded, not applied): the map shows us as root
                 with self._phase("user namespace layers"):
-                    layers = userns.shifted_layers(image.layers, spec, self.root / "cache" / "idmap")
+                    for layer in image.layers:
+                        rootless.check_layer_owners(spec, self.images.layer_owners(layer), record.state.image)
+                    if not rootless.single_id(spec):
+                        layers = rootless.owned_layers(image.layers, spec, self.root / "cache" / "idmap",
+                                                       self.images.layer_owners)
+                        lower = ":".join(str(p) for p in reversed(layers))
+                extra = ",userxattr"
+            elif userns.host_root(spec) is not None:
+                with self._phase("user namespace layers"):
+                    idmapped = userns.idmapped_layers(image.layers, spec)
+                    if idmapped is not None:          # the layers as they are, seen through the map
+                        fds += idmapped
+                        # attached where the mapped root can reach (the store is root's alone)
+                        points = userns.idmap_points(record.dir, len(idmapped))
+                        idmap_layers = list(zip(idmapped, [str(p) for p in points], strict=True))
+                        lower = ":".join(str(p) for p in reversed(points))
+                    else:                             # copies with shifted owners, cached
+                        layers = userns.shifted_layers(image.layers, spec, self.root / "cache" / "idmap")
+                        lower = ":".join(str(p) for p in reversed(layers))
                     userns.prepare_container_dirs(record.dir, spec)
-                lower, extra = ":".join(str(p) for p in reversed(layers)), ",userxattr"
+                extra = ",userxattr"
             monitor_argv = self._monitor_argv(record, cg.oom_events_file(), log_fds)
             launch = plan.Launch(
                 rootfs=spec["root"]["path"], rootfs_fstype="overlay",
@@ -176,15 +198,21 @@ class Runtime:
                 cgroup_procs_fds=procs, monitor_argv=monitor_argv, monitor_fds=log_fds,
                 stdio=stdio, sync_fd=child_sock.fileno(), parent_sync_fd=parent_sock.fileno(),
                 console=console, trace=trace,
-                cache_dir=self.seccomp_cache, cgroup_views=[(n, str(d)) for n, d in cg.views()])
+                cache_dir=self.seccomp_cache, cgroup_views=[(n, str(d)) for n, d in cg.views()],
+                idmap_layers=idmap_layers)
             with self._phase("plan build"):
                 np = plan.build(spec, launch)
             with self._phase("mr_spawn"):
-                pid, monitor_pid = spawn.spawn(np)
+                try:
+                    pid, monitor_pid = spawn.spawn(np)
+                except MinirunError as e:
+                    if rootless.is_rootless(spec):
+                        raise rootless.explain_clone_failure(e) from None
+                    raise
             faults.point("start:spawned")
             if userns.host_root(spec) is not None:
                 try:
-                    userns.write_maps(pid, spec)               # (4), before GO
+                    (rootless if rootless.is_rootless(spec) else userns).write_maps(pid, spec)   # (4)
                 except BaseException:
                     _signal_pid(pid)
                     _reap(monitor_pid)
@@ -412,7 +440,8 @@ class Runtime:
             child, tty_master = spawn.enter_process(
                 record.state.pid, ns_types, procs, proc,
                 stdio=(0 if interactive else devnull, 1, 2), console=console,
-                seccomp_bpf=plan.seccomp_program(spec, self.seccomp_cache))
+                seccomp_bpf=plan.seccomp_program(spec, self.seccomp_cache),
+                setgroups=not plan.setgroups_denied(spec))
         finally:
             os.close(devnull)
             warm.stop()
@@ -441,6 +470,8 @@ class Runtime:
         record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
         record.require("top")
         pids = self.cgroups.open(f"minirun/{record.id}").pids()
+        if not pids and record.state.pid:         # no cgroup (rootless): its pid namespace
+            pids = procfs.in_pid_namespace(record.state.pid)
         infos = [procfs.process_info(p) for p in sorted(pids)]
         return [i for i in infos if i]
 

@@ -18,7 +18,7 @@ from typing import Any
 from minirun import spec as oci
 from minirun.errors import UsageError
 from minirun.paths import LIBEXEC
-from minirun.runtime import security, userns
+from minirun.runtime import rootless, security, userns
 
 INIT_PATH_IN_CONTAINER = "/dev/init"
 
@@ -47,7 +47,7 @@ class RunOptions:
     init: bool = False
     interactive: bool = False
     tty: bool = False
-    network: str = "bridge"
+    network: str | None = None            # None: bridge, or none when rootless (runtime/rootless.py)
     ip: str | None = None
     network_aliases: list[str] = field(default_factory=list)
     publish: list[str] = field(default_factory=list)
@@ -80,6 +80,8 @@ class RunOptions:
 
 def build_spec(opts: RunOptions, image_config: dict[str, Any], layers_top_first: list[Path],
                container_dir: Path, container_id: str) -> dict[str, Any]:
+    if opts.network is None:
+        opts.network = rootless.default_network()
     spec = oci.default_spec()
     proc = spec["process"]
     proc["args"] = _args(opts, image_config)
@@ -115,8 +117,11 @@ def build_spec(opts: RunOptions, image_config: dict[str, Any], layers_top_first:
     spec["linux"]["resources"] = dict(resources(opts), devices=spec["linux"]["resources"]["devices"])
     security.apply(spec, cap_add=opts.cap_add, cap_drop=opts.cap_drop, privileged=opts.privileged,
                    security_opt=opts.security_opt, sysctls=opts.sysctls, devices=opts.devices)
-    userns.apply(spec, userns=opts.userns, uidmaps=opts.uidmaps, gidmaps=opts.gidmaps,
-                 containers_dir=container_dir.parent)
+    if rootless.active():
+        rootless.apply(spec, opts)
+    else:
+        userns.apply(spec, userns=opts.userns, uidmaps=opts.uidmaps, gidmaps=opts.gidmaps,
+                     containers_dir=container_dir.parent)
     if image_config.get("StopSignal"):
         spec.setdefault("annotations", {})["org.opencontainers.image.stopSignal"] = image_config["StopSignal"]
     return oci.validate(spec)

@@ -56,6 +56,8 @@ class Launch:
     extra_mounts: list[dict[str, Any]] = field(default_factory=list)
     preserve_fds: int = 0                # keep fds 3 .. 3+N-1 open across execve (OCI --preserve-fds)
     cgroup_views: list[tuple[str, str]] = field(default_factory=list)  # Cgroup.views(), for "cgroup" mounts
+    idmap_layers: list[tuple[int, str]] = field(default_factory=list)  # (idmapped mount fd, layer path)
+    idmap_binds: dict[int, int] = field(default_factory=dict)  # spec mounts index -> idmapped mount fd
 
 
 class NativePlan:
@@ -138,6 +140,9 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
     p.rootfs = np.cstr(launch.rootfs)
     p.rootfs_fstype = np.cstr(launch.rootfs_fstype)
     p.rootfs_data = np.cstr(launch.rootfs_data)
+    p.idmap_fds = np.array("int", [fd for fd, _ in launch.idmap_layers])
+    p.idmap_targets = np.cstr_array([path for _, path in launch.idmap_layers])
+    p.n_idmap = len(launch.idmap_layers)
     p.root_propagation = oci.propagation_flags(linux.get("rootfsPropagation", "rprivate"))
     p.rootfs_readonly = int(bool(spec["root"].get("readonly")))
     _fsops(np, spec, launch)
@@ -160,8 +165,10 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
     _rlimits(np, proc.get("rlimits", []))
     if "oomScoreAdj" in proc:
         p.oom_score_adj = np.cstr(str(int(proc["oomScoreAdj"])))
+    p.setgroups_denied = int(setgroups_denied(spec))
     set_process(np, p.process, proc, stdio=launch.stdio, console=launch.console,
-                set_caps=launch.set_caps, seccomp_bpf=seccomp_program(spec, launch.cache_dir))
+                set_caps=launch.set_caps, seccomp_bpf=seccomp_program(spec, launch.cache_dir),
+                setgroups=not p.setgroups_denied)
     p.process.preserve_fds = launch.preserve_fds
     p.sync_fd = launch.sync_fd
     p.parent_sync_fd = launch.parent_sync_fd
@@ -288,9 +295,16 @@ def exec_trampoline() -> int:
     return _trampoline
 
 
+def setgroups_denied(spec: dict[str, Any]) -> bool:
+    """Rootless with the one-id map: /proc/PID/setgroups says "deny" (runtime/rootless.py)."""
+    from minirun.runtime import rootless
+
+    return rootless.is_rootless(spec) and rootless.single_id(spec)
+
+
 def set_process(np: NativePlan, pr, proc: dict[str, Any], *, stdio: tuple[int, int, int],
                 console: tuple[int, int], set_caps: bool = True,
-                seccomp_bpf: bytes | None = None) -> None:
+                seccomp_bpf: bytes | None = None, setgroups: bool = True) -> None:
     """Fill a struct mr_process from the spec's `process`: the same for the first process and
     for `exec` (user, groups, umask, capabilities, no_new_privs, seccomp filter, cwd, program,
     stdio, terminal)."""
@@ -299,7 +313,7 @@ def set_process(np: NativePlan, pr, proc: dict[str, Any], *, stdio: tuple[int, i
     pr.gid = user.get("gid", 0)
     groups = user.get("additionalGids", [])
     pr.groups = np.array("uint32_t", groups)
-    pr.n_groups = len(groups)
+    pr.n_groups = len(groups) if setgroups else -1    # -1: leave them (rootless.single_id)
     pr.umask = user["umask"] if user.get("umask") is not None else -1
     caps = proc.get("capabilities", {})
     host = oci.host_cap_bounding()
@@ -355,9 +369,12 @@ def _cgroup_mount(m: dict[str, Any], views: list[tuple[str, str]]) -> list[dict[
 def _fsops(np: NativePlan, spec: dict[str, Any], launch: Launch) -> None:
     ops: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
-    for m in [*spec.get("mounts", []), *launch.extra_mounts]:
+    idmapped: dict[int, int] = {}              # index in `mounts` -> fd of its idmapped tree
+    for i, m in enumerate([*spec.get("mounts", []), *launch.extra_mounts]):
+        if i in launch.idmap_binds:
+            idmapped[len(mounts)] = launch.idmap_binds[i]
         mounts += _cgroup_mount(m, launch.cgroup_views) if m.get("type") == "cgroup" else [m]
-    for m in mounts:
+    for j, m in enumerate(mounts):
         options = list(m.get("options", []))
         flags, propagation, data = oci.mount_options(options)
         is_bind = m.get("type") == "bind" or flags & oci.MS["BIND"]
@@ -373,6 +390,9 @@ def _fsops(np: NativePlan, spec: dict[str, Any], launch: Launch) -> None:
             op.update(source=source, fstype=None, flags=flags | oci.MS["BIND"],
                       target_is_file=not stat.S_ISDIR(st.st_mode))
             name = f"{source} on {m['destination']}"
+            if j in idmapped:                    # attached, not mounted: userns.idmapped_binds
+                op.update(kind=lib.MR_OP_MOVE_MOUNT, fd=idmapped[j])
+                name += " (idmapped)"
         elif m.get("type") == "remount":               # only from _cgroup_mount: flags, no data
             op.update(source=None, fstype=None, flags=flags | oci.MS["REMOUNT"])
             name = f"remount of {m['destination']}"
@@ -415,6 +435,7 @@ def _fsops(np: NativePlan, spec: dict[str, Any], launch: Launch) -> None:
         arr[i].uid = op.get("uid", 0)
         arr[i].gid = op.get("gid", 0)
         arr[i].target_is_file = int(op.get("target_is_file", False))
+        arr[i].fd = op.get("fd", -1)
     np.plan.fsops = arr
     np.plan.n_fsops = len(ops)
 

@@ -50,3 +50,21 @@ def process_info(pid: int, proc: str = PROC) -> dict | None:
         "cpu_seconds": (int(fields[11]) + int(fields[12])) / ticks,
         "command": " ".join(args) if args else f"[{comm}]",
     }
+
+
+def in_pid_namespace(pid: int, proc: str = "/proc") -> list[int]:
+    """The processes in the pid namespace of `pid` (pid_namespaces(7)), as this namespace
+    numbers them: for a container without a cgroup of its own (rootless)."""
+    try:
+        ns = os.readlink(f"{proc}/{pid}/ns/pid")
+    except OSError:
+        return []
+    out = []
+    for entry in os.listdir(proc):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"{proc}/{entry}/ns/pid") == ns:
+                    out.append(int(entry))
+            except OSError:
+                continue
+    return out

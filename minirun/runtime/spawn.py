@@ -89,7 +89,7 @@ NS_JOIN_ORDER = [("user", "user"), ("ipc", "ipc"), ("uts", "uts"), ("net", "netw
 
 def enter_process(pid: int, ns_types: set[str], procs_files: list[str], process: dict, *,
                   stdio: tuple[int, int, int], console: tuple[int, int] = (0, 0),
-                  seccomp_bpf: bytes | None = None) -> tuple[int, int | None]:
+                  seccomp_bpf: bytes | None = None, setgroups: bool = True) -> tuple[int, int | None]:
     """Start `process` (an OCI process object) inside the namespaces of `pid` and in the cgroup
     whose cgroup.procs files are given. Returns (our child's pid, the pty master or None)."""
     from minirun.runtime import plan, sync
@@ -110,7 +110,7 @@ def enter_process(pid: int, ns_types: set[str], procs_files: list[str], process:
         ex.n_cgroup_procs_fds = len(fds) - n_ns
         ex.root_dir = ffi.NULL
         plan.set_process(np, ex.process, process, stdio=stdio, console=console,
-                         seccomp_bpf=seccomp_bpf)
+                         seccomp_bpf=seccomp_bpf, setgroups=setgroups)
         ex.sync_fd = child_sock.fileno()
         child = enter(np, ex)
     except BaseException:
@@ -128,3 +128,19 @@ def enter_process(pid: int, ns_types: set[str], procs_files: list[str], process:
         os.waitpid(child, 0)
         raise error_from_native(report.error, np, process["args"][0])
     return child, report.tty_master
+
+
+# errnos that mean "this kernel or filesystem cannot idmap a mount" (mount_setattr(2)): the
+# caller falls back (layers: shifted copies) or refuses clearly (OCI idmapped binds)
+IDMAP_UNSUPPORTED = {errno_mod.EINVAL, errno_mod.ENOSYS, errno_mod.EOPNOTSUPP, errno_mod.EPERM}
+
+
+def idmap_tree(path: str, userns_fd: int, *, recursive: bool = False, index: int = -1) -> int:
+    """A detached, idmapped copy of the mount tree at `path` (c_ext/fs.c: mr_idmap_tree), as a
+    close-on-exec fd for a container's child to attach. SpawnError names the step and path."""
+    err = ffi.new("struct mr_err *")
+    fd = lib.mr_idmap_tree(path.encode(), userns_fd, int(recursive), index, err)
+    if fd < 0:
+        step = step_name(err.step)
+        raise SpawnError(f"{step} of {path}: {os.strerror(err.errno_)}", err.errno_, step, err.index)
+    return fd

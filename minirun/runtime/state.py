@@ -285,10 +285,10 @@ class StateStore:
 
 
 def _rmtree(path: Path) -> None:
-    import shutil
+    from minirun.paths import rmtree
 
-    # the overlay upper dir may hold files with any mode; shutil handles that as root
-    shutil.rmtree(path, ignore_errors=False)
+    # the overlay upper dir may hold files with any mode; paths.rmtree opens them up as a user
+    rmtree(path)
 
 
 _ADJECTIVES = "brave calm eager fancy gentle happy jolly keen lucky merry nimble proud quiet swift tidy witty".split()

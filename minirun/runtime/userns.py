@@ -119,6 +119,29 @@ def to_host(maps: list[dict], cid: int) -> int | None:
     return None
 
 
+def to_container(maps: list[dict], hid: int) -> int | None:
+    """The container id a host id is, or None if the map leaves it out."""
+    for m in maps:
+        if m["hostID"] <= hid < m["hostID"] + m["size"]:
+            return m["containerID"] + hid - m["hostID"]
+    return None
+
+
+def id_mapper(spec: dict[str, Any]):
+    """(host uid, gid) -> (uid, gid) as the container sees them, for writing a container's files
+    as a layer (`commit`, `build`, `export`); None without a user namespace. An id the map leaves
+    out stays as it is: the image's own layers, under a root-run container's upper dir, are."""
+    linux = spec.get("linux", {})
+    if not linux.get("uidMappings"):
+        return None
+    uids, gids = linux["uidMappings"], linux["gidMappings"]
+
+    def ids(uid: int, gid: int) -> tuple[int, int]:
+        u, g = to_container(uids, uid), to_container(gids, gid)
+        return (uid if u is None else u, gid if g is None else g)
+    return ids
+
+
 def host_root(spec: dict[str, Any]) -> tuple[int, int] | None:
     """(uid, gid) on the host of the container's root, or None without a user namespace."""
     linux = spec.get("linux", {})
@@ -189,14 +212,137 @@ def _shift_copy(layer: Path, target: Path, uids: list[dict], gids: list[dict]) -
         raise
 
 
+def helper_userns(uids: list[dict], gids: list[dict]) -> int:
+    """An fd of a new user namespace with these maps, for mount_setattr(MOUNT_ATTR_IDMAP): a
+    child unshares one and waits while we (root) write its maps; the fd keeps the namespace
+    alive after the child has gone. (The container's own namespace does not exist yet when its
+    mounts are prepared, before clone; the idmap copies the maps, not the namespace.)"""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    up_r, up_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                           # pragma: no cover (child)
+        os.close(go_w)                                     # else our read would never see EOF
+        os.close(up_r)
+        ok = libc.unshare(0x10000000) == 0                 # CLONE_NEWUSER
+        os.write(up_w, b"u" if ok else b"e")
+        os.read(go_r, 1)
+        os._exit(0)
+    os.close(up_w)
+    os.close(go_r)
+    try:
+        if os.read(up_r, 1) != b"u":
+            raise MinirunError("idmapped mounts: cannot make a user namespace for the map")
+        for name, maps in (("uid_map", uids), ("gid_map", gids)):
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write("".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps))
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise MinirunError(f"idmapped mounts: the helper namespace: {os.strerror(e.errno or 5)}") from None
+    finally:
+        os.close(go_w)
+        os.close(up_r)
+        os.waitpid(pid, 0)
+
+
+def idmapped_layers(layers: list[Path], spec: dict[str, Any]) -> list[int] | None:
+    """Detached idmapped mounts of the layers, for the child to put over them (c_ext/fs.c), so
+    the image's files show their owners through the container's map with nothing copied or
+    chowned; None where the kernel or filesystem cannot (the caller copies: shifted_layers).
+    MINIRUN_IDMAP=0 forces the copies."""
+    from minirun.runtime import spawn
+
+    if os.environ.get("MINIRUN_IDMAP") == "0":
+        return None
+    linux = spec["linux"]
+    for layer in layers:
+        _user_opaque(layer)
+    ns = helper_userns(linux["uidMappings"], linux["gidMappings"])
+    fds: list[int] = []
+    try:
+        for i, layer in enumerate(layers):
+            fds.append(spawn.idmap_tree(str(layer), ns, index=i))
+    except MinirunError as e:
+        for fd in fds:
+            os.close(fd)
+        if getattr(e, "errno", None) in spawn.IDMAP_UNSUPPORTED:
+            return None
+        raise
+    finally:
+        os.close(ns)
+    return fds
+
+
+def _user_opaque(layer: Path) -> None:
+    """An overlay mounted in a user namespace (`userxattr`) reads user.overlay.opaque, not the
+    trusted.overlay.opaque root's import wrote: add it to the layer's opaque directories (its
+    layer.json lists them), once. An xattr, not an owner: nothing is chowned."""
+    import json
+
+    try:
+        opaque = json.loads((layer.parent / "layer.json").read_text()).get("opaque", [])
+    except (OSError, ValueError):
+        return
+    for rel in opaque:
+        path = layer / rel
+        with contextlib.suppress(OSError):
+            if os.getxattr(path, "user.overlay.opaque", follow_symlinks=False) == b"y":
+                continue
+        with contextlib.suppress(FileNotFoundError):
+            os.setxattr(path, "user.overlay.opaque", b"y", follow_symlinks=False)
+
+
+def idmapped_binds(spec: dict[str, Any], bundle: str | os.PathLike = "/") -> dict[int, int]:
+    """OCI 1.1 idmapped bind mounts (mounts[i].uidMappings/gidMappings): index in the spec's
+    mounts -> fd of a detached, idmapped copy of the source, for the child to attach
+    (MR_OP_MOVE_MOUNT). A file owned by k on disk shows as the id the map gives k. Refused in
+    one line where the kernel or the source's filesystem cannot idmap."""
+    from minirun.errors import SpecError
+    from minirun.runtime import spawn
+
+    out: dict[int, int] = {}
+    try:
+        for i, m in enumerate(spec.get("mounts", [])):
+            if "uidMappings" not in m:
+                continue
+            source = m.get("source", "")
+            source = source if source.startswith("/") else str(Path(bundle, source))
+            ns = helper_userns(m["uidMappings"], m["gidMappings"])
+            try:
+                out[i] = spawn.idmap_tree(source, ns, recursive="rbind" in m.get("options", []), index=i)
+            except MinirunError as e:
+                if getattr(e, "errno", None) in spawn.IDMAP_UNSUPPORTED:
+                    raise SpecError(f"mounts/{i}/uidMappings", f"{source} cannot be idmapped here "
+                                    f"(the kernel or its filesystem refuses: {os.strerror(e.errno)})") from None
+                raise
+            finally:
+                os.close(ns)
+    except BaseException:
+        for fd in out.values():
+            os.close(fd)
+        raise
+    return out
+
+
+def idmap_points(container_dir: Path, n: int) -> list[Path]:
+    """CONTAINER/lower/0..n-1 (bottom layer first): where the child attaches the layers'
+    idmapped mounts, in its own mount namespace, and what the overlay's lowerdir names."""
+    points = [container_dir / "lower" / str(i) for i in range(n)]
+    for p in points:
+        p.mkdir(parents=True, exist_ok=True)
+    return points
+
+
 def prune_copies(cache: Path, layers_dir: Path) -> list[Path]:
     """Remove the shifted copies of layers the image store no longer has (after `image rm`)."""
-    import shutil
+    from minirun.paths import rmtree
 
     removed = []
     for copy in cache.glob("*/*_diff"):
         if not (layers_dir / copy.name.removesuffix("_diff")).is_dir():
-            shutil.rmtree(copy)
+            rmtree(copy)             # rootless: copies owned by our subordinate ids (paths.py)
             removed.append(copy)
     return removed
 

@@ -118,3 +118,37 @@ def test_a_layered_image_keeps_owners_and_deletions(clean, tmp_path):
         assert out.split() == ["1000:1000", "new"]
     finally:
         clean("image", "rm", "userns-layers")
+
+
+IDMAP_HOST = 400000                              # a map no other test uses: its own cache key
+
+
+def test_layers_are_idmapped_not_copied_nor_chowned(clean, data_root):
+    """Where the kernel can (mount_setattr(2), MOUNT_ATTR_IDMAP; 6.18 here), the image's layers
+    are seen through idmapped mounts: owners right inside, the store's files untouched on the
+    host, no copy made; what the container writes still lands as the mapped uid."""
+    idmap = ("--uidmap", f"0:{IDMAP_HOST}:65536")
+    layers = list((data_root / "images" / "layers").glob("*/diff/bin/busybox"))
+    before = [(p.stat().st_uid, p.stat().st_gid, p.stat().st_ctime_ns) for p in layers]
+    with clean.detached(*idmap, "busybox", "sh", "-c", "touch /made; sleep 30") as cid:
+        inside = clean.out("exec", cid, "sh", "-c", "stat -c %u:%g /bin/busybox /etc/passwd /tmp; "
+                           "grep ' / / ' /proc/self/mountinfo")
+        owners, root_line = inside.splitlines()[:3], inside.splitlines()[3]
+        assert owners == ["0:0", "0:0", "0:0"]
+        assert f"lowerdir={data_root}/containers/{cid}/lower/0" in root_line   # the idmapped mount
+        made = data_root / "containers" / cid / "upper" / "made"
+        assert (made.stat().st_uid, made.stat().st_gid) == (IDMAP_HOST, IDMAP_HOST)
+    assert [(p.stat().st_uid, p.stat().st_gid, p.stat().st_ctime_ns) for p in layers] == before
+    assert not list((data_root / "cache" / "idmap").glob(f"*{IDMAP_HOST}*"))
+
+
+def test_without_idmapped_mounts_a_shifted_copy_is_the_fallback(clean, data_root):
+    """MINIRUN_IDMAP=0 stands for a kernel or filesystem that cannot idmap: the same owners
+    inside, from a copy of each layer chowned by the map, cached in ROOT/cache/idmap."""
+    host = IDMAP_HOST + 65536
+    env = dict(os.environ, MINIRUN_IDMAP="0")
+    out = clean.out("run", "--rm", "--uidmap", f"0:{host}:65536", "busybox", "stat", "-c", "%u:%g", "/bin/busybox",
+                    env=env)
+    assert out == "0:0"
+    copies = list((data_root / "cache" / "idmap").glob(f"*{host}*/*_diff/bin/busybox"))
+    assert len(copies) == 1 and copies[0].stat().st_uid == host

@@ -389,6 +389,21 @@ def detect(mountinfo: str | Path = "/proc/self/mountinfo",
     return CgroupManager(mounts)
 
 
+class _Unavailable(CgroupManager):
+    """No hierarchy at all (rootless: none is writable): groups are empty shells, so a container
+    runs without limits, and asking for one is refused."""
+
+    def _check_supported(self, res: Resources) -> None:
+        for field in res.set_fields():
+            if field not in _BEST_EFFORT:
+                raise CgroupError(f"cgroup: {field} needs a cgroup this user can write, and "
+                                  f"none is delegated to uid {os.geteuid()} (rootless)")
+
+
+def unavailable() -> CgroupManager:
+    return _Unavailable(Mounts())
+
+
 def _check_name(name: str) -> None:
     if not _NAME.match(name) or any(p in (".", "..") for p in name.split("/")):
         raise CgroupError(f"cgroup: invalid group name {name!r} "
