@@ -31,7 +31,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import stat
 import tempfile
 from dataclasses import dataclass, field
@@ -379,7 +378,7 @@ class ImageStore:
                                      max_total_size=max_total_size)
                 image = self.commit_image(config_json(doc), [tagged], stage)
         finally:
-            shutil.rmtree(stage)
+            rmtree(stage)
         self._event("import", image.id, tagged)
         return image
 
@@ -462,7 +461,7 @@ class ImageStore:
                     if progress:
                         progress("image", image=img)
         finally:
-            shutil.rmtree(stage)
+            rmtree(stage)
         return loaded
 
     def _add(self, config_blob, layers, names, stage, unpack, progress, extra=None) -> Image:
@@ -524,7 +523,7 @@ class ImageStore:
                 extra["parent"] = base.id
             return self.commit_image(config_json(raw), list(names), stage, extra=extra)
         finally:
-            shutil.rmtree(stage)
+            rmtree(stage)
 
     def cache_get(self, key: str) -> Image | None:
         """The image a build step with this cache key made, if it is still in the store."""
@@ -611,7 +610,7 @@ class ImageStore:
             (work / "owners.json").write_text(json.dumps(res.owners, sort_keys=True) + "\n")
         dst = stage / res.diff_id.removeprefix("sha256:")
         if dst.exists():  # the same layer twice in one image: one copy is enough
-            shutil.rmtree(work)
+            rmtree(work)
         else:
             os.rename(work, dst)
         faults.point("image:unpacked")
@@ -813,7 +812,7 @@ class ImageStore:
                 start = m.group(2) if m.re.groups > 1 else None
                 if procfs.is_alive(pid, int(start)) if start else _pid_alive(pid):
                     continue
-                (shutil.rmtree if entry.is_dir() and not entry.is_symlink() else os.unlink)(entry)
+                (rmtree if entry.is_dir() and not entry.is_symlink() else os.unlink)(entry)
                 removed.append(f"image staging {entry.name} (pid {pid} is gone)")
             for entry in sorted(self.layers_dir.iterdir()):
                 if entry.name not in index["layers"]:
