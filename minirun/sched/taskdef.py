@@ -249,7 +249,7 @@ def _container(c: dict, ptr: str, p: _Problems, task_memory: int | None, volumes
             p.add(f"{mptr}/protocol", "must be tcp or udp")
     for mptr, m in p.objects(c, "mountPoints", ptr):
         p.unknown(m, mptr, {"sourceVolume", "containerPath", "readOnly"})
-        if m.get("sourceVolume") not in volumes:
+        if not isinstance(m.get("sourceVolume"), str) or m["sourceVolume"] not in volumes:
             p.add(f"{mptr}/sourceVolume", "must name a volume of the task's volumes"
                   + (f" ({', '.join(sorted(volumes))})" if volumes else " (there are none)"))
         if not isinstance(m.get("containerPath"), str) or not m["containerPath"].startswith("/"):
