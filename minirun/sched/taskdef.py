@@ -135,7 +135,8 @@ def validate(definition: Any) -> dict[str, Any]:
         p.add("containerDefinitions", "at least one container must be essential")
     for i, c in enumerate(containers):
         if isinstance(c, dict):
-            _dependencies(c, f"containerDefinitions/{i}", p, {c2.get("name"): c2 for c2 in good})
+            _dependencies(c, f"containerDefinitions/{i}", p,
+                          {c2["name"]: c2 for c2 in good if isinstance(c2.get("name"), str)})
     if not p.items:
         _no_cycles(good, p)
     if task_memory is not None and not p.items:
@@ -289,7 +290,8 @@ def _health_check(c: dict, ptr: str, p: _Problems) -> None:
 def _dependencies(c: dict, ptr: str, p: _Problems, by_name: dict) -> None:
     for dptr, d in p.objects(c, "dependsOn", ptr):
         p.unknown(d, dptr, {"containerName", "condition"})
-        target = by_name.get(d.get("containerName"))
+        name = d.get("containerName")
+        target = by_name.get(name) if isinstance(name, str) else None
         if target is None or target is c:
             p.add(f"{dptr}/containerName", "must name another container of this task")
         cond = d.get("condition")
