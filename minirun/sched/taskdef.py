@@ -43,6 +43,13 @@ HEALTH_FIELDS = {"command": None, "interval": (1, 300, 30), "timeout": (1, 60, 5
                  "retries": (1, 10, 3), "startPeriod": (0, 300, 0)}
 
 
+def _pointer_token(key: str) -> str:
+    """A user's key as a JSON pointer token (RFC 6901: ~ is ~0, / is ~1), with control and other
+    unprintable characters shown escaped, so that a problem stays one readable line."""
+    key = key.replace("~", "~0").replace("/", "~1")
+    return key if key.isprintable() else key.encode("unicode_escape").decode("ascii")
+
+
 class _Problems:
     def __init__(self) -> None:
         self.items: list[tuple[str, str]] = []
@@ -53,6 +60,7 @@ class _Problems:
     def unknown(self, obj: dict, ptr: str, allowed: set[str]) -> None:
         for key in obj:
             if key not in allowed:
+                key = _pointer_token(key)
                 self.add(f"{ptr}/{key}" if ptr else key,
                          f"unknown field (known here: {', '.join(sorted(allowed))})")
 
