@@ -512,8 +512,11 @@ def read_docker(tree: _Tree) -> list[ImageRef]:
             if not isinstance(path, str):
                 raise ImageFormatError(f"{what}: a layer path is not a string")
             layers.append(LayerRef(path, None, None, diff_id))
+        tags = entry.get("RepoTags") or []
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ImageFormatError(f"{what}: RepoTags is not a list of strings")
         names = []
-        for tag in entry.get("RepoTags") or []:
+        for tag in tags:
             try:
                 names.append(parse_reference(tag))
             except UsageError:
