@@ -442,6 +442,8 @@ def _walk_index(tree, index, what, arch, out, depth, names) -> None:
     for d in manifests:
         digest, size, mt = _descriptor(d, f"{tree.what}: {what}")
         platform = d.get("platform") or {}
+        if not isinstance(platform, dict):
+            raise ImageFormatError(f"{tree.what}: {what}: the platform of {digest[:19]} is not an object")
         if platform and (platform.get("os") not in (None, "linux")
                          or platform.get("architecture") not in (None, arch)):
             continue
