@@ -402,9 +402,12 @@ def _descriptor(d, what: str) -> tuple[str, int, str]:
         raise ImageFormatError(f"{what}: a descriptor is not an object")
     digest = check_digest(d.get("digest"), what)
     size = d.get("size")
-    if not isinstance(size, int) or size < 0:
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ImageFormatError(f"{what}: descriptor {digest} has no valid size")
-    return digest, size, d.get("mediaType", "")
+    media_type = d.get("mediaType", "")
+    if not isinstance(media_type, str):
+        raise ImageFormatError(f"{what}: descriptor {digest} has a mediaType that is not a string")
+    return digest, size, media_type
 
 
 def _names_from_annotations(ann: dict) -> list[str]:
