@@ -452,6 +452,9 @@ def _walk_index(tree, index, what, arch, out, depth, names) -> None:
             continue
         here = _names_from_annotations(d.get("annotations") or {}) or names
         doc, raw = tree.read_json(blob_path(digest, what), digest, size)
+        if not isinstance(doc, dict):
+            raise ImageFormatError(f"{tree.what}: {digest[:19]} (named by {what}) is not a "
+                                   "JSON object: neither an image manifest nor an index")
         mt = mt or doc.get("mediaType", "")
         if mt in (MT_OCI_INDEX, MT_DOCKER_LIST) or "manifests" in doc:
             _walk_index(tree, doc, digest, arch, out, depth + 1, here)
