@@ -517,8 +517,8 @@ def read_docker(tree: _Tree) -> list[ImageRef]:
                                    f"{len(diff_ids)} diff_ids")
         layers = []
         for path, diff_id in zip(entry["Layers"], diff_ids, strict=True):
-            if not isinstance(path, str):
-                raise ImageFormatError(f"{what}: a layer path is not a string")
+            if not isinstance(path, str) or not path:
+                raise ImageFormatError(f"{what}: a layer path is not a non-empty string")
             layers.append(LayerRef(path, None, None, diff_id))
         tags = entry.get("RepoTags") or []
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
