@@ -49,8 +49,10 @@ class ExecProcess:
 
 
 class Runtime:
-    def __init__(self, root: str | os.PathLike | None = None, cgroups=None, tracer=None):
+    def __init__(self, root: str | os.PathLike | None = None, cgroups=None, tracer=None,
+                 filesystems: str = "/proc/filesystems"):
         self.root = data_root(root)
+        self.filesystems = filesystems       # where overlay support is looked up (runtime/overlay.py)
         self.store = StateStore(self.root)
         self._cgroups = cgroups
         self._images = None
@@ -98,13 +100,22 @@ class Runtime:
     def create(self, opts: RunOptions) -> ContainerRecord:
         """`docker create`: the container's directory, spec and name; no process yet."""
         from minirun.errors import ImageNotFound
-        from minirun.runtime.options import build_spec
+        from minirun.runtime import overlay
 
+        overlay.check(self.filesystems, None if self.filesystems == overlay.FILESYSTEMS else os.devnull)
         with self._phase("image lookup"):
             try:
                 image = self.images.get(opts.image)
             except ImageNotFound as e:
                 raise ImageNotFound(f"{e} (import it first: minirun image import FILE {opts.image})") from None
+        from minirun.errors import storage_errors
+
+        with storage_errors(f"cannot create a container in {self.root}"):
+            return self._create(opts, image)
+
+    def _create(self, opts: RunOptions, image) -> ContainerRecord:
+        from minirun.runtime.options import build_spec
+
         record = self.store.new(opts.name, image=opts.image, image_id=image.id,
                                 auto_remove=opts.auto_remove, detached=opts.detach)
         try:
@@ -141,7 +152,7 @@ class Runtime:
     def _spawn(self, record: ContainerRecord, *, interactive: bool, console: tuple[int, int],
                trace: bool) -> Started:
         from minirun.runtime import plan, spawn, userns
-        from minirun.runtime.options import cgroup_resources
+        from minirun.runtime.options import DEFAULT_PIDS_ANNOTATION, cgroup_resources
 
         if any(c in str(self.root) for c in ",:\\"):
             raise UsageError(f"the data root {self.root} contains ',', ':' or '\\', which "
@@ -154,7 +165,11 @@ class Runtime:
         if record.state.started_at is not None:
             self.cgroups.open(name).destroy()      # the previous run's group (kept for its stats)
         with self._phase("cgroup create"):
-            cg = self._create_cgroup(name, cgroup_resources(spec["linux"].get("resources", {})))
+            resources = cgroup_resources(spec["linux"].get("resources", {}))
+            if (spec.get("annotations", {}).get(DEFAULT_PIDS_ANNOTATION) == "default"
+                    and "pids" not in self.cgroups.available()):
+                resources.pids_limit = None      # our default needs the controller; asked-for limits do
+            cg = self._create_cgroup(name, resources)
         faults.point("start:cgroup-created")
         fds: list[int] = []                         # our copies of what the child/monitor get
         parent_sock, child_sock = sync.socketpair()
