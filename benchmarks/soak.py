@@ -171,6 +171,11 @@ def _pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 
 
+def children() -> set[int]:
+    """This process's children now: the audit's baseline (a test runner may have some already)."""
+    return {pid for pid in _pids() if (_proc_stat(pid) or ("", 0))[1] == os.getpid()}
+
+
 def _proc_stat(pid: int) -> tuple[str, int] | None:
     """(state letter, ppid) of a process, or None when it is gone."""
     try:
@@ -374,7 +379,7 @@ def leaks(s: Soak, netd_fds_before: int, own_children_before: set[int]) -> dict[
 def run_soak(sequential: int, concurrent: int, jobs: int = 8, library: int = 0,
              cli_inproc: int = 0) -> tuple[Soak, dict[str, list[str]]]:
     """The whole soak in a private data root; returns the figures and the leaks found."""
-    own_children = {pid for pid in _pids() if (_proc_stat(pid) or ("", 0))[1] == os.getpid()}
+    own_children = children()
     with minirun_root("soak") as root, tempfile.TemporaryDirectory(prefix="minirun-soak-tmp-") as tmp:
         s = Soak(root, Path(tmp))
         for i in range(len(KINDS)):                      # warm-up: netd, the bridge, the caches

@@ -29,13 +29,14 @@ def test_the_audit_sees_what_a_container_holds(tmp_path: Path):
     """A container left running (bridge, published port) shows up as a leak of every kind it
     holds: the audit is not blind."""
     requires("root", "overlay", "busybox-image")
+    baseline = soak.children()
     with soak.minirun_root("soak-audit") as root:
         s = soak.Soak(root, tmp_path)
         rc, out, err = s.cli("run", "-d", "-p", "80", "--name", "kept", "busybox", "sleep", soak.SLEEP)
         assert rc == 0, err
         s.ids.add(out.strip())
         (tmp_path / "left-by-a-command").mkdir()
-        found = soak.leaks(s, -1, set())
+        found = soak.leaks(s, -1, baseline)
         try:
             for kind in ("cgroups (every hierarchy)", "veths", "nft rules", "leases and port claims",
                          "temp dirs (TMPDIR, image staging)", "container records and names",
@@ -43,4 +44,5 @@ def test_the_audit_sees_what_a_container_holds(tmp_path: Path):
                 assert found[kind], f"the audit missed the {kind} of a live container"
         finally:
             s.cli("rm", "-f", "kept")
-        assert not any(v for k, v in soak.leaks(s, -1, set()).items() if not k.startswith("temp"))
+        after = {k: v for k, v in soak.leaks(s, -1, baseline).items() if v and not k.startswith("temp")}
+        assert after == {}
