@@ -142,8 +142,10 @@ class Runtime:
               console: tuple[int, int] = (0, 0), trace: bool = False) -> Started:
         """Start the process. Detached (the default), its output goes to the log through the
         monitor; attached, it uses our stdio and the caller waits for the monitor (our child)."""
+        from minirun.errors import storage_errors
+
         record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
-        with record.locked():
+        with record.locked(), storage_errors(f"cannot start container {record.name} in {self.root}"):
             record.require("start")
             record.state.detached = not attach
             return self._spawn(record, interactive=interactive, console=console,
@@ -240,6 +242,13 @@ class Runtime:
         self._event("start", record)
         try:
             report = sync.go_and_wait(parent_sock, record_pid, self._phase("wait for the child"))
+        except BaseException:
+            # GO went out but the pid could not be recorded (e.g. a full data root): a container
+            # its record does not know of must not run on. Everything it started is in its cgroup.
+            cg.destroy()
+            _reap(monitor_pid)
+            (record.dir / "exit.json").unlink(missing_ok=True)
+            raise
         finally:
             warm.stop()                              # the child has joined its cgroup
         if report.error is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -88,6 +89,39 @@ def test_a_full_data_root_gives_one_line_and_leaves_nothing(tmp_path):
         from minirun.net.container import teardown
 
         teardown(root)
+
+
+def test_a_start_on_a_full_data_root_leaves_the_container_created_and_nothing_running(tmp_path):
+    """The disk fills between create and start: start fails in one line, and the container is
+    left as it was — created, with no cgroup, no process (GO may have gone out before the pid
+    could be recorded), no veth or rule — and starts once there is room."""
+    requires("root", "overlay", "busybox-image")
+    from minirun.net.container import teardown
+
+    with mounted("-t", "tmpfs", "-o", "size=8m", "tmpfs", target=tmp_path / "disk") as disk:
+        root = disk / "root"
+        m = Minirun(root)
+        private_network_settings(root)
+        m("image", "import", str(IMAGE_TAR), "busybox")
+        ids = [m.out("create", "--name", "quiet", "--network", "none", "busybox", "sleep", "86397"),
+               m.out("create", "--name", "bridged", "busybox", "sleep", "86397")]
+        try:
+            filler = fill(disk)
+            for name in ("quiet", "bridged"):
+                r = m("start", name, check=False)
+                assert r.returncode == 125 and f"cannot start container {name}" in one_line(r)
+                assert "No space left on device" in one_line(r)
+            assert all(c["State"] == "created" for c in json.loads(m.out("ps", "-a", "--format", "json")))
+            for cid in ids:
+                assert not list(Path("/sys/fs/cgroup").glob(f"*/minirun/{cid}")), cid
+            assert subprocess.run(["pgrep", "-f", "sleep 86397"], capture_output=True).stdout == b""
+            assert network_leftovers(root) == [] and list(root.rglob(".*.tmp")) == []
+            filler.unlink()
+            m("start", "quiet")
+            assert json.loads(m.out("inspect", "quiet"))[0]["State"]["Running"] is True
+        finally:
+            m("rm", "-f", *ids, check=False)
+            teardown(root)
 
 
 def test_a_read_only_data_root_gives_one_line_and_reads_still_work(tmp_path):
