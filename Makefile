@@ -97,6 +97,10 @@ bench: install image  ## benchmarks side by side with podman, runc and crun; tab
 	$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[test,bench]' --config-settings editable_mode=compat
 	$(PY) benchmarks/run_all.py
 
+.PHONY: soak
+soak: install image  ## load and leak: 1,000 + 200 (8-way) run/rm cycles, every leak beside its target of 0 (results/soak.md)
+	$(PY) benchmarks/soak.py --write
+
 lint: install  ## ruff and the import-layer contracts
 	$(VENV)/bin/ruff check minirun tests benchmarks
 	$(VENV)/bin/lint-imports

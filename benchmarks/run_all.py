@@ -1,7 +1,7 @@
 """Run every benchmark, print the tables, and write them as markdown to benchmarks/results/latest.md,
 their raw samples to results/samples.json and the plots (plots.py) to results/*.png.
 
-    .venv/bin/python benchmarks/run_all.py [--quick] [--only startup,throughput,monitor,cli,images,scheduler,network]
+    .venv/bin/python benchmarks/run_all.py [--quick] [--only startup,throughput,monitor,cli,images,scheduler,network,soak]
 
 With --only, samples.json keeps the other benchmarks' data from the last run (the plots then mix
 runs; latest.md says which benchmarks this run measured).
@@ -26,6 +26,7 @@ import images  # noqa: E402
 import monitor_memory  # noqa: E402
 import network  # noqa: E402
 import scheduler  # noqa: E402
+import soak  # noqa: E402
 import startup  # noqa: E402
 import throughput  # noqa: E402
 from _common import (  # noqa: E402
@@ -45,7 +46,7 @@ def main() -> int:
     load_at_start = machine().get("loadavg")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer runs (a smoke test, not for the record)")
-    ap.add_argument("--only", default="startup,throughput,monitor,cli,images,scheduler,network")
+    ap.add_argument("--only", default="startup,throughput,monitor,cli,images,scheduler,network,soak")
     ap.add_argument("--no-write", action="store_true", help="do not write results/latest.md")
     args = ap.parse_args()
     install_signal_handlers()
@@ -59,6 +60,8 @@ def main() -> int:
          else []),
         ("scheduler", scheduler.main, ["--tasks", "40"] if args.quick else []),
         ("network", network.main, ["--runs", "10", "--mbytes", "16"] if args.quick else []),
+        ("soak", soak.main, ["--sequential", "30", "--concurrent", "16", "--library", "10",
+                             "--cli-inproc", "6"] if args.quick else []),
     ]
     ensure_tools(["podman", "runc", "crun"])
     sections: list[Section] = []

@@ -6,6 +6,7 @@ statuses in one place (cli/errors.py). Every message is one line a user can act 
 
 from __future__ import annotations
 
+import contextlib
 import errno as _errno
 import os
 
@@ -149,3 +150,37 @@ class ClusterError(MinirunError):
 
 class ResourceNotFound(MinirunError):
     """No task, service, worker or task definition of that name or id."""
+
+
+class StorageError(MinirunError):
+    """A file system minirun writes to is full, over its quota or read-only: the data root, or
+    the file an `image save -o` or `export -o` writes. Exit status 125; what the command had
+    made so far is removed before this is raised."""
+
+
+# the errnos that mean "this file system takes no more writes", not a bug of ours
+STORAGE_ERRNOS = frozenset({_errno.ENOSPC, _errno.EDQUOT, _errno.EROFS})
+
+
+@contextlib.contextmanager
+def storage_errors(what: str):
+    """Turn a full or read-only file system met while doing `what` into one StorageError line."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in STORAGE_ERRNOS:
+            raise
+        raise StorageError(storage_message(what, e)) from None
+
+
+def storage_message(what: str, err: OSError) -> str:
+    hint = {_errno.ENOSPC: "free some space" + (" or choose another data root with --root"
+                                                 if "store" in what or "container" in what else ""),
+            _errno.EDQUOT: "the disk quota is used up",
+            _errno.EROFS: "the file system is mounted read-only"}.get(err.errno, "")
+    where = f" ({err.filename})" if err.filename else ""
+    return f"{what}: {os.strerror(err.errno or _errno.EIO)}{where}" + (f"; {hint}" if hint else "")
+
+
+class OverlayUnsupported(MinirunError):
+    """The kernel cannot mount overlayfs, which every container's root filesystem is (125)."""

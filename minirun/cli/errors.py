@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from minirun.errors import MinirunError
+from minirun.errors import STORAGE_ERRNOS, MinirunError, storage_message
 
 RUNTIME_ERROR = 125
 
@@ -20,6 +20,9 @@ def report(exc: BaseException) -> int:
     if isinstance(exc, MinirunError):
         sys.stderr.write(f"minirun: {exc}\n")
         return exc.exit_status
+    if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:     # e.g. save -o on a full disk
+        sys.stderr.write(f"minirun: {storage_message('cannot write', exc)}\n")
+        return RUNTIME_ERROR
     if isinstance(exc, PermissionError):
         sys.stderr.write(f"minirun: {exc.strerror}: {exc.filename or ''} (are you root?)\n")
         return RUNTIME_ERROR

@@ -402,9 +402,12 @@ def _descriptor(d, what: str) -> tuple[str, int, str]:
         raise ImageFormatError(f"{what}: a descriptor is not an object")
     digest = check_digest(d.get("digest"), what)
     size = d.get("size")
-    if not isinstance(size, int) or size < 0:
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ImageFormatError(f"{what}: descriptor {digest} has no valid size")
-    return digest, size, d.get("mediaType", "")
+    media_type = d.get("mediaType", "")
+    if not isinstance(media_type, str):
+        raise ImageFormatError(f"{what}: descriptor {digest} has a mediaType that is not a string")
+    return digest, size, media_type
 
 
 def _names_from_annotations(ann: dict) -> list[str]:
@@ -442,11 +445,16 @@ def _walk_index(tree, index, what, arch, out, depth, names) -> None:
     for d in manifests:
         digest, size, mt = _descriptor(d, f"{tree.what}: {what}")
         platform = d.get("platform") or {}
+        if not isinstance(platform, dict):
+            raise ImageFormatError(f"{tree.what}: {what}: the platform of {digest[:19]} is not an object")
         if platform and (platform.get("os") not in (None, "linux")
                          or platform.get("architecture") not in (None, arch)):
             continue
         here = _names_from_annotations(d.get("annotations") or {}) or names
         doc, raw = tree.read_json(blob_path(digest, what), digest, size)
+        if not isinstance(doc, dict):
+            raise ImageFormatError(f"{tree.what}: {digest[:19]} (named by {what}) is not a "
+                                   "JSON object: neither an image manifest nor an index")
         mt = mt or doc.get("mediaType", "")
         if mt in (MT_OCI_INDEX, MT_DOCKER_LIST) or "manifests" in doc:
             _walk_index(tree, doc, digest, arch, out, depth + 1, here)
@@ -509,11 +517,14 @@ def read_docker(tree: _Tree) -> list[ImageRef]:
                                    f"{len(diff_ids)} diff_ids")
         layers = []
         for path, diff_id in zip(entry["Layers"], diff_ids, strict=True):
-            if not isinstance(path, str):
-                raise ImageFormatError(f"{what}: a layer path is not a string")
+            if not isinstance(path, str) or not path:
+                raise ImageFormatError(f"{what}: a layer path is not a non-empty string")
             layers.append(LayerRef(path, None, None, diff_id))
+        tags = entry.get("RepoTags") or []
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ImageFormatError(f"{what}: RepoTags is not a list of strings")
         names = []
-        for tag in entry.get("RepoTags") or []:
+        for tag in tags:
             try:
                 names.append(parse_reference(tag))
             except UsageError:

@@ -179,8 +179,10 @@ def save_to_path(store, refs: list[str], path: str, fmt: str = "oci", progress=N
         f = open(tmp, "wb")  # noqa: SIM115
     except OSError as e:
         raise UsageError(f"cannot write {path}: {os.strerror(e.errno or 5)}") from None
+    from minirun.errors import storage_errors
+
     try:
-        with f:
+        with storage_errors(f"cannot write {path}"), f:
             save(store, refs, f, fmt, progress)
             f.flush()
             os.fsync(f.fileno())

@@ -28,6 +28,7 @@ import contextlib
 import datetime as _dt
 import errno
 import fcntl
+import functools
 import json
 import os
 import re
@@ -36,7 +37,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minirun.errors import ImageFormatError, ImageNotFound, UsageError
+from minirun.errors import ImageFormatError, ImageNotFound, UsageError, storage_errors
 from minirun.observe import events
 from minirun.paths import rmtree
 from minirun.runtime import faults, procfs
@@ -95,6 +96,18 @@ def _parse_time(s: str) -> _dt.datetime:
     except (TypeError, ValueError):
         return _dt.datetime.min.replace(tzinfo=_dt.UTC)
     return t if t.tzinfo else t.replace(tzinfo=_dt.UTC)
+
+
+def _writes(what: str):
+    """A store method that writes: a full or read-only data root becomes one StorageError line
+    (what the method staged is removed by its own `finally`/`except` first)."""
+    def decorate(method):
+        @functools.wraps(method)
+        def wrapper(self, *args, **kwargs):
+            with storage_errors(f"cannot {what} the image store {self.root}"):
+                return method(self, *args, **kwargs)
+        return wrapper
+    return decorate
 
 
 def _fsync_dir(path: Path) -> None:
@@ -233,7 +246,14 @@ class ImageStore:
 
     def _discard(self, path: Path) -> None:
         """Make `path` vanish at once (rename into tmp/), then delete it at leisure."""
-        trash = self._stage("trash")
+        try:
+            trash = self._stage("trash")
+        except OSError:                  # no room even for a directory: delete it in place
+            with contextlib.suppress(OSError):
+                rmtree(path)
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                os.unlink(path)
+            return
         try:
             os.rename(path, trash / "x")
         except FileNotFoundError:
@@ -321,6 +341,7 @@ class ImageStore:
         images.sort(key=lambda im: _parse_time(im.created), reverse=True)
         return images
 
+    @_writes("import into")
     def import_tarball(
         self,
         source,
@@ -414,6 +435,7 @@ class ImageStore:
                 del cache[next(iter(cache))]
             self._write_index(index)
 
+    @_writes("load into")
     def load(self, source, *, names: list[str] | None = None, progress=None,
              max_entry_size: int | None = None, max_total_size: int | None = None) -> list[Image]:
         """`docker load`: an OCI image layout or a docker-archive, as a directory, a tar file
@@ -488,6 +510,7 @@ class ImageStore:
                     raise ImageFormatError(f"layer {e.diff_id} is not in the image") from None
         raise ImageFormatError("layers keep disappearing while loading: retry")
 
+    @_writes("write to")
     def derive(self, base: Image | None, *, names: list[str] | tuple = (),
                config: dict | None = None, history: dict | None = None, write_layer=None,
                extra: dict | None = None) -> Image:
@@ -662,11 +685,16 @@ class ImageStore:
                 blob = self.blobs / image_id
                 if not blob.exists():
                     blob_stage = self.tmp / f"config-{os.getpid()}-{image_id[:12]}"
-                    with open(blob_stage, "wb") as fh:
-                        fh.write(config_blob)
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                    os.rename(blob_stage, blob)
+                    try:
+                        with open(blob_stage, "wb") as fh:
+                            fh.write(config_blob)
+                            fh.flush()
+                            os.fsync(fh.fileno())
+                        os.rename(blob_stage, blob)
+                    except BaseException:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(blob_stage)
+                        raise
                     added.append(blob)
                     faults.point("image:blob-stored")
                 _fsync_dir(self.blobs)
@@ -684,6 +712,7 @@ class ImageStore:
                 raise
             return self._image(image_id, index)
 
+    @_writes("update")
     def remove(self, ref: str) -> list[str]:
         """`docker rmi`: a name untags (and deletes the image when no name is left); an id
         deletes the image and all its names. Layers no remaining image uses are deleted.
@@ -724,6 +753,7 @@ class ImageStore:
         self._event("delete", image_id, removed[-2] if len(removed) > 1 else "")
         return removed
 
+    @_writes("update")
     def tag(self, ref: str, name: str) -> str:
         """`docker tag`: give the image `ref` the name `name` (moved from any other image).
         Returns the full name:tag."""
@@ -763,6 +793,7 @@ class ImageStore:
             rows[0]["id"] = img.id
         return rows
 
+    @_writes("update")
     def prune(self, keep: set[str] | frozenset = frozenset(), all: bool = False) -> list[str]:
         """`docker image prune`: remove images without a name (with all=True: every image)
         that no container uses (`keep`, image ids) and that are not the base of a named image

@@ -28,7 +28,7 @@ IFNAMSIZ = 15                        # the longest interface name the kernel acc
 # -- IPv4 arithmetic on ints (the ipaddress module costs 3 ms to import on every `run`) ----------
 def ip_to_int(text: str) -> int:
     parts = text.split(".")
-    if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 for p in parts):
+    if len(parts) != 4 or not all(p.isascii() and p.isdigit() and int(p) < 256 for p in parts):
         raise ValueError(text)
     return int.from_bytes(bytes(int(p) for p in parts), "big")
 

@@ -40,7 +40,7 @@ class PortMapping:
 
 
 def _port(text: str, spec: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise UsageError(f"invalid port {text!r} in -p {spec!r}: a number from 1 to 65535")
     return int(text)
 

@@ -49,8 +49,10 @@ class ExecProcess:
 
 
 class Runtime:
-    def __init__(self, root: str | os.PathLike | None = None, cgroups=None, tracer=None):
+    def __init__(self, root: str | os.PathLike | None = None, cgroups=None, tracer=None,
+                 filesystems: str = "/proc/filesystems"):
         self.root = data_root(root)
+        self.filesystems = filesystems       # where overlay support is looked up (runtime/overlay.py)
         self.store = StateStore(self.root)
         self._cgroups = cgroups
         self._images = None
@@ -100,13 +102,22 @@ class Runtime:
     def create(self, opts: RunOptions) -> ContainerRecord:
         """`docker create`: the container's directory, spec and name; no process yet."""
         from minirun.errors import ImageNotFound
-        from minirun.runtime.options import build_spec
+        from minirun.runtime import overlay
 
+        overlay.check(self.filesystems, None if self.filesystems == overlay.FILESYSTEMS else os.devnull)
         with self._phase("image lookup"):
             try:
                 image = self.images.get(opts.image)
             except ImageNotFound as e:
                 raise ImageNotFound(f"{e} (import it first: minirun image import FILE {opts.image})") from None
+        from minirun.errors import storage_errors
+
+        with storage_errors(f"cannot create a container in {self.root}"):
+            return self._create(opts, image)
+
+    def _create(self, opts: RunOptions, image) -> ContainerRecord:
+        from minirun.runtime.options import build_spec
+
         record = self.store.new(opts.name, image=opts.image, image_id=image.id,
                                 auto_remove=opts.auto_remove, detached=opts.detach, owner=opts.owner)
         try:
@@ -133,8 +144,10 @@ class Runtime:
               console: tuple[int, int] = (0, 0), trace: bool = False) -> Started:
         """Start the process. Detached (the default), its output goes to the log through the
         monitor; attached, it uses our stdio and the caller waits for the monitor (our child)."""
+        from minirun.errors import storage_errors
+
         record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
-        with record.locked():
+        with record.locked(), storage_errors(f"cannot start container {record.name} in {self.root}"):
             record.require("start")
             record.state.detached = not attach
             return self._spawn(record, interactive=interactive, console=console,
@@ -143,7 +156,7 @@ class Runtime:
     def _spawn(self, record: ContainerRecord, *, interactive: bool, console: tuple[int, int],
                trace: bool) -> Started:
         from minirun.runtime import plan, rootless, spawn, userns
-        from minirun.runtime.options import cgroup_resources
+        from minirun.runtime.options import DEFAULT_PIDS_ANNOTATION, cgroup_resources
 
         if any(c in str(self.root) for c in ",:\\"):
             raise UsageError(f"the data root {self.root} contains ',', ':' or '\\', which "
@@ -156,7 +169,11 @@ class Runtime:
         if record.state.started_at is not None:
             self.cgroups.open(name).destroy()      # the previous run's group (kept for its stats)
         with self._phase("cgroup create"):
-            cg = self._create_cgroup(name, cgroup_resources(spec["linux"].get("resources", {})))
+            resources = cgroup_resources(spec["linux"].get("resources", {}))
+            if (spec.get("annotations", {}).get(DEFAULT_PIDS_ANNOTATION) == "default"
+                    and "pids" not in self.cgroups.available()):
+                resources.pids_limit = None      # our default needs the controller; asked-for limits do
+            cg = self._create_cgroup(name, resources)
         faults.point("start:cgroup-created")
         fds: list[int] = []                         # our copies of what the child/monitor get
         parent_sock, child_sock = sync.socketpair()
@@ -253,6 +270,13 @@ class Runtime:
         self._event("start", record)
         try:
             report = sync.go_and_wait(parent_sock, record_pid, self._phase("wait for the child"))
+        except BaseException:
+            # GO went out but the pid could not be recorded (e.g. a full data root): a container
+            # its record does not know of must not run on. Everything it started is in its cgroup.
+            cg.destroy()
+            _reap(monitor_pid)
+            (record.dir / "exit.json").unlink(missing_ok=True)
+            raise
         finally:
             warm.stop()                              # the child has joined its cgroup
         if report.error is not None:

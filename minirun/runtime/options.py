@@ -115,6 +115,8 @@ def build_spec(opts: RunOptions, image_config: dict[str, Any], layers_top_first:
     elif not opts.network or opts.network.startswith("container:"):
         raise UsageError(f"--network {opts.network!r}: use bridge, none, host or a network name")
     spec["linux"]["resources"] = dict(resources(opts), devices=spec["linux"]["resources"]["devices"])
+    if opts.pids_limit is None:          # ours, not the user's: dropped where no pids controller is
+        spec.setdefault("annotations", {})[DEFAULT_PIDS_ANNOTATION] = "default"
     security.apply(spec, cap_add=opts.cap_add, cap_drop=opts.cap_drop, privileged=opts.privileged,
                    security_opt=opts.security_opt, sysctls=opts.sysctls, devices=opts.devices)
     if rootless.active():
@@ -307,6 +309,11 @@ def _read_image_file(layers_top_first: list[Path], rel: str) -> list[list[str]]:
                 if os.getxattr(layer / parent, "trusted.overlay.opaque", follow_symlinks=False) == b"y":
                     return []
     return []
+
+
+# marks a spec whose pids limit is minirun's default (2048), not asked for: on a host without the
+# pids controller that default is left out, while an explicit --pids-limit is refused there
+DEFAULT_PIDS_ANNOTATION = "io.minirun.pids-limit"
 
 
 def cgroup_resources(res: dict[str, Any]):

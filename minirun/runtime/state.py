@@ -14,9 +14,11 @@ of the monitor says how it ended. Every write is temp file, fsync, rename.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,12 +52,18 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o644, durable: bool
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
-        os.write(fd, data)
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+        try:
+            if os.write(fd, data) != len(data):      # a short write: the file system is full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):     # a full disk leaves no temp file behind
+            os.unlink(tmp)
+        raise
 
 
 @contextlib.contextmanager
@@ -222,11 +230,17 @@ class StateStore:
             raise NameInUse(f"the container name {name!r} is already in use") from None
         faults.point("create:name-reserved")
         directory = self.containers / cid
-        directory.mkdir(mode=0o700)
-        faults.point("create:dir-made")
-        record = ContainerRecord(directory, ContainerState(id=cid, name=name, created=now_iso(),
-                                                           **fields))
-        record.save()
+        try:
+            directory.mkdir(mode=0o700)
+            faults.point("create:dir-made")
+            record = ContainerRecord(directory, ContainerState(id=cid, name=name, created=now_iso(),
+                                                               **fields))
+            record.save()
+        except BaseException:           # e.g. a full data root: neither directory nor name stays
+            shutil.rmtree(directory, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.names / name)
+            raise
         faults.point("create:state-saved")
         return record
 

@@ -43,6 +43,13 @@ HEALTH_FIELDS = {"command": None, "interval": (1, 300, 30), "timeout": (1, 60, 5
                  "retries": (1, 10, 3), "startPeriod": (0, 300, 0)}
 
 
+def _pointer_token(key: str) -> str:
+    """A user's key as a JSON pointer token (RFC 6901: ~ is ~0, / is ~1), with control and other
+    unprintable characters shown escaped, so that a problem stays one readable line."""
+    key = key.replace("~", "~0").replace("/", "~1")
+    return key if key.isprintable() else key.encode("unicode_escape").decode("ascii")
+
+
 class _Problems:
     def __init__(self) -> None:
         self.items: list[tuple[str, str]] = []
@@ -53,6 +60,7 @@ class _Problems:
     def unknown(self, obj: dict, ptr: str, allowed: set[str]) -> None:
         for key in obj:
             if key not in allowed:
+                key = _pointer_token(key)
                 self.add(f"{ptr}/{key}" if ptr else key,
                          f"unknown field (known here: {', '.join(sorted(allowed))})")
 
@@ -135,7 +143,8 @@ def validate(definition: Any) -> dict[str, Any]:
         p.add("containerDefinitions", "at least one container must be essential")
     for i, c in enumerate(containers):
         if isinstance(c, dict):
-            _dependencies(c, f"containerDefinitions/{i}", p, {c2.get("name"): c2 for c2 in good})
+            _dependencies(c, f"containerDefinitions/{i}", p,
+                          {c2["name"]: c2 for c2 in good if isinstance(c2.get("name"), str)})
     if not p.items:
         _no_cycles(good, p)
     if task_memory is not None and not p.items:
@@ -249,7 +258,7 @@ def _container(c: dict, ptr: str, p: _Problems, task_memory: int | None, volumes
             p.add(f"{mptr}/protocol", "must be tcp or udp")
     for mptr, m in p.objects(c, "mountPoints", ptr):
         p.unknown(m, mptr, {"sourceVolume", "containerPath", "readOnly"})
-        if m.get("sourceVolume") not in volumes:
+        if not isinstance(m.get("sourceVolume"), str) or m["sourceVolume"] not in volumes:
             p.add(f"{mptr}/sourceVolume", "must name a volume of the task's volumes"
                   + (f" ({', '.join(sorted(volumes))})" if volumes else " (there are none)"))
         if not isinstance(m.get("containerPath"), str) or not m["containerPath"].startswith("/"):
@@ -289,7 +298,8 @@ def _health_check(c: dict, ptr: str, p: _Problems) -> None:
 def _dependencies(c: dict, ptr: str, p: _Problems, by_name: dict) -> None:
     for dptr, d in p.objects(c, "dependsOn", ptr):
         p.unknown(d, dptr, {"containerName", "condition"})
-        target = by_name.get(d.get("containerName"))
+        name = d.get("containerName")
+        target = by_name.get(name) if isinstance(name, str) else None
         if target is None or target is c:
             p.add(f"{dptr}/containerName", "must name another container of this task")
         cond = d.get("condition")
