@@ -833,6 +833,8 @@ class ImageStore:
         removed: list[str] = []
         if not self.index_path.exists() and not self.tmp.exists():
             return removed
+        if os.statvfs(self.root).f_flag & os.ST_RDONLY:
+            return removed      # a read-only store: nothing can be released (nor was half-written since)
         with self._locked():
             index = self._read_index()
             for entry in sorted(self.tmp.iterdir()):
