@@ -73,7 +73,7 @@ struct mr_enter {
     const int *cgroup_procs_fds; int n_cgroup_procs_fds;
     const char *root_dir;
     struct mr_process process;
-    int sync_fd;
+    int sync_fd; int trace;
     ...;
 };
 

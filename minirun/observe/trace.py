@@ -170,3 +170,108 @@ def render(spans: Sequence[Span], width: int = 100, colour: bool = False, title:
                      f"{s.source:<6}  {s.name:<{label}}  {bar}")
     lines.append(f"{'':9} {total / 1e6:8.2f}  total")
     return "\n".join(lines) + "\n"
+
+
+# -- drawings: SVG (written here, no dependency) and PNG (matplotlib, the `bench` extra) -------
+SVG_FILL = {PYTHON: "#2a9fd6", NATIVE: "#e8a317", GAP: "#c8c8c8"}
+
+
+def _tick_step(total_ms: float) -> float:
+    """A round interval giving 5 to 10 ticks up to `total_ms`."""
+    step = 10 ** int(f"{total_ms / 10:e}".split("e")[1]) if total_ms > 0 else 1
+    for m in (1, 2, 5, 10):
+        if total_ms / (m * step) <= 10:
+            return m * step
+    return 10 * step
+
+
+def to_svg(spans: Sequence[Span], title: str = "", width: int = 960) -> str:
+    """The waterfall as a standalone SVG image: one row per span, a time axis in ms, and the
+    total. Only text: no library, so `--output x.svg` costs nothing on the CLI's path."""
+    from xml.sax.saxutils import escape
+
+    if not spans:
+        raise ValueError("no spans to draw")
+    origin = min(s.start_ns for s in spans)
+    total = max(total_ns(spans), 1)
+    row, top, label_w, right = 18, 74, 330, 70
+    plot_w = width - label_w - right
+    height = top + row * len(spans) + 40
+
+    def x(ns: int) -> float:
+        return label_w + (ns - origin) * plot_w / total
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans Mono, monospace" font-size="12">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="10" y="20" font-size="14" font-weight="bold">{escape(title or "start-up")}</text>',
+           f'<text x="10" y="38" fill="#555">total {total / 1e6:.2f} ms on CLOCK_MONOTONIC — '
+           f'<tspan fill="{SVG_FILL[PYTHON]}">■ python phase</tspan>  '
+           f'<tspan fill="{SVG_FILL[NATIVE]}">■ native step, in the child</tspan>  '
+           f'<tspan fill="#999">■ python between phases</tspan></text>']
+    step = _tick_step(total / 1e6)
+    t = 0.0
+    while t <= total / 1e6 + 1e-9:
+        px = x(origin + int(t * 1e6))
+        out.append(f'<line x1="{px:.1f}" y1="{top - 6}" x2="{px:.1f}" y2="{top + row * len(spans)}" '
+                   'stroke="#e4e4e4"/>')
+        out.append(f'<text x="{px:.1f}" y="{top - 9}" text-anchor="middle" fill="#555">{t:g}</text>')
+        t += step
+    out.append(f'<text x="{width - right + 6}" y="{top - 9}" fill="#555">ms</text>')
+    out.append(f'<text x="10" y="{top - 9}" fill="#555">step</text>')
+    out.append(f'<text x="{label_w - 8}" y="{top - 9}" text-anchor="end" fill="#555">dur ms</text>')
+    for i, s in enumerate(spans):
+        y = top + i * row
+        kind = GAP if s.name == GAP else s.source
+        if i % 2:
+            out.append(f'<rect x="0" y="{y}" width="{width}" height="{row}" fill="#000" fill-opacity="0.03"/>')
+        out.append(f'<text x="10" y="{y + 13}" fill="{"#999" if kind == GAP else "#222"}">'
+                   f'{escape(s.name)}</text>')
+        out.append(f'<text x="{label_w - 8}" y="{y + 13}" text-anchor="end" fill="#555">'
+                   f'{s.duration_ns / 1e6:.2f}</text>')
+        bar = max(x(s.end_ns) - x(s.start_ns), 1.0)
+        out.append(f'<rect x="{x(s.start_ns):.2f}" y="{y + 3}" width="{bar:.2f}" height="{row - 6}" '
+                   f'fill="{SVG_FILL[kind]}"><title>{escape(s.name)}: {s.duration_ns / 1e6:.3f} ms at '
+                   f'{(s.start_ns - origin) / 1e6:.3f} ms ({s.source})</title></rect>')
+    y = top + row * len(spans) + 22
+    out.append(f'<text x="10" y="{y}" font-weight="bold">total</text>')
+    out.append(f'<text x="{label_w - 8}" y="{y}" text-anchor="end" font-weight="bold">{total / 1e6:.2f}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def to_png(spans: Sequence[Span], title: str = "") -> bytes:
+    """The waterfall as a PNG, drawn by matplotlib (installed with the `bench` extra); raises
+    ImportError without it (the CLI checks first and says how to get it)."""
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not spans:
+        raise ValueError("no spans to draw")
+    origin = min(s.start_ns for s in spans)
+    total = total_ns(spans) / 1e6
+    fig, ax = plt.subplots(figsize=(10, 0.26 * len(spans) + 1.4), dpi=110)
+    for i, s in enumerate(spans):
+        kind = GAP if s.name == GAP else s.source
+        ax.barh(i, max(s.duration_ns / 1e6, total / 2000), left=(s.start_ns - origin) / 1e6,
+                height=0.7, color=SVG_FILL[kind])
+    ax.set_yticks(range(len(spans)),
+                  [f"{s.name}  {s.duration_ns / 1e6:.2f}" for s in spans], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, total * 1.01)
+    ax.set_xlabel(f"ms since the process started (CLOCK_MONOTONIC); total {total:.2f} ms")
+    ax.grid(axis="x", color="#e4e4e4")
+    ax.set_axisbelow(True)
+    from matplotlib.patches import Patch
+    ax.legend(handles=[Patch(color=SVG_FILL[k], label=t) for k, t in
+                       ((PYTHON, "python phase"), (NATIVE, "native step, in the child"),
+                        (GAP, "python between phases"))], loc="upper right", fontsize=8)
+    ax.set_title(title or "start-up", fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()

@@ -394,25 +394,30 @@ class Runtime:
         from minirun.runtime import plan, spawn
         from minirun.runtime.options import resolve_user
 
-        record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
-        record.require("exec")
-        spec = record.spec()
+        with self._phase("container lookup"):
+            record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
+            record.require("exec")
+            spec = record.spec()
         if not args:
             raise MinirunError("exec needs a command")
         proc = dict(spec["process"], args=list(args), terminal=tty,
                     env=oci.merge_env(spec["process"].get("env", []), list(env)),
                     cwd=workdir or spec["process"].get("cwd", "/"))
         if user:
-            image = self.images.get(record.state.image_id)
-            proc["user"] = resolve_user(user, [record.dir / "upper", *reversed(image.layers)])
+            with self._phase("user lookup"):
+                image = self.images.get(record.state.image_id)
+                proc["user"] = resolve_user(user, [record.dir / "upper", *reversed(image.layers)])
         ns_types = {n["type"] for n in spec["linux"].get("namespaces", [])}
-        procs = self.cgroups.open(f"minirun/{record.id}").procs_files()
+        with self._phase("cgroup open"):
+            procs = self.cgroups.open(f"minirun/{record.id}").procs_files()
+        with self._phase("seccomp program"):
+            bpf = plan.seccomp_program(spec, self.seccomp_cache)
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
             child, tty_master = spawn.enter_process(
                 record.state.pid, ns_types, procs, proc,
                 stdio=(0 if interactive else devnull, 1, 2), console=console,
-                seccomp_bpf=plan.seccomp_program(spec, self.seccomp_cache))
+                seccomp_bpf=bpf, tracer=self.tracer)
         finally:
             os.close(devnull)
             warm.stop()
