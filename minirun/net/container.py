@@ -34,6 +34,15 @@ def _write_info(container_dir: Path, info: dict) -> None:
     write_json(container_dir / "network.json", info, durable=False)
 
 
+def _event(root: Path, action: str, cid: str, networks: dict) -> None:
+    """`minirun events` (observe/events.py): Docker's network connect/disconnect, one per network,
+    the network's id as the actor and the container's id and the network's name as attributes."""
+    from minirun.observe import events
+
+    for name, n in networks.items():
+        events.emit(root, "network", action, n["id"], {"container": cid, "name": name, "type": "bridge"})
+
+
 def _host_ifname(cid: str, n: int) -> str:
     return f"mr{cid[:12]}{n}"        # 15 characters: IFNAMSIZ - 1
 
@@ -133,6 +142,7 @@ def attach(root: Path, record, pid: int) -> None:
         return
     if info["attached"]:                      # a restart: the old rules go first
         _detach(root, record.id, info)
+        _event(root, "disconnect", record.id, info["networks"])
     links = [{"network": n["net"], "ip": n["ip"], "ifname": n["ifname"], "host_ifname": n["host_ifname"]}
              for n in info["networks"].values()]
     if info["ports"]:
@@ -157,6 +167,7 @@ def attach(root: Path, record, pid: int) -> None:
         info["attached"] = not undone        # if netd could not undo it, rm or gc will
         _write_info(record.dir, info)
         raise
+    _event(root, "connect", record.id, info["networks"])
 
 
 def _detach(root: Path, cid: str, info: dict) -> None:
@@ -176,6 +187,7 @@ def release(root: Path, record) -> None:
         return
     if info["attached"]:
         _detach(root, record.id, info)
+        _event(root, "disconnect", record.id, info["networks"])
     if info["ports"]:
         from minirun.net.ports import PortRegistry
 
@@ -266,6 +278,7 @@ def connect(root: Path, record, network: str, ip: str | None = None, aliases: li
             _write_info(record.dir, info)
             leases.release(record.id)
             raise
+        _event(root, "connect", record.id, {net.name: entry})
     for name in info["networks"]:
         refresh_hosts(root, name)
 
@@ -286,6 +299,7 @@ def disconnect(root: Path, record, network: str) -> None:
     if record.status() == "running" and info["attached"]:
         client.call(root, {"op": "detach", "cid": "-", "pid": record.state.pid,
                            "ifname": entry["ifname"], "host_ifnames": [entry["host_ifname"]]})
+        _event(root, "disconnect", record.id, {net.name: entry})
     del info["networks"][net.name]
     _write_info(record.dir, info)
     Leases(root, net).release(record.id)
