@@ -154,7 +154,9 @@ class Runtime:
         if record.state.started_at is not None:
             self.cgroups.open(name).destroy()      # the previous run's group (kept for its stats)
         with self._phase("cgroup create"):
-            cg = self._create_cgroup(name, cgroup_resources(spec["linux"].get("resources", {})))
+            resources = cgroup_resources(spec["linux"].get("resources", {}))
+            resources.io_accounting = _io_devices(self.root, spec)
+            cg = self._create_cgroup(name, resources)
         faults.point("start:cgroup-created")
         fds: list[int] = []                         # our copies of what the child/monitor get
         parent_sock, child_sock = sync.socketpair()
@@ -546,6 +548,14 @@ class Runtime:
 
         info = load_info(record.dir) or {}
         return list(info.get("published", []))
+
+
+def _io_devices(root: Path, spec: dict) -> list[str]:
+    """The disks a container writes to: the data root's (its overlay's upper layer) and its
+    bind mounts' sources'; `stats` counts its block I/O there (Resources.io_accounting)."""
+    from minirun.runtime.cgroups import block_devices
+
+    return block_devices([root, *(m["source"] for m in spec.get("mounts", []) if m.get("type") == "bind")])
 
 
 def _wire_stdio(detached: bool, interactive: bool, fds: list[int]):
