@@ -26,7 +26,7 @@ CDEF = """
 #define MR_MSG_TRACE ...
 
 struct mr_err { int errno_; int step; int index; char text[256]; ...; };
-struct mr_msg { int type; struct mr_err err; uint64_t stamps[...]; ...; };
+struct mr_msg { int type; struct mr_err err; uint64_t stamps[...]; uint64_t items[...]; ...; };
 
 struct mr_fsop {
     int kind; const char *source; const char *target; const char *fstype; const char *data;

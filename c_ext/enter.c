@@ -34,7 +34,7 @@
 
 #define STAMP(s) (stamps[MR_STEP_##s] = mr_now_ns())
 
-static _Noreturn void enter_process(const struct mr_enter *ex, uint64_t *stamps)
+static _Noreturn void enter_process(const struct mr_enter *ex, uint64_t *stamps, uint64_t *items)
 {
     struct mr_err err;
     STAMP(CLONE);                          /* the process's first instant */
@@ -51,6 +51,7 @@ static _Noreturn void enter_process(const struct mr_enter *ex, uint64_t *stamps)
                 memset(&trace, 0, sizeof(trace));
                 trace.type = MR_MSG_TRACE;
                 memcpy(trace.stamps, stamps, sizeof(trace.stamps));
+                memcpy(trace.items, items, sizeof(trace.items));
                 trace.stamps[MR_STEP_EXEC] = mr_now_ns();
                 mr_send_msg(ex->sync_fd, &trace, -1);
             }
@@ -64,8 +65,9 @@ static _Noreturn void helper(const struct mr_enter *ex, int pid_pipe)
 {
     struct mr_err err;
     int report;
-    uint64_t stamps[MR_STEP__COUNT];
+    uint64_t stamps[MR_STEP__COUNT], items[MR_TRACE_ITEMS];
     memset(stamps, 0, sizeof(stamps));
+    memset(items, 0, sizeof(items));
     STAMP(FORK);                           /* the helper's first instant */
     memset(&err, 0, sizeof(err));
     /* Until execve, this process and its clone are copies of the runtime (the host's Python):
@@ -83,6 +85,8 @@ static _Noreturn void helper(const struct mr_enter *ex, int pid_pipe)
         if (setns(ex->ns_fds[i], 0) < 0) {
             mr_fail(&err, MR_STEP_SETNS, i, NULL);
             goto fail;
+        } else if (i < MR_TRACE_ITEMS) {
+            items[i] = mr_now_ns();    /* one row per namespace in `trace exec --detail` */
         }
     if (ex->root_dir && (chroot(ex->root_dir) < 0 || chdir("/") < 0)) {
         mr_fail(&err, MR_STEP_SETNS, -1, ex->root_dir);
@@ -91,7 +95,7 @@ static _Noreturn void helper(const struct mr_enter *ex, int pid_pipe)
     STAMP(SETNS);
     pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)CLONE_PARENT, NULL, NULL, NULL, 0);
     if (pid == 0)
-        enter_process(ex, stamps);   /* a copy of our stack: the stamps so far come along */
+        enter_process(ex, stamps, items);   /* a copy of our stack: the stamps so far come along */
     if (pid < 0) {
         mr_fail(&err, MR_STEP_FORK, -1, NULL);
         goto fail;

@@ -4,7 +4,8 @@ time went, from the interpreter's start to the end (minirun/observe/trace.py).
 `trace run` *is* `run` and `trace exec` *is* `exec`: the same functions (cli/container.py), so the
 same flags, with the differences made in their signatures rather than by copying the option
 lists: `trace run` has `--rm` on by default (`--keep` turns it off), `-d` is refused (the trace
-waits for the end), and every trace verb takes `--format table|json` and `--output FILE.svg|.png`.
+waits for the end), and every trace verb takes `--format table|json`, `--output FILE.svg|.png`
+and `--detail` (each mount, each namespace joined, as a row of its own).
 The command's own output comes first, then the waterfall (printed only when the process ran: a
 start-up that failed is reported as the verb itself reports it).
 """
@@ -44,7 +45,7 @@ def _check_output(output: str | None) -> None:
                              ".svg needs nothing")
 
 
-def _traced(ctx: typer.Context, format: str, output: str | None, title: str, call,
+def _traced(ctx: typer.Context, format: str, output: str | None, detail: bool, title: str, call,
             first_native_from: str, until_exit: str | None, after: str | None = None) -> None:
     """Run `call()` (a verb of cli/container.py) with a Tracer in the context, then draw.
     `until_exit` names the span from the end of "wait for the child" to `after` (a phase), or
@@ -81,35 +82,38 @@ def _traced(ctx: typer.Context, format: str, output: str | None, title: str, cal
             waited = [p.end_ns for p in tracer.phases if p.name == "wait for the child"]
             if waited:
                 tracer.add(until_exit, waited[-1], _now())
-    spans = trace.merge(tracer.phases, tracer.stamps, step_name, first_from=first_native_from)
+    spans = trace.merge(tracer.phases, tracer.stamps, step_name, first_from=first_native_from,
+                        item_step=tracer.item_step, items=tracer.items, item_names=tracer.item_names)
     if output:
-        data = (trace.to_svg(spans, title=title).encode() if output.lower().endswith(".svg")
-                else trace.to_png(spans, title=title))
+        data = (trace.to_svg(spans, title=title, detail=detail).encode()
+                if output.lower().endswith(".svg") else trace.to_png(spans, title=title, detail=detail))
         with open(output, "wb") as f:
             f.write(data)
     if format == "json":
         print_json(trace.to_json(spans))
     else:
         tty = sys.stdout.isatty()
-        sys.stdout.write(trace.render(spans, width=_width(tty), colour=tty, title=title))
+        sys.stdout.write(trace.render(spans, width=_width(tty), colour=tty, title=title, detail=detail))
         if output:
             sys.stdout.write(f"drawn: {output}\n")
     if exit_status is not None:
         raise exit_status
 
 
-def run(ctx: typer.Context, format: str = "table", output: str = None, **flags) -> None:
+def run(ctx: typer.Context, format: str = "table", output: str = None, detail: bool = False,
+        **flags) -> None:
     """Run a container (the same flags as run), then draw its start-up waterfall."""
     from minirun.errors import UsageError
 
     if flags["detach"]:
         raise UsageError("trace run waits for the container to draw its start-up: drop -d")
     title = f"start-up of {' '.join([flags['image'], *(flags['command'] or [])])}"
-    _traced(ctx, format, output, title, lambda: container.run(ctx, **flags), "mr_spawn",
+    _traced(ctx, format, output, detail, title, lambda: container.run(ctx, **flags), "mr_spawn",
             "container runs (until exit)", after="remove")
 
 
-def exec_(ctx: typer.Context, format: str = "table", output: str = None, **flags) -> None:
+def exec_(ctx: typer.Context, format: str = "table", output: str = None, detail: bool = False,
+          **flags) -> None:
     """Run a command in a running container (the same flags as exec), then draw the waterfall:
     setns into its namespaces, the cgroup, credentials, execve."""
     from minirun.errors import UsageError
@@ -117,7 +121,7 @@ def exec_(ctx: typer.Context, format: str = "table", output: str = None, **flags
     if flags["detach"]:
         raise UsageError("trace exec waits for the command to draw its start-up: drop -d")
     title = f"exec in {flags['container']}: {' '.join(flags['command'])}"
-    _traced(ctx, format, output, title, lambda: container.exec_(ctx, **flags), "mr_enter",
+    _traced(ctx, format, output, detail, title, lambda: container.exec_(ctx, **flags), "mr_enter",
             "command runs (until exit)")
 
 
@@ -126,10 +130,11 @@ def start(
     container_: str = typer.Argument(..., metavar="CONTAINER", help="A created or stopped container."),
     format: str = typer.Option("table", "--format", help="table or json."),
     output: str = typer.Option(None, "-o", "--output", help="Also draw it into FILE.svg or FILE.png."),
+    detail: bool = typer.Option(False, "--detail", help="A row for each mount, under the mount step."),
 ) -> None:
     """Start a created (or stopped) container in the background, as start does, and draw its
     start-up waterfall up to execve."""
-    _traced(ctx, format, output, f"start of {container_}",
+    _traced(ctx, format, output, detail, f"start of {container_}",
             lambda: container.start(ctx, containers=[container_]), "mr_spawn", None)
 
 
@@ -163,6 +168,8 @@ def _signature(verb, keep_rm: bool) -> inspect.Signature:
                                     default=typer.Option("table", "--format", help="table or json.")))
     params.append(inspect.Parameter("output", kw, annotation=str, default=typer.Option(
         None, "-o", "--output", help="Also draw the waterfall into FILE.svg or FILE.png (matplotlib).")))
+    params.append(inspect.Parameter("detail", kw, annotation=bool, default=typer.Option(
+        False, "--detail", help="A row for each mount (run, start) or namespace joined (exec).")))
     return inspect.Signature(params)
 
 

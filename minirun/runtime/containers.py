@@ -241,6 +241,7 @@ class Runtime:
             raise err
         if self.tracer is not None:
             self.tracer.stamps = report.stamps
+            self.tracer.set_items("mount", report.items, np.fsop_labels)
         faults.point("start:running")
         return Started(record, pid, monitor_pid, report.tty_master, report.stamps or None)
 

@@ -140,6 +140,8 @@ def enter_process(pid: int, ns_types: set[str], procs_files: list[str], process:
         parent_sock.close()
     if tracer is not None:
         tracer.stamps = report.stamps
+        tracer.set_items("setns", report.items,
+                         [f"setns {name}" for name, spec_type in NS_JOIN_ORDER if spec_type in ns_types])
     if report.error is not None:
         os.waitpid(child, 0)
         raise error_from_native(report.error, np, process["args"][0])

@@ -187,3 +187,34 @@ def test_bad_output_names_are_refused_before_anything_runs(clean, bad):
     proc = clean("trace", "run", "--name", "never", "-o", bad, "busybox", "true", check=False)
     assert proc.returncode == 125 and bad in proc.stderr and proc.stdout == ""
     assert "never" not in clean.out("ps", "-a")
+
+
+def test_detail_times_each_mount_of_the_list_in_the_plans_order(clean, tmp_path):
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    out = clean.out("trace", "run", "--network", "none", "--format", "json", "--tmpfs", "/scratch",
+                    "-v", f"{vol}:/data", "busybox", "true")
+    mount = next(s for s in json.loads(out)["spans"] if s["name"] == "mount")
+    parts = mount["parts"]
+    names = [p["name"] for p in parts]
+    assert names[0] == "mount proc on /proc", names
+    assert "mount tmpfs on /scratch" in names and f"mount {vol} on /data" in names
+    assert "mknod /dev/null" in names and "symlink /dev/fd -> /proc/self/fd" in names
+    # the parts tile the step: each starts where the previous ended, inside the step's span
+    assert parts[0]["start_ns"] == mount["start_ns"] and parts[-1]["end_ns"] <= mount["end_ns"]
+    assert all(a["end_ns"] == b["start_ns"] for a, b in zip(parts, parts[1:], strict=False))
+    # and the table shows them under "mount" only with --detail
+    plain = clean.out("trace", "run", "--network", "none", "busybox", "true")
+    detail = clean.out("trace", "run", "--network", "none", "--detail", "busybox", "true")
+    assert "mount proc on /proc" not in plain
+    rows = [n for s, n in _rows(detail) if s == "native"]
+    i = rows.index("mount")
+    assert rows[i + 1] == "mount proc on /proc" and rows[-1] == "exec", rows
+
+
+def test_exec_detail_has_one_setns_per_namespace_mount_last(clean):
+    with clean.detached("--network", "none", "busybox", "sleep", "60") as cid:
+        data = json.loads(clean.out("trace", "exec", "--format", "json", cid, "true"))
+    setns = next(s for s in data["spans"] if s["name"] == "setns")
+    assert [p["name"] for p in setns["parts"]] == \
+        ["setns ipc", "setns uts", "setns net", "setns pid", "setns cgroup", "setns mnt"]

@@ -189,3 +189,21 @@ def test_tick_step_gives_five_to_ten_round_ticks():
         step = _tick_step(total)
         assert str(step).lstrip("0.").rstrip("0.")[:1] in "125", (total, step)
         assert 1 <= total / step <= 10, (total, step)
+
+
+def test_a_steps_list_becomes_parts_that_tile_it_and_the_rest_is_one_part():
+    names5 = ["none", "clone", "mount", "exec"]
+    st = [0, 1 * MS, 5 * MS, 6 * MS]
+    phases = [Span("mr_spawn", 0, 2 * MS, PYTHON)]
+    items = [2 * MS, 3 * MS, 0, 0]                     # the child stamped 2 entries of 3 (cap 2)
+    spans = merge(phases, st, lambda i: names5[i], item_step="mount", items=items[:2],
+                  item_names=["mount a", "mount b", "mount c"])
+    mount = next(s for s in spans if s.name == "mount")
+    assert [(p.name, p.start_ns, p.end_ns) for p in mount.parts] == [
+        ("mount a", 1 * MS, 2 * MS), ("mount b", 2 * MS, 3 * MS), ("… 1 more", 3 * MS, 5 * MS)]
+    assert all(not s.parts for s in spans if s.name != "mount")
+    text = render(spans, detail=True)
+    assert "native    mount b" in text                  # indented under its step
+    assert "mount a" not in render(spans)               # only with detail
+    assert [p["name"] for p in next(s for s in to_json(spans)["spans"] if s["name"] == "mount")["parts"]] \
+        == ["mount a", "mount b", "… 1 more"]
