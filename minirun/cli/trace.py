@@ -16,7 +16,7 @@ import sys
 
 import typer
 
-from minirun.cli import container
+from minirun.cli import container as verbs
 from minirun.cli.common import print_json
 
 app = typer.Typer(help="See inside: where a container's start-up time goes.", no_args_is_help=True)
@@ -108,34 +108,32 @@ def run(ctx: typer.Context, format: str = "table", output: str = None, detail: b
     if flags["detach"]:
         raise UsageError("trace run waits for the container to draw its start-up: drop -d")
     title = f"start-up of {' '.join([flags['image'], *(flags['command'] or [])])}"
-    _traced(ctx, format, output, detail, title, lambda: container.run(ctx, **flags), "mr_spawn",
+    _traced(ctx, format, output, detail, title, lambda: verbs.run(ctx, **flags), "mr_spawn",
             "container runs (until exit)", after="remove")
 
 
 def exec_(ctx: typer.Context, format: str = "table", output: str = None, detail: bool = False,
           **flags) -> None:
-    """Run a command in a running container (the same flags as exec), then draw the waterfall:
-    setns into its namespaces, the cgroup, credentials, execve."""
+    """Run a command in a running container (the same flags as exec), then draw its start-up."""
     from minirun.errors import UsageError
 
     if flags["detach"]:
         raise UsageError("trace exec waits for the command to draw its start-up: drop -d")
     title = f"exec in {flags['container']}: {' '.join(flags['command'])}"
-    _traced(ctx, format, output, detail, title, lambda: container.exec_(ctx, **flags), "mr_enter",
+    _traced(ctx, format, output, detail, title, lambda: verbs.exec_(ctx, **flags), "mr_enter",
             "command runs (until exit)")
 
 
 def start(
     ctx: typer.Context,
-    container_: str = typer.Argument(..., metavar="CONTAINER", help="A created or stopped container."),
+    container: str = typer.Argument(..., help="A created or stopped container."),
     format: str = typer.Option("table", "--format", help="table or json."),
     output: str = typer.Option(None, "-o", "--output", help="Also draw it into FILE.svg or FILE.png."),
-    detail: bool = typer.Option(False, "--detail", help="A row for each mount, under the mount step."),
+    detail: bool = typer.Option(False, "--detail", help="A row for each mount of the list, under its step."),
 ) -> None:
-    """Start a created (or stopped) container in the background, as start does, and draw its
-    start-up waterfall up to execve."""
-    _traced(ctx, format, output, detail, f"start of {container_}",
-            lambda: container.start(ctx, containers=[container_]), "mr_spawn", None)
+    """Start a created or stopped container (as start does), then draw its start-up up to execve."""
+    _traced(ctx, format, output, detail, f"start of {container}",
+            lambda: verbs.start(ctx, containers=[container]), "mr_spawn", None)
 
 
 def _now() -> int:
@@ -173,9 +171,9 @@ def _signature(verb, keep_rm: bool) -> inspect.Signature:
     return inspect.Signature(params)
 
 
-for _fn, _verb, _rm in ((run, container.run, True), (exec_, container.exec_, False)):
+for _fn, _verb, _rm in ((run, verbs.run, True), (exec_, verbs.exec_, False)):
     _fn.__signature__ = _signature(_verb, _rm)
     _fn.__annotations__ = {p.name: p.annotation for p in _fn.__signature__.parameters.values()}
-app.command("run", context_settings=container.RUN_CONTEXT)(run)
-app.command("exec", context_settings=container.RUN_CONTEXT)(exec_)
+app.command("run", context_settings=verbs.RUN_CONTEXT)(run)
+app.command("exec", context_settings=verbs.RUN_CONTEXT)(exec_)
 app.command("start")(start)

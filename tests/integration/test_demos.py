@@ -81,6 +81,11 @@ def test_trace_demo_draws_the_waterfall_and_the_table(tmp_path):
     for row in ("native  clone", "native  mount", "native  pivot_root", "native  exec",
                 "python  cgroup create", "total"):
         assert re.search(rf"^ *{re.escape(row)} +.* [0-9.]+ +[0-9.]+$", table, re.M), row
+    joined = out[out.index("exec in joined: true"):]
+    for row in ("native  setns", "native    setns net", "native    setns mnt", "native  clone",
+                "python  command runs (until exit)"):
+        assert row in joined, row
+    assert "pivot_root" not in joined[:joined.index("total")]
 
 
 def test_a_demo_that_leaves_something_behind_fails_and_says_what(tmp_path):
