@@ -46,7 +46,12 @@ static _Noreturn void enter_process(const struct mr_enter *ex, uint64_t *stamps,
         STAMP(STDIO);
         if (mr_process_credentials(&ex->process, &err) == 0) {
             STAMP(CAPS);
-            if (ex->trace) {
+            int filtered = mr_process_late_seccomp(&ex->process, &err);
+            if (filtered < 0)
+                mr_report_and_exit(ex->sync_fd, &err);
+            if (filtered)
+                STAMP(SECCOMP);
+            if (ex->trace) {                 /* sent under the filter, as a failure report would be */
                 struct mr_msg trace;
                 memset(&trace, 0, sizeof(trace));
                 trace.type = MR_MSG_TRACE;

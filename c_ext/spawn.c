@@ -246,17 +246,22 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
         if (wait_exec_fifo(p->exec_fifo_fd, &fifo, err) < 0) return;
         STAMP(EXEC_FIFO);
     }
-    if (p->trace) {
-        struct mr_msg trace;
-        memset(&trace, 0, sizeof(trace));
-        trace.type = MR_MSG_TRACE;
-        memcpy(trace.stamps, stamps, sizeof(trace.stamps));
-        memcpy(trace.items, items, sizeof(trace.items));
-        trace.stamps[MR_STEP_EXEC] = mr_now_ns();
-        mr_send_msg(p->sync_fd, &trace, -1);
-    }
     prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
-    mr_process_exec(&p->process, fifo >= 0 ? fifo : p->sync_fd, err);
+    int filtered = mr_process_late_seccomp(&p->process, err);
+    if (filtered > 0)
+        STAMP(SECCOMP);
+    if (filtered >= 0) {
+        if (p->trace) {            /* sent under the filter, as a failure report would be */
+            struct mr_msg trace;
+            memset(&trace, 0, sizeof(trace));
+            trace.type = MR_MSG_TRACE;
+            memcpy(trace.stamps, stamps, sizeof(trace.stamps));
+            memcpy(trace.items, items, sizeof(trace.items));
+            trace.stamps[MR_STEP_EXEC] = mr_now_ns();
+            mr_send_msg(p->sync_fd, &trace, -1);
+        }
+        mr_process_exec(&p->process, fifo >= 0 ? fifo : p->sync_fd, err);
+    }
     if (fifo >= 0) {
         /* The parent that could read the socket is gone; `start` reads the fifo instead. */
         struct mr_msg msg;

@@ -11,7 +11,7 @@ import pytest
 pytestmark = pytest.mark.root
 
 NATIVE_IN_ORDER = ["clone", "join cgroup", "wait for parent", "mount rootfs", "mount", "pivot_root",
-                   "capset", "exec"]
+                   "capset", "load seccomp filter", "exec"]
 PYTHON_PHASES = ["interpreter start", "image lookup", "spec build", "cgroup create", "plan build",
                  "mr_spawn", "wait for the child", "remove"]
 
@@ -81,7 +81,8 @@ def _check_spans(data: dict, wall_ns: int) -> None:
     assert abs(total - wall_ns) <= 0.2 * wall_ns, (total / 1e6, wall_ns / 1e6)
 
 
-EXEC_NATIVE = ["fork", "join cgroup", "setns", "clone", "set up stdio", "capset", "exec"]
+EXEC_NATIVE = ["fork", "join cgroup", "setns", "clone", "set up stdio", "capset", "load seccomp filter",
+               "exec"]
 EXEC_PHASES = ["interpreter start", "container lookup", "cgroup open", "plan build", "mr_enter",
                "wait for the child", "command runs (until exit)"]
 
@@ -218,3 +219,15 @@ def test_exec_detail_has_one_setns_per_namespace_mount_last(clean):
     setns = next(s for s in data["spans"] if s["name"] == "setns")
     assert [p["name"] for p in setns["parts"]] == \
         ["setns ipc", "setns uts", "setns net", "setns pid", "setns cgroup", "setns mnt"]
+
+
+def test_the_seccomp_filter_is_a_step_of_its_own_when_there_is_one(clean):
+    def native(*flags: str) -> list[str]:
+        data = json.loads(clean.out("trace", "run", "--network", "none", "--format", "json", *flags,
+                                    "busybox", "true"))
+        return [s["name"] for s in data["spans"] if s["source"] == "native"]
+
+    assert native()[-3:] == ["capset", "load seccomp filter", "exec"]
+    assert "load seccomp filter" not in native("--security-opt", "seccomp=unconfined")
+    # without no_new_privs the filter is loaded with the credentials, inside "capset"
+    assert "load seccomp filter" not in native("--security-opt", "no-new-privileges=false")
