@@ -70,7 +70,7 @@ demo-namespaces: install image  ## what a container sees vs the host; nsenter (d
 demo-cgroups: install image  ## an OOM kill, a fork bomb held, a CPU quota changed live (docs/labs/04)
 	@bash docs/demos/cgroups.sh
 
-demo-trace: install image  ## the start-up waterfall and what each step costs (docs/labs/06)
+demo-trace: install image  ## the start-up waterfall, what each step costs, an exec's setns (docs/labs/06)
 	@bash docs/demos/trace.sh
 
 demo-images: install image  ## a 3-layer build, shared layers, a whiteout, save -> load (docs/labs/07)

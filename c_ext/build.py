@@ -27,7 +27,7 @@ CDEF = """
 #define MR_MSG_TRACE ...
 
 struct mr_err { int errno_; int step; int index; char text[256]; ...; };
-struct mr_msg { int type; struct mr_err err; uint64_t stamps[...]; ...; };
+struct mr_msg { int type; struct mr_err err; uint64_t stamps[...]; uint64_t items[...]; ...; };
 
 struct mr_fsop {
     int kind; const char *source; const char *target; const char *fstype; const char *data;
@@ -75,7 +75,7 @@ struct mr_enter {
     const int *cgroup_procs_fds; int n_cgroup_procs_fds;
     const char *root_dir;
     struct mr_process process;
-    int sync_fd;
+    int sync_fd; int trace;
     ...;
 };
 

@@ -10,6 +10,10 @@
  *      ▲                      reports the pid on a pipe, exits            (child of the caller)
  *      └────── sync socket: MR_MSG_ERROR, MR_MSG_TTY, or EOF at execve ◀───────────┘
  *
+ * With ex->trace, each step is stamped (CLOCK_MONOTONIC) at its end into an array on the helper's
+ * stack, which the clone copies; the process sends the array as MR_MSG_TRACE just before execve,
+ * as spawn.c does for the first process (`minirun trace exec`, docs/trace.md).
+ *
  * Man pages: setns(2), nsenter(1), pid_namespaces(7).
  */
 #define _GNU_SOURCE
@@ -28,16 +32,37 @@
 #include "process.h"
 #include "util.h"
 
-static _Noreturn void enter_process(const struct mr_enter *ex)
+#define STAMP(s) (stamps[MR_STEP_##s] = mr_now_ns())
+
+static _Noreturn void enter_process(const struct mr_enter *ex, uint64_t *stamps, uint64_t *items)
 {
     struct mr_err err;
+    STAMP(CLONE);                          /* the process's first instant */
     memset(&err, 0, sizeof(err));
     mr_reset_signals();
     if (!ex->process.terminal)
         setsid();
-    if (mr_process_stdio(&ex->process, ex->sync_fd, &err) == 0 &&
-        mr_process_credentials(&ex->process, &err) == 0)
-        mr_process_exec(&ex->process, ex->sync_fd, &err);
+    if (mr_process_stdio(&ex->process, ex->sync_fd, &err) == 0) {
+        STAMP(STDIO);
+        if (mr_process_credentials(&ex->process, &err) == 0) {
+            STAMP(CAPS);
+            int filtered = mr_process_late_seccomp(&ex->process, &err);
+            if (filtered < 0)
+                mr_report_and_exit(ex->sync_fd, &err);
+            if (filtered)
+                STAMP(SECCOMP);
+            if (ex->trace) {                 /* sent under the filter, as a failure report would be */
+                struct mr_msg trace;
+                memset(&trace, 0, sizeof(trace));
+                trace.type = MR_MSG_TRACE;
+                memcpy(trace.stamps, stamps, sizeof(trace.stamps));
+                memcpy(trace.items, items, sizeof(trace.items));
+                trace.stamps[MR_STEP_EXEC] = mr_now_ns();
+                mr_send_msg(ex->sync_fd, &trace, -1);
+            }
+            mr_process_exec(&ex->process, ex->sync_fd, &err);
+        }
+    }
     mr_report_and_exit(ex->sync_fd, &err);
 }
 
@@ -45,6 +70,10 @@ static _Noreturn void helper(const struct mr_enter *ex, int pid_pipe)
 {
     struct mr_err err;
     int report;
+    uint64_t stamps[MR_STEP__COUNT], items[MR_TRACE_ITEMS];
+    memset(stamps, 0, sizeof(stamps));
+    memset(items, 0, sizeof(items));
+    STAMP(FORK);                           /* the helper's first instant */
     memset(&err, 0, sizeof(err));
     /* Until execve, this process and its clone are copies of the runtime (the host's Python):
      * not dumpable, so the container's processes, which lack CAP_SYS_PTRACE, can open none of
@@ -56,18 +85,22 @@ static _Noreturn void helper(const struct mr_enter *ex, int pid_pipe)
             mr_fail(&err, MR_STEP_JOIN_CGROUP, i, NULL);
             goto fail;
         }
+    STAMP(JOIN_CGROUP);
     for (int i = 0; i < ex->n_ns_fds; i++)
         if (setns(ex->ns_fds[i], 0) < 0) {
             mr_fail(&err, MR_STEP_SETNS, i, NULL);
             goto fail;
+        } else if (i < MR_TRACE_ITEMS) {
+            items[i] = mr_now_ns();    /* one row per namespace in `trace exec --detail` */
         }
     if (ex->root_dir && (chroot(ex->root_dir) < 0 || chdir("/") < 0)) {
         mr_fail(&err, MR_STEP_SETNS, -1, ex->root_dir);
         goto fail;
     }
+    STAMP(SETNS);
     pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)CLONE_PARENT, NULL, NULL, NULL, 0);
     if (pid == 0)
-        enter_process(ex);
+        enter_process(ex, stamps, items);   /* a copy of our stack: the stamps so far come along */
     if (pid < 0) {
         mr_fail(&err, MR_STEP_FORK, -1, NULL);
         goto fail;

@@ -133,6 +133,7 @@ struct mr_enter {
     const char *root_dir;         /* chroot here after setns (NULL: the namespace's root) */
     struct mr_process process;
     int sync_fd;
+    int trace;                    /* send MR_MSG_TRACE with step timestamps before execve */
 };
 
 /* Returns the pid of the process running in the container (a child of the caller) or -1. */

@@ -237,8 +237,18 @@ int mr_process_credentials(const struct mr_process *pr, struct mr_err *err)
     return 0;
 }
 
-/* The last steps: with no_new_privs the filter comes as late as possible (it only has to allow
- * execve and execveat). Then the program — by way of minirun-exec (c_ext/exec.c), a sealed
+/* With no_new_privs the filter comes as late as possible, right before mr_process_exec (it then
+ * only has to allow what remains: execve, execveat, and the report of a failure). Without it
+ * the filter was loaded with the credentials. Returns 1 when it loaded a filter here, 0 when
+ * there was none to load, -1 with *err filled. */
+int mr_process_late_seccomp(const struct mr_process *pr, struct mr_err *err)
+{
+    if (!pr->no_new_privs || pr->seccomp_len <= 0)
+        return 0;
+    return load_seccomp(pr->seccomp_filter, pr->seccomp_len, err) < 0 ? -1 : 1;
+}
+
+/* The last step: the program — by way of minirun-exec (c_ext/exec.c), a sealed
  * in-memory copy of a tiny static program, when Python gave one (exec_fd): until this execve we
  * are a copy of the runtime, so "/proc/self/exe" names the host's Python, and a program that is
  * a link to it (or a script with "#!/proc/self/exe") would run the host's binary inside the
@@ -247,8 +257,6 @@ int mr_process_credentials(const struct mr_process *pr, struct mr_err *err)
  * minirun-exec reports a program it cannot run. Returns only on failure, with *err filled. */
 void mr_process_exec(const struct mr_process *pr, int report_fd, struct mr_err *err)
 {
-    if (pr->no_new_privs && load_seccomp(pr->seccomp_filter, pr->seccomp_len, err) < 0)
-        return;
     if (pr->exec_fd < 0) {
         mr_exec_path(pr->path, pr->search_path, pr->argv, pr->envp, err);
         return;

@@ -179,7 +179,7 @@ static int loopback_up(struct mr_err *err)
 #define STAMP(s) (stamps[MR_STEP_##s] = mr_now_ns())
 
 /* (6) Everything between GO and execve, in the order the kernel needs it. Returns only on error. */
-static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *stamps)
+static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *stamps, uint64_t *items)
 {
     int fifo = -1;
 
@@ -208,7 +208,7 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
     STAMP(ROOTFS);
     int rootfd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0) { mr_fail(err, MR_STEP_OPEN_ROOT, -1, p->rootfs); return; }
-    if (mr_run_fsops(rootfd, p->fsops, p->n_fsops, err) < 0) return;
+    if (mr_run_fsops(rootfd, p->fsops, p->n_fsops, p->trace ? items : NULL, err) < 0) return;
     STAMP(MOUNT);
     if (mr_pivot_root(rootfd, err) < 0) return;
     close(rootfd);
@@ -251,16 +251,22 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
         if (wait_exec_fifo(p->exec_fifo_fd, &fifo, err) < 0) return;
         STAMP(EXEC_FIFO);
     }
-    if (p->trace) {
-        struct mr_msg trace;
-        memset(&trace, 0, sizeof(trace));
-        trace.type = MR_MSG_TRACE;
-        memcpy(trace.stamps, stamps, sizeof(trace.stamps));
-        trace.stamps[MR_STEP_EXEC] = mr_now_ns();
-        mr_send_msg(p->sync_fd, &trace, -1);
-    }
     prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
-    mr_process_exec(&p->process, fifo >= 0 ? fifo : p->sync_fd, err);
+    int filtered = mr_process_late_seccomp(&p->process, err);
+    if (filtered > 0)
+        STAMP(SECCOMP);
+    if (filtered >= 0) {
+        if (p->trace) {            /* sent under the filter, as a failure report would be */
+            struct mr_msg trace;
+            memset(&trace, 0, sizeof(trace));
+            trace.type = MR_MSG_TRACE;
+            memcpy(trace.stamps, stamps, sizeof(trace.stamps));
+            memcpy(trace.items, items, sizeof(trace.items));
+            trace.stamps[MR_STEP_EXEC] = mr_now_ns();
+            mr_send_msg(p->sync_fd, &trace, -1);
+        }
+        mr_process_exec(&p->process, fifo >= 0 ? fifo : p->sync_fd, err);
+    }
     if (fifo >= 0) {
         /* The parent that could read the socket is gone; `start` reads the fifo instead. */
         struct mr_msg msg;
@@ -277,8 +283,10 @@ static _Noreturn void container(const struct mr_plan *p, uint64_t clone_stamp)
 {
     struct mr_err err;
     uint64_t stamps[MR_STEP__COUNT];
+    uint64_t items[MR_TRACE_ITEMS];
     memset(&err, 0, sizeof(err));
     memset(stamps, 0, sizeof(stamps));
+    memset(items, 0, sizeof(items));
     stamps[MR_STEP_CLONE] = clone_stamp;
     /* a copy of the runtime until execve: see enter.c. In a new user namespace only after GO
      * (child_main): nothing of the container runs before it. */
@@ -287,7 +295,7 @@ static _Noreturn void container(const struct mr_plan *p, uint64_t clone_stamp)
     if (p->parent_sync_fd >= 0)
         close(p->parent_sync_fd);
     mr_reset_signals();
-    child_main(p, &err, stamps);
+    child_main(p, &err, stamps, items);
     mr_report_and_exit(p->sync_fd, &err);
 }
 

@@ -41,11 +41,17 @@ struct mr_err {
     char text[256];    /* the object involved, when Python cannot know it (a path component) */
 };
 
+/* How many entries of a step's list (the mount list; exec's namespaces) a trace times one by one */
+#define MR_TRACE_ITEMS 64
+
 struct mr_msg {
     int type;
     struct mr_err err;
     /* MR_MSG_TRACE: CLOCK_MONOTONIC nanoseconds at the end of each step, 0 = not run */
     uint64_t stamps[MR_STEP__COUNT];
+    /* MR_MSG_TRACE: the end of each entry of the list the step "mount" (run) or "setns" (exec)
+     * works through, in the plan's order; 0 = not run or beyond MR_TRACE_ITEMS */
+    uint64_t items[MR_TRACE_ITEMS];
 };
 
 #endif

@@ -6,20 +6,9 @@
 # It prints the dashboard's address first (and waits for Enter on a terminal; DEMO_NO_PAUSE=1
 # does not wait), so an audience can watch it all in the browser.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-
-ROOT=$(mktemp -d /tmp/minirun-demo-fail.XXXXXX)
-MR=(.venv/bin/minirun --root "$ROOT")
+source "$(dirname "$0")/lib.sh"      # a throwaway root, removed and checked for leftovers at exit
 PY=.venv/bin/python
-if [ -t 1 ]; then B=$'\e[1m'; G=$'\e[32m'; D=$'\e[2m'; N=$'\e[0m'; else B= G= D= N=; fi
-step() { printf '\n%s== %s%s\n' "$B" "$*" "$N"; }
-show() { printf '%s$ minirun %s%s\n' "$D" "$*" "$N"; "${MR[@]}" "$@"; }
-cleanup() {
-  [ -d "$ROOT/cluster" ] && "${MR[@]}" cluster down --timeout 5 >/dev/null 2>&1 || true
-  rm -rf "$ROOT"
-}
-trap cleanup EXIT
-"${MR[@]}" image import rootfs/build/busybox.tar busybox >/dev/null
+image_import
 running() { "${MR[@]}" task ls --service "$1" --status RUNNING -q | wc -l; }
 
 step "1. a cluster of 3 workers (heartbeat 1 s, lost after 5 s: the defaults)"
@@ -90,5 +79,7 @@ show service ls
 
 step "6. cluster down"
 show cluster down
-echo "cluster processes left: $(pgrep -fc "minirun-(manager|worker).*$ROOT" || true), containers left: $("${MR[@]}" ps -a -q | wc -l)"
+left=$(leftovers)
+echo "cluster processes left: $(grep -c '^cluster process ' <<<"$left"), containers left: $(mr ps -a -q | wc -l)"
+echo "mounts: $(grep -c '^mount ' <<<"$left"), cgroups: $(grep -c '^cgroup ' <<<"$left"), containers: $(mr ps -a -q | wc -l)"
 printf '\n%sdone.%s docs/scheduler.md, "Failure handling", explains each step.\n' "$G" "$N"

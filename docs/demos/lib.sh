@@ -47,6 +47,7 @@ leftovers() {
     ls -d /sys/fs/cgroup/*/minirun/"$id" 2>/dev/null | sed 's/^/cgroup /'
   done
   pgrep -f "minirun-monitor.*$ROOT" | sed 's/^/monitor pid /'
+  pgrep -f "minirun-(manager|worker).*$ROOT" | sed 's/^/cluster process pid /'
   return 0
 }
 

@@ -3,19 +3,8 @@
 # binpack, distinctInstance and a PENDING task explained, scaling, a rolling deployment, live
 # vertical scaling. Throwaway data root; about 20 seconds; everything removed at the end.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-
-ROOT=$(mktemp -d /tmp/minirun-demo-sched.XXXXXX)
-MR=(.venv/bin/minirun --root "$ROOT")
-if [ -t 1 ]; then B=$'\e[1m'; G=$'\e[32m'; D=$'\e[2m'; N=$'\e[0m'; else B= G= D= N=; fi
-step() { printf '\n%s== %s%s\n' "$B" "$*" "$N"; }
-show() { printf '%s$ minirun %s%s\n' "$D" "$*" "$N"; "${MR[@]}" "$@"; }
-cleanup() {
-  [ -d "$ROOT/cluster" ] && "${MR[@]}" cluster down --timeout 5 >/dev/null 2>&1 || true
-  rm -rf "$ROOT"
-}
-trap cleanup EXIT
-"${MR[@]}" image import rootfs/build/busybox.tar busybox >/dev/null
+source "$(dirname "$0")/lib.sh"      # a throwaway root, removed and checked for leftovers at exit
+image_import
 
 step "1. four workers in two zones"
 show cluster up --workers 2 --worker-memory 1g --attribute zone=a
@@ -61,5 +50,7 @@ show service ls
 
 step "7. cluster down"
 show cluster down
-echo "cluster processes left: $(pgrep -fc "minirun-(manager|worker).*$ROOT" || true), containers left: $("${MR[@]}" ps -a -q | wc -l)"
+left=$(leftovers)
+echo "cluster processes left: $(grep -c '^cluster process ' <<<"$left"), containers left: $(mr ps -a -q | wc -l)"
+echo "mounts: $(grep -c '^mount ' <<<"$left"), cgroups: $(grep -c '^cgroup ' <<<"$left"), containers: $(mr ps -a -q | wc -l)"
 printf '\n%sdone.%s docs/scheduler.md explains placement, services and failures.\n' "$G" "$N"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo-trace`: where a container's start-up time goes. The waterfall of one start, then
-# each native step's median over a few starts, plain and with more mounts, side by side.
+# each native step's median over a few starts, plain and with more mounts, side by side, then
+# the waterfall of an exec (setns into a running container, each namespace a row).
 # A throwaway data root; a few seconds. The lab that explains it: docs/labs/06-startup-trace.md.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -55,7 +56,12 @@ for source in ("native", "python", ""):
 PY
 note "(native rows: the child's steps between clone and execve, in order; python rows: the parent's phases)"
 
-step "3. nothing left behind"
+step "3. exec joins instead of creating: setns into each namespace, no mounts, no pivot_root"
+mr run -d --name joined --network none busybox sleep 600 >/dev/null
+show trace exec --detail joined true
+mr rm -f joined >/dev/null
+
+step "4. nothing left behind"
 left=$(leftovers)
 echo "mounts: $(grep -c '^mount ' <<<"$left"), cgroups: $(grep -c '^cgroup ' <<<"$left"), containers: $(mr ps -a -q | wc -l)"
 printf '\n%sdone.%s The lab: docs/labs/06-startup-trace.md\n' "$G" "$N"

@@ -35,6 +35,15 @@ def _write_info(container_dir: Path, info: dict) -> None:
     write_json(container_dir / "network.json", info, durable=False)
 
 
+def _event(root: Path, action: str, cid: str, networks: dict) -> None:
+    """`minirun events` (observe/events.py): Docker's network connect/disconnect, one per network,
+    the network's id as the actor and the container's id and the network's name as attributes."""
+    from minirun.observe import events
+
+    for name, n in networks.items():
+        events.emit(root, "network", action, n["id"], {"container": cid, "name": name, "type": "bridge"})
+
+
 def _host_ifname(cid: str, n: int) -> str:
     return f"mr{cid[:12]}{n}"        # 15 characters: IFNAMSIZ - 1
 
@@ -135,6 +144,7 @@ def attach(root: Path, record, pid: int) -> None:
         return
     if info["attached"]:                      # a restart: the old rules go first
         _detach(root, record.id, info)
+        _event(root, "disconnect", record.id, info["networks"])
     links = [{"network": n["net"], "ip": n["ip"], "ifname": n["ifname"], "host_ifname": n["host_ifname"]}
              for n in info["networks"].values()]
     if info["ports"]:
@@ -159,6 +169,7 @@ def attach(root: Path, record, pid: int) -> None:
         info["attached"] = not undone        # if netd could not undo it, rm or gc will
         _write_info(record.dir, info)
         raise
+    _event(root, "connect", record.id, info["networks"])
 
 
 def _detach(root: Path, cid: str, info: dict) -> None:
@@ -178,6 +189,7 @@ def release(root: Path, record) -> None:
         return
     if info["attached"]:
         _detach(root, record.id, info)
+        _event(root, "disconnect", record.id, info["networks"])
     if info["ports"]:
         from minirun.net.ports import PortRegistry
 
@@ -292,7 +304,8 @@ def _connect(root: Path, record, network: str, ip: str | None, aliases: list[str
     if info["networks"].get(net.name) is not entry:     # a lease it held already (not written)
         journaled({}, address)
     faults.point("connect:leased")
-    if record.status() == "running" and info["attached"]:
+    attached_now = record.status() == "running" and info["attached"]
+    if attached_now:
         try:
             client.call(root, {"op": "attach", "cid": record.id, "pid": record.state.pid,
                                "route": False, "ports": [],
@@ -305,6 +318,8 @@ def _connect(root: Path, record, network: str, ip: str | None, aliases: list[str
             raise
     del entry["pending"]
     _write_info(record.dir, info)
+    if attached_now:
+        _event(root, "connect", record.id, {net.name: entry})
     for name in info["networks"]:
         refresh_hosts(root, name)
 
@@ -330,6 +345,7 @@ def _disconnect(root: Path, record, network: str) -> None:
     if record.status() == "running" and info["attached"]:
         client.call(root, {"op": "detach", "cid": "-", "pid": record.state.pid,
                            "ifname": entry["ifname"], "host_ifnames": [entry["host_ifname"]]})
+        _event(root, "disconnect", record.id, {net.name: entry})
     del info["networks"][net.name]
     _write_info(record.dir, info)
     Leases(root, net).release(record.id)

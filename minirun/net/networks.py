@@ -187,7 +187,15 @@ class NetworkStore:
             if subnet is None:
                 subnet = self._free_subnet()
             net_id = os.urandom(32).hex()
-            return self._new(name, f"mr-{net_id[:12]}", subnet, gateway, net_id=net_id)
+            net = self._new(name, f"mr-{net_id[:12]}", subnet, gateway, net_id=net_id)
+        self._event("create", net)
+        return net
+
+    def _event(self, action: str, net: Network) -> None:
+        """`minirun events` (observe/events.py): Docker's network create and destroy."""
+        from minirun.observe import events
+
+        events.emit(self.root, "network", action, net.id, {"name": net.name, "type": "bridge"})
 
     def _new(self, name: str, bridge: str, subnet: str, gateway: str | None, *,
              default: bool = False, net_id: str | None = None) -> Network:
@@ -252,4 +260,5 @@ class NetworkStore:
             os.rename(self._path(net.name), self.removing(net.name))
         leases.path.unlink(missing_ok=True)
         leases.lock_path.unlink(missing_ok=True)
+        self._event("destroy", net)
         return net

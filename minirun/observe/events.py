@@ -19,9 +19,10 @@ When the file passes ROTATE_BYTES, the writer that notices renames it to `events
 (~4,000–8,000 events). Readers read `.1` then the current file; a follower notices the rename
 (a new inode at the path) and carries on with the new file.
 
-Other subsystems emit through `emit(root, type, action, actor_id, attributes)`; networking is
-expected to emit `Type "network"`, Actions "connect"/"disconnect", the network's id as the
-Actor and `{"container": ID, "name": NETWORK}` as attributes, as Docker does.
+Other subsystems emit through `emit(root, type, action, actor_id, attributes)`: networking
+(net/container.py, net/networks.py) writes `Type "network"` with Actions "create", "destroy",
+"connect" and "disconnect", the network's id as the Actor and `{"container": ID, "name":
+NETWORK, "type": "bridge"}` as attributes, as Docker does.
 """
 
 from __future__ import annotations
@@ -144,13 +145,21 @@ def matches(event: dict, filters: dict[str, set[str]]) -> bool:
             ok = event.get("Action", "").split(":", 1)[0] in wanted
         elif key in ("container", "network"):
             ok = kind == key and any(ident.startswith(w) or attrs.get("name") == w for w in wanted)
+            if key == "container" and kind == "network":   # a container's connect/disconnect
+                ok = any(attrs.get("container", "").startswith(w) for w in wanted)
         else:                  # image: the image's own events, and containers made from it
-            names = {attrs.get("image"), attrs.get("name") if kind == "image" else None}
-            ok = any(w in names or (kind == "image" and ident.startswith(w.removeprefix("sha256:")))
+            names = {_tagged(n) for n in (attrs.get("image"), attrs.get("name") if kind == "image" else None) if n}
+            ok = any(_tagged(w) in names
+                     or (kind == "image" and ident.removeprefix("sha256:").startswith(w.removeprefix("sha256:")))
                      for w in wanted)
         if not ok:
             return False
     return True
+
+
+def _tagged(name: str) -> str:
+    """`busybox` and `busybox:latest` are one image name (a tag after the last '/')."""
+    return name if ":" in name.rsplit("/", 1)[-1] else name + ":latest"
 
 
 def _lines(f) -> Iterator[dict]:

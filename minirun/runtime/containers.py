@@ -173,6 +173,7 @@ class Runtime:
             if (spec.get("annotations", {}).get(DEFAULT_PIDS_ANNOTATION) == "default"
                     and "pids" not in self.cgroups.available()):
                 resources.pids_limit = None      # our default needs the controller; asked-for limits do
+            resources.io_accounting = _io_devices(self.root, spec)
             cg = self._create_cgroup(name, resources)
         faults.point("start:cgroup-created")
         fds: list[int] = []                         # our copies of what the child/monitor get
@@ -291,6 +292,7 @@ class Runtime:
             raise err
         if self.tracer is not None:
             self.tracer.stamps = report.stamps
+            self.tracer.set_items("mount", report.items, np.fsop_labels)
         faults.point("start:running")
         return Started(record, pid, monitor_pid, report.tty_master, report.stamps or None)
 
@@ -446,26 +448,30 @@ class Runtime:
         from minirun.runtime import plan, spawn
         from minirun.runtime.options import resolve_user
 
-        record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
-        record.require("exec")
-        spec = record.spec()
+        with self._phase("container lookup"):
+            record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
+            record.require("exec")
+            spec = record.spec()
         if not args:
             raise MinirunError("exec needs a command")
         proc = dict(spec["process"], args=list(args), terminal=tty,
                     env=oci.merge_env(spec["process"].get("env", []), list(env)),
                     cwd=workdir or spec["process"].get("cwd", "/"))
         if user:
-            image = self.images.get(record.state.image_id)
-            proc["user"] = resolve_user(user, [record.dir / "upper", *reversed(image.layers)])
+            with self._phase("user lookup"):
+                image = self.images.get(record.state.image_id)
+                proc["user"] = resolve_user(user, [record.dir / "upper", *reversed(image.layers)])
         ns_types = {n["type"] for n in spec["linux"].get("namespaces", [])}
-        procs = self.cgroups.open(f"minirun/{record.id}").procs_files()
+        with self._phase("cgroup open"):
+            procs = self.cgroups.open(f"minirun/{record.id}").procs_files()
+        with self._phase("seccomp program"):
+            bpf = plan.seccomp_program(spec, self.seccomp_cache)
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
             child, tty_master = spawn.enter_process(
                 record.state.pid, ns_types, procs, proc,
                 stdio=(0 if interactive else devnull, 1, 2), console=console,
-                seccomp_bpf=plan.seccomp_program(spec, self.seccomp_cache),
-                setgroups=not plan.setgroups_denied(spec))
+                seccomp_bpf=bpf, setgroups=not plan.setgroups_denied(spec), tracer=self.tracer)
         finally:
             os.close(devnull)
             warm.stop()
@@ -596,6 +602,14 @@ class Runtime:
 
         info = load_info(record.dir) or {}
         return list(info.get("published", []))
+
+
+def _io_devices(root: Path, spec: dict) -> list[str]:
+    """The disks a container writes to: the data root's (its overlay's upper layer) and its
+    bind mounts' sources'; `stats` counts its block I/O there (Resources.io_accounting)."""
+    from minirun.runtime.cgroups import block_devices
+
+    return block_devices([root, *(m["source"] for m in spec.get("mounts", []) if m.get("type") == "bind")])
 
 
 def _wire_stdio(detached: bool, interactive: bool, fds: list[int]):

@@ -72,6 +72,7 @@ class NativePlan:
         self.rlimit_names: list[str] = []
         self.sysctl_names: list[str] = []
         self.joined_names: list[str] = []
+        self.fsop_labels: list[str] = []   # "mount proc on /proc", "mknod /dev/null": trace rows
         self.fds: list[int] = []         # namespace files to join: closed by close() after spawn
         self.program = ""
 
@@ -419,6 +420,9 @@ def _fsops(np: NativePlan, spec: dict[str, Any], launch: Launch) -> None:
         for source, target in DEV_SYMLINKS:
             ops.append({"kind": lib.MR_OP_SYMLINK, "source": source, "target": target})
             np.fsop_names.append(f"{target} -> {source}")
+    verbs = {lib.MR_OP_MOUNT: "mount", lib.MR_OP_MKNOD: "mknod", lib.MR_OP_SYMLINK: "symlink",
+             lib.MR_OP_MKDIR: "mkdir"}
+    np.fsop_labels = [f"{verbs[op['kind']]} {name}" for op, name in zip(ops, np.fsop_names, strict=True)]
     arr = ffi.new("struct mr_fsop[]", max(len(ops), 1))
     np._keep.append(arr)
     for i, op in enumerate(ops):

@@ -87,12 +87,23 @@ NS_JOIN_ORDER = [("user", "user"), ("ipc", "ipc"), ("uts", "uts"), ("net", "netw
                  ("cgroup", "cgroup"), ("mnt", "mount")]
 
 
+def _untraced(name: str):
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
 def enter_process(pid: int, ns_types: set[str], procs_files: list[str], process: dict, *,
                   stdio: tuple[int, int, int], console: tuple[int, int] = (0, 0),
-                  seccomp_bpf: bytes | None = None, setgroups: bool = True) -> tuple[int, int | None]:
+                  seccomp_bpf: bytes | None = None, setgroups: bool = True,
+                  tracer=None) -> tuple[int, int | None]:
     """Start `process` (an OCI process object) inside the namespaces of `pid` and in the cgroup
-    whose cgroup.procs files are given. Returns (our child's pid, the pty master or None)."""
+    whose cgroup.procs files are given. Returns (our child's pid, the pty master or None).
+    With a `tracer` (observe/trace.py), the phases are timed and the child's stamps kept in
+    `tracer.stamps` (`minirun trace exec`)."""
     from minirun.runtime import plan, sync
+
+    phase = tracer.phase if tracer is not None else _untraced
 
     np = plan.NativePlan()
     ex = ffi.new("struct mr_enter *")
@@ -109,10 +120,13 @@ def enter_process(pid: int, ns_types: set[str], procs_files: list[str], process:
         ex.cgroup_procs_fds = np.array("int", fds[n_ns:])
         ex.n_cgroup_procs_fds = len(fds) - n_ns
         ex.root_dir = ffi.NULL
-        plan.set_process(np, ex.process, process, stdio=stdio, console=console,
-                         seccomp_bpf=seccomp_bpf, setgroups=setgroups)
+        with phase("plan build"):
+            plan.set_process(np, ex.process, process, stdio=stdio, console=console,
+                             seccomp_bpf=seccomp_bpf, setgroups=setgroups)
         ex.sync_fd = child_sock.fileno()
-        child = enter(np, ex)
+        ex.trace = int(tracer is not None)
+        with phase("mr_enter"):
+            child = enter(np, ex)
     except BaseException:
         parent_sock.close()
         raise
@@ -121,9 +135,14 @@ def enter_process(pid: int, ns_types: set[str], procs_files: list[str], process:
         for fd in fds:
             os.close(fd)
     try:
-        report = sync.wait_ready(parent_sock)
+        with phase("wait for the child"):
+            report = sync.wait_ready(parent_sock)
     finally:
         parent_sock.close()
+    if tracer is not None:
+        tracer.stamps = report.stamps
+        tracer.set_items("setns", report.items,
+                         [f"setns {name}" for name, spec_type in NS_JOIN_ORDER if spec_type in ns_types])
     if report.error is not None:
         os.waitpid(child, 0)
         raise error_from_native(report.error, np, process["args"][0])

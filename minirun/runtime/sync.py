@@ -30,6 +30,7 @@ class ChildReport:
     error: object | None = None          # a copy of struct mr_err, if it failed
     tty_master: int | None = None        # the pty master fd, for a terminal
     stamps: list[int] = field(default_factory=list)   # CLOCK_MONOTONIC ns per step (trace)
+    items: list[int] = field(default_factory=list)    # ... per entry of the mount list / setns
     ready: bool = False                  # blocked on the exec fifo, waiting for `start`
 
 
@@ -77,6 +78,7 @@ def wait_ready(sock: socket.socket) -> ChildReport:
             report.tty_master = fds[0]
         elif msg.type == lib.MR_MSG_TRACE:
             report.stamps = list(msg.stamps)
+            report.items = list(msg.items)
         elif msg.type == lib.MR_MSG_ERROR:
             err = ffi.new("struct mr_err *")
             err[0] = msg.err

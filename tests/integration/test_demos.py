@@ -1,5 +1,5 @@
 """The demos (`make demo`, `make demo-namespaces`, `demo-cgroups`, `demo-trace`, `demo-images`,
-`demo-network`) run as a user would run them, succeed, show what they promise, and leave nothing
+`demo-network`, `demo-scheduler`, `demo-failure`) run as a user would run them, succeed, show what they promise, and leave nothing
 on the host: their data root is gone (they make it under TMPDIR, which the test points at an
 empty directory), nothing is mounted under it, no monitor of theirs runs. docs/demos/lib.sh also
 checks the cgroups, veths, bridges, nft table and netd of what a demo made, and fails the demo if
@@ -19,12 +19,12 @@ from tests.conftest import REPO, requires
 pytestmark = pytest.mark.root
 
 
-def run_demo(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
+def run_demo(script: str, tmp_path: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     requires("root", "overlay", "busybox-image")
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-           "TMPDIR": str(tmp_path), "LC_ALL": "C.UTF-8", "COLUMNS": "100"}
+           "TMPDIR": str(tmp_path), "LC_ALL": "C.UTF-8", "COLUMNS": "100", "DEMO_NO_PAUSE": "1"}
     return subprocess.run(["bash", str(REPO / "docs" / "demos" / script)], cwd="/", env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def assert_nothing_left(proc: subprocess.CompletedProcess, tmp_path: Path) -> None:
@@ -81,6 +81,11 @@ def test_trace_demo_draws_the_waterfall_and_the_table(tmp_path):
     for row in ("native  clone", "native  mount", "native  pivot_root", "native  exec",
                 "python  cgroup create", "total"):
         assert re.search(rf"^ *{re.escape(row)} +.* [0-9.]+ +[0-9.]+$", table, re.M), row
+    joined = out[out.index("exec in joined: true"):]
+    for row in ("native  setns", "native    setns net", "native    setns mnt", "native  clone",
+                "python  command runs (until exit)"):
+        assert row in joined, row
+    assert "pivot_root" not in joined[:joined.index("total")]
 
 
 def test_a_demo_that_leaves_something_behind_fails_and_says_what(tmp_path):
@@ -156,3 +161,46 @@ ip link add {link} type veth peer name mrleakpeer
         assert f"minirun demo: left behind on the host:\nveth {link}\n" in proc.stderr
     finally:
         subprocess.run(["ip", "link", "del", link], capture_output=True)
+
+
+def _workers_of(table: str) -> dict[str, int]:
+    """{worker: tasks RUNNING} from a `task ls` table."""
+    counts: dict[str, int] = {}
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if "RUNNING" in fields[:6]:
+            worker = fields[fields.index("RUNNING") - 1]
+            counts[worker] = counts.get(worker, 0) + 1
+    return counts
+
+
+def test_scheduler_demo_spreads_over_zones_binpacks_and_explains_a_pending_task(tmp_path):
+    proc = run_demo("scheduler.sh", tmp_path, timeout=240)
+    assert_nothing_left(proc, tmp_path)
+    out = proc.stdout
+    # spread(attribute:zone),spread(instanceId): 6 tasks, 3 per zone (w1, w2: a; w3, w4: b)
+    status = out[out.index("== 2."):out.index("== 3.")]
+    running = {m[1]: int(m[2]) for m in re.finditer(r"^(w\d)\s+ACTIVE\s+\d+\s+\S+\s+\S+\s+(\d+)", status, re.M)}
+    assert running["w1"] + running["w2"] == 3 and running["w3"] + running["w4"] == 3, running
+    assert max(running.values()) - min(running.values()) <= 1, running
+    # binpack(memory): the 3 batch tasks all on one worker, the fullest
+    batch = out[out.index("== 3."):out.index("== 4.")]
+    ids = re.findall(r"^([0-9a-f]{12})$", batch, re.M)
+    assert len(ids) == 3
+    workers = {re.search(rf"^{i}\s+web:1\s+(w\d)", batch, re.M)[1] for i in ids}
+    assert len(workers) == 1, workers
+    assert "PENDING" in out and "distinctInstance: already runs a task of one-each" in out
+    assert "web: 10 × web:2" in out and "cluster processes left: 0, containers left: 0" in out
+
+
+def test_failure_demo_backs_off_replaces_and_recovers_from_kill_9(tmp_path):
+    proc = run_demo("failure.sh", tmp_path, timeout=300)
+    assert_nothing_left(proc, tmp_path)
+    out = proc.stdout
+    delays = [float(d) for d in re.findall(r"next start in ([0-9.]+) s \(failure \d in a row\)", out)]
+    assert len(delays) >= 3 and delays[0] < delays[1] < delays[2], delays      # backing off
+    assert "Task failed container health checks" in out and "web: 6 tasks running again" in out
+    after = float(re.search(r"6 tasks running on w2 and w3, ([0-9.]+) s after the kill", out)[1])
+    assert after <= 10, after
+    assert "the same 6 tasks, none started twice" in out
+    assert "cluster processes left: 0, containers left: 0" in out

@@ -200,3 +200,48 @@ def test_detached_rm_leaves_die_then_destroy_written_by_the_monitor_and_the_rm(c
     assert actions(evs) == ["create", "start", "die", "destroy"]
     assert evs[2]["Actor"]["Attributes"]["exitCode"] == "5"
     assert os.stat(clean.root / "events" / "events.jsonl").st_mode & 0o777 == 0o644
+
+
+def test_network_create_connect_disconnect_destroy(clean):
+    n1, n2, name = unique("en1"), unique("en2"), unique("netc")
+    t0 = str(time.time())
+    clean("network", "create", n1)
+    clean("network", "create", n2)
+    try:
+        with clean.detached("--name", name, "--network", n1, "busybox", "sleep", "60") as cid:
+            clean("network", "connect", n2, name)
+            clean("network", "disconnect", n2, name)
+        clean("network", "rm", n1, n2)
+    finally:
+        clean("network", "rm", n1, n2, check=False)
+    evs = history(clean, "--since", t0, "--filter", "type=network")
+    seen = [(e["Action"], e["Actor"]["Attributes"]["name"], e["Actor"]["Attributes"].get("container"))
+            for e in evs]
+    assert seen == [("create", n1, None), ("create", n2, None), ("connect", n1, cid),
+                    ("connect", n2, cid), ("disconnect", n2, cid), ("disconnect", n1, cid),
+                    ("destroy", n1, None), ("destroy", n2, None)]
+    assert len({e["Actor"]["ID"] for e in evs}) == 2           # each network keeps its id
+    # --filter network=NAME and container=ID select the same story from both sides
+    assert actions(history(clean, "--since", t0, "--filter", f"network={n2}")) == \
+        ["create", "connect", "disconnect", "destroy"]
+    mine = history(clean, "--since", t0, "--filter", f"container={cid}")
+    assert [(e["Type"], e["Action"]) for e in mine] == [
+        ("container", "create"), ("network", "connect"), ("container", "start"),
+        ("network", "connect"), ("network", "disconnect"), ("container", "kill"),
+        ("container", "die"), ("network", "disconnect"), ("container", "destroy")]
+
+
+def test_image_import_is_recorded_with_the_images_id_and_name(clean):
+    from tests.conftest import IMAGE_TAR
+
+    name = unique("imp")
+    t0 = str(time.time())
+    clean("image", "import", str(IMAGE_TAR), name)
+    try:
+        image_id = json.loads(clean.out("image", "inspect", name))[0]["Id"]
+    finally:
+        clean("image", "rm", name)
+    evs = history(clean, "--since", t0, "--filter", f"image={name}")
+    assert [(e["Type"], e["Action"]) for e in evs][0] == ("image", "import")
+    assert evs[0]["Actor"]["ID"].removeprefix("sha256:") == image_id.removeprefix("sha256:")
+    assert evs[0]["Actor"]["Attributes"]["name"].startswith(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -69,3 +70,65 @@ def test_unknown_container_is_one_line_and_125(clean):
     r = clean("stats", "--no-stream", "nosuch", check=False)
     assert r.returncode == 125
     assert r.stdout == "" and r.stderr.strip().splitlines() == ["minirun: no such container: nosuch"]
+
+
+def test_net_io_counts_the_containers_own_traffic(clean):
+    # 5 pings of 1000 bytes to the bridge's gateway (the host): both directions carry > 5 kB
+    script = ("ping -c 5 -s 1000 -i 0.2 $(ip route | awk '/default/ {print $3}') >/dev/null; "
+              "echo done; sleep 60")
+    with clean.detached("--name", "pinger", "busybox", "sh", "-c", script) as cid:
+        for _ in range(100):
+            if "done" in clean.out("logs", cid):
+                break
+            time.sleep(0.1)
+        r = readings(clean, "pinger")["pinger"]
+        assert r["net_rx"] >= 5 * 1000 and r["net_tx"] >= 5 * 1000, r
+    with clean.detached("--name", "quiet", "--network", "none", "busybox", "sleep", "60"):
+        r = readings(clean, "quiet")["quiet"]
+        assert (r["net_rx"], r["net_tx"]) == (0, 0)       # loopback only: nothing counted
+
+
+def test_block_io_counts_what_the_container_writes_to_disk(clean, data_root):
+    requires("cgroup:blkio")
+    from minirun.runtime.cgroups import block_devices
+
+    if not block_devices([data_root]):
+        pytest.skip(f"the data root {data_root} is on no block device (tmpfs?): nothing to count")
+    script = "dd if=/dev/zero of=/f bs=1M count=8 oflag=direct 2>/dev/null; echo done; sleep 60"
+    with clean.detached("--name", "writer", "--network", "none", "busybox", "sh", "-c", script) as cid:
+        for _ in range(100):
+            if "done" in clean.out("logs", cid):
+                break
+            time.sleep(0.1)
+        r = readings(clean, "writer")["writer"]
+        assert r["block_write"] >= 8 << 20, r
+
+
+def test_live_refresh_on_a_terminal_redraws_until_ctrl_c(clean):
+    import os
+    import pty
+    import select
+    import signal
+
+    from tests.conftest import MINIRUN
+
+    with clean.detached("--name", "watched", "--network", "none", "busybox", "sleep", "60"):
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execv(MINIRUN[0], [*MINIRUN, "--root", str(clean.root), "stats", "--interval", "0.3",
+                                  "watched"])
+        out = b""
+        deadline = time.monotonic() + 15
+        while out.count(b"watched") < 3 and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.5)[0]:
+                try:
+                    out += os.read(fd, 65536)
+                except OSError:
+                    break
+        os.kill(pid, signal.SIGINT)
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+        text = out.decode(errors="replace")
+        assert text.count("\x1b[H\x1b[2J") >= 3, text      # redrawn in place, again and again
+        assert text.count("watched") >= 3 and "NET I/O" in text
+        assert os.waitstatus_to_exitcode(status) == 0

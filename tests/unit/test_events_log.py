@@ -83,3 +83,22 @@ def test_follow_with_since_prints_history_first(tmp_path):
     events.emit(tmp_path, "image", "import", "sha256:aa", {"name": "busybox:latest"})
     got = list(events.follow(tmp_path, since=t0, until=time.time_ns() + int(0.3e9)))
     assert [e["Action"] for e in got] == ["import"]
+
+
+def test_image_filter_takes_a_name_with_or_without_its_tag_and_an_id_prefix():
+    from minirun.observe.events import matches
+
+    ev = {"Type": "image", "Action": "import",
+          "Actor": {"ID": "sha256:abcdef0123", "Attributes": {"name": "web:latest"}}}
+    assert matches(ev, {"image": {"web"}}) and matches(ev, {"image": {"web:latest"}})
+    assert matches(ev, {"image": {"abcdef"}}) and matches(ev, {"image": {"sha256:abcdef"}})
+    assert not matches(ev, {"image": {"web:2"}}) and not matches(ev, {"image": {"we"}})
+
+
+def test_container_filter_selects_a_containers_network_events_by_id():
+    from minirun.observe.events import matches
+
+    ev = {"Type": "network", "Action": "connect",
+          "Actor": {"ID": "n" * 64, "Attributes": {"container": "c0ffee" + "0" * 58, "name": "backend"}}}
+    assert matches(ev, {"container": {"c0ffee"}}) and matches(ev, {"network": {"backend"}})
+    assert not matches(ev, {"container": {"backend"}}) and not matches(ev, {"container": {"beef"}})

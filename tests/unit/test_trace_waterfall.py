@@ -158,3 +158,52 @@ def test_process_start_is_before_now_and_within_a_tick_of_procs_starttime():
     began = time.monotonic_ns() - (time.clock_gettime_ns(time.CLOCK_BOOTTIME) - ticks * tick)
     # within the tick proc(5) allows (and a little slack for the two clock reads above)
     assert began - 5 * MS <= start <= began + tick + 5 * MS
+
+
+def test_svg_is_well_formed_escapes_names_and_places_bars_on_the_time_axis():
+    import xml.etree.ElementTree as ET
+
+    from minirun.observe.trace import to_svg
+
+    spans = [Span("interpreter start", 0, 10 * MS, PYTHON),
+             Span("exec <sh> & co", 10 * MS, 30 * MS, NATIVE),
+             Span(GAP, 30 * MS, 40 * MS, PYTHON)]
+    root = ET.fromstring(to_svg(spans, title="a < b"))
+    ns = "{http://www.w3.org/2000/svg}"
+    bars = [r for r in root.iter(f"{ns}rect") if r.find(f"{ns}title") is not None]
+    assert [b.find(f"{ns}title").text.split(":")[0] for b in bars] == \
+        ["interpreter start", "exec <sh> & co", GAP]
+    xs = [float(b.get("x")) for b in bars]
+    widths = [float(b.get("width")) for b in bars]
+    assert xs[0] < xs[1] < xs[2]
+    assert abs(widths[1] - 2 * widths[0]) < 0.01          # 20 ms is twice 10 ms
+    assert abs(xs[1] - (xs[0] + widths[0])) < 0.01         # the second starts where the first ends
+    texts = "".join(t.text or "" for t in root.iter(f"{ns}text"))
+    assert "a < b" in texts and "40.00" in texts
+
+
+def test_tick_step_gives_five_to_ten_round_ticks():
+    from minirun.observe.trace import _tick_step
+
+    for total in (0.7, 3, 12, 73.95, 140, 999, 4321):
+        step = _tick_step(total)
+        assert str(step).lstrip("0.").rstrip("0.")[:1] in "125", (total, step)
+        assert 1 <= total / step <= 10, (total, step)
+
+
+def test_a_steps_list_becomes_parts_that_tile_it_and_the_rest_is_one_part():
+    names5 = ["none", "clone", "mount", "exec"]
+    st = [0, 1 * MS, 5 * MS, 6 * MS]
+    phases = [Span("mr_spawn", 0, 2 * MS, PYTHON)]
+    items = [2 * MS, 3 * MS, 0, 0]                     # the child stamped 2 entries of 3 (cap 2)
+    spans = merge(phases, st, lambda i: names5[i], item_step="mount", items=items[:2],
+                  item_names=["mount a", "mount b", "mount c"])
+    mount = next(s for s in spans if s.name == "mount")
+    assert [(p.name, p.start_ns, p.end_ns) for p in mount.parts] == [
+        ("mount a", 1 * MS, 2 * MS), ("mount b", 2 * MS, 3 * MS), ("… 1 more", 3 * MS, 5 * MS)]
+    assert all(not s.parts for s in spans if s.name != "mount")
+    text = render(spans, detail=True)
+    assert "native    mount b" in text                  # indented under its step
+    assert "mount a" not in render(spans)               # only with detail
+    assert [p["name"] for p in next(s for s in to_json(spans)["spans"] if s["name"] == "mount")["parts"]] \
+        == ["mount a", "mount b", "… 1 more"]

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from . import Resources
 
 # The controllers this driver knows how to use when they live in a v1 hierarchy.
+# A bytes/s rule no device reaches (2^62 B/s): it turns on blkio's counting, never throttles
+NO_THROTTLE_BPS = 1 << 62
 CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "devices", "blkio")
 
 
@@ -70,6 +72,13 @@ class V1Driver:
         if "pids" in self.owned and res.pids_limit is not None:
             limit = "max" if res.pids_limit <= 0 else str(res.pids_limit)
             _fs.write(paths["pids"] / "pids.max", limit)
+        if "blkio" in self.owned and res.io_accounting:
+            for dev in res.io_accounting:
+                for name in ("blkio.throttle.read_bps_device", "blkio.throttle.write_bps_device"):
+                    try:
+                        _fs.write(paths["blkio"] / name, f"{dev} {NO_THROTTLE_BPS}")
+                    except CgroupError:
+                        pass       # a device without blk-throttle support: its I/O shows as 0
         if "blkio" in self.owned and res.blkio_weight is not None:
             d = paths["blkio"]
             for name in ("blkio.weight", "blkio.bfq.weight"):
