@@ -146,6 +146,7 @@ class Runtime:
         if any(c in str(self.root) for c in ",:\\"):
             raise UsageError(f"the data root {self.root} contains ',', ':' or '\\', which "
                              "overlayfs mount options cannot carry: choose another --root")
+        warm.start()            # the child's cgroup join must not wait for a grace period
         spec = record.spec()
         with self._phase("image lookup"):
             image = self.images.get(record.state.image_id)
@@ -207,7 +208,7 @@ class Runtime:
             except BaseException:
                 _signal_pid(pid)                    # it waits for GO: it never ran anything
                 parent_sock.close()
-                warm.stop()
+                warm.linger()
                 _reap(monitor_pid)
                 cg.destroy()
                 (record.dir / "exit.json").unlink(missing_ok=True)
@@ -226,7 +227,7 @@ class Runtime:
         try:
             report = sync.go_and_wait(parent_sock, record_pid, self._phase("wait for the child"))
         finally:
-            warm.stop()                              # the child has joined its cgroup
+            warm.linger()                  # joined; the next start, if soon, finds the lock warm
         if report.error is not None:
             err = spawn.error_from_native(report.error, np, np.program)
             _reap(monitor_pid)
@@ -406,6 +407,7 @@ class Runtime:
             image = self.images.get(record.state.image_id)
             proc["user"] = resolve_user(user, [record.dir / "upper", *reversed(image.layers)])
         ns_types = {n["type"] for n in spec["linux"].get("namespaces", [])}
+        warm.start()
         procs = self.cgroups.open(f"minirun/{record.id}").procs_files()
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
@@ -415,7 +417,7 @@ class Runtime:
                 seccomp_bpf=plan.seccomp_program(spec, self.seccomp_cache))
         finally:
             os.close(devnull)
-            warm.stop()
+            warm.linger()
         # Docker names the command in the action: "exec_start: sh -c date"
         self._event("exec_start: " + " ".join(args), record, execID=str(child))
         return ExecProcess(child, tty_master)
