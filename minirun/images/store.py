@@ -33,11 +33,11 @@ import re
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from minirun.errors import ImageFormatError, ImageNotFound, UsageError
 from minirun.observe import events
+from minirun.records import field, record
 
 # tarsafe (tarfile, lzma, bz2) is imported only by the verbs that unpack: `run` just reads the
 # index, and every millisecond of import is paid by every `minirun run`.
@@ -119,7 +119,7 @@ def _write_atomic(path: Path, data: bytes, tmpdir: Path) -> None:
     _fsync_dir(path.parent)
 
 
-@dataclass
+@record
 class Image:
     id: str  # 64 hex: sha256 of the config JSON
     names: list[str]  # "busybox:latest"

@@ -14,10 +14,9 @@ import select
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from minirun import records
 from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError, UsageError
 from minirun.observe import events
 from minirun.paths import data_root
@@ -26,12 +25,16 @@ from minirun.runtime import faults, procfs, sync
 from minirun.runtime.options import RunOptions
 from minirun.runtime.state import ContainerRecord, StateStore, now_iso
 
+TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
+
 # /proc/PID/ns/NAME and the spec's namespace type, in the order exec joins them: the mount
 # namespace last, since entering it changes our root and the other files would be out of reach
 _UNTRACED = contextlib.nullcontext()   # a phase marker when nobody traces: no clock read, no import
 
 
-@dataclass
+@records.record
 class Started:
     """A container that is running: its pid, its monitor, and the pty master for -t."""
 
@@ -42,7 +45,7 @@ class Started:
     stamps: list[int] | None = None
 
 
-@dataclass
+@records.record
 class ExecProcess:
     pid: int
     tty_master: int | None = None
@@ -91,8 +94,8 @@ class Runtime:
                     {"image": record.state.image, "name": record.name, **attributes})
 
     def list(self, all: bool = False) -> list[ContainerRecord]:
-        records = self.store.list()
-        return records if all else [r for r in records if r.status() == "running"]
+        found = self.store.list()
+        return found if all else [r for r in found if r.status() == "running"]
 
     # -- create ---------------------------------------------------------------------------
     def create(self, opts: RunOptions) -> ContainerRecord:

@@ -11,19 +11,22 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from minirun import spec as oci
 from minirun.errors import UsageError
 from minirun.paths import LIBEXEC
+from minirun.records import field, record
 from minirun.runtime import security, userns
+
+TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 INIT_PATH_IN_CONTAINER = "/dev/init"
 
 
-@dataclass
+@record
 class RunOptions:
     image: str
     command: list[str] = field(default_factory=list)

@@ -18,16 +18,15 @@ mounted (on a hybrid host it only tracks the processes).
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import re
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from minirun.errors import CgroupError
+from minirun.records import fields, record, replace
 
 from . import _fs
 from ._mounts import Mounts, parse_mountinfo
@@ -55,7 +54,7 @@ _BEST_EFFORT = {"devices"}
 _NAME = re.compile(r"^[A-Za-z0-9_.:@+-]+(/[A-Za-z0-9_.:@+-]+)*$")
 
 
-@dataclass
+@record
 class Resources:
     """Limits for a group; None means "leave as is" (on create: the kernel's default).
 
@@ -86,7 +85,7 @@ class Resources:
         return cls(cpu_quota=quota, cpu_period=period, **fields)
 
     def set_fields(self) -> list[str]:
-        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
+        return [name for name in fields(self) if getattr(self, name) is not None]
 
 
 class CgroupManager:
@@ -250,7 +249,7 @@ class Cgroup:
         """Write the limits that are set (not None); used on create and for live updates."""
         self.manager._check_supported(res)
         if res.cpu_quota is not None and res.cpu_quota > 0 and res.cpu_period is None:
-            res = dataclasses.replace(res, cpu_period=DEFAULT_CPU_PERIOD)
+            res = replace(res, cpu_period=DEFAULT_CPU_PERIOD)
         for driver in self._drivers():
             driver.apply(self.paths, res)
 
