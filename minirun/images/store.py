@@ -32,7 +32,6 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 from pathlib import Path
 
 from minirun.errors import ImageFormatError, ImageNotFound, UsageError
@@ -105,6 +104,7 @@ def _fsync_dir(path: Path) -> None:
 
 def _write_atomic(path: Path, data: bytes, tmpdir: Path) -> None:
     """Write temp, fsync, rename, fsync the directory: readers see old or new, never half."""
+    import tempfile  # not at module level: `run` never needs it
     fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.{os.getpid()}.", dir=tmpdir)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -221,6 +221,7 @@ class ImageStore:
         _write_atomic(self.index_path, data, self.tmp)
 
     def _stage(self, kind: str) -> Path:
+        import tempfile  # not at module level: `run` never needs it
         return Path(tempfile.mkdtemp(prefix=f"{kind}-{os.getpid()}-", dir=self.tmp))
 
     def _discard(self, path: Path) -> None:
@@ -565,8 +566,9 @@ class ImageStore:
         """Unpack one layer tar (any compression) into `stage/<diff_id hex>/` (diff/,
         tar-split.gz, layer.json), ready for commit_image(). Returns tarsafe's ExtractResult;
         the caller checks diff_id and digest against what the image says."""
-        from minirun.images import tarsafe
+        import tempfile  # not at module level: `run` never needs it
 
+        from minirun.images import tarsafe
         work = Path(tempfile.mkdtemp(prefix="layer-", dir=stage))
         (work / "diff").mkdir()
         with open(work / "tar-split", "wb") as split:

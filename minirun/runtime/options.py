@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 from pathlib import Path
 
 from minirun import spec as oci
@@ -147,6 +146,8 @@ def resources(opts: RunOptions) -> dict[str, Any]:
 
 def _args(opts: RunOptions, cfg: dict[str, Any]) -> list[str]:
     if opts.entrypoint is not None:
+        import shlex
+
         entry = shlex.split(opts.entrypoint) if opts.entrypoint else []
         cmd = list(opts.command)            # --entrypoint drops the image's Cmd, as in Docker
     else:
