@@ -88,11 +88,12 @@ def warm_rates(root: Path, levels: list[int], per_slot: int) -> list[float]:
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1):
             os.dup2(null, fd)
-        rt = Runtime(root)
+        rt = Runtime(root, long_lived=True)           # as a scheduler worker's
         for _ in range(count):
             st = rt.run(RunOptions(image=IMAGE_NAME, command=["true"], network="none"))
             os.waitpid(st.monitor_pid, 0)
             rt.remove(st.record)
+        rt.close()                                    # its deferred deletions: in the batch time
 
     def forked(shares: list[int]) -> None:
         pids = []

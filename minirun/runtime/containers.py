@@ -52,13 +52,30 @@ class ExecProcess:
 
 
 class Runtime:
-    def __init__(self, root: str | os.PathLike | None = None, cgroups=None, tracer=None):
+    def __init__(self, root: str | os.PathLike | None = None, cgroups=None, tracer=None,
+                 long_lived: bool = False):
+        """`long_lived`: a process that starts and removes many containers (a scheduler
+        worker, the warm path) keeps the shared cgroup parents between containers and deletes
+        removed containers' directories in a background thread; `close()` (also at exit)
+        finishes both. A short-lived command keeps the default: nothing outlives it."""
         self.root = data_root(root)
         self.store = StateStore(self.root)
         self._cgroups = cgroups
         self._images = None
         # minirun/observe/trace.py's Tracer times the start-up phases (`minirun trace run`)
         self.tracer = tracer
+        self.long_lived = long_lived
+        if long_lived:
+            import atexit
+
+            self.store.defer_deletion()
+            atexit.register(self.close)
+
+    def close(self) -> None:
+        """Finish deferred deletions, and remove the shared cgroup parents if they are empty."""
+        self.store.drain()
+        if self.long_lived and self._cgroups is not None:
+            self._cgroups.remove_if_empty("minirun")
 
     def _phase(self, name: str):
         return _UNTRACED if self.tracer is None else self.tracer.phase(name)
@@ -70,6 +87,7 @@ class Runtime:
             from minirun.runtime.cgroups import detect
 
             self._cgroups = detect()
+            self._cgroups.keep_parents = self.long_lived
         return self._cgroups
 
     @property

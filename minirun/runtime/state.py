@@ -195,6 +195,40 @@ class StateStore:
         self.root = root
         self.containers = root / "containers"
         self.names = root / "names"
+        self._doomed = None          # a queue of renamed directories, when deletion is deferred
+        self._deleter = None
+
+    def defer_deletion(self) -> None:
+        """Delete removed containers' directories in a background thread: `forget` returns once
+        the directory is renamed out of sight (atomic; lookups no longer find it). For a
+        long-lived process only (a worker); `drain()` waits for the deletions, and a process
+        that dies first leaves `.removing-ID` directories, which `minirun gc` removes."""
+        import queue
+        import threading
+
+        if self._deleter is None:
+            self._doomed = queue.SimpleQueue()
+            self._deleter = threading.Thread(target=self._delete_loop, name="minirun-rm",
+                                             daemon=True)
+            self._deleter.start()
+
+    def _delete_loop(self) -> None:
+        while True:
+            path, done = self._doomed.get()
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    _rmtree(path)
+            if done is not None:
+                done.set()
+
+    def drain(self) -> None:
+        """Wait until every deferred deletion is done."""
+        if self._deleter is not None:
+            import threading
+
+            done = threading.Event()
+            self._doomed.put((None, done))
+            done.wait()
 
     def new(self, name: str | None, **fields) -> ContainerRecord:
         self.containers.mkdir(parents=True, exist_ok=True)
@@ -268,7 +302,10 @@ class StateStore:
         doomed = self.containers / f"{REMOVING}{record.id}"
         os.rename(record.dir, doomed)
         faults.point("rm:renamed")
-        _rmtree(doomed)
+        if self._doomed is not None:
+            self._doomed.put((doomed, None))
+        else:
+            _rmtree(doomed)
 
 
 def _rmtree(path: Path) -> None:

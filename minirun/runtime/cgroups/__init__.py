@@ -93,6 +93,10 @@ class CgroupManager:
 
     def __init__(self, mounts: Mounts):
         self.mounts = mounts
+        # A process that makes groups one after another (a worker) keeps the shared parents
+        # ("minirun") instead of removing and re-making them (with cpuset's fill) each time:
+        # remove_empty_parents() then removes them when it is done.
+        self.keep_parents = False
         self.v2_owned = set(mounts.v2_enabled) if mounts.unified is not None else set()
         self.v1_owned = {c for c in V1_CONTROLLERS if c in mounts.v1 and c not in self.v2_owned}
         # v1 and v2 name the block I/O controller differently.
@@ -198,8 +202,17 @@ class CgroupManager:
             for c in controllers:
                 driver.prepare_ancestor(c, directory)
 
+    def remove_if_empty(self, group: str) -> None:
+        """rmdir `group` (a shared parent, e.g. "minirun") in every hierarchy where it is empty:
+        what a keep_parents manager does when it is done."""
+        _check_name(group)
+        for mount in _unique(self.hierarchies().values()):
+            _fs.rmdir_if_empty(mount / group)
+
     def _remove_parents(self, name: str) -> None:
         """rmdir the shared parents (e.g. "minirun") that became empty, in every hierarchy."""
+        if self.keep_parents:
+            return
         parents = [p for p in Path(name).parents if str(p) != "."]
         for mount in _unique(self.hierarchies().values()):
             for parent in parents:
