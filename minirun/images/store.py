@@ -24,19 +24,21 @@ half image. `gc()` sweeps such leftovers. See docs/images.md.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import errno
 import fcntl
 import json
 import os
 import re
-import shutil
 import stat
 from pathlib import Path
 
 from minirun.errors import ImageFormatError, ImageNotFound, UsageError
 from minirun.observe import events
 from minirun.records import field, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import datetime as _dt
 
 # tarsafe (tarfile, lzma, bz2) is imported only by the verbs that unpack: `run` just reads the
 # index, and every millisecond of import is paid by every `minirun run`.
@@ -82,11 +84,21 @@ def parse_reference(ref: str) -> str:
     return f"{name}:{tag}"
 
 
+def _rmtree(path) -> None:
+    import shutil  # not at module level: `run` never removes a tree here
+
+    shutil.rmtree(path)
+
+
 def _now_rfc3339() -> str:
+    import datetime as _dt  # here, not at module level: `run` never needs datetime
+
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _parse_time(s: str) -> _dt.datetime:
+    import datetime as _dt
+
     try:
         t = _dt.datetime.fromisoformat(s)
     except (TypeError, ValueError):
@@ -231,7 +243,7 @@ class ImageStore:
             os.rename(path, trash / "x")
         except FileNotFoundError:
             pass
-        shutil.rmtree(trash)
+        _rmtree(trash)
 
     def _link(self, hexid: str) -> Path:
         """l/<first 16 hex> -> ../layers/<hex>/diff: a short name for the overlay lowerdir
@@ -362,7 +374,7 @@ class ImageStore:
                                      max_total_size=max_total_size)
                 image = self.commit_image(config_json(doc), [tagged], stage)
         finally:
-            shutil.rmtree(stage)
+            _rmtree(stage)
         self._event("import", image.id, tagged)
         return image
 
@@ -445,7 +457,7 @@ class ImageStore:
                     if progress:
                         progress("image", image=img)
         finally:
-            shutil.rmtree(stage)
+            _rmtree(stage)
         return loaded
 
     def _add(self, config_blob, layers, names, stage, unpack, progress, extra=None) -> Image:
@@ -507,7 +519,7 @@ class ImageStore:
                 extra["parent"] = base.id
             return self.commit_image(config_json(raw), list(names), stage, extra=extra)
         finally:
-            shutil.rmtree(stage)
+            _rmtree(stage)
 
     def cache_get(self, key: str) -> Image | None:
         """The image a build step with this cache key made, if it is still in the store."""
@@ -591,7 +603,7 @@ class ImageStore:
         (work / "layer.json").write_text(json.dumps(meta, indent=1) + "\n")
         dst = stage / res.diff_id.removeprefix("sha256:")
         if dst.exists():  # the same layer twice in one image: one copy is enough
-            shutil.rmtree(work)
+            _rmtree(work)
         else:
             os.rename(work, dst)
         return res
@@ -779,7 +791,7 @@ class ImageStore:
             for entry in self.tmp.iterdir():
                 m = re.match(r"[a-z]+-(\d+)-", entry.name) or re.search(r"\.(\d+)\.", entry.name)
                 if m and not _pid_alive(int(m.group(1))):
-                    (shutil.rmtree if entry.is_dir() else os.unlink)(entry)
+                    (_rmtree if entry.is_dir() else os.unlink)(entry)
                     removed.append(str(entry))
             for entry in self.layers_dir.iterdir():
                 if entry.name not in index["layers"]:
