@@ -134,7 +134,7 @@ class Runtime:
             layers_top_first = [record.dir / "upper", *reversed(image.layers)]
             with self._phase("spec build"):
                 spec = build_spec(opts, image.config, layers_top_first, record.dir, record.id)
-                record.save_spec(spec)
+                record.save_spec(spec, durable=not opts.auto_remove)
             if opts.network not in ("none", "host"):
                 from minirun.net import container as net
 

@@ -8,7 +8,8 @@
 
 The status is never trusted from a stored flag alone: a recorded pid counts as running only while
 /proc shows a process with that pid *and* the same start time (see procfs.py), and the exit record
-of the monitor says how it ended. Every write is temp file, fsync, rename.
+of the monitor says how it ended. Every write is temp file, fsync, rename (no fsync for records
+that a power loss makes moot: live pids, and the spec of a container removed when it exits).
 """
 
 from __future__ import annotations
@@ -129,8 +130,10 @@ class ContainerRecord:
     def spec(self) -> dict:
         return json.loads((self.dir / "config.json").read_text())
 
-    def save_spec(self, spec: dict) -> None:
-        write_json(self.dir / "config.json", spec)
+    def save_spec(self, spec: dict, durable: bool = True) -> None:
+        """durable=False for a container removed when it exits (--rm): after a power loss
+        there is nothing to start again, and `minirun gc` removes what is left."""
+        write_json(self.dir / "config.json", spec, durable=durable)
 
     def exit_record(self) -> dict | None:
         try:
