@@ -81,3 +81,26 @@ def test_forget_releases_name_and_directory(store):
         store.get("gone")
     assert not r.dir.exists()
     store.new("gone")                                # the name is free again
+
+
+def test_a_removed_containers_tree_goes_and_nothing_a_symlink_points_to(tmp_path):
+    """state._rmtree deletes an upper dir written by the container (any names, modes, links)
+    without following a symlink out of it."""
+    from minirun.runtime.state import _rmtree
+
+    outside = tmp_path / "host"
+    outside.mkdir()
+    (outside / "keep").write_text("host file")
+    doomed = tmp_path / "c"
+    deep = doomed / "upper" / "a" / "b" / "c"
+    deep.mkdir(parents=True)
+    (deep / "f").write_text("x")
+    (deep / "locked").write_text("y")
+    (deep / "locked").chmod(0)
+    (doomed / "upper" / "to-host").symlink_to(outside)
+    (doomed / "upper" / "a" / "dangling").symlink_to("/nonexistent")
+    os.mkfifo(doomed / "upper" / "fifo")
+    (doomed / "state.json").write_text("{}")
+    _rmtree(doomed)
+    assert not doomed.exists()
+    assert (outside / "keep").read_text() == "host file"
