@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> list[Section]:
         sec.rows.append([label, *[f"{r:.0f}/s" for r in v], f"{max(v) / v[0]:.2f}x"])
     sec.notes.append(f"each point: max(12, {args.per_slot}×N) CLI runs, max(24, {4 * args.per_slot}×N) warm-path "
                      f"runs, max(16, {2 * args.per_slot}×N) runc/crun runs, over N threads (the warm path: "
-                     "N forked processes, each with its own Runtime); rate = containers / wall time of the batch")
+                     "N forked processes, each with its own long-lived Runtime, as a worker); rate = containers / wall time of the batch")
     return [sec]
 
 
