@@ -84,7 +84,8 @@ def bench_warm_path(root: Path, runs: int) -> tuple[list[float], float]:
     rt = Runtime(root, long_lived=True)
 
     def one() -> None:
-        st = rt.run(RunOptions(image=IMAGE_NAME, command=["true"], network="none"))
+        st = rt.run(RunOptions(image=IMAGE_NAME, command=["true"], network="none",
+                                   auto_remove=True))   # `run --rm`, as the CLI row
         os.waitpid(st.monitor_pid, 0)
         rt.remove(st.record)
 

@@ -90,7 +90,8 @@ def warm_rates(root: Path, levels: list[int], per_slot: int) -> list[float]:
             os.dup2(null, fd)
         rt = Runtime(root, long_lived=True)           # as a scheduler worker's
         for _ in range(count):
-            st = rt.run(RunOptions(image=IMAGE_NAME, command=["true"], network="none"))
+            st = rt.run(RunOptions(image=IMAGE_NAME, command=["true"], network="none",
+                                   auto_remove=True))   # `run --rm`, as the CLI row
             os.waitpid(st.monitor_pid, 0)
             rt.remove(st.record)
         rt.close()                                    # its deferred deletions: in the batch time
