@@ -200,6 +200,7 @@ class StateStore:
         self.names = root / "names"
         self._doomed = None          # a queue of renamed directories, when deletion is deferred
         self._deleter = None
+        self._deleter_pid = 0
 
     def defer_deletion(self) -> None:
         """Delete removed containers' directories in a background thread: `forget` returns once
@@ -209,7 +210,8 @@ class StateStore:
         import queue
         import threading
 
-        if self._deleter is None:
+        if self._deleter is None or self._deleter_pid != os.getpid():
+            self._deleter_pid = os.getpid()       # a forked child has no such thread
             self._doomed = queue.SimpleQueue()
             self._deleter = threading.Thread(target=self._delete_loop, name="minirun-rm",
                                              daemon=True)
@@ -226,7 +228,7 @@ class StateStore:
 
     def drain(self) -> None:
         """Wait until every deferred deletion is done."""
-        if self._deleter is not None:
+        if self._deleter is not None and self._deleter_pid == os.getpid():
             import threading
 
             done = threading.Event()
@@ -305,7 +307,7 @@ class StateStore:
         doomed = self.containers / f"{REMOVING}{record.id}"
         os.rename(record.dir, doomed)
         faults.point("rm:renamed")
-        if self._doomed is not None:
+        if self._doomed is not None and self._deleter_pid == os.getpid():
             self._doomed.put((doomed, None))
         else:
             _rmtree(doomed)

@@ -104,3 +104,26 @@ def test_a_removed_containers_tree_goes_and_nothing_a_symlink_points_to(tmp_path
     _rmtree(doomed)
     assert not doomed.exists()
     assert (outside / "keep").read_text() == "host file"
+
+
+def test_deferred_deletion_finishes_on_drain_and_is_synchronous_in_a_forked_child(tmp_path):
+    from minirun.runtime.state import ContainerState, StateStore
+
+    store = StateStore(tmp_path)
+    store.defer_deletion()
+    rec = store.new(None, image="busybox")
+    (rec.dir / "upper" / "x").mkdir(parents=True)
+    store.forget(rec)
+    store.drain()
+    assert list((tmp_path / "containers").iterdir()) == []
+    rec2 = store.new(None, image="busybox")
+    pid = os.fork()
+    if pid == 0:                     # the parent's deleter thread does not exist here
+        try:
+            store.forget(rec2)
+            store.drain()
+            os._exit(0 if not rec2.dir.exists() and list((tmp_path / "containers").iterdir()) == [] else 1)
+        finally:
+            os._exit(2)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert isinstance(rec2.state, ContainerState)
