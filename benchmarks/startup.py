@@ -1,6 +1,7 @@
 """Container start-up, side by side (issue #3): `minirun run --rm --network none busybox true`
 vs podman (runc), runc and crun running the same rootfs, the library's warm path, and the
-interpreter's own start-up.
+interpreter's own start-up; and (issue #7) `minirun-oci run` of the same OCI bundle as runc
+and crun.
 
     .venv/bin/python benchmarks/startup.py [--runs 50]
 """
@@ -28,6 +29,7 @@ from _common import (  # noqa: E402
     MINIRUN,
     PY,
     REPO,
+    VENV,
     Section,
     bench_env,
     cmd_runner,
@@ -73,14 +75,17 @@ def bench_minirun_cli(root: Path, runs: int) -> tuple[list[float], list[str]]:
 
 def bench_warm_path(root: Path, runs: int) -> tuple[list[float], float]:
     """A process that already imported minirun: run, wait for the monitor, remove. Returns the
-    per-container times and the sustained rate (containers/s over the whole loop)."""
+    per-container times and the sustained rate (containers/s over the whole loop, including
+    the deferred directory deletions). The Runtime is long-lived, as a scheduler worker's: it
+    keeps the shared cgroup parents and deletes removed directories in a background thread."""
     from minirun.runtime.containers import Runtime
     from minirun.runtime.options import RunOptions
 
-    rt = Runtime(root)
+    rt = Runtime(root, long_lived=True)
 
     def one() -> None:
-        st = rt.run(RunOptions(image=IMAGE_NAME, command=["true"], network="none"))
+        st = rt.run(RunOptions(image=IMAGE_NAME, command=["true"], network="none",
+                                   auto_remove=True))   # `run --rm`, as the CLI row
         os.waitpid(st.monitor_pid, 0)
         rt.remove(st.record)
 
@@ -93,6 +98,7 @@ def bench_warm_path(root: Path, runs: int) -> tuple[list[float], float]:
         os.dup2(null, 1)
         t0 = time.perf_counter()
         samples = time_loop(one, runs + 5, warmup=0)   # first 5: warm-up
+        rt.close()
         total = time.perf_counter() - t0
     finally:
         for fd, s in zip((0, 1), saved, strict=False):
@@ -121,8 +127,25 @@ def make_bundle(tmp: Path, tar: Path) -> Path:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     cfg["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": min(soft, 1024), "hard": min(hard, 1024)}]
     cfg["root"] = {"path": "rootfs", "readonly": True}
+    # `runc spec` lists ambient capabilities without inheritable ones, which the kernel refuses
+    # to raise: runc ignores that failure, minirun-oci reports it. Root's /bin/true needs none.
+    cfg["process"].get("capabilities", {}).pop("ambient", None)
     cfg_path.write_text(json.dumps(cfg, indent=2))
     return bundle
+
+
+MINIRUN_OCI = str(VENV / "bin" / "minirun-oci")
+
+
+def bench_minirun_oci(bundle: Path, state: Path, runs: int) -> list[float]:
+    """The OCI path podman and containerd call per container: `minirun-oci run --bundle B ID`."""
+    state.mkdir(parents=True, exist_ok=True)
+    argv = [MINIRUN_OCI, "--root", str(state), "run", "--bundle", str(bundle), "minirun-bench-oci"]
+    try:
+        return time_loop(cmd_runner(argv), runs)
+    finally:
+        subprocess.run([MINIRUN_OCI, "--root", str(state), "delete", "-f", "minirun-bench-oci"],
+                       capture_output=True)
 
 
 def bench_runc(bundle: Path, state: Path, runs: int) -> list[float]:
@@ -185,8 +208,8 @@ def bench_podman(g: list[str], runs: int) -> list[float]:
 
 
 # -- interpreter start-up -------------------------------------------------------------------------
-def importtime_note(top: int = 10) -> str:
-    p = subprocess.run([PY, "-X", "importtime", "-c", "import minirun.cli.app"],
+def importtime_note(code: str, top: int = 10) -> str:
+    p = subprocess.run([PY, "-X", "importtime", "-c", code],
                        capture_output=True, text=True, cwd=REPO, env=bench_env())
     rows = []
     for line in p.stderr.splitlines():
@@ -201,7 +224,7 @@ def importtime_note(top: int = 10) -> str:
     total = sum(r[0] for r in rows)
     by_cum = sorted((r for r in rows if r[3] > 0), key=lambda r: -r[1])[:top]
     by_self = sorted(rows, key=lambda r: -r[0])[:top]
-    out = [f"python -X importtime -c 'import minirun.cli.app': {len(rows)} modules, "
+    out = [f"python -X importtime -c '{code}': {len(rows)} modules, "
            f"{total / 1000:.1f} ms of import self-time in total",
            f"top-{top} imports by cumulative time (a package includes what it imports):"]
     out += [f"  {c / 1000:7.1f} ms  {n.strip()}" for _, c, n, _ in by_cum]
@@ -213,20 +236,25 @@ def importtime_note(top: int = 10) -> str:
 # -- where the CLI's time goes ---------------------------------------------------------------------
 RUN_MODULES = ("minirun.runtime.containers", "minirun.runtime.options", "minirun.runtime.plan",
                "minirun.runtime.spawn", "minirun.runtime.cgroups", "minirun.images.store")
+RUN_IMPORTS = "import minirun.cli.main, minirun.cli.fastrun, " + ", ".join(RUN_MODULES)
+OCI_IMPORTS = ("import minirun.oci.main, minirun.oci.container, minirun.runtime.plan, "
+               "minirun.runtime.spawn, minirun.runtime.sync, minirun.runtime.cgroups, "
+               "minirun.runtime.options, minirun.runtime.cgroup_warm")
 
 
 def breakdown(root: Path, runs: int, run_median: float | None) -> Section:
-    """Cumulative stages of `minirun run`, each a fresh interpreter: what each stage adds."""
+    """Stages of `minirun run`, each a fresh interpreter: what each adds. `run` reads its flags
+    without typer (cli/fastrun.py); typer and click are what the other verbs add."""
     stages = [
         ("python -c pass", "pass"),
-        # main.py imports nothing itself; the typer app and the verbs come with cli.app
-        ("+ the CLI (typer, click, the verbs)", "import minirun.cli.main, minirun.cli.app"),
-        ("+ the runtime modules `run` imports",
-         "import minirun.cli.main, minirun.cli.app, " + ", ".join(RUN_MODULES)),
+        ("+ what `run` imports (cli/fastrun.py, the runtime modules)", RUN_IMPORTS),
+        ("+ typer, click and the verbs (every verb but `run`)",
+         RUN_IMPORTS + ", minirun.cli.app"),
     ]
     sec = Section(f"where `minirun run --rm ... true` spends its time ({runs} runs per stage)",
                   ["stage", "median", "adds"])
     prev = 0.0
+    medians = []
     for label, code in stages:
         probe = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=bench_env())
         if probe.returncode != 0:
@@ -234,12 +262,14 @@ def breakdown(root: Path, runs: int, run_median: float | None) -> Section:
             continue
         m = median(time_loop(cmd_runner([PY, "-c", code]), runs))
         sec.rows.append([label, fmt_ms(m), f"+{m - prev:.1f} ms" if prev else ""])
+        medians.append(m)
         prev = m
+    prev = medians[1] if len(medians) > 1 else prev      # what `run` itself imports
     help_ms = median(time_loop(cmd_runner([MINIRUN, "--root", str(root), "--help"]), runs))
     sec.rows.append(["minirun --help (imports + typer command tree + rich help)", fmt_ms(help_ms), ""])
     if run_median:
         sec.rows.append(["minirun run --rm (everything: parse, create, start, wait, remove)",
-                         fmt_ms(run_median), f"+{run_median - prev:.1f} ms vs imports"])
+                         fmt_ms(run_median), f"+{run_median - prev:.1f} ms vs its imports"])
     return sec
 
 
@@ -288,12 +318,18 @@ def main(argv: list[str] | None = None) -> list[Section]:
         bundle = None
         if tools["runc"] is None:        # runc also writes the bundle's config.json (`runc spec`)
             bundle = make_bundle(tmp, tar)
+            log(f"startup: minirun-oci run x{runs}")
+            try:
+                rows["minirun-oci run (OCI bundle)"] = bench_minirun_oci(bundle, tmp / "oci-state", runs)
+            except RuntimeError as e:
+                rows["minirun-oci run (OCI bundle)"] = f"failed: {e}"
             log(f"startup: runc run x{runs}")
             try:
                 rows["runc run"] = bench_runc(bundle, tmp / "runc-state", runs)
             except RuntimeError as e:
                 rows["runc run"] = f"failed: {e}"
         else:
+            rows["minirun-oci run (OCI bundle)"] = f"skipped: no bundle (runc missing: {tools['runc']})"
             rows["runc run"] = f"skipped: {tools['runc']}"
         if tools["crun"] is None and bundle is not None:
             log(f"startup: crun run x{runs} (private mount ns)")
@@ -340,8 +376,24 @@ def main(argv: list[str] | None = None) -> list[Section]:
                          ">= 1.0x", ">= 1.5x", verdict(r >= 1.0) + (" (stretch PASS)" if r >= 1.5 else "")])
     else:
         tgt.rows.append(["warm path rate / crun CLI rate", "-", ">= 1.0x", ">= 1.5x", "n/a (no crun)"])
+    oci_row, runc = rows.get("minirun-oci run (OCI bundle)"), rows.get("runc run")
+    if isinstance(oci_row, list) and isinstance(runc, list):
+        o, r = median(oci_row), median(runc)
+        measured = f"{o:.1f} vs {r:.1f} ms = {o / r:.2f}x"
+        stretch = ""
+        if isinstance(crun, list):
+            c = median(crun)
+            measured += f"; {o / c:.2f}x crun"
+            stretch = " (stretch PASS)" if o <= 1.5 * c else ""
+        tgt.rows.append(["minirun-oci run median / runc median", measured, "<= 1.0x",
+                         "<= 1.5x crun", verdict(o <= r) + stretch])
+    else:
+        tgt.rows.append(["minirun-oci run median / runc median", "-", "<= 1.0x", "<= 1.5x crun",
+                         "n/a (no runc or no bundle)"])
 
-    imp = Section("start-up: where the CLI's import time goes", [], [], [importtime_note()])
+    imp = Section("start-up: where the import time goes", [], [],
+                  ["minirun run:\n" + importtime_note(RUN_IMPORTS),
+                   "minirun-oci run:\n" + importtime_note(OCI_IMPORTS)])
     return [sec, tgt, bd, imp]
 
 

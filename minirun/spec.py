@@ -11,9 +11,12 @@ Reference: https://github.com/opencontainers/runtime-spec (config.md, config-lin
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from minirun.errors import SpecError
+
+TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 OCI_VERSION = "1.2.0"
 

@@ -69,50 +69,14 @@ def run(
     gidmap: list[str] = typer.Option(None, "--gidmap", help="Group map CONTAINER:HOST:SIZE (default: the uid map)."),
 ) -> None:
     """Run a command in a new container."""
-    from minirun.errors import UsageError
-    from minirun.runtime.options import RunOptions
-    from minirun.units import parse_bytes
+    params = {k: v for k, v in locals().items() if k != "ctx"}   # exactly run's parameters
+    from minirun.cli.fastrun import run_container
 
     creating = ctx.info_name == "create"
-    if detach and tty and not creating:
-        raise UsageError("-t with -d is not supported yet (there is no attach): drop -t")
-    swap = None
-    if memory_swap is not None:
-        swap = -1 if memory_swap.strip() == "-1" else parse_bytes(memory_swap)
-    opts = RunOptions(
-        image=image, command=list(command or []), entrypoint=entrypoint, env=list(env or []),
-        env_files=list(env_file or []), workdir=workdir, user=user, hostname=hostname, name=name,
-        memory=parse_bytes(memory) if memory else None, memory_swap=swap, cpus=cpus,
-        cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, pids_limit=pids_limit,
-        ulimits=list(ulimit or []), volumes=list(volume or []), tmpfs=list(tmpfs or []), read_only=read_only, init=init,
-        interactive=interactive, tty=tty, network=network, ip=ip,
-        network_aliases=list(network_alias or []), publish=list(publish or []),
-        publish_all=publish_all, dns=list(dns or []), add_hosts=list(add_host or []), auto_remove=rm,
-        detach=detach or creating,
-        security_opt=list(security_opt or []), cap_add=list(cap_add or []), cap_drop=list(cap_drop or []),
-        privileged=privileged, sysctls=list(sysctl or []), devices=list(device or []),
-        userns=userns, uidmaps=list(uidmap or []), gidmaps=list(gidmap or []),
-    )
-    rt = _runtime(ctx)
-    if creating:
-        sys.stdout.write(rt.create(opts).id + "\n")
+    obj = ctx.find_root().obj or {}
+    code = run_container(obj.get("root"), params, creating=creating, tracer=obj.get("tracer"))
+    if creating or params["detach"]:
         return
-    from minirun.cli import attach
-
-    console = attach.console_size() if tty else (0, 0)
-    started = rt.run(opts, interactive=interactive, console=console)
-    if detach:
-        sys.stdout.write(started.record.id + "\n")
-        return
-    try:
-        attach.wait_child(started.monitor_pid, started.pid, started.tty_master)
-        code = started.record.exit_code()
-    finally:
-        if rm:
-            from minirun.runtime import faults
-
-            faults.point("run:exited")
-            rt.remove(started.record, force=True)
     raise typer.Exit(code)
 
 

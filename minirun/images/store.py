@@ -25,7 +25,6 @@ half image. `gc()` sweeps such leftovers. See docs/images.md.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import errno
 import fcntl
 import functools
@@ -33,14 +32,17 @@ import json
 import os
 import re
 import stat
-import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from minirun.errors import ImageFormatError, ImageNotFound, UsageError, storage_errors
 from minirun.observe import events
 from minirun.paths import rmtree
+from minirun.records import field, record
 from minirun.runtime import faults, procfs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import datetime as _dt
 
 # tarsafe (tarfile, lzma, bz2) is imported only by the verbs that unpack: `run` just reads the
 # index, and every millisecond of import is paid by every `minirun run`.
@@ -87,10 +89,14 @@ def parse_reference(ref: str) -> str:
 
 
 def _now_rfc3339() -> str:
+    import datetime as _dt  # here, not at module level: `run` never needs datetime
+
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _parse_time(s: str) -> _dt.datetime:
+    import datetime as _dt
+
     try:
         t = _dt.datetime.fromisoformat(s)
     except (TypeError, ValueError):
@@ -120,6 +126,7 @@ def _fsync_dir(path: Path) -> None:
 
 def _write_atomic(path: Path, data: bytes, tmpdir: Path) -> None:
     """Write temp, fsync, rename, fsync the directory: readers see old or new, never half."""
+    import tempfile  # not at module level: `run` never needs it
     fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.{os.getpid()}.", dir=tmpdir)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -134,7 +141,7 @@ def _write_atomic(path: Path, data: bytes, tmpdir: Path) -> None:
     _fsync_dir(path.parent)
 
 
-@dataclass
+@record
 class Image:
     id: str  # 64 hex: sha256 of the config JSON
     names: list[str]  # "busybox:latest"
@@ -238,6 +245,8 @@ class ImageStore:
     def _stage(self, kind: str) -> Path:
         """A staging directory in tmp/, named after its owner (pid and start time): the journal
         gc() reads to release the staging of a process that died."""
+        import tempfile  # not at module level: `run` never needs it
+
         pid = os.getpid()
         stage = Path(tempfile.mkdtemp(prefix=f"{kind}-{pid}-{procfs.start_time(pid)}-", dir=self.tmp))
         if kind != "trash":
@@ -605,8 +614,9 @@ class ImageStore:
         """Unpack one layer tar (any compression) into `stage/<diff_id hex>/` (diff/,
         tar-split.gz, layer.json), ready for commit_image(). Returns tarsafe's ExtractResult;
         the caller checks diff_id and digest against what the image says."""
-        from minirun.images import tarsafe
+        import tempfile  # not at module level: `run` never needs it
 
+        from minirun.images import tarsafe
         work = Path(tempfile.mkdtemp(prefix="layer-", dir=stage))
         (work / "diff").mkdir()
         if faults.armed() == "image:unpacking":

@@ -20,21 +20,23 @@ Man pages: fifo(7), pidfd_open(2), pid_namespaces(7) (why SIGTERM can be ignored
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import json
 import os
 import re
 import select
 import signal
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from minirun import spec as oci
 from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError, SpecError, UsageError
+from minirun.records import asdict, field, fields, record
 from minirun.runtime import procfs
 from minirun.runtime.state import now_iso, write_atomic, write_json
+
+TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_ROOT = Path("/run/minirun-oci")
 ID_PATTERN = re.compile(r"^[\w+-][\w+.-]*$")  # runc's rule, and no leading dot: ROOT/.cache
@@ -62,7 +64,7 @@ UNSUPPORTED = [
 ]
 
 
-@dataclass
+@record
 class Record:
     """state.json: what `create` saw. Everything else is derived when asked."""
 
@@ -146,7 +148,7 @@ def load(root: Path, cid: str) -> Container:
         data = json.loads((Path(root) / cid / "state.json").read_text())
     except (FileNotFoundError, NotADirectoryError, ValueError):
         raise ContainerNotFound(f"container {cid} does not exist") from None
-    known = {f.name for f in dataclasses.fields(Record)}
+    known = set(fields(Record))
     return Container(root, Record(**{k: v for k, v in data.items() if k in known}))
 
 
@@ -513,9 +515,24 @@ def _destroy(c: Container) -> None:
             cg.thaw()            # a frozen task acts on SIGKILL only once thawed (cgroup v1)
         _wait_pid(c.record.pid, 10.0)
     cg.destroy()
-    import shutil
+    _remove_dir(c.dir)
 
-    shutil.rmtree(c.dir)
+
+def _remove_dir(path: Path) -> None:
+    """The state directory holds files only (state.json, exec.fifo): unlink them, rmdir it.
+    (shutil's import costs more than this whole removal.)"""
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    import shutil
+
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
 
 
 def wait(c: Container) -> int:

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 from minirun.errors import MinirunError, SpecError
+
+TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 SUPPORTED = ("prestart", "createRuntime", "poststart", "poststop")
 REFUSED = ("createContainer", "startContainer")

@@ -10,11 +10,18 @@ which must wait for an RCU grace period (kernel/rcu/sync.c) while the lock switc
 mode — 10 to 16 ms on this machine, more than everything else a container's start costs. Once
 switched, the lock stays slow until one grace period after its last writer.
 
-A long-lived process that starts containers often (a worker) never notices. A short-lived
-`minirun run` pays it every time, so the CLI starts this warmer as its first act: a thread that
-writes "0" (= itself) into its *own* cgroup's cgroup.procs — a migration that changes nothing —
-every few milliseconds, so the grace period passes while Python is still importing, and the
-container's own join finds the lock already in its slow mode (0.1 ms instead of 15).
+A short-lived `minirun run` or `minirun-oci run` would pay it every time, so it starts this
+warmer as its first act: a thread that writes "0" (= itself) into its *own* cgroup's
+cgroup.procs — a migration that changes nothing — every few milliseconds, so the grace period
+passes while Python is still importing, and the container's own join finds the lock already in
+its slow mode (0.1 ms instead of 15).
+
+A long-lived process (a scheduler worker, the library's warm path) pays it too: containers a
+few milliseconds apart are each more than a grace period apart, so the lock is back in its fast
+mode at every join. So after a join the library does not stop the warmer but lets it linger
+(`linger()`, LINGER seconds): a process that starts containers back to back keeps the lock slow
+and never waits; one that stops starting them stops writing a second later. The slow mode costs
+the rest of the machine little: a reader (fork, exit) then takes a memory barrier.
 With cgroup v2, clone3(CLONE_INTO_CGROUP) avoids the migration altogether (not used yet).
 """
 
@@ -22,9 +29,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
-_stop = threading.Event()
+# The thread warms while time.monotonic() < _until; start() and linger() move that deadline.
+_until = 0.0
 _thread: threading.Thread | None = None
+_guard = threading.Lock()
+PERIOD = 0.003          # well under one grace period
+LINGER = 1.0            # after a join: how long a quiet process keeps the lock warm
 
 
 def _own_procs_file() -> str | None:
@@ -50,34 +62,70 @@ def _own_procs_file() -> str | None:
     return None
 
 
-def _loop(seconds: float) -> None:
+def _loop() -> None:
+    """Write "0" every PERIOD until the deadline. The file is opened for each write, so a
+    lingering warmer holds no fd of its caller's (a worker counts its fds)."""
+    global _thread
+    me = threading.current_thread()
     try:
         path = _own_procs_file()
-        if path is None:
-            return
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        while path is not None:
+            with _guard:
+                if time.monotonic() >= _until:     # decided under the guard: a start() now
+                    _thread = None                 # makes a new thread rather than count on us
+                    return
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+            time.sleep(PERIOD)
     except OSError:
-        return                       # not root, no cgroups: nothing to warm, nothing lost
-    try:
-        deadline = seconds / 0.003
-        while not _stop.is_set() and deadline > 0:
-            os.write(fd, b"0")
-            _stop.wait(0.003)        # well under one grace period
-            deadline -= 1
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        pass                         # not root, no cgroups: nothing to warm, nothing lost
+    with _guard:
+        if _thread is me:
+            _thread = None
+
+
+def _warm_until(deadline: float) -> None:
+    global _thread, _until
+    with _guard:
+        _until = max(_until, deadline) if _thread is not None else deadline
+        if _thread is None:
+            _thread = threading.Thread(target=_loop, name="cgroup-warm", daemon=True)
+            _thread.start()
 
 
 def start(seconds: float = 2.0) -> None:
-    """Begin warming (at most `seconds`); a no-op if already running."""
-    global _thread
-    if _thread is None:
-        _thread = threading.Thread(target=_loop, args=(seconds,), name="cgroup-warm", daemon=True)
-        _thread.start()
+    """Begin warming (for at most `seconds`, unless extended); a no-op if already warming."""
+    _warm_until(time.monotonic() + seconds)
+
+
+def linger(seconds: float = LINGER) -> None:
+    """A container has joined its cgroup: keep warming only `seconds` more, so that the next
+    start in this process, if it comes soon, finds the lock warm."""
+    global _until
+    with _guard:
+        if _thread is not None:
+            _until = time.monotonic() + seconds
 
 
 def stop() -> None:
-    """The container has joined its cgroup: stop warming."""
-    _stop.set()
+    """Stop warming (the thread ends within one period)."""
+    global _until
+    with _guard:
+        _until = 0.0
+
+
+def _forget_in_child() -> None:
+    """A forked child has no warmer thread, whatever the parent had (a worker forks)."""
+    global _thread, _until, _guard
+    _thread, _until, _guard = None, 0.0, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
+def warming() -> bool:
+    with _guard:
+        return _thread is not None and time.monotonic() < _until

@@ -14,10 +14,9 @@ import select
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from minirun import records
 from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError, UsageError
 from minirun.observe import events
 from minirun.paths import data_root
@@ -26,12 +25,16 @@ from minirun.runtime import faults, procfs, sync
 from minirun.runtime.options import RunOptions
 from minirun.runtime.state import ContainerRecord, StateStore, now_iso
 
+TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
+
 # /proc/PID/ns/NAME and the spec's namespace type, in the order exec joins them: the mount
 # namespace last, since entering it changes our root and the other files would be out of reach
 _UNTRACED = contextlib.nullcontext()   # a phase marker when nobody traces: no clock read, no import
 
 
-@dataclass
+@records.record
 class Started:
     """A container that is running: its pid, its monitor, and the pty master for -t."""
 
@@ -42,7 +45,7 @@ class Started:
     stamps: list[int] | None = None
 
 
-@dataclass
+@records.record
 class ExecProcess:
     pid: int
     tty_master: int | None = None
@@ -50,7 +53,12 @@ class ExecProcess:
 
 class Runtime:
     def __init__(self, root: str | os.PathLike | None = None, cgroups=None, tracer=None,
-                 filesystems: str = "/proc/filesystems"):
+                 filesystems: str = "/proc/filesystems",
+                 long_lived: bool = False):
+        """`long_lived`: a process that starts and removes many containers (a scheduler
+        worker, the warm path) keeps the shared cgroup parents between containers and deletes
+        removed containers' directories in a background thread; `close()` (also at exit)
+        finishes both. A short-lived command keeps the default: nothing outlives it."""
         self.root = data_root(root)
         self.filesystems = filesystems       # where overlay support is looked up (runtime/overlay.py)
         self.store = StateStore(self.root)
@@ -58,6 +66,18 @@ class Runtime:
         self._images = None
         # minirun/observe/trace.py's Tracer times the start-up phases (`minirun trace run`)
         self.tracer = tracer
+        self.long_lived = long_lived
+        if long_lived:
+            import atexit
+
+            self.store.defer_deletion()
+            atexit.register(self.close)
+
+    def close(self) -> None:
+        """Finish deferred deletions, and remove the shared cgroup parents if they are empty."""
+        self.store.drain()
+        if self.long_lived and self._cgroups is not None:
+            self._cgroups.remove_if_empty("minirun")
 
     def _phase(self, name: str):
         return _UNTRACED if self.tracer is None else self.tracer.phase(name)
@@ -71,6 +91,7 @@ class Runtime:
 
             # rootless: no hierarchy is ours to write (runtime/rootless.py)
             self._cgroups = unavailable() if rootless.active() else detect()
+            self._cgroups.keep_parents = self.long_lived
         return self._cgroups
 
     @property
@@ -95,8 +116,8 @@ class Runtime:
                     {"image": record.state.image, "name": record.name, **attributes})
 
     def list(self, all: bool = False) -> list[ContainerRecord]:
-        records = self.store.list()
-        return records if all else [r for r in records if r.status() == "running"]
+        found = self.store.list()
+        return found if all else [r for r in found if r.status() == "running"]
 
     # -- create ---------------------------------------------------------------------------
     def create(self, opts: RunOptions) -> ContainerRecord:
@@ -126,7 +147,7 @@ class Runtime:
             layers_top_first = [record.dir / "upper", *reversed(image.layers)]
             with self._phase("spec build"):
                 spec = build_spec(opts, image.config, layers_top_first, record.dir, record.id)
-                record.save_spec(spec)
+                record.save_spec(spec, durable=not opts.auto_remove)
             if opts.network not in ("none", "host"):
                 from minirun.net import container as net
 
@@ -161,6 +182,7 @@ class Runtime:
         if any(c in str(self.root) for c in ",:\\"):
             raise UsageError(f"the data root {self.root} contains ',', ':' or '\\', which "
                              "overlayfs mount options cannot carry: choose another --root")
+        warm.start()            # the child's cgroup join must not wait for a grace period
         spec = record.spec()
         with self._phase("image lookup"):
             image = self.images.get(record.state.image_id)
@@ -253,7 +275,7 @@ class Runtime:
             except BaseException:
                 _signal_pid(pid)                    # it waits for GO: it never ran anything
                 parent_sock.close()
-                warm.stop()
+                warm.linger()
                 _reap(monitor_pid)
                 cg.destroy()
                 (record.dir / "exit.json").unlink(missing_ok=True)
@@ -279,7 +301,7 @@ class Runtime:
             (record.dir / "exit.json").unlink(missing_ok=True)
             raise
         finally:
-            warm.stop()                              # the child has joined its cgroup
+            warm.linger()                  # joined; the next start, if soon, finds the lock warm
         if report.error is not None:
             err = spawn.error_from_native(report.error, np, np.program)
             _reap(monitor_pid)
@@ -462,6 +484,7 @@ class Runtime:
                 image = self.images.get(record.state.image_id)
                 proc["user"] = resolve_user(user, [record.dir / "upper", *reversed(image.layers)])
         ns_types = {n["type"] for n in spec["linux"].get("namespaces", [])}
+        warm.start()
         with self._phase("cgroup open"):
             procs = self.cgroups.open(f"minirun/{record.id}").procs_files()
         with self._phase("seccomp program"):
@@ -474,7 +497,7 @@ class Runtime:
                 seccomp_bpf=bpf, setgroups=not plan.setgroups_denied(spec), tracer=self.tracer)
         finally:
             os.close(devnull)
-            warm.stop()
+            warm.linger()
         # Docker names the command in the action: "exec_start: sh -c date"
         self._event("exec_start: " + " ".join(args), record, execID=str(child))
         return ExecProcess(child, tty_master)

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from minirun import spec as oci
 from minirun.errors import UsageError
 from minirun.paths import LIBEXEC
+from minirun.records import field, record
 from minirun.runtime import rootless, security, userns
+
+TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 INIT_PATH_IN_CONTAINER = "/dev/init"
 
 
-@dataclass
+@record
 class RunOptions:
     image: str
     command: list[str] = field(default_factory=list)
@@ -152,6 +154,8 @@ def resources(opts: RunOptions) -> dict[str, Any]:
 
 def _args(opts: RunOptions, cfg: dict[str, Any]) -> list[str]:
     if opts.entrypoint is not None:
+        import shlex
+
         entry = shlex.split(opts.entrypoint) if opts.entrypoint else []
         cmd = list(opts.command)            # --entrypoint drops the image's Cmd, as in Docker
     else:

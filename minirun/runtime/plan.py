@@ -10,14 +10,17 @@ from __future__ import annotations
 import os
 import resource
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from minirun import spec as oci
 from minirun._native import ffi, lib
 from minirun.errors import SpecError
 from minirun.paths import LIBEXEC
+from minirun.records import field, record
+
+TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 CLONE_FLAGS = {
     "pid": 0x20000000, "network": 0x40000000, "mount": 0x00020000, "ipc": 0x08000000,
@@ -34,7 +37,7 @@ DEV_SYMLINKS = [
 ]
 
 
-@dataclass
+@record
 class Launch:
     """What one start adds to the spec: where the root is, how stdio and the monitor are wired."""
 

@@ -26,9 +26,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from minirun.errors import SpecError, UsageError
+
+TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 # seccomp.h: the action values (the low 16 bits carry the errno of ERRNO/TRACE).
 ACTIONS = {

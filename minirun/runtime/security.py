@@ -17,10 +17,13 @@ from __future__ import annotations
 import json
 import os
 import stat
-from typing import Any
 
 from minirun import spec as oci
 from minirun.errors import UsageError
+
+TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 ANNOTATION = "org.minirun.security"     # what the user asked for, as JSON (for inspect)
 

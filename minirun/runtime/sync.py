@@ -16,14 +16,14 @@ import _socket as socket
 import array
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from minirun._native import ffi, lib
+from minirun.records import field, record
 
 MSG_SIZE = ffi.sizeof("struct mr_msg")
 
 
-@dataclass
+@record
 class ChildReport:
     """What the child said before execve (or before blocking on the exec fifo)."""
 

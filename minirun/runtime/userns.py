@@ -19,9 +19,12 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any
 
 from minirun.errors import MinirunError, UsageError
+
+TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 AUTO_USER = "minirun"            # whose /etc/subuid and /etc/subgid ranges --userns=auto uses
 AUTO_SIZE = 65536

@@ -152,7 +152,7 @@ class Worker:
         self.root = Path(root)
         self.id = wid
         self.paths = ClusterPaths(self.root)
-        self.rt = Runtime(self.root)
+        self.rt = Runtime(self.root, long_lived=True)     # the warm path (containers.py)
         self.rt.cgroups                       # noqa: B018 — detect the cgroup layout now (warm)
         self.rt.images                        # noqa: B018
         self.tasks: dict[str, Task] = {}
@@ -537,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         w.exiting = True
         w.kill_everything()
+        w.rt.close()                # deferred directory deletions, the shared cgroup parents
         with contextlib.suppress(ClusterError):
             client.call(w.root, "POST", f"/v1/workers/{w.id}/exited", {}, timeout=5)
         w.paths.worker_pid(args.id).unlink(missing_ok=True)

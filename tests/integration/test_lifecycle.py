@@ -339,6 +339,11 @@ def test_the_library_leaves_no_zombie_monitors_or_fds(mr, data_root):
     for s in started:
         assert rt.wait(s.record) == 0
         rt.remove(s.record)
+    from minirun.runtime import cgroup_warm
+
+    cgroup_warm.stop()                  # its thread opens our cgroup.procs for each write
+    while cgroup_warm._thread is not None:
+        time.sleep(0.001)
     children = open(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read().split()
     zombies = [c for c in children if open(f"/proc/{c}/stat").read().split(")")[1].split()[0] == "Z"]
     assert not any(int(c) in {s.monitor_pid for s in started} for c in zombies)
@@ -378,3 +383,26 @@ def test_racing_starts_exactly_one_starts_the_container(clean):
         assert [p["command"] for p in processes] == ["sleep 30"], "started more than once"
     finally:
         clean("rm", "-f", cid)
+
+
+def test_a_long_lived_runtime_keeps_cgroup_parents_and_deletes_directories_behind(mr, data_root):
+    """The warm path of a worker: the shared cgroup parent stays between containers, a removed
+    container's directory is deleted in the background, and close() finishes the deletions."""
+    from minirun.errors import ContainerNotFound
+    from minirun.runtime.containers import Runtime
+    from minirun.runtime.options import RunOptions
+
+    rt = Runtime(data_root, long_lived=True)
+    try:
+        for _ in range(3):
+            st = rt.run(RunOptions(image="busybox", command=["true"], network="none", detach=True))
+            assert rt.wait(st.record) == 0
+            rt.remove(st.record)
+            with pytest.raises(ContainerNotFound):
+                rt.get(st.record.id)                      # gone at once for every reader
+            for mount in set(rt.cgroups.hierarchies().values()):
+                assert (mount / "minirun").is_dir()       # kept for the next container
+                assert not (mount / "minirun" / st.record.id).exists()
+    finally:
+        rt.close()
+    assert not [p.name for p in (data_root / "containers").iterdir() if p.name.startswith(".removing-")]

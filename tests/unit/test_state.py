@@ -96,3 +96,49 @@ def test_an_owned_container_is_orphaned_only_when_its_owner_died(store):
     assert recycled.state.orphaned(), "a recycled pid (another start time) is not the owner"
     assert not store.new("free").state.orphaned()         # nobody owns it: never an orphan
     assert store.get("theirs").state.owner["what"] == "build"   # it is saved with the state
+
+
+def test_a_removed_containers_tree_goes_and_nothing_a_symlink_points_to(tmp_path):
+    """state._rmtree deletes an upper dir written by the container (any names, modes, links)
+    without following a symlink out of it."""
+    from minirun.runtime.state import _rmtree
+
+    outside = tmp_path / "host"
+    outside.mkdir()
+    (outside / "keep").write_text("host file")
+    doomed = tmp_path / "c"
+    deep = doomed / "upper" / "a" / "b" / "c"
+    deep.mkdir(parents=True)
+    (deep / "f").write_text("x")
+    (deep / "locked").write_text("y")
+    (deep / "locked").chmod(0)
+    (doomed / "upper" / "to-host").symlink_to(outside)
+    (doomed / "upper" / "a" / "dangling").symlink_to("/nonexistent")
+    os.mkfifo(doomed / "upper" / "fifo")
+    (doomed / "state.json").write_text("{}")
+    _rmtree(doomed)
+    assert not doomed.exists()
+    assert (outside / "keep").read_text() == "host file"
+
+
+def test_deferred_deletion_finishes_on_drain_and_is_synchronous_in_a_forked_child(tmp_path):
+    from minirun.runtime.state import ContainerState, StateStore
+
+    store = StateStore(tmp_path)
+    store.defer_deletion()
+    rec = store.new(None, image="busybox")
+    (rec.dir / "upper" / "x").mkdir(parents=True)
+    store.forget(rec)
+    store.drain()
+    assert list((tmp_path / "containers").iterdir()) == []
+    rec2 = store.new(None, image="busybox")
+    pid = os.fork()
+    if pid == 0:                     # the parent's deleter thread does not exist here
+        try:
+            store.forget(rec2)
+            store.drain()
+            os._exit(0 if not rec2.dir.exists() and list((tmp_path / "containers").iterdir()) == [] else 1)
+        finally:
+            os._exit(2)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert isinstance(rec2.state, ContainerState)

@@ -18,16 +18,15 @@ mounted (on a hybrid host it only tracks the processes).
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import re
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from minirun.errors import CgroupError
+from minirun.records import fields, record, replace
 
 from . import _fs
 from ._mounts import Mounts, parse_mountinfo
@@ -55,7 +54,7 @@ _BEST_EFFORT = {"devices", "io_accounting"}
 _NAME = re.compile(r"^[A-Za-z0-9_.:@+-]+(/[A-Za-z0-9_.:@+-]+)*$")
 
 
-@dataclass
+@record
 class Resources:
     """Limits for a group; None means "leave as is" (on create: the kernel's default).
 
@@ -91,7 +90,7 @@ class Resources:
         return cls(cpu_quota=quota, cpu_period=period, **fields)
 
     def set_fields(self) -> list[str]:
-        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
+        return [name for name in fields(self) if getattr(self, name) is not None]
 
 
 class CgroupManager:
@@ -99,6 +98,10 @@ class CgroupManager:
 
     def __init__(self, mounts: Mounts):
         self.mounts = mounts
+        # A process that makes groups one after another (a worker) keeps the shared parents
+        # ("minirun") instead of removing and re-making them (with cpuset's fill) each time:
+        # remove_empty_parents() then removes them when it is done.
+        self.keep_parents = False
         self.v2_owned = set(mounts.v2_enabled) if mounts.unified is not None else set()
         self.v1_owned = {c for c in V1_CONTROLLERS if c in mounts.v1 and c not in self.v2_owned}
         # v1 and v2 name the block I/O controller differently.
@@ -204,8 +207,17 @@ class CgroupManager:
             for c in controllers:
                 driver.prepare_ancestor(c, directory)
 
+    def remove_if_empty(self, group: str) -> None:
+        """rmdir `group` (a shared parent, e.g. "minirun") in every hierarchy where it is empty:
+        what a keep_parents manager does when it is done."""
+        _check_name(group)
+        for mount in _unique(self.hierarchies().values()):
+            _fs.rmdir_if_empty(mount / group)
+
     def _remove_parents(self, name: str) -> None:
         """rmdir the shared parents (e.g. "minirun") that became empty, in every hierarchy."""
+        if self.keep_parents:
+            return
         parents = [p for p in Path(name).parents if str(p) != "."]
         for mount in _unique(self.hierarchies().values()):
             for parent in parents:
@@ -255,7 +267,7 @@ class Cgroup:
         """Write the limits that are set (not None); used on create and for live updates."""
         self.manager._check_supported(res)
         if res.cpu_quota is not None and res.cpu_quota > 0 and res.cpu_period is None:
-            res = dataclasses.replace(res, cpu_period=DEFAULT_CPU_PERIOD)
+            res = replace(res, cpu_period=DEFAULT_CPU_PERIOD)
         for driver in self._drivers():
             driver.apply(self.paths, res)
 

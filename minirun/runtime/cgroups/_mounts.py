@@ -9,10 +9,10 @@ it lends to child groups are those in the mount root's cgroup.subtree_control. S
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from minirun.errors import CgroupError
+from minirun.records import field, record
 
 SYSTEM_CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -24,7 +24,7 @@ V1_CONTROLLERS = frozenset({
 })
 
 
-@dataclass
+@record
 class Mounts:
     v1: dict[str, Path] = field(default_factory=dict)   # controller -> mount point
     unified: Path | None = None                        # the cgroup2 mount point

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from minirun.errors import CgroupError
 
 from . import _fs
 
+TYPE_CHECKING = False     # typing costs start-up time
 if TYPE_CHECKING:
     from . import Resources
 

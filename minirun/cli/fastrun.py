@@ -1,0 +1,180 @@
+"""`minirun run` without typer: the most frequent command, parsed by hand when it can be.
+
+Importing typer and click costs ~40 ms, more than half of a `minirun run --rm ... true`. A run
+command line spelled with the flags `run` knows is read here instead, exactly as click would
+read it (options before the image, `--opt value` or `--opt=value`, clustered short flags like
+`-it`, a short option's value attached or next, the last of a repeated value); anything else
+(`--help`, an unknown or misspelled flag, a value of the wrong type, no image, `--`) returns
+None and goes through typer as before, which reports it. `run_container` is the verb's body,
+shared with the typer command (cli/container.py), so both paths do the same thing;
+tests/unit/test_cli_fastrun.py checks the flag table against the typer command and the parse
+against click's.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# parameter -> (kind, option names); kind: flag | str | list | int | float
+RUN_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "detach": ("flag", ("-d", "--detach")), "rm": ("flag", ("--rm",)),
+    "name": ("str", ("--name",)), "env": ("list", ("-e", "--env")),
+    "env_file": ("list", ("--env-file",)), "workdir": ("str", ("-w", "--workdir")),
+    "user": ("str", ("-u", "--user")), "hostname": ("str", ("-h", "--hostname")),
+    "entrypoint": ("str", ("--entrypoint",)), "memory": ("str", ("-m", "--memory")),
+    "memory_swap": ("str", ("--memory-swap",)), "cpus": ("float", ("--cpus",)),
+    "cpu_shares": ("int", ("--cpu-shares",)), "cpuset_cpus": ("str", ("--cpuset-cpus",)),
+    "pids_limit": ("int", ("--pids-limit",)), "ulimit": ("list", ("--ulimit",)),
+    "volume": ("list", ("-v", "--volume")), "tmpfs": ("list", ("--tmpfs",)),
+    "read_only": ("flag", ("--read-only",)), "init": ("flag", ("--init",)),
+    "interactive": ("flag", ("-i", "--interactive")), "tty": ("flag", ("-t", "--tty")),
+    "network": ("str", ("--network", "--net")), "ip": ("str", ("--ip",)),
+    "network_alias": ("list", ("--network-alias",)), "publish": ("list", ("-p", "--publish")),
+    "publish_all": ("flag", ("-P", "--publish-all")), "dns": ("list", ("--dns",)),
+    "add_host": ("list", ("--add-host",)), "security_opt": ("list", ("--security-opt",)),
+    "cap_add": ("list", ("--cap-add",)), "cap_drop": ("list", ("--cap-drop",)),
+    "privileged": ("flag", ("--privileged",)), "sysctl": ("list", ("--sysctl",)),
+    "device": ("list", ("--device",)), "userns": ("str", ("--userns",)),
+    "uidmap": ("list", ("--uidmap",)), "gidmap": ("list", ("--gidmap",)),
+}
+DEFAULTS = {"flag": False, "str": None, "list": None, "int": None, "float": None}
+_BY_NAME = {opt: (param, kind) for param, (kind, names) in RUN_OPTIONS.items() for opt in names}
+
+
+def parse(argv: list[str]) -> tuple[str | None, dict] | None:
+    """(the --root value, run's parameters as the typer command receives them), or None."""
+    root = None
+    i, n = 0, len(argv)
+    while i < n and argv[i] != "run":             # global options: only --root is ours
+        name, eq, value = argv[i].partition("=")
+        if name != "--root":
+            return None
+        if not eq:
+            if i + 1 >= n:
+                return None
+            value = argv[i + 1]
+            i += 1
+        root = value
+        i += 1
+    if i >= n:
+        return None
+    params = {param: DEFAULTS[kind] for param, (kind, _) in RUN_OPTIONS.items()}
+    i += 1
+    while i < n:
+        arg = argv[i]
+        if arg == "--" or arg == "-":
+            return None
+        if not arg.startswith("-"):
+            break
+        if arg.startswith("--"):
+            name, eq, value = arg.partition("=")
+            if name not in _BY_NAME:
+                return None                       # --help, unknown, misspelled
+            param, kind = _BY_NAME[name]
+            if kind == "flag":
+                if eq:
+                    return None
+                params[param] = True
+            else:
+                if not eq:
+                    if i + 1 >= n:
+                        return None
+                    i += 1
+                    value = argv[i]
+                if not _set(params, param, kind, value):
+                    return None
+        else:                                     # -d, -it, -e KEY=V, -eKEY=V, -ite KEY=V
+            letters = arg[1:]
+            for j, letter in enumerate(letters):
+                if f"-{letter}" not in _BY_NAME:
+                    return None
+                param, kind = _BY_NAME[f"-{letter}"]
+                if kind == "flag":
+                    params[param] = True
+                    continue
+                value = letters[j + 1:]
+                if not value:
+                    if i + 1 >= n:
+                        return None
+                    i += 1
+                    value = argv[i]
+                if not _set(params, param, kind, value):
+                    return None
+                break
+        i += 1
+    if i >= n:
+        return None                               # no image: click says so
+    params["image"], params["command"] = argv[i], argv[i + 1:] or None
+    return (root or os.environ.get("MINIRUN_ROOT") or None), params
+
+
+def _set(params: dict, param: str, kind: str, value: str) -> bool:
+    if kind == "list":
+        params[param] = [*(params[param] or []), value]
+        return True
+    if kind in ("int", "float"):
+        try:
+            params[param] = int(value) if kind == "int" else float(value)
+        except ValueError:
+            return False                          # click's message for a bad number
+        return True
+    params[param] = value
+    return True
+
+
+def run_container(root: str | None, params: dict, *, creating: bool = False, tracer=None) -> int:
+    """The body of `minirun run` (and `create`): returns the exit status to end with."""
+    from minirun.errors import UsageError
+    from minirun.paths import data_root
+    from minirun.runtime.containers import Runtime
+    from minirun.runtime.options import RunOptions
+    from minirun.units import parse_bytes
+
+    p = params
+    detach, tty, rm = p["detach"], p["tty"], p["rm"]
+    if detach and tty and not creating:
+        raise UsageError("-t with -d is not supported yet (there is no attach): drop -t")
+    swap = None
+    if p["memory_swap"] is not None:
+        swap = -1 if p["memory_swap"].strip() == "-1" else parse_bytes(p["memory_swap"])
+
+    def many(name: str) -> list[str]:
+        return list(p[name] or [])
+
+    opts = RunOptions(
+        image=p["image"], command=many("command"), entrypoint=p["entrypoint"], env=many("env"),
+        env_files=many("env_file"), workdir=p["workdir"], user=p["user"], hostname=p["hostname"],
+        name=p["name"], memory=parse_bytes(p["memory"]) if p["memory"] else None,
+        memory_swap=swap, cpus=p["cpus"], cpu_shares=p["cpu_shares"],
+        cpuset_cpus=p["cpuset_cpus"], pids_limit=p["pids_limit"], ulimits=many("ulimit"),
+        volumes=many("volume"), tmpfs=many("tmpfs"), read_only=p["read_only"], init=p["init"],
+        interactive=p["interactive"], tty=tty, network=p["network"], ip=p["ip"],
+        network_aliases=many("network_alias"), publish=many("publish"),
+        publish_all=p["publish_all"], dns=many("dns"), add_hosts=many("add_host"),
+        auto_remove=rm, detach=detach or creating, security_opt=many("security_opt"),
+        cap_add=many("cap_add"), cap_drop=many("cap_drop"), privileged=p["privileged"],
+        sysctls=many("sysctl"), devices=many("device"), userns=p["userns"],
+        uidmaps=many("uidmap"), gidmaps=many("gidmap"),
+    )
+    rt = Runtime(data_root(root), tracer=tracer)
+    if creating:
+        sys.stdout.write(rt.create(opts).id + "\n")
+        return 0
+    from minirun.cli import attach
+
+    console = attach.console_size() if tty else (0, 0)
+    started = rt.run(opts, interactive=p["interactive"], console=console)
+    if detach:
+        sys.stdout.write(started.record.id + "\n")
+        return 0
+    try:
+        attach.wait_child(started.monitor_pid, started.pid, started.tty_master)
+        code = started.record.exit_code()
+    finally:
+        if rm:
+            from minirun.runtime import faults
+
+            faults.point("run:exited")
+            rt.remove(started.record, force=True)
+    return code
