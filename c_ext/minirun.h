@@ -78,6 +78,8 @@ struct mr_plan {
     const char *rootfs_fstype;    /* "overlay", or NULL to bind-mount rootfs onto itself */
     const char *rootfs_data;      /* overlay's lowerdir=...,upperdir=...,workdir=... */
     unsigned long root_propagation;  /* applied to "/" first; MS_REC|MS_PRIVATE by default */
+    unsigned long root_propagation_after;  /* linux.rootfsPropagation, applied to the new "/"
+                                              after pivot_root; 0 = none given */
     int rootfs_readonly;
     const struct mr_fsop *fsops;
     int n_fsops;

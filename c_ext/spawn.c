@@ -207,6 +207,13 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
     STAMP(MOUNT);
     if (mr_pivot_root(rootfd, err) < 0) return;
     close(rootfd);
+    /* shared or unbindable cannot be had before: pivot_root refuses a shared root or parent,
+     * and binding the rootfs fails under an unbindable "/" (so the root was built private) */
+    if (p->root_propagation_after &&
+        mount(NULL, "/", NULL, p->root_propagation_after, NULL) < 0) {
+        mr_fail(err, MR_STEP_PROPAGATION, -1, "/");
+        return;
+    }
     STAMP(PIVOT_ROOT);
     if (write_sysctls(p, err) < 0) return;
     if (mr_mask_paths(p->masked_paths, p->n_masked_paths, err) < 0) return;

@@ -385,6 +385,11 @@ def validate(spec: Any) -> dict[str, Any]:
     # a namespace joined by path counts too (a pod's shared one); runtime/plan.py refuses the
     # sysctl when the path is the host's own namespace
     own = {ns["type"] for ns in _field(linux, "namespaces", list, "linux/namespaces")}
+    for key in ("hostname", "domainname"):
+        if spec.get(key) and "uts" not in own:
+            # without a UTS namespace of its own, sethostname would rename the host (runc refuses too)
+            raise SpecError(key, "needs the container's own UTS namespace (linux.namespaces "
+                                 "has no uts entry)")
     for name, value in _field(linux, "sysctl", dict, "linux/sysctl").items():
         problem = sysctl_problem(name, own) if isinstance(value, str) else "the value must be a string"
         if problem:

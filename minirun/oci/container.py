@@ -256,7 +256,8 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
 
     rootfs = (bundle / spec["root"]["path"]).resolve()
     cg = detect().create(c.record.cgroup, cgroup_resources(spec["linux"].get("resources", {})))
-    os.mkfifo(c.fifo, 0o622)
+    os.mkfifo(c.fifo)
+    os.chmod(c.fifo, 0o622)      # not mkfifo's mode, which the umask cuts: a non-root process opens it
     fds: list[int] = []
     parent_sock, child_sock = sync.socketpair()
     try:

@@ -138,7 +138,13 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
     p.rootfs = np.cstr(launch.rootfs)
     p.rootfs_fstype = np.cstr(launch.rootfs_fstype)
     p.rootfs_data = np.cstr(launch.rootfs_data)
-    p.root_propagation = oci.propagation_flags(linux.get("rootfsPropagation", "rprivate"))
+    # "/" is made private (or slave) before the root is built, so nothing propagates to the host;
+    # the spec's rootfsPropagation is applied again to the new "/" after pivot_root, the only
+    # point where shared and unbindable can be (fs.c, spawn.c)
+    wanted = oci.propagation_flags(linux.get("rootfsPropagation") or "rprivate")
+    late = oci.MS["SHARED"] | oci.MS["UNBINDABLE"]
+    p.root_propagation = oci.MS["REC"] | oci.MS["PRIVATE"] if wanted & late else wanted
+    p.root_propagation_after = wanted if linux.get("rootfsPropagation") else 0
     p.rootfs_readonly = int(bool(spec["root"].get("readonly")))
     _fsops(np, spec, launch)
     np.masked = list(linux.get("maskedPaths", []))
