@@ -57,7 +57,7 @@ TRANSITIONS: dict[str, set[str]] = {
 UNSUPPORTED = [
     "process/ioPriority", "process/scheduler", "process/execCPUAffinity",
     "linux/uidMappings", "linux/gidMappings", "linux/intelRdt",
-    "linux/personality", "linux/resources/blockIO", "linux/resources/hugepageLimits",
+    "linux/personality", "linux/resources/hugepageLimits",
     "linux/resources/network", "linux/resources/rdma", "linux/resources/unified",
 ]
 
