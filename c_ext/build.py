@@ -24,6 +24,7 @@ CDEF = """
 #define MR_MSG_ERROR ...
 #define MR_MSG_TTY ...
 #define MR_MSG_TRACE ...
+#define MR_MSG_HOOKS ...
 
 struct mr_err { int errno_; int step; int index; char text[256]; ...; };
 struct mr_msg { int type; struct mr_err err; uint64_t stamps[...]; ...; };
@@ -64,7 +65,7 @@ struct mr_plan {
     const struct mr_rlimit *rlimits; int n_rlimits;
     const char *oom_score_adj;
     struct mr_process process;
-    int sync_fd; int parent_sync_fd; int exec_fifo_fd; int trace;
+    int sync_fd; int parent_sync_fd; int exec_fifo_fd; int trace; int hooks_sync;
     ...;
 };
 

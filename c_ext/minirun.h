@@ -106,6 +106,7 @@ struct mr_plan {
                                    * first, so the parent's death reads as EOF in wait_go */
     int exec_fifo_fd;             /* O_PATH fd of exec.fifo: block until `start`; -1: exec now */
     int trace;                    /* send MR_MSG_TRACE with step timestamps before execve */
+    int hooks_sync;               /* 6b: stop before pivot_root until the parent's hooks ran */
 };
 
 /* Start a container. Returns the container's pid (in the caller's pid namespace) or -1 with *err

@@ -26,6 +26,7 @@
     X(MOUNT,           "mount")                                         \
     X(MKNOD,           "mknod")                                         \
     X(SYMLINK,         "symlink")                                       \
+    X(WAIT_HOOKS,      "wait for the createRuntime hooks")              \
     X(PIVOT_ROOT,      "pivot_root")                                    \
     X(UMOUNT_OLD,      "detach old root")                               \
     X(SYSCTL,          "write sysctl")                                  \

@@ -39,6 +39,8 @@ from minirun.runtime.state import now_iso, write_atomic, write_json
 DEFAULT_ROOT = Path("/run/minirun-oci")
 ID_PATTERN = re.compile(r"^[\w+-][\w+.-]*$")  # runc's rule, and no leading dot: ROOT/.cache
 CGROUP_PARENT = "minirun-oci"
+# runtime-spec config.md: ociVersion is SemVer 2.0.0; this runtime reads specs of major version 1
+SEMVER_1 = re.compile(r"^1\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 
 # operation -> the statuses it is allowed in ("delete" of a running container needs --force)
 TRANSITIONS: dict[str, set[str]] = {
@@ -170,6 +172,10 @@ def load_spec(bundle: Path) -> dict[str, Any]:
     except ValueError as e:
         raise MinirunError(f"{bundle}/config.json: invalid JSON: {e}") from None
     oci.validate(spec)
+    version = spec.get("ociVersion")
+    if version is not None and not (isinstance(version, str) and SEMVER_1.match(version)):
+        raise SpecError("ociVersion", f"{version!r} is not a 1.x SemVer version like "
+                                      f"{oci.OCI_VERSION!r}")
     from minirun.oci import hooks
 
     spec["hooks"] = hooks.validate(spec.get("hooks"))
@@ -269,6 +275,7 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
                              cgroup_procs_fds=procs, monitor_argv=None, stdio=(0, 1, 2),
                              sync_fd=child_sock.fileno(), parent_sync_fd=parent_sock.fileno(),
                              exec_fifo_fd=fifo_fd,
+                             hooks_sync=any(c.record.hooks.get(k) for k in hooks_at_create()),
                              preserve_fds=preserve_fds, cache_dir=c.dir.parent / ".cache/seccomp",
                              cgroup_views=[(n, str(d)) for n, d in cg.views()])
         np = plan.build(spec, launch)
@@ -285,7 +292,19 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
         c.record.pid, c.record.pid_start = pid, procfs.start_time(pid)
         c.save()
 
-    report = sync.go_and_wait(parent_sock, record_pid)        # (5), (4), (7)
+    def run_hooks() -> None:
+        # (6b) the namespaces and mounts exist, pivot_root has not happened (runtime-spec)
+        from minirun.oci import hooks
+
+        for kind in hooks.AT_CREATE:
+            hooks.run(c.record.hooks, kind, c.oci_state("creating"))
+
+    try:
+        report = sync.go_and_wait(parent_sock, record_pid, on_hooks=run_hooks)  # (5), (4), (6b), (7)
+    except BaseException:
+        _kill_pid(c, signal.SIGKILL)
+        _reap(pid)
+        raise
     try:
         if report.error is not None:
             raise spawn.error_from_native(report.error, np, np.program)
@@ -293,16 +312,16 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
             raise MinirunError(f"container {c.record.id}: the process ended before it was ready")
         if report.tty_master is not None:
             _send_console(console_socket, report.tty_master)
-        if c.record.hooks:
-            # the container is built and waits on the fifo: its namespaces, cgroup and root exist
-            from minirun.oci import hooks
-
-            for kind in ("prestart", "createRuntime"):
-                hooks.run(c.record.hooks, kind, c.oci_state("creating"))
     except BaseException:
         _kill_pid(c, signal.SIGKILL)
         _reap(pid)
         raise
+
+
+def hooks_at_create() -> tuple[str, ...]:
+    from minirun.oci import hooks
+
+    return hooks.AT_CREATE
 
 
 def _send_console(path: str | None, master: int) -> None:
@@ -329,6 +348,14 @@ def start(root: Path, cid: str) -> tuple[Container, list[str]]:
     c = load(root, cid)
     with c.locked():
         c.require("start")
+        if c.record.hooks.get("startContainer"):
+            from minirun.oci import hooks
+
+            try:
+                hooks.run(c.record.hooks, "startContainer", c.oci_state("created"))
+            except MinirunError:
+                _kill_pid(c, signal.SIGKILL)     # the spec: an error, and the container stopped
+                raise
         fd = os.open(c.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             data = _read_fifo(fd, c)
@@ -572,7 +599,8 @@ def features() -> dict[str, Any]:
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": oci.OCI_VERSION,
-        "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+                  "poststop"],
         "mountOptions": sorted(oci._FLAG_OPTIONS) + sorted(oci._CLEAR_OPTIONS)
         + sorted(oci._PROPAGATION),
         "linux": {

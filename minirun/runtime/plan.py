@@ -51,6 +51,7 @@ class Launch:
     exec_fifo_fd: int = -1
     console: tuple[int, int] = (0, 0)
     trace: bool = False
+    hooks_sync: bool = False             # stop before pivot_root for the OCI hooks (sync point 6b)
     set_caps: bool = True
     cache_dir: Path | None = None        # where built seccomp programs are kept between runs
     extra_mounts: list[dict[str, Any]] = field(default_factory=list)
@@ -173,6 +174,7 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
     p.parent_sync_fd = launch.parent_sync_fd
     p.exec_fifo_fd = launch.exec_fifo_fd
     p.trace = int(launch.trace)
+    p.hooks_sync = int(launch.hooks_sync)
     return np
 
 
