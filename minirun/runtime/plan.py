@@ -116,6 +116,10 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
     linux = spec.get("linux", {})
     proc = spec["process"]
 
+    if not any(ns["type"] == "mount" for ns in linux.get("namespaces", [])):
+        # the root is mounted and pivoted in the container's mount namespace: in the host's own,
+        # that would move the root of every process on the host (runc refuses this too)
+        raise SpecError("linux/namespaces", "needs a mount namespace (new, or joined by path)")
     flags = 0
     for ns in linux.get("namespaces", []):
         if ns.get("path"):
@@ -181,10 +185,12 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
 # Namespaces a container may join by path, and their files under /proc/PID/ns. A mount namespace
 # is refused: the root would be built (mounted, pivoted) inside the other container's namespace,
 # changing what that container sees; a user namespace would need the maps and ids reworked.
-NS_FILE = {"network": "net", "ipc": "ipc", "uts": "uts", "cgroup": "cgroup", "pid": "pid"}
+NS_FILE = {"network": "net", "ipc": "ipc", "uts": "uts", "cgroup": "cgroup", "pid": "pid",
+           "mount": "mnt"}
 NS_GET_NSTYPE = 0xB703           # ioctl_ns(2): _IO(0xb7, 0x3), the CLONE_NEW* type of an nsfs file
 CLONE_NEWCGROUP = 0x02000000
-NS_TYPE = {**{t: CLONE_FLAGS[t] for t in ("network", "ipc", "uts", "pid")}, "cgroup": CLONE_NEWCGROUP}
+NS_TYPE = {**{t: CLONE_FLAGS[t] for t in ("network", "ipc", "uts", "pid", "mount")},
+           "cgroup": CLONE_NEWCGROUP}
 
 
 def _join_namespaces(np: NativePlan, spec: dict[str, Any]) -> None:
@@ -202,7 +208,7 @@ def _join_namespaces(np: NativePlan, spec: dict[str, Any]) -> None:
             where, kind = f"linux/namespaces/{i}/path", ns["type"]
             if kind not in NS_FILE:
                 raise SpecError(where, f"joining an existing {kind} namespace is not supported "
-                                       "(only network, ipc, uts, cgroup and pid)")
+                                       "(only network, ipc, uts, cgroup, pid and mount)")
             fd = _open_namespace(ns["path"], kind, where)
             np.fds.append(fd)
             _refuse_host_changes(spec, kind, fd, where)
@@ -245,6 +251,11 @@ def _refuse_host_changes(spec: dict[str, Any], kind: str, fd: int, where: str) -
     st = os.fstat(fd)
     if (st.st_dev, st.st_ino) != (own.st_dev, own.st_ino):
         return
+    if kind == "mount":
+        # the container's root is pivoted in the namespace it joins, and pivot_root(2) moves the
+        # root of every process there: in ours, that would be the host's own processes
+        raise SpecError(where, "is the host's own mount namespace: building the container's "
+                               "root in it would change the root of every process on the host")
     changes = {
         "uts": [k for k in ("hostname", "domainname") if spec.get(k)],
         "network": [f"linux/sysctl/{k}" for k in spec.get("linux", {}).get("sysctl", {})
