@@ -297,7 +297,9 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
         from minirun.oci import hooks
 
         for kind in hooks.AT_CREATE:
-            hooks.run(c.record.hooks, kind, c.oci_state("creating"))
+            # prestart (runtime-spec 1.0: "after start is called") sees "created", as `state`
+            # would say now; the kinds added in 1.0.2 see "creating", as runc passes them
+            hooks.run(c.record.hooks, kind, c.oci_state("created" if kind == "prestart" else "creating"))
 
     try:
         report = sync.go_and_wait(parent_sock, record_pid, on_hooks=run_hooks)  # (5), (4), (6b), (7)

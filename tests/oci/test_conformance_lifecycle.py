@@ -166,7 +166,7 @@ def test_hooks_are_called_in_order_with_the_state_on_stdin(rt):
     assert rt.delete().returncode == 0
     assert out.read_text().split("\n") == [f"{k}{n} called" for k in ("prestart", "poststart", "poststop")
                                            for n in (1, 2)] + [""]
-    for kind, status in (("prestart", "creating"), ("poststart", "running"), ("poststop", "stopped")):
+    for kind, status in (("prestart", "created"), ("poststart", "running"), ("poststop", "stopped")):
         state = json.loads((rt.bundle / f"{kind}.json").read_text())
         assert (state["id"], state["bundle"], state["status"]) == (rt.id, str(rt.bundle), status)
         assert state["annotations"] == {"org.opencontainers.runtime-tools": "hook stdin test"}

@@ -54,9 +54,9 @@ def test_hooks_run_in_lifecycle_order_with_the_state_on_stdin(oci, hook):
     pid = oci.state("hooked")["pid"]
     assert (out / "order").read_text().split() == ["prestart", "createRuntime"]
     assert not (oci.bundle / "rootfs/tmp/ran").exists(), "the program ran before start"
-    for kind in ("prestart", "createRuntime"):
+    for kind, status in (("prestart", "created"), ("createRuntime", "creating")):
         state = json.loads((out / f"{kind}.json").read_text())
-        assert (state["id"], state["pid"], state["status"]) == ("hooked", pid, "creating")
+        assert (state["id"], state["pid"], state["status"]) == ("hooked", pid, status)
         assert state["bundle"] == str(oci.bundle) and state["ociVersion"]
     # the container's namespaces exist for it (what CNI-style set-up needs): its pid is live
     assert Path(f"/proc/{pid}/ns/net").exists()
@@ -174,7 +174,8 @@ def test_create_hooks_run_before_pivot_root_in_their_namespaces(oci, tmp_path):
     oci("create", "-b", str(oci.bundle), "where", detached=True)
     for kind in ("prestart", "createRuntime", "createContainer"):
         r = report(out, kind)
-        assert (r["status"], r["pivoted"], r["program-ran"]) == ("creating", "no", "no"), kind
+        assert (r["status"], r["pivoted"], r["program-ran"]) == \
+            ("created" if kind == "prestart" else "creating", "no", "no"), kind
     for kind in ("prestart", "createRuntime"):      # in ours, while the container's exist
         r = report(out, kind)
         assert r["net"].split()[0] != r["net"].split()[1]
