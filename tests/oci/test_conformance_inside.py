@@ -5,6 +5,7 @@ its user, capabilities, limits, devices, mounts, masked and read-only paths, pro
 from __future__ import annotations
 
 import shutil
+import subprocess
 
 import pytest
 
@@ -211,3 +212,36 @@ def runc(rootfs_tar, tmp_path):
     r = Runtime(shutil.which("runc"), tmp_path / "runc-state", tmp_path / "runc-bundle", rootfs_tar)
     yield r
     r.clean()
+
+
+def test_masked_and_readonly_device_nodes_and_nested_readonly_paths(rt):
+    """The suite's device-node cases (a block, char and fifo node masked or made read-only) and
+    its nested read-only directories."""
+    for name, kind in (("blk", "b"), ("chr", "c"), ("fifo", "p")):
+        for prefix in ("masked", "ro"):
+            args = ["mknod", str(rt.bundle / f"{prefix}-{name}"), kind] + ([] if kind == "p" else ["0", "0"])
+            subprocess.run(args, check=True)
+    (rt.bundle / "ro-dir/ro-subdir").mkdir(parents=True)
+    (rt.bundle / "ro-dir/ro-subdir/f").write_text("immutable")
+    config = suite_config()
+    config["linux"]["maskedPaths"] = [f"/masked-{n}" for n in ("blk", "chr", "fifo")]
+    config["linux"]["readonlyPaths"] = [f"/ro-{n}" for n in ("blk", "chr", "fifo")] + \
+        ["/ro-dir", "/ro-dir/ro-subdir", "/ro-dir/ro-subdir/f"]
+    out = run_inside(rt, config, r"""
+for n in blk chr fifo; do echo "masked-$n:$(timeout 2 cat /masked-$n 2>&1)"; done
+for n in blk chr fifo; do
+  awk -v m=/ro-$n '$5 == m { split($6, o, ","); print m, o[1] }' /proc/self/mountinfo
+done
+touch /ro-dir/ro-subdir/new 2>/dev/null && echo subdir-writable || echo subdir-refused
+echo x > /ro-dir/ro-subdir/f 2>/dev/null && echo file-writable || echo file-refused
+""").splitlines()
+    assert out == ["masked-blk:", "masked-chr:", "masked-fifo:", "/ro-blk ro", "/ro-chr ro",
+                   "/ro-fifo ro", "subdir-refused", "file-refused"]
+
+
+def test_a_relative_masked_or_readonly_path_is_refused(rt):
+    for key in ("maskedPaths", "readonlyPaths"):
+        config = suite_config()
+        config["linux"][key] = ["relative-path"]
+        rc, _, err = rt.inside(config, "true")
+        assert rc == 1 and err.strip() == f"minirun-oci: linux/{key}: must be a list of absolute paths"
