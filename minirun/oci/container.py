@@ -614,6 +614,6 @@ def features() -> dict[str, Any]:
             "selinux": {"enabled": False},
         },
         "minirun": {"refused": UNSUPPORTED + ["process/apparmorProfile", "process/selinuxLabel",
-                                              "linux/mountLabel", "linux/namespaces/{mount,user}/path",
+                                              "linux/mountLabel", "linux/namespaces/{user}/path",
                                               "user namespaces"]},
     }
