@@ -85,6 +85,11 @@ class _Namespaces:
     ORDER = ("cgroup", "ipc", "uts", "net", "pid", "mnt")   # mnt last: it changes the root
 
     def __init__(self, pid: int):
+        import ctypes
+
+        # loaded here, not in the forked child: dlopen there could wait on a lock another
+        # thread of ours held at fork time
+        self.libc = ctypes.CDLL(None, use_errno=True)
         self.fds: list[int] = []
         try:
             for kind in self.ORDER:
@@ -98,9 +103,8 @@ class _Namespaces:
     def __call__(self) -> None:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
         for fd in self.fds:
-            if libc.setns(fd, 0) != 0:
+            if self.libc.setns(fd, 0) != 0:
                 raise OSError(ctypes.get_errno(), "setns")
 
     def close(self) -> None:
