@@ -245,3 +245,15 @@ def test_a_relative_masked_or_readonly_path_is_refused(rt):
         config["linux"][key] = ["relative-path"]
         rc, _, err = rt.inside(config, "true")
         assert rc == 1 and err.strip() == f"minirun-oci: linux/{key}: must be a list of absolute paths"
+
+
+def test_the_suites_seccomp_profile_denies_getcwd_and_the_container_still_starts(rt):
+    """linux_seccomp: default allow, getcwd -> errno. Without no_new_privs the filter loads
+    before the user switch, so the runtime checks the cwd before it (runc 1.1 fails create
+    here: it calls getcwd after loading the filter)."""
+    config = suite_config()
+    config["process"]["cwd"] = "/tmp"
+    config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW",
+                                  "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}]}
+    out = run_inside(rt, config, "/bin/pwd -P 2>/dev/null || echo getcwd-denied; ls -d /proc/self/cwd/../tmp")
+    assert out.split() == ["getcwd-denied", "/proc/self/cwd/../tmp"]
