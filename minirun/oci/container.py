@@ -275,7 +275,8 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
                              cgroup_procs_fds=procs, monitor_argv=None, stdio=(0, 1, 2),
                              sync_fd=child_sock.fileno(), parent_sync_fd=parent_sock.fileno(),
                              exec_fifo_fd=fifo_fd,
-                             hooks_sync=any(c.record.hooks.get(k) for k in hooks_at_create()),
+                             hooks_sync=bool(c.record.hooks)
+                             and any(c.record.hooks.get(k) for k in hooks_at_create()),
                              preserve_fds=preserve_fds, cache_dir=c.dir.parent / ".cache/seccomp",
                              cgroup_views=[(n, str(d)) for n, d in cg.views()])
         np = plan.build(spec, launch)
