@@ -206,6 +206,25 @@ def add_runtime_defaults(spec: dict[str, Any]) -> None:
                             *(dict(r) for r in oci.DEFAULT_DEVICE_RULES if r.get("allow"))]
 
 
+def _default_home(spec: dict[str, Any], rootfs: Path) -> None:
+    """HOME, when config.json's env has none: the user's home in the root's /etc/passwd, else
+    "/" — what runc sets, and what shells and many programs expect to find. The file is read
+    only if neither it nor /etc is a symlink (which could point at the host's)."""
+    env = spec["process"].setdefault("env", [])
+    if any(e.startswith("HOME=") for e in env):
+        return
+    uid, home = str(spec["process"].get("user", {}).get("uid", 0)), "/"
+    passwd = rootfs / "etc" / "passwd"
+    with contextlib.suppress(OSError):
+        if not passwd.parent.is_symlink() and not passwd.is_symlink() and passwd.is_file():
+            for line in passwd.read_text(errors="replace").splitlines():
+                fields = line.split(":")
+                if len(fields) > 5 and fields[2] == uid and fields[5].startswith("/"):
+                    home = fields[5]
+                    break
+    env.append(f"HOME={home}")
+
+
 def cgroup_name(spec: dict[str, Any], cid: str) -> str:
     path = spec["linux"].get("cgroupsPath")
     if not path:
@@ -228,6 +247,7 @@ def create(root: Path, cid: str, bundle: str | os.PathLike, *, pid_file: str | N
     bundle = Path(bundle).resolve()
     spec = load_spec(bundle)
     add_runtime_defaults(spec)
+    _default_home(spec, bundle / spec["root"]["path"])
     if spec["process"].get("terminal") and not console_socket:
         raise UsageError("process.terminal is true: pass --console-socket (minirun-oci does not "
                          "relay a terminal itself)")

@@ -194,7 +194,7 @@ def test_the_default_bundle_looks_the_same_as_under_runc(rt, runc):
     """The same bundle, the same dump, from minirun-oci and from runc: only namespace inode
     numbers may differ."""
     script = r"""
-id; umask; pwd; hostname; env | grep -v '^HOME=' | sort
+id; umask; pwd; hostname; env | sort
 grep -E '^Cap|^NoNewPrivs|^Seccomp:' /proc/self/status
 tail -n +2 /proc/self/limits
 ls -ln /dev | awk 'NR > 1 { print $1, $3, $4, $5, $6, $NF }'
@@ -257,3 +257,12 @@ def test_the_suites_seccomp_profile_denies_getcwd_and_the_container_still_starts
                                   "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}]}
     out = run_inside(rt, config, "/bin/pwd -P 2>/dev/null || echo getcwd-denied; ls -d /proc/self/cwd/../tmp")
     assert out.split() == ["getcwd-denied", "/proc/self/cwd/../tmp"]
+
+
+@pytest.mark.parametrize("uid, home", [(0, "/root"), (1000, "/")])
+def test_home_comes_from_the_root_s_passwd_when_env_has_none(rt, uid, home):
+    config = suite_config()
+    config["process"]["user"] = {"uid": uid, "gid": uid}
+    assert run_inside(rt, config, 'echo "$HOME"').strip() == home
+    config["process"]["env"].append("HOME=/mine")
+    assert run_inside(rt, config, 'echo "$HOME"').strip() == "/mine"
