@@ -56,7 +56,7 @@ struct mr_plan {
     const char *monitor_path; char *const *monitor_argv; int monitor_keep_fds[2];
     const int *cgroup_procs_fds; int n_cgroup_procs_fds;
     const char *rootfs; const char *rootfs_fstype; const char *rootfs_data;
-    unsigned long root_propagation; unsigned long root_propagation_after; int rootfs_readonly;
+    unsigned long root_propagation; unsigned long root_propagation_after; int host_mount_ns; int rootfs_readonly;
     const struct mr_fsop *fsops; int n_fsops;
     const char *const *masked_paths; int n_masked_paths;
     const char *const *readonly_paths; int n_readonly_paths;

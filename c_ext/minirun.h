@@ -80,6 +80,8 @@ struct mr_plan {
     unsigned long root_propagation;  /* applied to "/" first; MS_REC|MS_PRIVATE by default */
     unsigned long root_propagation_after;  /* linux.rootfsPropagation, applied to the new "/"
                                               after pivot_root; 0 = none given */
+    int host_mount_ns;            /* no mount namespace (OCI): the mounts are made on the host
+                                     under rootfs, "/" is left alone, chroot instead of pivot_root */
     int rootfs_readonly;
     const struct mr_fsop *fsops;
     int n_fsops;

@@ -222,11 +222,20 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
         if (wait_hooks(p->sync_fd, err) < 0) return;
         STAMP(WAIT_HOOKS);
     }
-    if (mr_pivot_root(rootfd, err) < 0) return;
+    if (p->host_mount_ns) {
+        /* pivot_root would give every process on the host the new root: chroot (runc does the
+         * same without a mount namespace; the caller asked for no mount isolation) */
+        if (fchdir(rootfd) < 0 || chroot(".") < 0 || chdir("/") < 0) {
+            mr_fail(err, MR_STEP_CHROOT, -1, p->rootfs);
+            return;
+        }
+    } else if (mr_pivot_root(rootfd, err) < 0) {
+        return;
+    }
     close(rootfd);
     /* shared or unbindable cannot be had before: pivot_root refuses a shared root or parent,
      * and binding the rootfs fails under an unbindable "/" (so the root was built private) */
-    if (p->root_propagation_after &&
+    if (p->root_propagation_after && !p->host_mount_ns &&
         mount(NULL, "/", NULL, p->root_propagation_after, NULL) < 0) {
         mr_fail(err, MR_STEP_PROPAGATION, -1, "/");
         return;

@@ -58,7 +58,7 @@ TRANSITIONS: dict[str, set[str]] = {
 # caller that asked for it relies on it (minirun.spec.validate covers AppArmor and SELinux).
 UNSUPPORTED = [
     "process/ioPriority", "process/scheduler", "process/execCPUAffinity",
-    "linux/uidMappings", "linux/gidMappings", "linux/intelRdt",
+    "linux/intelRdt",
     "linux/personality", "linux/resources/hugepageLimits",
     "linux/resources/network", "linux/resources/rdma", "linux/resources/unified",
 ]
@@ -76,6 +76,9 @@ class Record:
     pid_start: int | None = None
     annotations: dict[str, str] = field(default_factory=dict)
     hooks: dict[str, list] = field(default_factory=dict)   # config.json's, checked (oci/hooks.py)
+    # without a mount namespace the container's mounts are made on the host, under this root:
+    # journaled before they exist, detached (with everything under it) on delete
+    host_mounts: str | None = None
 
 
 class Container:
@@ -185,8 +188,30 @@ def load_spec(bundle: Path) -> dict[str, Any]:
             value = value.get(key) if isinstance(value, dict) else None
         if value:
             raise SpecError(pointer, "not supported by minirun-oci (refused, not ignored)")
-    spec.setdefault("linux", {})
+    linux = spec.setdefault("linux", {})
+    _check_id_mappings(linux)
+    if (linux.get("uidMappings") or linux.get("gidMappings")) and not any(
+            n["type"] == "user" and not n.get("path") for n in linux.get("namespaces", [])):
+        raise SpecError("linux/uidMappings", "needs a new user namespace (linux.namespaces has no "
+                                             "user entry without a path)")
     return spec
+
+
+def _check_id_mappings(linux: dict[str, Any]) -> None:
+    """linux.uidMappings / gidMappings: [{containerID, hostID, size}], both or neither."""
+    for key in ("uidMappings", "gidMappings"):
+        maps = linux.get(key)
+        if maps is None:
+            continue
+        if not isinstance(maps, list):
+            raise SpecError(f"linux/{key}", "must be a list of {containerID, hostID, size}")
+        for i, m in enumerate(maps):
+            if not isinstance(m, dict) or any(f not in m for f in ("containerID", "hostID", "size")):
+                raise SpecError(f"linux/{key}/{i}", "must be an object with containerID, hostID and size")
+            for f in ("containerID", "hostID", "size"):
+                oci._uint(m, f, f"linux/{key}/{i}")
+    if bool(linux.get("uidMappings")) != bool(linux.get("gidMappings")):
+        raise SpecError("linux/gidMappings", "a user namespace needs both uid and gid mappings")
 
 
 def add_runtime_defaults(spec: dict[str, Any]) -> None:
@@ -281,6 +306,9 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
     from minirun.runtime.options import cgroup_resources
 
     rootfs = (bundle / spec["root"]["path"]).resolve()
+    if not any(ns["type"] == "mount" for ns in spec["linux"].get("namespaces", [])):
+        c.record.host_mounts = str(rootfs)
+        c.save()
     cg = detect().create(c.record.cgroup, cgroup_resources(spec["linux"].get("resources", {})))
     os.mkfifo(c.fifo)
     os.chmod(c.fifo, 0o622)      # not mkfifo's mode, which the umask cuts: a non-root process opens it
@@ -295,12 +323,22 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
                              cgroup_procs_fds=procs, monitor_argv=None, stdio=(0, 1, 2),
                              sync_fd=child_sock.fileno(), parent_sync_fd=parent_sock.fileno(),
                              exec_fifo_fd=fifo_fd,
+                             host_mounts_allowed=True,
                              hooks_sync=bool(c.record.hooks)
                              and any(c.record.hooks.get(k) for k in hooks_at_create()),
                              preserve_fds=preserve_fds, cache_dir=c.dir.parent / ".cache/seccomp",
                              cgroup_views=[(n, str(d)) for n, d in cg.views()])
         np = plan.build(spec, launch)
         pid, _ = spawn.spawn(np)
+        if spec["linux"].get("uidMappings"):
+            from minirun.runtime import userns
+
+            try:
+                userns.write_maps(pid, spec)            # (4), before GO
+            except BaseException:
+                os.kill(pid, signal.SIGKILL)
+                _reap(pid)
+                raise
     except BaseException:
         parent_sock.close()
         raise
@@ -561,9 +599,25 @@ def _destroy(c: Container) -> None:
             cg.thaw()            # a frozen task acts on SIGKILL only once thawed (cgroup v1)
         _wait_pid(c.record.pid, 10.0)
     cg.destroy()
+    if c.record.host_mounts:
+        _detach(c.record.host_mounts)
     import shutil
 
     shutil.rmtree(c.dir)
+
+
+def _detach(rootfs: str) -> None:
+    """umount2(MNT_DETACH) of the root's bind and so of every mount under it (umount(2)), if the
+    topmost mount there is still ours: the root bound onto itself, as c_ext/fs.c makes it."""
+    import ctypes
+
+    info = Path("/proc/self/mountinfo").read_text().splitlines()
+    if not any(line.split()[4] == rootfs for line in info):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(rootfs.encode(), 2) != 0:                   # 2 = MNT_DETACH
+        err = ctypes.get_errno()
+        raise MinirunError(f"unmount {rootfs}: {os.strerror(err)}")
 
 
 def wait(c: Container) -> int:
@@ -627,7 +681,7 @@ def features() -> dict[str, Any]:
         "mountOptions": sorted(oci._FLAG_OPTIONS) + sorted(oci._CLEAR_OPTIONS)
         + sorted(oci._PROPAGATION),
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": sorted(oci.CAP_NUMBER),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
             "seccomp": {"enabled": True},
@@ -635,6 +689,5 @@ def features() -> dict[str, Any]:
             "selinux": {"enabled": False},
         },
         "minirun": {"refused": UNSUPPORTED + ["process/apparmorProfile", "process/selinuxLabel",
-                                              "linux/mountLabel", "linux/namespaces/{user}/path",
-                                              "user namespaces"]},
+                                              "linux/mountLabel", "linux/namespaces/{user}/path"]},
     }

@@ -52,6 +52,7 @@ class Launch:
     console: tuple[int, int] = (0, 0)
     trace: bool = False
     hooks_sync: bool = False             # stop before pivot_root for the OCI hooks (sync point 6b)
+    host_mounts_allowed: bool = False    # no mount namespace: mount on the host under rootfs (OCI)
     set_caps: bool = True
     cache_dir: Path | None = None        # where built seccomp programs are kept between runs
     extra_mounts: list[dict[str, Any]] = field(default_factory=list)
@@ -117,9 +118,12 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
     proc = spec["process"]
 
     if not any(ns["type"] == "mount" for ns in linux.get("namespaces", [])):
-        # the root is mounted and pivoted in the container's mount namespace: in the host's own,
-        # that would move the root of every process on the host (runc refuses this too)
-        raise SpecError("linux/namespaces", "needs a mount namespace (new, or joined by path)")
+        # no mount namespace: pivot_root would move the root of every process on the host, so
+        # the child chroots, and its mounts land on the host under the root (only a bind of a
+        # bundle's root can have that: the caller journals it and detaches it on delete)
+        if launch.rootfs_fstype is not None or not launch.host_mounts_allowed:
+            raise SpecError("linux/namespaces", "needs a mount namespace (new, or joined by path)")
+        p.host_mount_ns = 1
     flags = 0
     for ns in linux.get("namespaces", []):
         if ns.get("path"):
