@@ -568,6 +568,10 @@ def exec_process(root: Path, cid: str, process: dict[str, Any], *, console_socke
         raise UsageError("a terminal needs --console-socket (minirun-oci does not relay one itself)")
     spec = json.loads((Path(c.record.bundle) / "config.json").read_text())
     ns_types = {n["type"] for n in spec.get("linux", {}).get("namespaces", [])}
+    if c.record.host_mounts:
+        # its first process is chrooted in the host's mount namespace; joining namespaces would
+        # leave a new process on the host's root instead
+        raise UsageError(f"cannot exec in container {cid}: it has no mount namespace of its own")
     child, master = spawn.enter_process(
         c.record.pid, ns_types, c.cgroup().procs_files(), process, stdio=(0, 1, 2),
         console=_console_size(process),

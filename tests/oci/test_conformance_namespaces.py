@@ -114,6 +114,10 @@ def test_no_namespace_listed_shares_the_host_s_and_leaves_no_mount(rt):
                if line.split()[4].startswith(str(rt.bundle))]
     assert {str(rt.bundle), f"{rt.bundle}/proc", f"{rt.bundle}/dev"} <= set(mounted)
     assert root_line() == before
+    refused = rt._run("exec", rt.id, "true")       # it would run on the host's root
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (f"minirun-oci: cannot exec in container {rt.id}: it has no "
+                                      "mount namespace of its own")
     assert rt.delete(force=True).returncode == 0
     assert str(rt.bundle) not in Path("/proc/self/mountinfo").read_text()
     assert root_line() == before
