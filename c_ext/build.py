@@ -25,6 +25,7 @@ CDEF = """
 #define MR_MSG_ERROR ...
 #define MR_MSG_TTY ...
 #define MR_MSG_TRACE ...
+#define MR_MSG_HOOKS ...
 
 struct mr_err { int errno_; int step; int index; char text[256]; ...; };
 struct mr_msg { int type; struct mr_err err; uint64_t stamps[...]; uint64_t items[...]; ...; };
@@ -57,7 +58,7 @@ struct mr_plan {
     const int *cgroup_procs_fds; int n_cgroup_procs_fds;
     const char *rootfs; const char *rootfs_fstype; const char *rootfs_data;
     const int *idmap_fds; const char *const *idmap_targets; int n_idmap;
-    unsigned long root_propagation; int rootfs_readonly;
+    unsigned long root_propagation; unsigned long root_propagation_after; int host_mount_ns; int rootfs_readonly;
     const struct mr_fsop *fsops; int n_fsops;
     const char *const *masked_paths; int n_masked_paths;
     const char *const *readonly_paths; int n_readonly_paths;
@@ -66,7 +67,7 @@ struct mr_plan {
     const struct mr_rlimit *rlimits; int n_rlimits;
     const char *oom_score_adj;
     struct mr_process process;
-    int sync_fd; int parent_sync_fd; int exec_fifo_fd; int trace; int setgroups_denied;
+    int sync_fd; int parent_sync_fd; int exec_fifo_fd; int trace; int setgroups_denied; int hooks_sync;
     ...;
 };
 

@@ -216,7 +216,9 @@ int mr_run_fsops(int rootfd, const struct mr_fsop *ops, int n, uint64_t *items, 
  * an overlay of the image under a per-container upper dir, or a bind of a bundle's rootfs. */
 int mr_setup_rootfs(const struct mr_plan *plan, struct mr_err *err)
 {
-    if (mount(NULL, "/", NULL, plan->root_propagation ? plan->root_propagation : MS_REC | MS_PRIVATE,
+    /* in the host's mount namespace (no mount namespace asked for), "/" is the host's: untouched */
+    if (!plan->host_mount_ns &&
+        mount(NULL, "/", NULL, plan->root_propagation ? plan->root_propagation : MS_REC | MS_PRIVATE,
               NULL) < 0)
         return mr_fail(err, MR_STEP_PROPAGATION, -1, "/");
     /* The layers' idmapped mounts go over the layers themselves, here only (our namespace is

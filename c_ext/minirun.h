@@ -83,6 +83,10 @@ struct mr_plan {
     const char *const *idmap_targets;  /* before clone; attached on these host paths, in our */
     int n_idmap;                  /* own mount namespace, before the overlay is mounted */
     unsigned long root_propagation;  /* applied to "/" first; MS_REC|MS_PRIVATE by default */
+    unsigned long root_propagation_after;  /* linux.rootfsPropagation, applied to the new "/"
+                                              after pivot_root; 0 = none given */
+    int host_mount_ns;            /* no mount namespace (OCI): the mounts are made on the host
+                                     under rootfs, "/" is left alone, chroot instead of pivot_root */
     int rootfs_readonly;
     const struct mr_fsop *fsops;
     int n_fsops;
@@ -111,6 +115,7 @@ struct mr_plan {
     int setgroups_denied;         /* rootless with a one-id map: "deny" is in /proc/PID/setgroups,
                                    * so setgroups(2) fails; the host groups stay (unmapped) */
     int trace;                    /* send MR_MSG_TRACE with step timestamps before execve */
+    int hooks_sync;               /* 6b: stop before pivot_root until the parent's hooks ran */
 };
 
 /* Start a container. Returns the container's pid (in the caller's pid namespace) or -1 with *err

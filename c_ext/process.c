@@ -219,19 +219,40 @@ int mr_process_stdio(const struct mr_process *pr, int sync_fd, struct mr_err *er
  * every fd we did not plan to pass becomes close-on-exec: nothing of the host leaks in. */
 int mr_process_credentials(const struct mr_process *pr, struct mr_err *err)
 {
+    struct stat checked, now;
+    int early = !pr->no_new_privs && pr->seccomp_filter;
     if (drop_bounding(pr, err) < 0)
         return -1;
-    if (!pr->no_new_privs && load_seccomp(pr->seccomp_filter, pr->seccomp_len, err) < 0)
-        return -1;
+    if (early) {
+        /* the filter must load before the user switch here, and it may deny getcwd(2) (the
+         * OCI validation suite's own profile does): check the cwd while we still can, and
+         * below make sure the user's chdir lands on that same directory */
+        if (pr->cwd && chdir(pr->cwd) < 0)
+            return mr_fail(err, MR_STEP_CHDIR, -1, pr->cwd);
+        if (check_cwd_in_root(pr->cwd, err) < 0)
+            return -1;
+        if (stat(".", &checked) < 0)
+            return mr_fail(err, MR_STEP_CHDIR, -1, pr->cwd);
+        if (load_seccomp(pr->seccomp_filter, pr->seccomp_len, err) < 0)
+            return -1;
+    }
     if (set_ids_and_caps(pr, err) < 0)
         return -1;
     if (pr->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         return mr_fail(err, MR_STEP_NO_NEW_PRIVS, -1, NULL);
     umask(pr->umask >= 0 ? (mode_t)pr->umask : 022);
-    if (pr->cwd && chdir(pr->cwd) < 0)
+    if (pr->cwd && chdir(pr->cwd) < 0)       /* again as the user: its permissions apply */
         return mr_fail(err, MR_STEP_CHDIR, -1, pr->cwd);
-    if (check_cwd_in_root(pr->cwd, err) < 0)
+    if (early) {
+        if (stat(".", &now) < 0)
+            return mr_fail(err, MR_STEP_CHDIR, -1, pr->cwd);
+        if (now.st_dev != checked.st_dev || now.st_ino != checked.st_ino) {
+            errno = ENOENT;
+            return mr_fail(err, MR_STEP_CHDIR, -1, pr->cwd);
+        }
+    } else if (check_cwd_in_root(pr->cwd, err) < 0) {
         return -1;
+    }
     if (syscall(SYS_close_range, 3 + pr->preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
         return mr_fail(err, MR_STEP_CLOSE_FDS, -1, NULL);
     return 0;

@@ -76,8 +76,9 @@ static int join_cgroups(const int *fds, int n, struct mr_err *err)
     return 0;
 }
 
-/* (3) Block until the parent has finished its part (uid maps, network) and says GO. */
-static int wait_go(int sync_fd, struct mr_err *err)
+/* (3) Block until the parent has finished its part (uid maps, network) and says GO; (6b) the
+ * same after MR_MSG_HOOKS. A parent that gives up closes its end: EOF, and we fail here. */
+static int wait_go(int sync_fd, int step, struct mr_err *err)
 {
     struct mr_msg msg;
     ssize_t n;
@@ -85,9 +86,21 @@ static int wait_go(int sync_fd, struct mr_err *err)
     if (n != (ssize_t)sizeof(msg) || msg.type != MR_MSG_GO) {
         if (n >= 0)
             errno = EPIPE;
-        return mr_fail(err, MR_STEP_WAIT_GO, -1, NULL);
+        return mr_fail(err, step, -1, NULL);
     }
     return 0;
+}
+
+/* (6b) The OCI createRuntime, prestart and createContainer hooks run between the mounts and
+ * pivot_root (runtime-spec config.md): tell the parent we are there, and wait until they ran. */
+static int wait_hooks(int sync_fd, struct mr_err *err)
+{
+    struct mr_msg msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.type = MR_MSG_HOOKS;
+    if (mr_send_msg(sync_fd, &msg, -1) < 0)
+        return mr_fail(err, MR_STEP_WAIT_HOOKS, -1, NULL);
+    return wait_go(sync_fd, MR_STEP_WAIT_HOOKS, err);
 }
 
 static int set_rlimits(const struct mr_plan *p, struct mr_err *err)
@@ -190,7 +203,7 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
     }
     if (join_cgroups(p->cgroup_procs_fds, p->n_cgroup_procs_fds, err) < 0) return;
     STAMP(JOIN_CGROUP);
-    if (wait_go(p->sync_fd, err) < 0) return;
+    if (wait_go(p->sync_fd, MR_STEP_WAIT_GO, err) < 0) return;
     STAMP(WAIT_GO);
     if (p->clone_flags & CLONE_NEWUSER) {
         /* Dumpable until now: a non-root parent (rootless) writes our maps through /proc/PID,
@@ -210,8 +223,28 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
     if (rootfd < 0) { mr_fail(err, MR_STEP_OPEN_ROOT, -1, p->rootfs); return; }
     if (mr_run_fsops(rootfd, p->fsops, p->n_fsops, p->trace ? items : NULL, err) < 0) return;
     STAMP(MOUNT);
-    if (mr_pivot_root(rootfd, err) < 0) return;
+    if (p->hooks_sync) {
+        if (wait_hooks(p->sync_fd, err) < 0) return;
+        STAMP(WAIT_HOOKS);
+    }
+    if (p->host_mount_ns) {
+        /* pivot_root would give every process on the host the new root: chroot (runc does the
+         * same without a mount namespace; the caller asked for no mount isolation) */
+        if (fchdir(rootfd) < 0 || chroot(".") < 0 || chdir("/") < 0) {
+            mr_fail(err, MR_STEP_CHROOT, -1, p->rootfs);
+            return;
+        }
+    } else if (mr_pivot_root(rootfd, err) < 0) {
+        return;
+    }
     close(rootfd);
+    /* shared or unbindable cannot be had before: pivot_root refuses a shared root or parent,
+     * and binding the rootfs fails under an unbindable "/" (so the root was built private) */
+    if (p->root_propagation_after && !p->host_mount_ns &&
+        mount(NULL, "/", NULL, p->root_propagation_after, NULL) < 0) {
+        mr_fail(err, MR_STEP_PROPAGATION, -1, "/");
+        return;
+    }
     STAMP(PIVOT_ROOT);
     if (write_sysctls(p, err) < 0) return;
     if (mr_mask_paths(p->masked_paths, p->n_masked_paths, err) < 0) return;

@@ -29,7 +29,9 @@
     X(MOUNT,           "mount")                                         \
     X(MKNOD,           "mknod")                                         \
     X(SYMLINK,         "symlink")                                       \
+    X(WAIT_HOOKS,      "wait for the createRuntime hooks")              \
     X(PIVOT_ROOT,      "pivot_root")                                    \
+    X(CHROOT,          "chroot")                                        \
     X(UMOUNT_OLD,      "detach old root")                               \
     X(SYSCTL,          "write sysctl")                                  \
     X(MASK,            "mask path")                                     \

@@ -9,7 +9,11 @@
  *   2 mr_spawn: fork monitor ─ clone ──────────▶ 3 join cgroup, block on the socket
  *   4 uid/gid maps, network (what the child
  *     must not run without)
- *   5 send GO, then record the pid ────────────▶ 6 mounts, pivot_root, hostname, rlimits,
+ *   5 send GO, then record the pid ────────────▶ 6 mounts
+ *     (OCI hooks) createRuntime, prestart ◀────── 6b MR_MSG_HOOKS: the namespaces and mounts
+ *     in ours, createContainer in its                 exist, the root is not pivoted yet;
+ *     namespaces; then GO ───────────────────────▶    wait for GO
+ *                                                6 pivot_root, hostname, rlimits,
  *                                                  credentials, capabilities, no_new_privs
  *     (terminal) receive the pty master ◀──────── 6a MR_MSG_TTY with SCM_RIGHTS
  *   7 read: MR_MSG_ERROR ◀──────────────────────── 7 any failure: {errno, step, index}, exit
@@ -32,6 +36,7 @@ enum mr_msg_type {
     MR_MSG_ERROR = 3,
     MR_MSG_TTY = 4,
     MR_MSG_TRACE = 5,
+    MR_MSG_HOOKS = 6,
 };
 
 struct mr_err {

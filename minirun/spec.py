@@ -413,6 +413,11 @@ def validate(spec: Any) -> dict[str, Any]:
     # a namespace joined by path counts too (a pod's shared one); runtime/plan.py refuses the
     # sysctl when the path is the host's own namespace
     own = {ns["type"] for ns in _field(linux, "namespaces", list, "linux/namespaces")}
+    for key in ("hostname", "domainname"):
+        if spec.get(key) and "uts" not in own:
+            # without a UTS namespace of its own, sethostname would rename the host (runc refuses too)
+            raise SpecError(key, "needs the container's own UTS namespace (linux.namespaces "
+                                 "has no uts entry)")
     for name, value in _field(linux, "sysctl", dict, "linux/sysctl").items():
         problem = sysctl_problem(name, own) if isinstance(value, str) else "the value must be a string"
         if problem:
@@ -429,7 +434,11 @@ _RESOURCES = {
     "cpu": {"shares": int, "quota": int, "period": int, "realtimeRuntime": int,
             "realtimePeriod": int, "cpus": str, "mems": str, "idle": int},
     "pids": {"limit": int},
+    "blockIO": {"weight": int, "leafWeight": int},
 }
+_BLKIO_DEVICE_LISTS = {"weightDevice": ("weight", "leafWeight"),
+                       "throttleReadBpsDevice": ("rate",), "throttleWriteBpsDevice": ("rate",),
+                       "throttleReadIOPSDevice": ("rate",), "throttleWriteIOPSDevice": ("rate",)}
 
 
 def _validate_resources(res: dict[str, Any]) -> None:
@@ -437,6 +446,21 @@ def _validate_resources(res: dict[str, Any]) -> None:
         obj = _field(res, group, dict, f"linux/resources/{group}")
         for name, kind in fields.items():
             _field(obj, name, kind, f"linux/resources/{group}/{name}")
+    blkio = _field(res, "blockIO", dict, "linux/resources/blockIO")
+    for key, values in _BLKIO_DEVICE_LISTS.items():
+        for i, dev in enumerate(_field(blkio, key, list, f"linux/resources/blockIO/{key}")):
+            where = f"linux/resources/blockIO/{key}/{i}"
+            if not isinstance(dev, dict):
+                raise SpecError(where, "must be an object with major, minor and " + " or ".join(values))
+            for name in ("major", "minor"):
+                _uint(dev, name, where, bits=32)
+                if dev.get(name) is None:
+                    raise SpecError(f"{where}/{name}", "required")
+            for name in values:
+                if dev.get(name) is not None:
+                    _uint(dev, name, where, bits=64)
+            if values == ("rate",) and dev.get("rate") is None:
+                raise SpecError(f"{where}/rate", "required")
     for i, rule in enumerate(_field(res, "devices", list, "linux/resources/devices")):
         where = f"linux/resources/devices/{i}"
         if not isinstance(rule, dict) or not isinstance(rule.get("allow"), bool):

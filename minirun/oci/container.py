@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 DEFAULT_ROOT = Path("/run/minirun-oci")
 ID_PATTERN = re.compile(r"^[\w+-][\w+.-]*$")  # runc's rule, and no leading dot: ROOT/.cache
 CGROUP_PARENT = "minirun-oci"
+# runtime-spec config.md: ociVersion is SemVer 2.0.0; this runtime reads specs of major version 1
+SEMVER_1 = re.compile(r"^1\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 
 # operation -> the statuses it is allowed in ("delete" of a running container needs --force)
 TRANSITIONS: dict[str, set[str]] = {
@@ -58,8 +60,8 @@ TRANSITIONS: dict[str, set[str]] = {
 # caller that asked for it relies on it (minirun.spec.validate covers AppArmor and SELinux).
 UNSUPPORTED = [
     "process/ioPriority", "process/scheduler", "process/execCPUAffinity",
-    "linux/uidMappings", "linux/gidMappings", "linux/intelRdt",
-    "linux/personality", "linux/resources/blockIO", "linux/resources/hugepageLimits",
+    "linux/intelRdt",
+    "linux/personality", "linux/resources/hugepageLimits",
     "linux/resources/network", "linux/resources/rdma", "linux/resources/unified",
 ]
 
@@ -76,6 +78,9 @@ class Record:
     pid_start: int | None = None
     annotations: dict[str, str] = field(default_factory=dict)
     hooks: dict[str, list] = field(default_factory=dict)   # config.json's, checked (oci/hooks.py)
+    # without a mount namespace the container's mounts are made on the host, under this root:
+    # journaled before they exist, detached (with everything under it) on delete
+    host_mounts: str | None = None
 
 
 class Container:
@@ -172,6 +177,10 @@ def load_spec(bundle: Path) -> dict[str, Any]:
     except ValueError as e:
         raise MinirunError(f"{bundle}/config.json: invalid JSON: {e}") from None
     oci.validate(spec)
+    version = spec.get("ociVersion")
+    if version is not None and not (isinstance(version, str) and SEMVER_1.match(version)):
+        raise SpecError("ociVersion", f"{version!r} is not a 1.x SemVer version like "
+                                      f"{oci.OCI_VERSION!r}")
     from minirun.oci import hooks
 
     spec["hooks"] = hooks.validate(spec.get("hooks"))
@@ -181,8 +190,30 @@ def load_spec(bundle: Path) -> dict[str, Any]:
             value = value.get(key) if isinstance(value, dict) else None
         if value:
             raise SpecError(pointer, "not supported by minirun-oci (refused, not ignored)")
-    spec.setdefault("linux", {})
+    linux = spec.setdefault("linux", {})
+    _check_id_mappings(linux)
+    if (linux.get("uidMappings") or linux.get("gidMappings")) and not any(
+            n["type"] == "user" and not n.get("path") for n in linux.get("namespaces", [])):
+        raise SpecError("linux/uidMappings", "needs a new user namespace (linux.namespaces has no "
+                                             "user entry without a path)")
     return spec
+
+
+def _check_id_mappings(linux: dict[str, Any]) -> None:
+    """linux.uidMappings / gidMappings: [{containerID, hostID, size}], both or neither."""
+    for key in ("uidMappings", "gidMappings"):
+        maps = linux.get(key)
+        if maps is None:
+            continue
+        if not isinstance(maps, list):
+            raise SpecError(f"linux/{key}", "must be a list of {containerID, hostID, size}")
+        for i, m in enumerate(maps):
+            if not isinstance(m, dict) or any(f not in m for f in ("containerID", "hostID", "size")):
+                raise SpecError(f"linux/{key}/{i}", "must be an object with containerID, hostID and size")
+            for f in ("containerID", "hostID", "size"):
+                oci._uint(m, f, f"linux/{key}/{i}")
+    if bool(linux.get("uidMappings")) != bool(linux.get("gidMappings")):
+        raise SpecError("linux/gidMappings", "a user namespace needs both uid and gid mappings")
 
 
 def add_runtime_defaults(spec: dict[str, Any]) -> None:
@@ -200,6 +231,25 @@ def add_runtime_defaults(spec: dict[str, Any]) -> None:
     resources = linux.setdefault("resources", {})
     resources["devices"] = [*resources.get("devices", []),
                             *(dict(r) for r in oci.DEFAULT_DEVICE_RULES if r.get("allow"))]
+
+
+def _default_home(spec: dict[str, Any], rootfs: Path) -> None:
+    """HOME, when config.json's env has none: the user's home in the root's /etc/passwd, else
+    "/" — what runc sets, and what shells and many programs expect to find. The file is read
+    only if neither it nor /etc is a symlink (which could point at the host's)."""
+    env = spec["process"].setdefault("env", [])
+    if any(e.startswith("HOME=") for e in env):
+        return
+    uid, home = str(spec["process"].get("user", {}).get("uid", 0)), "/"
+    passwd = rootfs / "etc" / "passwd"
+    with contextlib.suppress(OSError):
+        if not passwd.parent.is_symlink() and not passwd.is_symlink() and passwd.is_file():
+            for line in passwd.read_text(errors="replace").splitlines():
+                fields = line.split(":")
+                if len(fields) > 5 and fields[2] == uid and fields[5].startswith("/"):
+                    home = fields[5]
+                    break
+    env.append(f"HOME={home}")
 
 
 def cgroup_name(spec: dict[str, Any], cid: str) -> str:
@@ -224,6 +274,7 @@ def create(root: Path, cid: str, bundle: str | os.PathLike, *, pid_file: str | N
     bundle = Path(bundle).resolve()
     spec = load_spec(bundle)
     add_runtime_defaults(spec)
+    _default_home(spec, bundle / spec["root"]["path"])
     if spec["process"].get("terminal") and not console_socket:
         raise UsageError("process.terminal is true: pass --console-socket (minirun-oci does not "
                          "relay a terminal itself)")
@@ -257,8 +308,12 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
     from minirun.runtime.options import cgroup_resources
 
     rootfs = (bundle / spec["root"]["path"]).resolve()
+    if not any(ns["type"] == "mount" for ns in spec["linux"].get("namespaces", [])):
+        c.record.host_mounts = str(rootfs)
+        c.save()
     cg = detect().create(c.record.cgroup, cgroup_resources(spec["linux"].get("resources", {})))
-    os.mkfifo(c.fifo, 0o622)
+    os.mkfifo(c.fifo)
+    os.chmod(c.fifo, 0o622)      # not mkfifo's mode, which the umask cuts: a non-root process opens it
     fds: list[int] = []
     parent_sock, child_sock = sync.socketpair()
     try:
@@ -272,11 +327,23 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
                              cgroup_procs_fds=procs, monitor_argv=None, stdio=(0, 1, 2),
                              sync_fd=child_sock.fileno(), parent_sync_fd=parent_sock.fileno(),
                              exec_fifo_fd=fifo_fd,
+                             host_mounts_allowed=True,
+                             hooks_sync=bool(c.record.hooks)
+                             and any(c.record.hooks.get(k) for k in hooks_at_create()),
                              preserve_fds=preserve_fds, cache_dir=c.dir.parent / ".cache/seccomp",
                              cgroup_views=[(n, str(d)) for n, d in cg.views()],
                              idmap_binds=idmap_binds)
         np = plan.build(spec, launch)
         pid, _ = spawn.spawn(np)
+        if spec["linux"].get("uidMappings"):
+            from minirun.runtime import userns
+
+            try:
+                userns.write_maps(pid, spec)            # (4), before GO
+            except BaseException:
+                os.kill(pid, signal.SIGKILL)
+                _reap(pid)
+                raise
     except BaseException:
         parent_sock.close()
         raise
@@ -289,7 +356,21 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
         c.record.pid, c.record.pid_start = pid, procfs.start_time(pid)
         c.save()
 
-    report = sync.go_and_wait(parent_sock, record_pid)        # (5), (4), (7)
+    def run_hooks() -> None:
+        # (6b) the namespaces and mounts exist, pivot_root has not happened (runtime-spec)
+        from minirun.oci import hooks
+
+        for kind in hooks.AT_CREATE:
+            # prestart (runtime-spec 1.0: "after start is called") sees "created", as `state`
+            # would say now; the kinds added in 1.0.2 see "creating", as runc passes them
+            hooks.run(c.record.hooks, kind, c.oci_state("created" if kind == "prestart" else "creating"))
+
+    try:
+        report = sync.go_and_wait(parent_sock, record_pid, on_hooks=run_hooks)  # (5), (4), (6b), (7)
+    except BaseException:
+        _kill_pid(c, signal.SIGKILL)
+        _reap(pid)
+        raise
     try:
         if report.error is not None:
             raise spawn.error_from_native(report.error, np, np.program)
@@ -297,16 +378,16 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
             raise MinirunError(f"container {c.record.id}: the process ended before it was ready")
         if report.tty_master is not None:
             _send_console(console_socket, report.tty_master)
-        if c.record.hooks:
-            # the container is built and waits on the fifo: its namespaces, cgroup and root exist
-            from minirun.oci import hooks
-
-            for kind in ("prestart", "createRuntime"):
-                hooks.run(c.record.hooks, kind, c.oci_state("creating"))
     except BaseException:
         _kill_pid(c, signal.SIGKILL)
         _reap(pid)
         raise
+
+
+def hooks_at_create() -> tuple[str, ...]:
+    from minirun.oci import hooks
+
+    return hooks.AT_CREATE
 
 
 def _send_console(path: str | None, master: int) -> None:
@@ -333,6 +414,14 @@ def start(root: Path, cid: str) -> tuple[Container, list[str]]:
     c = load(root, cid)
     with c.locked():
         c.require("start")
+        if c.record.hooks.get("startContainer"):
+            from minirun.oci import hooks
+
+            try:
+                hooks.run(c.record.hooks, "startContainer", c.oci_state("created"))
+            except MinirunError:
+                _kill_pid(c, signal.SIGKILL)     # the spec: an error, and the container stopped
+                raise
         fd = os.open(c.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             data = _read_fifo(fd, c)
@@ -484,6 +573,10 @@ def exec_process(root: Path, cid: str, process: dict[str, Any], *, console_socke
         raise UsageError("a terminal needs --console-socket (minirun-oci does not relay one itself)")
     spec = json.loads((Path(c.record.bundle) / "config.json").read_text())
     ns_types = {n["type"] for n in spec.get("linux", {}).get("namespaces", [])}
+    if c.record.host_mounts:
+        # its first process is chrooted in the host's mount namespace; joining namespaces would
+        # leave a new process on the host's root instead
+        raise UsageError(f"cannot exec in container {cid}: it has no mount namespace of its own")
     child, master = spawn.enter_process(
         c.record.pid, ns_types, c.cgroup().procs_files(), process, stdio=(0, 1, 2),
         console=_console_size(process),
@@ -515,6 +608,8 @@ def _destroy(c: Container) -> None:
             cg.thaw()            # a frozen task acts on SIGKILL only once thawed (cgroup v1)
         _wait_pid(c.record.pid, 10.0)
     cg.destroy()
+    if c.record.host_mounts:
+        _detach(c.record.host_mounts)
     _remove_dir(c.dir)
 
 
@@ -533,6 +628,20 @@ def _remove_dir(path: Path) -> None:
         os.rmdir(path)
     except FileNotFoundError:
         pass
+
+
+def _detach(rootfs: str) -> None:
+    """umount2(MNT_DETACH) of the root's bind and so of every mount under it (umount(2)), if the
+    topmost mount there is still ours: the root bound onto itself, as c_ext/fs.c makes it."""
+    import ctypes
+
+    info = Path("/proc/self/mountinfo").read_text().splitlines()
+    if not any(line.split()[4] == rootfs for line in info):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(rootfs.encode(), 2) != 0:                   # 2 = MNT_DETACH
+        err = ctypes.get_errno()
+        raise MinirunError(f"unmount {rootfs}: {os.strerror(err)}")
 
 
 def wait(c: Container) -> int:
@@ -591,11 +700,12 @@ def features() -> dict[str, Any]:
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": oci.OCI_VERSION,
-        "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+                  "poststop"],
         "mountOptions": sorted(oci._FLAG_OPTIONS) + sorted(oci._CLEAR_OPTIONS)
         + sorted(oci._PROPAGATION),
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": sorted(oci.CAP_NUMBER),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
             "seccomp": {"enabled": True},
@@ -604,6 +714,5 @@ def features() -> dict[str, Any]:
             "mountExtensions": {"idmap": {"enabled": True}},   # mounts[].uidMappings (bind)
         },
         "minirun": {"refused": UNSUPPORTED + ["process/apparmorProfile", "process/selinuxLabel",
-                                              "linux/mountLabel", "linux/namespaces/{mount,user}/path",
-                                              "user namespaces"]},
+                                              "linux/mountLabel", "linux/namespaces/{user}/path"]},
     }

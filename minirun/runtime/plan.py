@@ -54,6 +54,8 @@ class Launch:
     exec_fifo_fd: int = -1
     console: tuple[int, int] = (0, 0)
     trace: bool = False
+    hooks_sync: bool = False             # stop before pivot_root for the OCI hooks (sync point 6b)
+    host_mounts_allowed: bool = False    # no mount namespace: mount on the host under rootfs (OCI)
     set_caps: bool = True
     cache_dir: Path | None = None        # where built seccomp programs are kept between runs
     extra_mounts: list[dict[str, Any]] = field(default_factory=list)
@@ -121,6 +123,13 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
     linux = spec.get("linux", {})
     proc = spec["process"]
 
+    if not any(ns["type"] == "mount" for ns in linux.get("namespaces", [])):
+        # no mount namespace: pivot_root would move the root of every process on the host, so
+        # the child chroots, and its mounts land on the host under the root (only a bind of a
+        # bundle's root can have that: the caller journals it and detaches it on delete)
+        if launch.rootfs_fstype is not None or not launch.host_mounts_allowed:
+            raise SpecError("linux/namespaces", "needs a mount namespace (new, or joined by path)")
+        p.host_mount_ns = 1
     flags = 0
     for ns in linux.get("namespaces", []):
         if ns.get("path"):
@@ -147,7 +156,13 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
     p.idmap_fds = np.array("int", [fd for fd, _ in launch.idmap_layers])
     p.idmap_targets = np.cstr_array([path for _, path in launch.idmap_layers])
     p.n_idmap = len(launch.idmap_layers)
-    p.root_propagation = oci.propagation_flags(linux.get("rootfsPropagation", "rprivate"))
+    # "/" is made private (or slave) before the root is built, so nothing propagates to the host;
+    # the spec's rootfsPropagation is applied again to the new "/" after pivot_root, the only
+    # point where shared and unbindable can be (fs.c, spawn.c)
+    wanted = oci.propagation_flags(linux.get("rootfsPropagation") or "rprivate")
+    late = oci.MS["SHARED"] | oci.MS["UNBINDABLE"]
+    p.root_propagation = oci.MS["REC"] | oci.MS["PRIVATE"] if wanted & late else wanted
+    p.root_propagation_after = wanted if linux.get("rootfsPropagation") else 0
     p.rootfs_readonly = int(bool(spec["root"].get("readonly")))
     _fsops(np, spec, launch)
     np.masked = list(linux.get("maskedPaths", []))
@@ -178,16 +193,19 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
     p.parent_sync_fd = launch.parent_sync_fd
     p.exec_fifo_fd = launch.exec_fifo_fd
     p.trace = int(launch.trace)
+    p.hooks_sync = int(launch.hooks_sync)
     return np
 
 
 # Namespaces a container may join by path, and their files under /proc/PID/ns. A mount namespace
 # is refused: the root would be built (mounted, pivoted) inside the other container's namespace,
 # changing what that container sees; a user namespace would need the maps and ids reworked.
-NS_FILE = {"network": "net", "ipc": "ipc", "uts": "uts", "cgroup": "cgroup", "pid": "pid"}
+NS_FILE = {"network": "net", "ipc": "ipc", "uts": "uts", "cgroup": "cgroup", "pid": "pid",
+           "mount": "mnt"}
 NS_GET_NSTYPE = 0xB703           # ioctl_ns(2): _IO(0xb7, 0x3), the CLONE_NEW* type of an nsfs file
 CLONE_NEWCGROUP = 0x02000000
-NS_TYPE = {**{t: CLONE_FLAGS[t] for t in ("network", "ipc", "uts", "pid")}, "cgroup": CLONE_NEWCGROUP}
+NS_TYPE = {**{t: CLONE_FLAGS[t] for t in ("network", "ipc", "uts", "pid", "mount")},
+           "cgroup": CLONE_NEWCGROUP}
 
 
 def _join_namespaces(np: NativePlan, spec: dict[str, Any]) -> None:
@@ -205,7 +223,7 @@ def _join_namespaces(np: NativePlan, spec: dict[str, Any]) -> None:
             where, kind = f"linux/namespaces/{i}/path", ns["type"]
             if kind not in NS_FILE:
                 raise SpecError(where, f"joining an existing {kind} namespace is not supported "
-                                       "(only network, ipc, uts, cgroup and pid)")
+                                       "(only network, ipc, uts, cgroup, pid and mount)")
             fd = _open_namespace(ns["path"], kind, where)
             np.fds.append(fd)
             _refuse_host_changes(spec, kind, fd, where)
@@ -248,6 +266,11 @@ def _refuse_host_changes(spec: dict[str, Any], kind: str, fd: int, where: str) -
     st = os.fstat(fd)
     if (st.st_dev, st.st_ino) != (own.st_dev, own.st_ino):
         return
+    if kind == "mount":
+        # the container's root is pivoted in the namespace it joins, and pivot_root(2) moves the
+        # root of every process there: in ours, that would be the host's own processes
+        raise SpecError(where, "is the host's own mount namespace: building the container's "
+                               "root in it would change the root of every process on the host")
     changes = {
         "uts": [k for k in ("hostname", "domainname") if spec.get(k)],
         "network": [f"linux/sysctl/{k}" for k in spec.get("linux", {}).get("sysctl", {})

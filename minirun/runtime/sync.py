@@ -4,6 +4,7 @@
     3 child: join cgroup, wait               4 parent: uid maps, network (minirun/net: veth
                                              into the child's netns)
     5 send_go(), then record the pid         6 child: mounts, pivot_root, credentials, caps
+    6b (OCI hooks) MR_MSG_HOOKS before pivot_root: `on_hooks` runs them, then send_go() again
     7 wait_ready(): MR_MSG_TTY (pty master), MR_MSG_TRACE (timestamps), MR_MSG_READY (exec fifo),
       MR_MSG_ERROR {errno, step, index}, or EOF = execve succeeded
     8 `start` opens exec.fifo: EOF there means the program runs (OCI create/start)
@@ -32,6 +33,7 @@ class ChildReport:
     stamps: list[int] = field(default_factory=list)   # CLOCK_MONOTONIC ns per step (trace)
     items: list[int] = field(default_factory=list)    # ... per entry of the mount list / setns
     ready: bool = False                  # blocked on the exec fifo, waiting for `start`
+    hooks: bool = False                  # (6b) stopped before pivot_root, waiting for GO
 
 
 def socketpair() -> tuple[socket.socket, socket.socket]:
@@ -47,17 +49,27 @@ def send_go(sock: socket.socket) -> None:
 
 
 def go_and_wait(sock: socket.socket, record_pid: Callable[[], None],
-                waiting: contextlib.AbstractContextManager | None = None) -> ChildReport:
+                waiting: contextlib.AbstractContextManager | None = None,
+                on_hooks: Callable[[], None] | None = None) -> ChildReport:
     """(5) GO, then (4) record the pid while the child builds its container, then (7) its
     report; the socket is closed at the end. Recording after GO is safe because the cgroup,
     made before the clone and named after the container, already ties the process to it.
-    `waiting` wraps the wait (a tracer's phase)."""
+    `waiting` wraps the wait (a tracer's phase). (6b) If the child stops for the hooks,
+    `on_hooks()` runs and GO lets it go on; if it raises, closing the socket makes the child
+    fail at that step and exit."""
     try:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             send_go(sock)                   # a child already gone has left its report
         record_pid()
         with waiting or contextlib.nullcontext():
-            return wait_ready(sock)
+            report = wait_ready(sock)
+            if report.hooks:
+                if on_hooks is not None:
+                    on_hooks()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    send_go(sock)
+                report = wait_ready(sock)
+            return report
     finally:
         sock.close()
 
@@ -86,6 +98,9 @@ def wait_ready(sock: socket.socket) -> ChildReport:
             return report
         elif msg.type == lib.MR_MSG_READY:
             report.ready = True
+            return report
+        elif msg.type == lib.MR_MSG_HOOKS:
+            report.hooks = True
             return report
 
 

@@ -98,3 +98,17 @@ def one_line(text: str) -> str:
     lines = text.strip().splitlines()
     assert len(lines) == 1, f"expected one line, got {lines}"
     return lines[0]
+
+
+@pytest.fixture
+def rt(rootfs_tar, tmp_path):
+    """minirun-oci driven as the OCI validation suite drives a runtime (conformance.py), on a
+    bundle that is the root filesystem itself; nothing may be left after the test."""
+    from tests.oci.conformance import Runtime
+
+    r = Runtime(OCI, tmp_path / "state", tmp_path / "bundle", rootfs_tar)
+    yield r
+    left = [d.name for d in r.root.iterdir() if not d.name.startswith(".")] if r.root.exists() else []
+    r.clean()
+    assert not left, f"the test left containers behind: {left}"
+    assert str(r.bundle) not in Path("/proc/self/mountinfo").read_text()

@@ -140,7 +140,8 @@ def test_join_a_netns_made_with_ip_netns_add(oci):
     ("network", "/nonexistent/ns", "/nonexistent/ns: No such file or directory"),
     ("network", "/etc/hostname", "/etc/hostname is not a namespace file"),
     ("network", "/proc/self/ns/uts", "/proc/self/ns/uts is a uts namespace, not a network one"),
-    ("mount", "/proc/self/ns/mnt", "joining an existing mount namespace is not supported"),
+    ("mount", "/proc/self/ns/mnt", "is the host's own mount namespace: building the container's "
+                                   "root in it would change the root of every process on the host"),
 ])
 def test_bad_namespace_paths_are_one_line_and_leave_nothing(oci, kind, path, message):
     spec = oci.configure(["true"])

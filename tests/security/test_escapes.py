@@ -180,7 +180,8 @@ def test_no_runtime_fd_is_open_at_exec(clean):
             assert r.returncode == 125 and r.stdout == "", (n, r)
 
 
-def test_cwd_through_a_leaked_directory_fd_is_refused(clean):
+@pytest.mark.parametrize("security_opt", [[], ["no-new-privileges=false"]], ids=["nnp", "no-nnp"])
+def test_cwd_through_a_leaked_directory_fd_is_refused(clean, security_opt):
     """CVE-2024-21626 (leaked fd), second half: until execve the child holds copies of the
     runtime's fds; `-w /proc/self/fd/N`, N a host directory the runtime (here a long-lived
     library user) holds, used to make the program's cwd the host's /etc. Now refused, by name."""
@@ -193,7 +194,9 @@ def test_cwd_through_a_leaked_directory_fd_is_refused(clean):
     record = None
     try:
         record = rt.create(RunOptions(image="busybox", command=["cat", "hostname"],
-                                      workdir=f"/proc/self/fd/{held}", detach=True))
+                                      workdir=f"/proc/self/fd/{held}", detach=True,
+                                      security_opt=security_opt))   # no-nnp: the cwd is
+        # checked before the filter loads (it must load before the user switch then)
         with pytest.raises(SpawnError) as e:
             rt.start(record)
         assert str(e.value) == f"chdir /proc/self/fd/{held} (outside the container's root): No such file or directory"

@@ -47,6 +47,12 @@ _NEEDS = {
     "cpuset_cpus": ("cpuset", "cpuset"), "cpuset_mems": ("cpuset", "cpuset"),
     "pids_limit": ("pids", "pids"), "blkio_weight": ("blkio", "io"),
     "devices": ("devices", "devices"), "io_accounting": ("blkio", "io"),
+    # None: cgroup v2 has no such knob, so only a v1 hierarchy can honour the field
+    "memory_kernel": ("memory", None), "memory_kernel_tcp": ("memory", None),
+    "memory_swappiness": ("memory", None), "memory_disable_oom_killer": ("memory", None),
+    "cpu_rt_period": ("cpu", None), "cpu_rt_runtime": ("cpu", None), "cpu_idle": ("cpu", "cpu"),
+    "blkio_leaf_weight": ("blkio", None), "blkio_weight_devices": ("blkio", None),
+    "blkio_throttle": ("blkio", "io"),
 }
 # Enforced where the machine can; not a reason to refuse a container (see Resources.devices).
 _BEST_EFFORT = {"devices", "io_accounting"}
@@ -72,6 +78,21 @@ class Resources:
     cpuset_mems: str | None = None
     pids_limit: int | None = None
     blkio_weight: int | None = None
+    # The rest are OCI linux.resources fields with no Docker flag (v1 names; runc's meaning):
+    # kernel memory (a no-op in kernels >= 6.x, which accept and ignore it), TCP buffer memory,
+    # swappiness 0-100, the OOM killer off, the realtime scheduler's budget (µs per period)...
+    memory_kernel: int | None = None
+    memory_kernel_tcp: int | None = None
+    memory_swappiness: int | None = None
+    memory_disable_oom_killer: bool | None = None
+    cpu_rt_period: int | None = None
+    cpu_rt_runtime: int | None = None
+    cpu_idle: int | None = None          # 1: SCHED_IDLE for the whole group
+    # ...and block I/O: the leaf weight, per-device weights [(major, minor, weight, leafWeight)]
+    # (None: leave that one), and per-device throttles {"read_bps": [(major, minor, rate)], ...}
+    blkio_leaf_weight: int | None = None
+    blkio_weight_devices: list[tuple] | None = None
+    blkio_throttle: dict[str, list[tuple]] | None = None
     # OCI linux.resources.devices rules ({"allow", "type", "major", "minor", "access"}), in
     # order. The v1 devices controller enforces them where the host has it; otherwise an eBPF
     # program attached to the group in cgroup2 does (devices_bpf.py).
@@ -157,6 +178,10 @@ class CgroupManager:
             if field in _BEST_EFFORT:
                 continue
             v1_name, v2_name = _NEEDS[field]
+            if v2_name is None and v1_name not in self.v1_owned:
+                raise CgroupError(
+                    f"cgroup: {field} needs the v1 {v1_name} controller (cgroup v2 has no "
+                    "such setting), which this machine does not offer")
             if v1_name not in self.v1_owned and v2_name not in self.v2_owned:
                 raise CgroupError(
                     f"cgroup: {field} needs the {v1_name} controller, which this machine does "

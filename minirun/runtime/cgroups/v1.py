@@ -60,6 +60,13 @@ class V1Driver:
                 _fs.write(d / "cpu.cfs_period_us", res.cpu_period)
             if res.cpu_quota is not None:
                 _fs.write(d / "cpu.cfs_quota_us", res.cpu_quota if res.cpu_quota > 0 else -1)
+            # the period first: a runtime is checked against it (sched-rt-group.rst)
+            if res.cpu_rt_period is not None:
+                _fs.write(d / "cpu.rt_period_us", res.cpu_rt_period)
+            if res.cpu_rt_runtime is not None:
+                _fs.write(d / "cpu.rt_runtime_us", res.cpu_rt_runtime)
+            if res.cpu_idle is not None:
+                _fs.write(d / "cpu.idle", res.cpu_idle)
         if "cpuset" in self.owned:
             d = paths["cpuset"]
             # mems first: a task must always have somewhere to allocate.
@@ -72,25 +79,52 @@ class V1Driver:
         if "pids" in self.owned and res.pids_limit is not None:
             limit = "max" if res.pids_limit <= 0 else str(res.pids_limit)
             _fs.write(paths["pids"] / "pids.max", limit)
-        if "blkio" in self.owned and res.io_accounting:
-            for dev in res.io_accounting:
-                for name in ("blkio.throttle.read_bps_device", "blkio.throttle.write_bps_device"):
-                    try:
-                        _fs.write(paths["blkio"] / name, f"{dev} {NO_THROTTLE_BPS}")
-                    except CgroupError:
-                        pass       # a device without blk-throttle support: its I/O shows as 0
-        if "blkio" in self.owned and res.blkio_weight is not None:
-            d = paths["blkio"]
-            for name in ("blkio.weight", "blkio.bfq.weight"):
+        if "blkio" in self.owned:
+            self._blkio(paths["blkio"], res)
+
+    def _blkio(self, d: Path, res: Resources) -> None:
+        """Weights need a proportional I/O scheduler (CFQ's blkio.weight, or BFQ's); throttles
+        (blk-throttle) work with any. blkio-controller.rst. The accounting rules come first, so a
+        throttle the spec asks for on the same device overrides them."""
+        for dev in res.io_accounting or []:
+            for name in ("blkio.throttle.read_bps_device", "blkio.throttle.write_bps_device"):
+                try:
+                    _fs.write(d / name, f"{dev} {NO_THROTTLE_BPS}")
+                except CgroupError:
+                    pass       # a device without blk-throttle support: its I/O shows as 0
+
+        def weight_file(kind: str) -> Path:
+            for name in (f"blkio.{kind}", f"blkio.bfq.{kind}"):
                 if (d / name).exists():
-                    _fs.write(d / name, res.blkio_weight)
-                    break
-            else:
-                raise CgroupError(
-                    f"cgroup: blkio weight needs a proportional I/O scheduler (no blkio.weight "
-                    f"or blkio.bfq.weight in {d}; load bfq)", path=str(d))
+                    return d / name
+            raise CgroupError(
+                f"cgroup: blkio {kind} needs a proportional I/O scheduler (no blkio.{kind} "
+                f"or blkio.bfq.{kind} in {d}; load bfq)", path=str(d))
+
+        if res.blkio_weight is not None:
+            _fs.write(weight_file("weight"), res.blkio_weight)
+        if res.blkio_leaf_weight is not None:
+            _fs.write(weight_file("leaf_weight"), res.blkio_leaf_weight)
+        for major, minor, weight, leaf in res.blkio_weight_devices or []:
+            if weight is not None:
+                _fs.write(weight_file("weight_device"), f"{major}:{minor} {weight}")
+            if leaf is not None:
+                _fs.write(weight_file("leaf_weight_device"), f"{major}:{minor} {leaf}")
+        for kind, devices in (res.blkio_throttle or {}).items():
+            for major, minor, rate in devices:
+                _fs.write(d / f"blkio.throttle.{kind}_device", f"{major}:{minor} {rate}")
 
     def _memory(self, d: Path, res: Resources) -> None:
+        self._memory_limits(d, res)
+        for name, value in (("memory.kmem.limit_in_bytes", res.memory_kernel),
+                            ("memory.kmem.tcp.limit_in_bytes", res.memory_kernel_tcp),
+                            ("memory.swappiness", res.memory_swappiness)):
+            if value is not None:
+                _fs.write(d / name, value if value >= 0 else -1)
+        if res.memory_disable_oom_killer is not None:
+            _fs.write(d / "memory.oom_control", int(res.memory_disable_oom_killer))
+
+    def _memory_limits(self, d: Path, res: Resources) -> None:
         if res.memory_reservation is not None:
             value = res.memory_reservation if res.memory_reservation > 0 else -1
             _fs.write(d / "memory.soft_limit_in_bytes", value)

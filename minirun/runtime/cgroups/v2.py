@@ -91,6 +91,8 @@ class V2Driver:
                 quota = old_quota if res.cpu_quota is None else _max(res.cpu_quota)
                 period = old_period if res.cpu_period is None else str(res.cpu_period)
                 _fs.write(d / "cpu.max", f"{quota} {period}")
+            if res.cpu_idle is not None:
+                _fs.write(d / "cpu.idle", res.cpu_idle)
         if "cpuset" in self.owned:
             if res.cpuset_mems is not None:
                 _fs.write(d / "cpuset.mems", res.cpuset_mems)
@@ -102,6 +104,16 @@ class V2Driver:
             from .devices_bpf import attach
 
             attach(d, res.devices)
+        if "io" in self.owned and res.blkio_throttle:
+            # io.max: one line per device, "MAJ:MIN rbps=N wbps=N riops=N wiops=N"
+            keys = {"read_bps": "rbps", "write_bps": "wbps", "read_iops": "riops",
+                    "write_iops": "wiops"}
+            per_device: dict[str, list[str]] = {}
+            for kind, devices in res.blkio_throttle.items():
+                for major, minor, rate in devices:
+                    per_device.setdefault(f"{major}:{minor}", []).append(f"{keys[kind]}={rate}")
+            for device, limits in per_device.items():
+                _fs.write(d / "io.max", f"{device} {' '.join(limits)}")
         if "io" in self.owned and res.blkio_weight is not None:
             if (d / "io.bfq.weight").exists():
                 _fs.write(d / "io.bfq.weight", res.blkio_weight)

@@ -1,0 +1,177 @@
+"""The validation suite's cgroup checks (linux_cgroups_* and linux_cgroups_relative_*): after
+`create`, the host's cgroupfs — found the way the suite finds it, from /proc/PID/cgroup — holds
+every value of linux.resources; `delete` removes the groups `create` made and nothing else."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import requires
+from tests.oci.conformance import Runtime, suite_config
+
+CG = Path("/sys/fs/cgroup")
+
+
+def group_dir(pid: int, controller: str) -> Path:
+    """Where the suite reads a controller's files: its v1 mount + the path in /proc/PID/cgroup."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return CG / controller / path.lstrip("/")
+    raise AssertionError(f"{controller} is not in /proc/{pid}/cgroup")
+
+
+def read(pid: int, controller: str, name: str) -> str:
+    return (group_dir(pid, controller) / name).read_text().strip()
+
+
+def created(rt: Runtime, resources: dict, cgroups_path: str) -> int:
+    config = suite_config(["true"])
+    config["linux"]["cgroupsPath"] = cgroups_path
+    config["linux"]["resources"].update(resources)
+    rt.configure(config)
+    proc = rt.create()
+    assert proc.returncode == 0, proc.stderr
+    return rt.state()["pid"]
+
+
+def stop_and_delete(rt: Runtime) -> None:
+    rt.kill("KILL")
+    assert rt.wait_status("stopped")["status"] == "stopped"
+    assert rt.delete().returncode == 0
+
+
+@pytest.fixture
+def name():
+    return f"minirun-conftest-{uuid.uuid4().hex[:8]}"
+
+
+MEMORY = {"limit": 50593792, "reservation": 50593792, "swap": 50593792, "kernelTCP": 50593792,
+          "swappiness": 10, "disableOOMKiller": True}
+
+
+@pytest.mark.parametrize("absolute", [True, False], ids=["absolute", "relative"])
+def test_memory_limits_are_in_the_group(rt, name, absolute):
+    requires("cgroup:memory")
+    memsw = Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
+    memory = MEMORY if memsw else {k: v for k, v in MEMORY.items() if k != "swap"}
+    pid = created(rt, {"memory": memory}, f"/{name}" if absolute else name)
+    d = group_dir(pid, "memory")
+    assert d == CG / "memory" / name if absolute else str(d).endswith(name)
+    values = {f: read(pid, "memory", f"memory.{f}") for f in
+              ("limit_in_bytes", "soft_limit_in_bytes", "kmem.tcp.limit_in_bytes", "swappiness")}
+    assert values == {"limit_in_bytes": "50593792", "soft_limit_in_bytes": "50593792",
+                      "kmem.tcp.limit_in_bytes": "50593792", "swappiness": "10"}
+    if memsw:
+        assert read(pid, "memory", "memory.memsw.limit_in_bytes") == "50593792"
+    assert "oom_kill_disable 1" in read(pid, "memory", "memory.oom_control")
+    stop_and_delete(rt)
+    assert not d.exists()
+
+
+def test_cpu_shares_quota_period_realtime_and_cpuset(rt, name):
+    requires("cgroup:cpu", "cgroup:cpuset")
+    cpus = f"0-{os.cpu_count() - 1}" if os.cpu_count() > 1 else "0"
+    cpu = {"shares": 2048, "period": 500000, "quota": 200000, "cpus": cpus, "mems": "0"}
+    rt_knobs = (CG / "cpu/cpu.rt_runtime_us").exists()
+    if rt_knobs:   # the suite sets them when the kernel has CONFIG_RT_GROUP_SCHED
+        cpu.update(realtimePeriod=1000000, realtimeRuntime=950000)
+    pid = created(rt, {"cpu": cpu}, f"/{name}")
+    assert [read(pid, "cpu", f"cpu.{f}") for f in ("shares", "cfs_quota_us", "cfs_period_us")] == \
+        ["2048", "200000", "500000"]
+    assert [read(pid, "cpuset", f"cpuset.{f}") for f in ("cpus", "mems")] == [cpus, "0"]
+    if rt_knobs:
+        assert [read(pid, "cpu", f"cpu.rt_{f}_us") for f in ("period", "runtime")] == \
+            ["1000000", "950000"]
+    stop_and_delete(rt)
+
+
+@pytest.mark.parametrize("absolute", [True, False], ids=["absolute", "relative"])
+def test_pids_limit_and_delete_removes_the_group(rt, name, absolute):
+    requires("cgroup:pids")
+    pid = created(rt, {"pids": {"limit": 1000}}, f"/{name}" if absolute else name)
+    d = group_dir(pid, "pids")
+    assert read(pid, "pids", "pids.max") == "1000"
+    stop_and_delete(rt)
+    assert not d.exists()                    # delete_resources
+    assert not list(CG.glob(f"*/{name}"))
+
+
+def test_device_rules_are_in_the_devices_list(rt, name):
+    requires("cgroup:devices")
+    rules = [{"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rw"},
+             {"allow": True, "type": "b", "major": 8, "minor": 0, "access": "r"}]
+    pid = created(rt, {"devices": [{"allow": False, "access": "rwm"}, *rules]}, f"/{name}")
+    listed = read(pid, "devices", "devices.list").splitlines()
+    assert "c 10:229 rw" in listed and "b 8:0 r" in listed
+    assert "a *:* rwm" not in listed
+    stop_and_delete(rt)
+
+
+def test_blkio_throttles_on_a_real_disk(rt, name):
+    requires("cgroup:blkio")
+    disk = next((d for d in sorted(Path("/sys/block").iterdir())
+                 if not d.name.startswith(("loop", "ram", "zram"))), None)
+    if disk is None:
+        pytest.skip("no block device to throttle")
+    major, minor = (disk / "dev").read_text().strip().split(":")
+    dev = {"major": int(major), "minor": int(minor)}
+    blkio = {"throttleReadBpsDevice": [dict(dev, rate=102400)],
+             "throttleWriteBpsDevice": [dict(dev, rate=204800)],
+             "throttleReadIOPSDevice": [dict(dev, rate=300)],
+             "throttleWriteIOPSDevice": [dict(dev, rate=400)]}
+    pid = created(rt, {"blockIO": blkio}, f"/{name}")
+    got = [read(pid, "blkio", f"blkio.throttle.{f}_device")
+           for f in ("read_bps", "write_bps", "read_iops", "write_iops")]
+    assert got == [f"{major}:{minor} {r}" for r in (102400, 204800, 300, 400)]
+    stop_and_delete(rt)
+
+
+def test_a_device_the_kernel_lacks_fails_create_naming_the_file(rt, name):
+    """The suite's blkio cases assume a /dev/sda (8:0); where there is none, create fails, as
+    runc's does, with the file and the errno — and leaves no group behind."""
+    requires("cgroup:blkio")
+    if Path("/sys/dev/block/8:0").exists():
+        pytest.skip("this machine has a block device 8:0")
+    config = suite_config(["true"])
+    config["linux"]["cgroupsPath"] = f"/{name}"
+    config["linux"]["resources"]["blockIO"] = {
+        "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 102400}]}
+    rt.configure(config)
+    proc = rt.create()
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (f"minirun-oci: cgroup: write '8:0 102400' to /sys/fs/cgroup/"
+                                   f"blkio/{name}/blkio.throttle.read_bps_device: No such device")
+    assert not list(CG.glob(f"*/{name}")) and rt.state() is None
+
+
+def test_delete_leaves_a_group_it_did_not_make(rt, name):
+    """delete_only_create_resources: the suite moves the container into a group of its own
+    making; delete must not remove that group."""
+    requires("cgroup:pids")
+    theirs = CG / "pids" / name
+    theirs.mkdir()
+    try:
+        rt.configure(suite_config(["true"]))
+        assert rt.create().returncode == 0
+        (theirs / "tasks").write_text(str(rt.state()["pid"]))
+        assert rt.start().returncode == 0
+        assert rt.wait_status("stopped")["status"] == "stopped"
+        assert rt.delete().returncode == 0
+        assert theirs.is_dir()
+    finally:
+        theirs.rmdir()
+
+
+def test_a_field_the_controller_lacks_is_refused_by_name(rt, name):
+    config = suite_config(["true"])
+    config["linux"]["resources"]["hugepageLimits"] = [{"pageSize": "2MB", "limit": 1 << 21}]
+    rt.configure(config)
+    proc = rt.create()
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("minirun-oci: linux/resources/hugepageLimits: not supported "
+                                   "by minirun-oci (refused, not ignored)")
