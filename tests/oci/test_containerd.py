@@ -1,0 +1,397 @@
+"""containerd drives minirun-oci: `ctr run --runc-binary minirun-oci`, through containerd's own
+io.containerd.runc.v2 shim. The shim calls `minirun-oci create/start/state/ps/exec/kill/pause/
+resume/delete` exactly as it calls runc, reads the errors from `--log FILE --log-format json`,
+reaps the container as its child subreaper and reports the exit status back to containerd.
+
+The module starts a containerd of its own: a config.toml with a private root, state directory,
+sockets and plugin directory under a temporary directory (the host's containerd config and
+/run/containerd/containerd.sock are never used; no systemd). The busybox image reaches it from a
+local archive (`minirun image save`, then `ctr images import`), never from a registry. Afterwards
+it is stopped by pid, and everything it made is checked for, then removed: tasks, the shims it
+started, the rootfs mounts of its overlay snapshots, the cgroups of its namespace, minirun-oci's
+state. The one path outside the directory is /run/containerd/s, where containerd 1.6 puts the
+shims' sockets whatever its config says; it is removed (if empty) when it was not there before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IMAGE_TAR, requires
+
+OCI = str(Path(sys.executable).with_name("minirun-oci"))
+MINIRUN = str(Path(sys.executable).with_name("minirun"))
+# containerd namespace, and so the cgroup parent /NS/ID: one per run, as runs may overlap
+NS = f"minirun-test-{os.getpid()}"
+IMAGE = "busybox:latest"                      # the name `minirun image save --format oci` gives it
+DOCKER_IMAGE = "docker.io/library/busybox:latest"  # ... and --format docker-archive
+SHIM_SOCKETS = Path("/run/containerd/s")      # fixed in containerd 1.6, not configurable
+BINARIES = ("containerd", "ctr", "containerd-shim-runc-v2")
+
+# The exact configuration this module runs containerd with (docs/oci.md quotes it).
+CONFIG = """\
+version = 2
+root = "{base}/root"
+state = "{base}/state"
+# the CRI plugin (Kubernetes) needs CNI and a pause image; ctr does not use it
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+                    "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+                    "io.containerd.snapshotter.v1.aufs"]
+
+[grpc]
+  address = "{base}/containerd.sock"
+
+[ttrpc]
+  address = "{base}/containerd.sock.ttrpc"
+
+[debug]
+  level = "debug"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{base}/opt"
+"""
+
+
+class Containerd:
+    """A private containerd and `ctr` pointed at it."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.sock = base / "containerd.sock"
+        self.fifos = base / "fifo"
+        self.runc_root = base / "runc"           # minirun-oci's --root: runc-root/NS/ID
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        (self.base / "config.toml").write_text(CONFIG.format(base=self.base))
+        self.fifos.mkdir()
+        log = open(self.base / "containerd.log", "w")
+        self.proc = subprocess.Popen(["containerd", "--config", str(self.base / "config.toml")],
+                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 20
+        while self.ctr("version", check=False).returncode != 0:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"containerd did not start:\n{self.log_tail()}")
+            time.sleep(0.1)
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join((self.base / "containerd.log").read_text().splitlines()[-lines:])
+
+    def ctr(self, *args: str, check: bool = True, timeout: float = 60,
+            input: str | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run(["ctr", "-a", str(self.sock), "-n", NS, *args], input=input,
+                              stdin=None if input is not None else subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"ctr {' '.join(args)} exited {proc.returncode}\n"
+                                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+    def runtime_flags(self) -> list[str]:
+        return ["--fifo-dir", str(self.fifos), "--runc-root", str(self.runc_root),
+                "--runc-binary", OCI]
+
+    def run(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        """`ctr run` with minirun-oci as the shim's runtime. args: [flags...] IMAGE ID CMD..."""
+        return self.ctr("run", *self.runtime_flags(), *args, **kw)
+
+    def exec(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.ctr("task", "exec", "--fifo-dir", str(self.fifos), *args, **kw)
+
+    def tasks(self) -> dict[str, tuple[int, str]]:
+        """`ctr task ls`: id -> (pid, status)."""
+        rows = self.ctr("task", "ls").stdout.splitlines()[1:]
+        return {f[0]: (int(f[1]), f[2]) for f in (r.split() for r in rows) if len(f) == 3}
+
+    def wait_status(self, cid: str, status: str, timeout: float = 10) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            now = self.tasks().get(cid, (0, "gone"))[1]
+            if now == status or time.monotonic() > deadline:
+                return now
+            time.sleep(0.05)
+
+    @contextlib.contextmanager
+    def detached(self, cid: str, *args: str, flags: tuple[str, ...] = ()):
+        """`ctr run -d`: yields the task's host pid; kills and removes it however the test ends."""
+        self.run("-d", *flags, IMAGE, cid, *args)
+        try:
+            yield self.tasks()[cid][0]
+        finally:
+            self.remove(cid)
+
+    def remove(self, cid: str) -> subprocess.CompletedProcess | None:
+        """Kill (every process), delete the task, then the container. Returns `task rm`."""
+        removed = None
+        if cid in self.tasks():
+            self.ctr("task", "kill", "--all", "--signal", "SIGKILL", cid, check=False)
+            self.wait_status(cid, "STOPPED")
+            removed = self.ctr("task", "rm", cid, check=False)
+        self.ctr("container", "rm", cid, check=False)
+        return removed
+
+    def shim_pids(self) -> list[int]:
+        """Live shims whose -address is this containerd's socket (zombies are gone already)."""
+        pids = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+                stat = (proc / "stat").read_text()
+                if (b"-address" in argv and os.fsencode(self.sock) in argv
+                        and stat.rsplit(")", 1)[1].split()[0] != "Z"):
+                    pids.append(int(proc.name))
+        return pids
+
+    def mounts(self) -> list[str]:
+        """Mount points under the base directory (rootfs of tasks: overlay snapshots)."""
+        out = []
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            point = line.split()[4]
+            if point.startswith(f"{self.base}/"):
+                out.append(point)
+        return out
+
+    def cgroups(self) -> list[Path]:
+        """The cgroups containerd's cgroupsPath (/NS/ID) made, in every hierarchy."""
+        return [p for p in Path("/sys/fs/cgroup").glob(f"*/{NS}/*") if p.is_dir()] + \
+               [p for p in Path("/sys/fs/cgroup").glob(f"{NS}/*") if p.is_dir()]
+
+    def leftovers(self) -> list[str]:
+        found = [f"task {t}" for t in self.tasks()]
+        found += [f"container {c}" for c in self.ctr("container", "ls", "-q").stdout.split()]
+        found += [f"minirun-oci state {p.name}" for p in (self.runc_root / NS).glob("*")]
+        found += [f"cgroup {p}" for p in self.cgroups()]
+        found += [f"mount {m}" for m in self.mounts()]
+        return found
+
+    def stop(self) -> list[str]:
+        """Stop containerd by pid, then its shims; remove mounts and cgroups. Returns what had to
+        be removed by force (a leak to report)."""
+        forced = []
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                forced.append("containerd ignored SIGTERM")
+                self.proc.kill()
+                self.proc.wait()
+        for pid in self.shim_pids():
+            forced.append(f"shim pid {pid}")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for point in sorted(self.mounts(), key=len, reverse=True):
+            forced.append(f"mount {point}")
+            subprocess.run(["umount", "-l", point], capture_output=True)
+        for group in sorted(Path("/sys/fs/cgroup").glob(f"*/{NS}/*"), key=lambda p: -len(str(p))):
+            forced.append(f"cgroup {group}")
+            with contextlib.suppress(OSError):
+                group.rmdir()
+        for parent in [*Path("/sys/fs/cgroup").glob(f"*/{NS}"), Path("/sys/fs/cgroup") / NS]:
+            with contextlib.suppress(OSError):
+                parent.rmdir()            # the parent /NS that containerd's paths imply
+        return forced
+
+
+@pytest.fixture(scope="module")
+def containerd(tmp_path_factory):
+    requires("root", "busybox-image")
+    missing = [b for b in BINARIES if shutil.which(b) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (Debian's containerd package: "
+                    "`make test-ecosystem` installs it)")
+    created = [p for p in (SHIM_SOCKETS.parent, SHIM_SOCKETS) if not p.exists()]
+    base = tmp_path_factory.mktemp("ctrd")
+    c = Containerd(base)
+    forced: list[str] = []
+    try:
+        c.start()
+        # the busybox image from a local archive, in both formats minirun writes
+        store = base / "minirun"
+        subprocess.run([MINIRUN, "--root", str(store), "image", "import", str(IMAGE_TAR),
+                        "busybox"], check=True, capture_output=True)
+        for fmt, name in (("oci", IMAGE), ("docker-archive", DOCKER_IMAGE)):
+            archive = base / f"busybox-{fmt}.tar"
+            subprocess.run([MINIRUN, "--root", str(store), "image", "save", "-q", "--format", fmt,
+                            "-o", str(archive), "busybox"], check=True, capture_output=True)
+            c.ctr("images", "import", str(archive))
+            assert name in c.ctr("images", "ls", "-q").stdout.split(), f"{fmt}: not imported as {name}"
+        yield c
+        for image in c.ctr("images", "ls", "-q").stdout.split():
+            c.ctr("images", "rm", "--sync", image)
+    finally:
+        forced = c.stop()
+        for path in reversed(created):     # /run/containerd/s, then /run/containerd: if empty
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        shutil.rmtree(base, ignore_errors=True)
+    assert not forced, f"containerd + minirun-oci left these behind: {forced}"
+
+
+@pytest.fixture
+def ctrd(containerd):
+    """Per test: nothing may be left in containerd or on the host afterwards."""
+    yield containerd
+    deadline = time.monotonic() + 5
+    while (left := containerd.leftovers()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for cid in containerd.ctr("container", "ls", "-q").stdout.split():
+        containerd.remove(cid)
+    assert not left, f"the test left these behind: {left}"
+
+
+def test_run_rm_prints_and_keeps_stdout_and_stderr_apart(ctrd):
+    proc = ctrd.run("--rm", IMAGE, "hello", "sh", "-c", "echo hi; echo oops >&2")
+    assert proc.stdout == "hi\n"
+    assert proc.stderr.strip() == "oops"
+
+
+def test_the_image_from_a_docker_archive_runs_too(ctrd):
+    assert ctrd.run("--rm", DOCKER_IMAGE, "docker", "echo", "hi").stdout == "hi\n"
+
+
+def test_exit_status_is_the_container_s(ctrd):
+    assert ctrd.run("--rm", IMAGE, "status", "sh", "-c", "exit 7", check=False).returncode == 7
+
+
+def test_stdin_is_handed_over(ctrd):
+    # ctr never closes the container's stdin (runc behaves the same): read one line, not to EOF
+    proc = ctrd.run("--rm", IMAGE, "stdin", "sh", "-c", "read line; echo got $line",
+                    input="abc\n")
+    assert proc.stdout == "got abc\n"
+
+
+def test_a_missing_program_fails_with_minirun_oci_s_message(ctrd):
+    """The shim reads the reason from minirun-oci's --log (JSON) and ctr prints it."""
+    proc = ctrd.run("--rm", IMAGE, "missing", "no-such-program", check=False)
+    assert proc.returncode != 0
+    assert "OCI runtime create failed" in proc.stderr
+    assert "no-such-program: executable file not found in $PATH" in proc.stderr
+
+
+def test_systemd_cgroups_are_refused_in_one_line(ctrd):
+    proc = ctrd.run("--rm", "--runc-systemd-cgroup", "--cgroup", f"system.slice:{NS}:sd",
+                    IMAGE, "sd", "true", check=False)
+    assert proc.returncode != 0
+    assert "--systemd-cgroup is not supported" in proc.stderr
+
+
+def test_detached_task_exec_ps_ls_and_kill(ctrd):
+    script = 'trap "exit 42" TERM; echo $$ > /tmp/ready; while true; do sleep 0.1; done'
+    with ctrd.detached("detached", "sh", "-c", script) as pid:
+        assert ctrd.tasks()["detached"] == (pid, "RUNNING")
+        # the task's process is a real host process in the cgroup containerd asked for
+        assert f":/{NS}/detached" in Path(f"/proc/{pid}/cgroup").read_text()
+        # exec joins the task: its pid namespace (the task is PID 1), its files, its status back
+        proc = ctrd.exec("--exec-id", "look", "detached", "sh", "-c",
+                         "cat /tmp/ready; cat /proc/1/cmdline | tr '\\0' ' '; exit 3", check=False)
+        assert proc.returncode == 3, proc.stderr
+        first, cmdline = proc.stdout.splitlines()
+        assert first == "1"
+        assert cmdline.startswith("sh -c trap")
+        # a detached exec shows in `task ps` beside the first process, with its exec id
+        ctrd.exec("--detach", "--exec-id", "sleeper", "detached", "sleep", "100")
+        deadline = time.monotonic() + 5
+        while "sleeper" not in (ps := ctrd.ctr("task", "ps", "detached").stdout):
+            assert time.monotonic() < deadline, ps
+            time.sleep(0.05)
+        rows = [line.split() for line in ps.splitlines()[1:]]
+        assert [r for r in rows if r[0] == str(pid)]
+        sleeper = int(next(r[0] for r in rows if "ExecID:sleeper" in " ".join(r)))
+        assert Path(f"/proc/{sleeper}/cmdline").read_bytes() == b"sleep\x00100\x00"
+        # pause and resume through the freezer
+        ctrd.ctr("task", "pause", "detached")
+        assert ctrd.tasks()["detached"][1] == "PAUSED"
+        ctrd.ctr("task", "resume", "detached")
+        assert ctrd.tasks()["detached"][1] == "RUNNING"
+        # SIGTERM reaches the first process: its trap exits 42, the shim reaps it and tells
+        ctrd.ctr("task", "kill", "detached")
+        assert ctrd.wait_status("detached", "STOPPED") == "STOPPED"
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(sleeper, 0)
+            pytest.fail("the exec'd process outlived the task's PID 1")
+        removed = ctrd.remove("detached")
+        assert removed is not None and "exit code 42" in removed.stderr
+
+
+def test_kill_all_stops_every_process(ctrd):
+    with ctrd.detached("killall", "sh", "-c", "sleep 200 & sleep 300") as pid:
+        deadline = time.monotonic() + 5
+        while len(ctrd.ctr("task", "ps", "killall").stdout.splitlines()) < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        ctrd.ctr("task", "kill", "--all", "--signal", "SIGKILL", "killall")
+        assert ctrd.wait_status("killall", "STOPPED") == "STOPPED"
+        removed = ctrd.remove("killall")
+        assert "exit code 137" in removed.stderr
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 0)
+            pytest.fail("the task's process is still alive")
+
+
+def test_memory_limit_is_seen_inside_and_enforced(ctrd):
+    requires("cgroup:memory")
+    # ctr's default spec mounts no /sys/fs/cgroup: ask for the cgroup mount as runc users do
+    limit = 32 * 1024 * 1024
+    proc = ctrd.run("--rm", "--memory-limit", str(limit),
+                    "--mount", "type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro",
+                    IMAGE, "memory", "sh", "-c",
+                    "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null"
+                    " || cat /sys/fs/cgroup/memory.max;"
+                    # a 64 MiB buffer does not fit: the kernel's OOM killer ends dd (no swap here)
+                    "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo dd=$?")
+    seen, dd = proc.stdout.split()
+    assert int(seen) == limit
+    if Path("/proc/swaps").read_text().count("\n") <= 1:
+        assert dd == "dd=137"
+
+
+def on_a_terminal(ctrd: Containerd, *args: str) -> tuple[list[str], int]:
+    """`ctr ARGS` with a terminal of its own (script(1) makes one, as ctr -t needs): the
+    non-empty output lines and the exit status."""
+    if shutil.which("script") is None:
+        pytest.skip("script(1) (util-linux) is not installed")
+    cmd = ["ctr", "-a", str(ctrd.sock), "-n", NS, *args]
+    proc = subprocess.run(["script", "-qec", " ".join(f"'{a}'" for a in cmd), "/dev/null"],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    # ctr writes a NUL to the terminal first, echoed as "^@" (the same with runc)
+    out = proc.stdout.replace("\r", "").replace("^@", "")
+    return [line for line in out.splitlines() if line], proc.returncode
+
+
+TTY_CHECK = "tty; test -t 0 && test -t 1 && echo both-tty; exit 4"
+
+
+def test_run_t_gives_the_task_a_terminal(ctrd):
+    """-t: the shim passes --console-socket; minirun-oci sends the pty master back through it."""
+    lines, status = on_a_terminal(ctrd, "run", "--rm", "-t", *ctrd.runtime_flags(), IMAGE, "tty",
+                                  "sh", "-c", TTY_CHECK)
+    assert lines[0].startswith("/dev/pts/"), lines
+    assert lines[1] == "both-tty"
+    assert status == 4
+
+
+def test_exec_t_gives_the_process_a_terminal(ctrd):
+    """exec --console-socket --detach --pid-file: what the shim passes for `ctr task exec -t`."""
+    with ctrd.detached("exectty", "sleep", "100"):
+        lines, status = on_a_terminal(ctrd, "task", "exec", "-t", "--fifo-dir", str(ctrd.fifos),
+                                      "--exec-id", "term", "exectty", "sh", "-c", TTY_CHECK)
+        assert lines[0].startswith("/dev/pts/"), lines
+        assert "both-tty" in lines
+        assert status == 4
