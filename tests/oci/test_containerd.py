@@ -175,7 +175,7 @@ class Containerd:
     def leftovers(self) -> list[str]:
         found = [f"task {t}" for t in self.tasks()]
         found += [f"container {c}" for c in self.ctr("container", "ls", "-q").stdout.split()]
-        found += [f"minirun-oci state {p.name}" for p in (self.runc_root / NS).glob("*")]
+        found += [f"minirun-oci state {p.name}" for p in (self.runc_root / NS).glob("[!.]*")]
         found += [f"cgroup {p}" for p in self.cgroups()]
         found += [f"mount {m}" for m in self.mounts()]
         return found
@@ -360,6 +360,29 @@ def test_memory_limit_is_seen_inside_and_enforced(ctrd):
     assert int(seen) == limit
     if Path("/proc/swaps").read_text().count("\n") <= 1:
         assert dd == "dd=137"
+        # the shim watches the cgroup containerd named (memory.oom_control on v1) and says so
+        assert "topic=/tasks/oom" in (ctrd.base / "containerd.log").read_text()
+
+
+def test_privileged_gets_the_host_s_devices_and_root_s_capabilities(ctrd):
+    """--privileged lists every host device, /dev/ptmx too: it becomes the pts/ptmx link."""
+    ours = next(line for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith("CapEff"))
+    proc = ctrd.run("--rm", "--privileged", IMAGE, "priv", "sh", "-c",
+                    "readlink /dev/ptmx; grep CapEff /proc/self/status; ls /dev/kmsg")
+    assert proc.stdout.splitlines() == ["pts/ptmx", ours, "/dev/kmsg"]
+
+
+def test_a_task_joins_another_s_namespaces_as_a_pod_s_containers_do(ctrd):
+    """What containerd's CRI does for a Kubernetes pod: the sandbox task owns the network and PID
+    namespaces, the pod's containers join them by path (--with-ns)."""
+    with ctrd.detached("sandbox", "sleep", "100") as pid:
+        proc = ctrd.run("--rm", "--with-ns", f"network:/proc/{pid}/ns/net",
+                        "--with-ns", f"pid:/proc/{pid}/ns/pid", IMAGE, "member", "sh", "-c",
+                        "readlink /proc/self/ns/net; cat /proc/1/cmdline | tr '\\0' ' '")
+        net, first = proc.stdout.splitlines()
+        assert net == os.readlink(f"/proc/{pid}/ns/net")
+        assert first.strip() == "sleep 100"
 
 
 def on_a_terminal(ctrd: Containerd, *args: str) -> tuple[list[str], int]:
