@@ -11,6 +11,10 @@ it is stopped by pid, and everything it made is checked for, then removed: tasks
 started, the rootfs mounts of its overlay snapshots, the cgroups of its namespace, minirun-oci's
 state. The one path outside the directory is /run/containerd/s, where containerd 1.6 puts the
 shims' sockets whatever its config says; it is removed (if empty) when it was not there before.
+
+The same containerd has its CRI plugin on, with minirun registered as a runtime handler (the
+config.toml snippet docs/kubernetes.md quotes): the last tests do what the kubelet does for a pod
+whose RuntimeClass names that handler, over CRI's gRPC (tests/oci/cri.py; Debian has no crictl).
 """
 
 from __future__ import annotations
@@ -37,15 +41,17 @@ DOCKER_IMAGE = "docker.io/library/busybox:latest"  # ... and --format docker-arc
 SHIM_SOCKETS = Path("/run/containerd/s")      # fixed in containerd 1.6, not configurable
 BINARIES = ("containerd", "ctr", "containerd-shim-runc-v2")
 
-# The exact configuration this module runs containerd with (docs/oci.md quotes it).
+CRI_NS = "k8s.io"                             # the containerd namespace of the CRI plugin
+PAUSE_IMAGE = "minirun.test/pause:latest"     # busybox that sleeps: the pods' sandbox image
+
+# The exact configuration this module runs containerd with (docs/oci.md and docs/kubernetes.md
+# quote its CRI part).
 CONFIG = """\
 version = 2
 root = "{base}/root"
 state = "{base}/state"
-# the CRI plugin (Kubernetes) needs CNI and a pause image; ctr does not use it
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
-                    "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
-                    "io.containerd.snapshotter.v1.aufs"]
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+                    "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
 
 [grpc]
   address = "{base}/containerd.sock"
@@ -61,6 +67,26 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "{base}/opt"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{pause}"
+  # no AppArmor on this kernel, and minirun-oci refuses process.apparmorProfile
+  disable_apparmor = true
+  # the sandbox asks for oom_score_adj -998; lowering it needs CAP_SYS_RESOURCE, which root
+  # lacks on this VM (runc fails the same way): keep containerd's own instead
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{base}/cni/bin"
+    conf_dir = "{base}/cni/net.d"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.minirun]
+    runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.minirun.options]
+      BinaryName = "{oci}"
+      Root = "{base}/runc-cri"
 """
 
 
@@ -75,8 +101,10 @@ class Containerd:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        (self.base / "config.toml").write_text(CONFIG.format(base=self.base))
+        (self.base / "config.toml").write_text(CONFIG.format(base=self.base, pause=PAUSE_IMAGE, oci=OCI))
         self.fifos.mkdir()
+        for d in ("cni/bin", "cni/net.d", "pods"):
+            (self.base / d).mkdir(parents=True)
         log = open(self.base / "containerd.log", "w")
         self.proc = subprocess.Popen(["containerd", "--config", str(self.base / "config.toml")],
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -92,8 +120,8 @@ class Containerd:
         return "\n".join((self.base / "containerd.log").read_text().splitlines()[-lines:])
 
     def ctr(self, *args: str, check: bool = True, timeout: float = 60,
-            input: str | None = None) -> subprocess.CompletedProcess:
-        proc = subprocess.run(["ctr", "-a", str(self.sock), "-n", NS, *args], input=input,
+            input: str | None = None, ns: str = NS) -> subprocess.CompletedProcess:
+        proc = subprocess.run(["ctr", "-a", str(self.sock), "-n", ns, *args], input=input,
                               stdin=None if input is not None else subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
@@ -168,14 +196,24 @@ class Containerd:
         return out
 
     def cgroups(self) -> list[Path]:
-        """The cgroups containerd's cgroupsPath (/NS/ID) made, in every hierarchy."""
-        return [p for p in Path("/sys/fs/cgroup").glob(f"*/{NS}/*") if p.is_dir()] + \
-               [p for p in Path("/sys/fs/cgroup").glob(f"{NS}/*") if p.is_dir()]
+        """The cgroups under /NS (ctr's /NS/ID, the pods' /NS/pods/ID) in every hierarchy,
+        deepest first."""
+        found = []
+        for top in [*Path("/sys/fs/cgroup").glob(f"*/{NS}"), Path("/sys/fs/cgroup") / NS]:
+            for dirpath, _, _ in os.walk(top, topdown=False):
+                if Path(dirpath) != top:
+                    found.append(Path(dirpath))
+        return found
 
     def leftovers(self) -> list[str]:
         found = [f"task {t}" for t in self.tasks()]
         found += [f"container {c}" for c in self.ctr("container", "ls", "-q").stdout.split()]
         found += [f"minirun-oci state {p.name}" for p in (self.runc_root / NS).glob("[!.]*")]
+        found += [f"CRI task {t}" for t in self.ctr("task", "ls", "-q", ns=CRI_NS).stdout.split()]
+        found += [f"CRI container {c}"
+                  for c in self.ctr("container", "ls", "-q", ns=CRI_NS).stdout.split()]
+        found += [f"minirun-oci state {p.name}"
+                  for p in (self.base / "runc-cri" / CRI_NS).glob("[!.]*")]
         found += [f"cgroup {p}" for p in self.cgroups()]
         found += [f"mount {m}" for m in self.mounts()]
         return found
@@ -199,7 +237,7 @@ class Containerd:
         for point in sorted(self.mounts(), key=len, reverse=True):
             forced.append(f"mount {point}")
             subprocess.run(["umount", "-l", point], capture_output=True)
-        for group in sorted(Path("/sys/fs/cgroup").glob(f"*/{NS}/*"), key=lambda p: -len(str(p))):
+        for group in self.cgroups():
             forced.append(f"cgroup {group}")
             with contextlib.suppress(OSError):
                 group.rmdir()
@@ -232,9 +270,19 @@ def containerd(tmp_path_factory):
                             "-o", str(archive), "busybox"], check=True, capture_output=True)
             c.ctr("images", "import", str(archive))
             assert name in c.ctr("images", "ls", "-q").stdout.split(), f"{fmt}: not imported as {name}"
+            c.ctr("images", "import", str(archive), ns=CRI_NS)
+        # the pods' sandbox ("pause") image: busybox that sleeps, built by minirun
+        (base / "pause").mkdir()
+        (base / "pause/Containerfile").write_text('FROM busybox\nENTRYPOINT ["sleep", "86400"]\n')
+        subprocess.run([MINIRUN, "--root", str(store), "build", "-q", "-t", PAUSE_IMAGE,
+                        str(base / "pause")], check=True, capture_output=True)
+        subprocess.run([MINIRUN, "--root", str(store), "image", "save", "-q", "-o",
+                        str(base / "pause.tar"), PAUSE_IMAGE], check=True, capture_output=True)
+        c.ctr("images", "import", str(base / "pause.tar"), ns=CRI_NS)
         yield c
-        for image in c.ctr("images", "ls", "-q").stdout.split():
-            c.ctr("images", "rm", "--sync", image)
+        for ns in (NS, CRI_NS):
+            for image in c.ctr("images", "ls", "-q", ns=ns).stdout.split():
+                c.ctr("images", "rm", "--sync", image, ns=ns)
     finally:
         forced = c.stop()
         for path in reversed(created):     # /run/containerd/s, then /run/containerd: if empty
@@ -418,3 +466,58 @@ def test_exec_t_gives_the_process_a_terminal(ctrd):
         assert lines[0].startswith("/dev/pts/"), lines
         assert "both-tty" in lines
         assert status == 4
+
+
+# -- Kubernetes' path: the CRI plugin with minirun as a RuntimeClass handler ------------------
+@pytest.fixture
+def cri(ctrd):
+    try:
+        import grpc  # noqa: F401
+    except ImportError:
+        pytest.skip("grpcio is not installed (pyproject's test extra has it)")
+    from tests.oci import cri as client
+
+    c = client.Cri(str(ctrd.sock))
+    yield c
+    c.close()
+
+
+def test_a_pod_runs_with_the_minirun_runtime_handler(ctrd, cri):
+    """What the kubelet does for a pod with `runtimeClassName: minirun` (docs/kubernetes.md):
+    a sandbox, a container with a memory limit, exec, logs, stop with a grace period, removal.
+    Every step goes through containerd's runc shim calling minirun-oci."""
+    from tests.oci import cri as client
+
+    assert cri.version() == "containerd"
+    pod_cfg = client.pod_config("web", str(ctrd.base / "pods"), f"/{NS}/pods", "web-pod")
+    pod = cri.run_pod(pod_cfg, "minirun")
+    try:
+        # the sandbox is minirun-oci's: its state is in the handler's Root
+        assert (ctrd.base / "runc-cri" / CRI_NS / pod / "state.json").exists()
+        limit = 48 * 1024 * 1024
+        cid = cri.create(pod, client.container_config(
+            "app", DOCKER_IMAGE, ["sh", "-c"],
+            ["echo hello from $(hostname); cat /sys/fs/cgroup/memory/memory.limit_in_bytes;"
+             " trap 'exit 0' TERM; while true; do sleep 0.1; done"], "app.log", memory=limit),
+            pod_cfg)
+        cri.start(cid)
+        assert (ctrd.base / "runc-cri" / CRI_NS / cid / "state.json").exists()
+        assert cri.status(cid)[0] == client.RUNNING
+        log = ctrd.base / "pods" / "app.log"
+        deadline = time.monotonic() + 10
+        while len(lines := log.read_text().splitlines() if log.exists() else []) < 2:
+            assert time.monotonic() < deadline, lines
+            time.sleep(0.05)
+        # CRI's log format: time, stream, tag, text
+        assert [line.split(" ", 3)[1:] for line in lines[:2]] == [
+            ["stdout", "F", "hello from web-pod"], ["stdout", "F", str(limit)]]
+        # exec (kubectl exec, exec probes): output and status back through CRI
+        assert cri.exec_sync(cid, ["sh", "-c", "echo probe; exit 3"]) == ("probe\n", 3)
+        # stop with a grace period: SIGTERM first, the trap exits 0
+        cri.stop(cid, 10)
+        assert cri.status(cid) == (client.EXITED, 0)
+        cri.remove(cid)
+        assert not (ctrd.base / "runc-cri" / CRI_NS / cid).exists()
+    finally:
+        cri.remove_pod(pod)
+    assert not (ctrd.base / "runc-cri" / CRI_NS / pod).exists()
