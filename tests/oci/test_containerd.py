@@ -86,6 +86,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     runtime_type = "io.containerd.runc.v2"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.minirun.options]
       BinaryName = "{oci}"
+      SystemdCgroup = false
       Root = "{base}/runc-cri"
 """
 
