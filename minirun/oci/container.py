@@ -509,7 +509,9 @@ def _destroy(c: Container) -> None:
         if cg.frozen():
             cg.thaw()            # a frozen task acts on SIGKILL only once thawed (cgroup v1)
         _wait_pid(c.record.pid, 10.0)
-    cg.destroy()
+    # the parents of a cgroupsPath the caller gave are the caller's (the kubelet's pod and QoS
+    # groups, podman's libpod_parent): they stay, as with runc; ours (minirun-oci/) go once empty
+    cg.destroy(parents=c.record.cgroup.startswith(f"{CGROUP_PARENT}/"))
     import shutil
 
     shutil.rmtree(c.dir)

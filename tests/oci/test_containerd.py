@@ -469,9 +469,9 @@ def test_run_t_gives_the_task_a_terminal(ctrd):
     """-t: the shim passes --console-socket; minirun-oci sends the pty master back through it."""
     lines, status = on_a_terminal(ctrd, "run", "--rm", "-t", *ctrd.runtime_flags(), IMAGE, "tty",
                                   "sh", "-c", TTY_CHECK)
-    assert lines[0].startswith("/dev/pts/"), lines
-    assert lines[1] == "both-tty"
-    assert status == 4
+    assert any(line.startswith("/dev/pts/") for line in lines), lines
+    assert "both-tty" in lines
+    assert status == 4, lines
 
 
 def test_exec_t_gives_the_process_a_terminal(ctrd):
@@ -479,9 +479,10 @@ def test_exec_t_gives_the_process_a_terminal(ctrd):
     with ctrd.detached("exectty", "sleep", "100"):
         lines, status = on_a_terminal(ctrd, "task", "exec", "-t", "--fifo-dir", str(ctrd.fifos),
                                       "--exec-id", "term", "exectty", "sh", "-c", TTY_CHECK)
-        assert lines[0].startswith("/dev/pts/"), lines
+        # ctr may log a failed resize (the process ended first) among the lines, as with runc
+        assert any(line.startswith("/dev/pts/") for line in lines), lines
         assert "both-tty" in lines
-        assert status == 4
+        assert status == 4, lines
 
 
 # -- Kubernetes' path: the CRI plugin with minirun as a RuntimeClass handler ------------------
@@ -537,3 +538,9 @@ def test_a_pod_runs_with_the_minirun_runtime_handler(ctrd, cri):
     finally:
         cri.remove_pod(pod)
     assert not (ctrd.base / "runc-cri" / CRI_NS / pod).exists()
+    # the pod's cgroup parent is the kubelet's (it sets the pod's limits there): it stays
+    parents = [*Path("/sys/fs/cgroup").glob(f"*/{NS}/pods"), Path("/sys/fs/cgroup", NS, "pods")]
+    left = [p for p in parents if p.is_dir()]
+    assert left, "minirun-oci removed the pod's cgroup parent"
+    for group in left:
+        group.rmdir()

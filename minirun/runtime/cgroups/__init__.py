@@ -341,13 +341,15 @@ class Cgroup:
             if frozen:
                 freezer.thaw(self.paths)
 
-    def destroy(self, timeout: float = 5.0) -> None:
-        """Kill everything, wait until empty, remove the group and empty shared parents.
+    def destroy(self, timeout: float = 5.0, parents: bool = True) -> None:
+        """Kill everything, wait until empty, remove the group and (`parents`) the shared
+        parents it leaves empty.
 
         The usual case is a group whose processes have all exited: rmdir succeeds at once, so
         we try that first and only read cgroup.procs and kill when the kernel says EBUSY."""
         if self._try_rmdir():
-            self.manager._remove_parents(self.name)
+            if parents:
+                self.manager._remove_parents(self.name)
             return
         # drivers again for the hierarchies that still have the group (rmdir may have removed some)
         self.__init__(self.manager, self.name, {k: d for k, d in self.paths.items() if d.is_dir()})
@@ -360,7 +362,8 @@ class Cgroup:
             time.sleep(0.02)
         for d in self._dirs():
             _fs.rmdir(d)
-        self.manager._remove_parents(self.name)
+        if parents:
+            self.manager._remove_parents(self.name)
 
     def _try_rmdir(self) -> bool:
         """rmdir the group everywhere; False (nothing forced) if a hierarchy still has tasks."""
