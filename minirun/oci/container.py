@@ -104,7 +104,11 @@ class Container:
     def cgroup(self):
         from minirun.runtime.cgroups import detect
 
-        return detect().open(self.record.cgroup)
+        cg = detect().open(self.record.cgroup)
+        # the parents of a cgroupsPath the caller gave are the caller's (the kubelet's pod and QoS
+        # groups, podman's libpod_parent): they stay, as with runc; ours (minirun-oci/) go once empty
+        cg.keep_parents = not self.record.cgroup.startswith(f"{CGROUP_PARENT}/")
+        return cg
 
     def require(self, operation: str) -> str:
         status = self.status()
@@ -509,9 +513,7 @@ def _destroy(c: Container) -> None:
         if cg.frozen():
             cg.thaw()            # a frozen task acts on SIGKILL only once thawed (cgroup v1)
         _wait_pid(c.record.pid, 10.0)
-    # the parents of a cgroupsPath the caller gave are the caller's (the kubelet's pod and QoS
-    # groups, podman's libpod_parent): they stay, as with runc; ours (minirun-oci/) go once empty
-    cg.destroy(parents=c.record.cgroup.startswith(f"{CGROUP_PARENT}/"))
+    cg.destroy()
     import shutil
 
     shutil.rmtree(c.dir)

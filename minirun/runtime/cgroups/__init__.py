@@ -210,6 +210,10 @@ class CgroupManager:
 class Cgroup:
     """One group (e.g. "minirun/<id>") across all hierarchies."""
 
+    # destroy() also removes the parents the group leaves empty ("minirun/"), unless they are
+    # someone else's: an OCI caller's cgroupsPath (minirun-oci sets this)
+    keep_parents = False
+
     def __init__(self, manager: CgroupManager, name: str, paths: dict[str, Path]):
         self.manager = manager
         self.name = name
@@ -341,14 +345,14 @@ class Cgroup:
             if frozen:
                 freezer.thaw(self.paths)
 
-    def destroy(self, timeout: float = 5.0, parents: bool = True) -> None:
-        """Kill everything, wait until empty, remove the group and (`parents`) the shared
-        parents it leaves empty.
+    def destroy(self, timeout: float = 5.0) -> None:
+        """Kill everything, wait until empty, remove the group and the shared parents it leaves
+        empty (unless keep_parents).
 
         The usual case is a group whose processes have all exited: rmdir succeeds at once, so
         we try that first and only read cgroup.procs and kill when the kernel says EBUSY."""
         if self._try_rmdir():
-            if parents:
+            if not self.keep_parents:
                 self.manager._remove_parents(self.name)
             return
         # drivers again for the hierarchies that still have the group (rmdir may have removed some)
@@ -362,7 +366,7 @@ class Cgroup:
             time.sleep(0.02)
         for d in self._dirs():
             _fs.rmdir(d)
-        if parents:
+        if not self.keep_parents:
             self.manager._remove_parents(self.name)
 
     def _try_rmdir(self) -> bool:

@@ -123,7 +123,7 @@ class FakeCgroup:
     def kill_all(self, sig: int = signal.SIGKILL) -> None:
         self.manager._record("kill_all", self.name, sig)
 
-    def destroy(self, timeout: float = 5.0, parents: bool = True) -> None:
+    def destroy(self, timeout: float = 5.0) -> None:
         self.manager._record("destroy", self.name)
         self.destroyed = True
         self.members.clear()
