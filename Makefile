@@ -16,6 +16,9 @@ APT_PACKAGES += chromium
 # real OCI clients driving minirun-oci (tests/oci/test_podman.py). Without recommends they are
 # ~15 MB to fetch and seconds to install, so `make test` gets them (docs/oci.md)
 ECOSYSTEM_PACKAGES := podman conmon runc
+# containerd + ctr + its runc shim (tests/oci/test_containerd.py starts a private containerd; the
+# package's service is not used: on a systemd machine, `systemctl disable --now containerd`)
+ECOSYSTEM_PACKAGES += containerd
 NATIVE_SOURCES := $(wildcard c_ext/*.c c_ext/*.h c_ext/build.py) setup.py pyproject.toml
 IMAGE := rootfs/build/busybox.tar
 
@@ -36,7 +39,7 @@ prereqs:  ## apt packages (only the missing ones; needs root)
 	fi
 
 .PHONY: prereqs-ecosystem test-ecosystem
-prereqs-ecosystem:  ## podman, conmon, runc without their recommends (only the missing ones)
+prereqs-ecosystem:  ## podman, conmon, runc, containerd without their recommends (only the missing ones)
 	@missing=$$(for p in $(ECOSYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing: $$missing"; \
@@ -44,8 +47,8 @@ prereqs-ecosystem:  ## podman, conmon, runc without their recommends (only the m
 		apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
 	fi
 
-test-ecosystem: install image prereqs-ecosystem  ## only the tests where podman drives minirun-oci
-	$(PY) -m pytest -q tests/oci/test_podman.py
+test-ecosystem: install image prereqs-ecosystem  ## only the tests where podman and containerd drive minirun-oci
+	$(PY) -m pytest -q tests/oci/test_podman.py tests/oci/test_containerd.py
 
 $(VENV)/.installed: $(NATIVE_SOURCES)
 	@$(MAKE) --no-print-directory prereqs

@@ -111,7 +111,11 @@ class Container:
     def cgroup(self):
         from minirun.runtime.cgroups import detect
 
-        return detect().open(self.record.cgroup)
+        cg = detect().open(self.record.cgroup)
+        # the parents of a cgroupsPath the caller gave are the caller's (the kubelet's pod and QoS
+        # groups, podman's libpod_parent): they stay, as with runc; ours (minirun-oci/) go once empty
+        cg.keep_parents = not self.record.cgroup.startswith(f"{CGROUP_PARENT}/")
+        return cg
 
     def require(self, operation: str) -> str:
         status = self.status()

@@ -430,7 +430,10 @@ def _fsops(np: NativePlan, spec: dict[str, Any], launch: Launch) -> None:
         np.fsop_names.append(name)
     in_userns = any(n["type"] == "user" for n in spec.get("linux", {}).get("namespaces", []))
     hosts = _device_hosts(spec) if in_userns else {}
+    dev_mounted = any(m["destination"] == "/dev" for m in spec.get("mounts", []))
     for d in spec.get("linux", {}).get("devices", []):
+        if dev_mounted and d["path"] == "/dev/ptmx":
+            continue     # the pts/ptmx link below replaces it, as in runc (privileged lists it)
         if in_userns:    # mknod(2) is not allowed in a user namespace: bind the host's node
             source = hosts.get(d["path"], d["path"])
             ops.append({"kind": lib.MR_OP_MOUNT, "target": d["path"], "source": source,
@@ -442,8 +445,11 @@ def _fsops(np: NativePlan, spec: dict[str, Any], launch: Launch) -> None:
                     "major": d.get("major", 0), "minor": d.get("minor", 0),
                     "uid": d.get("uid", 0), "gid": d.get("gid", 0)})
         np.fsop_names.append(d["path"])
-    if any(m["destination"] == "/dev" for m in spec.get("mounts", [])):
+    if dev_mounted:
+        listed = {d["path"] for d in spec.get("linux", {}).get("devices", [])} - {"/dev/ptmx"}
         for source, target in DEV_SYMLINKS:
+            if target in listed:
+                continue     # a device node of that name is there already (runc keeps it too)
             ops.append({"kind": lib.MR_OP_SYMLINK, "source": source, "target": target})
             np.fsop_names.append(f"{target} -> {source}")
     verbs = {lib.MR_OP_MOUNT: "mount", lib.MR_OP_MKNOD: "mknod", lib.MR_OP_SYMLINK: "symlink",

@@ -294,3 +294,16 @@ def test_errors_also_go_to_the_log_file_as_json(oci, tmp_path):
     assert proc.returncode == 1
     entry = json.loads(log.read_text())
     assert entry["level"] == "error" and entry["msg"] == "container nobody does not exist"
+
+
+def test_a_listed_dev_ptmx_becomes_the_pts_link(oci):
+    """containerd's --privileged lists every host device, /dev/ptmx among them: as runc, the
+    container gets the pts/ptmx link there, and a listed node keeps a default link's name."""
+    spec = oci.configure(["sh", "-c", "readlink /dev/ptmx; stat -c %F /dev/stdin"])
+    spec["linux"]["devices"] = [
+        {"path": "/dev/ptmx", "type": "c", "major": 5, "minor": 2, "fileMode": 0o666},
+        {"path": "/dev/stdin", "type": "c", "major": 1, "minor": 3, "fileMode": 0o666},
+    ]
+    oci.write(spec)
+    proc = oci("run", "--bundle", str(oci.bundle), f"ptmx-{os.getpid()}")
+    assert proc.stdout.split("\n")[:2] == ["pts/ptmx", "character special file"]

@@ -90,6 +90,8 @@ def podman(tmp_path_factory):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (`make test-ecosystem` installs it)")
     created = [p for p in HOST_PATHS if not p.exists()]
+    # podman's cgroup parent: podman makes it, minirun-oci leaves it (as runc does)
+    parents = {*Path("/sys/fs/cgroup").glob("*/libpod_parent")}
     base = tmp_path_factory.mktemp("podman")
     p = Podman(base)
     try:
@@ -104,6 +106,9 @@ def podman(tmp_path_factory):
         shutil.rmtree(base, ignore_errors=True)
         for path in created:
             shutil.rmtree(path, ignore_errors=True)
+        for group in {*Path("/sys/fs/cgroup").glob("*/libpod_parent")} - parents:
+            with contextlib.suppress(OSError):
+                group.rmdir()
     assert not ids, f"a test left podman containers behind: {ids}"
     assert not leaks, f"podman + minirun-oci left these behind: {leaks}"
 

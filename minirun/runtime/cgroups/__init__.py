@@ -252,6 +252,10 @@ class CgroupManager:
 class Cgroup:
     """One group (e.g. "minirun/<id>") across all hierarchies."""
 
+    # destroy() also removes the parents the group leaves empty ("minirun/"), unless they are
+    # someone else's: an OCI caller's cgroupsPath (minirun-oci sets this)
+    keep_parents = False
+
     def __init__(self, manager: CgroupManager, name: str, paths: dict[str, Path]):
         self.manager = manager
         self.name = name
@@ -384,12 +388,14 @@ class Cgroup:
                 freezer.thaw(self.paths)
 
     def destroy(self, timeout: float = 5.0) -> None:
-        """Kill everything, wait until empty, remove the group and empty shared parents.
+        """Kill everything, wait until empty, remove the group and the shared parents it leaves
+        empty (unless keep_parents).
 
         The usual case is a group whose processes have all exited: rmdir succeeds at once, so
         we try that first and only read cgroup.procs and kill when the kernel says EBUSY."""
         if self._try_rmdir():
-            self.manager._remove_parents(self.name)
+            if not self.keep_parents:
+                self.manager._remove_parents(self.name)
             return
         # drivers again for the hierarchies that still have the group (rmdir may have removed some)
         self.__init__(self.manager, self.name, {k: d for k, d in self.paths.items() if d.is_dir()})
@@ -402,7 +408,8 @@ class Cgroup:
             time.sleep(0.02)
         for d in self._dirs():
             _fs.rmdir(d)
-        self.manager._remove_parents(self.name)
+        if not self.keep_parents:
+            self.manager._remove_parents(self.name)
 
     def _try_rmdir(self) -> bool:
         """rmdir the group everywhere; False (nothing forced) if a hierarchy still has tasks."""
