@@ -453,7 +453,7 @@ def _fsops(np: NativePlan, spec: dict[str, Any], launch: Launch) -> None:
             ops.append({"kind": lib.MR_OP_SYMLINK, "source": source, "target": target})
             np.fsop_names.append(f"{target} -> {source}")
     verbs = {lib.MR_OP_MOUNT: "mount", lib.MR_OP_MKNOD: "mknod", lib.MR_OP_SYMLINK: "symlink",
-             lib.MR_OP_MKDIR: "mkdir"}
+             lib.MR_OP_MKDIR: "mkdir", lib.MR_OP_MOVE_MOUNT: "move_mount"}
     np.fsop_labels = [f"{verbs[op['kind']]} {name}" for op, name in zip(ops, np.fsop_names, strict=True)]
     arr = ffi.new("struct mr_fsop[]", max(len(ops), 1))
     np._keep.append(arr)
