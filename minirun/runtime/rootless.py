@@ -25,9 +25,12 @@ layer's owners.json); the user owns every file, which the map shows as root's in
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from minirun.errors import MinirunError, RootlessUnsupported
+
+TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 SUBUID = "/etc/subuid"
 SUBGID = "/etc/subgid"
