@@ -118,11 +118,13 @@ class Cri:
         self.call("RemovePodSandbox", msg((1, pod)))
 
 
-def pod_config(name: str, log_dir: str, cgroup_parent: str, hostname: str) -> bytes:
-    """PodSandboxConfig: metadata, hostname, log directory; Linux: the cgroup parent and
-    namespaces as a hostNetwork pod has them (no CNI here): network NODE, pid CONTAINER, ipc POD."""
+def pod_config(name: str, log_dir: str, cgroup_parent: str) -> bytes:
+    """PodSandboxConfig: metadata, log directory; Linux: the cgroup parent and namespaces as a
+    hostNetwork pod has them (no CNI here): network NODE, pid CONTAINER, ipc POD. No hostname:
+    the kubelet sets none for a hostNetwork pod, whose UTS namespace is the node's (a hostname
+    without a UTS namespace of its own is refused by runc and minirun-oci alike)."""
     namespaces = msg((1, NODE), (2, CONTAINER), (3, POD))
-    return msg((1, msg((1, name), (2, f"uid-{name}"), (3, "default"))), (2, hostname),
+    return msg((1, msg((1, name), (2, f"uid-{name}"), (3, "default"))),
                (3, log_dir), (8, msg((1, cgroup_parent), (2, msg((1, namespaces))))))
 
 

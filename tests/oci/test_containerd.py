@@ -23,6 +23,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -506,7 +507,7 @@ def test_a_pod_runs_with_the_minirun_runtime_handler(ctrd, cri):
     from tests.oci import cri as client
 
     assert cri.version() == "containerd"
-    pod_cfg = client.pod_config("web", str(ctrd.base / "pods"), f"/{NS}/pods", "web-pod")
+    pod_cfg = client.pod_config("web", str(ctrd.base / "pods"), f"/{NS}/pods")
     pod = cri.run_pod(pod_cfg, "minirun")
     try:
         # the sandbox is minirun-oci's: its state is in the handler's Root
@@ -527,7 +528,7 @@ def test_a_pod_runs_with_the_minirun_runtime_handler(ctrd, cri):
             time.sleep(0.05)
         # CRI's log format: time, stream, tag, text
         assert [line.split(" ", 3)[1:] for line in lines[:2]] == [
-            ["stdout", "F", "hello from web-pod"], ["stdout", "F", str(limit)]]
+            ["stdout", "F", f"hello from {socket.gethostname()}"], ["stdout", "F", str(limit)]]
         # exec (kubectl exec, exec probes): output and status back through CRI
         assert cri.exec_sync(cid, ["sh", "-c", "echo probe; exit 3"]) == ("probe\n", 3)
         # stop with a grace period: SIGTERM first, the trap exits 0
