@@ -127,9 +127,6 @@ def make_bundle(tmp: Path, tar: Path) -> Path:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     cfg["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": min(soft, 1024), "hard": min(hard, 1024)}]
     cfg["root"] = {"path": "rootfs", "readonly": True}
-    # `runc spec` lists ambient capabilities without inheritable ones, which the kernel refuses
-    # to raise: runc ignores that failure, minirun-oci reports it. Root's /bin/true needs none.
-    cfg["process"].get("capabilities", {}).pop("ambient", None)
     cfg_path.write_text(json.dumps(cfg, indent=2))
     return bundle
 

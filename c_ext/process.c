@@ -165,9 +165,13 @@ static int set_ids_and_caps(const struct mr_process *c, struct mr_err *err)
     if (syscall(SYS_capset, &hdr, data) < 0)
         return mr_fail(err, MR_STEP_CAPS, -1, NULL);
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    /* The kernel raises an ambient capability only if it is permitted and inheritable (EPERM
+     * otherwise). `runc spec` lists ambient capabilities without inheritable ones and runc
+     * skips what cannot be raised; so do we, or such bundles would not run. Nothing is gained
+     * by skipping: the capability is simply not ambient. Any other error is real. */
     for (int cap = 0; cap <= c->cap_last; cap++)
         if ((c->cap_ambient & (1ull << cap)) &&
-            prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+            prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0 && errno != EPERM)
             return mr_fail(err, MR_STEP_AMBIENT, cap, NULL);
     return 0;
 }

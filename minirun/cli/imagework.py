@@ -48,7 +48,6 @@ def export(
                                "standard output, if it is not a terminal)."),
 ) -> None:
     """Write a container's whole filesystem (image and changes) as one tar."""
-    import os
 
     from minirun.errors import UsageError
     from minirun.images import tree
@@ -65,18 +64,12 @@ def export(
         tree.write_merged(sys.stdout.buffer, dirs, userns.id_mapper(record.spec()))
         sys.stdout.buffer.flush()
         return
-    tmp = f"{output}.{os.getpid()}.tmp"
-    try:
-        f = open(tmp, "wb")  # noqa: SIM115
-    except OSError as e:
-        raise UsageError(f"cannot write {output}: {os.strerror(e.errno or 5)}") from None
-    try:
-        with f:
-            tree.write_merged(f, dirs, userns.id_mapper(record.spec()))
-        os.rename(tmp, output)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    from minirun.paths import output_file
+    from minirun.runtime import faults
+
+    with output_file(output) as f:          # whole or not at all, even if we are killed
+        tree.write_merged(f, dirs, userns.id_mapper(record.spec()))
+        faults.point("output:written")
 
 
 def build(

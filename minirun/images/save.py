@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tarfile
 from pathlib import Path
 
@@ -172,21 +171,11 @@ def save(store, refs: list[str], out, fmt: str = "oci", progress=None) -> None:
 
 
 def save_to_path(store, refs: list[str], path: str, fmt: str = "oci", progress=None) -> None:
-    """save() into `path`, atomically: a temp file beside it, renamed when complete."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        f = open(tmp, "wb")  # noqa: SIM115
-    except OSError as e:
-        raise UsageError(f"cannot write {path}: {os.strerror(e.errno or 5)}") from None
-    from minirun.errors import storage_errors
+    """save() into `path`, atomically: nothing is there until the archive is complete, and a
+    command killed half way leaves nothing (paths.output_file)."""
+    from minirun.paths import output_file
+    from minirun.runtime import faults
 
-    try:
-        with storage_errors(f"cannot write {path}"), f:
-            save(store, refs, f, fmt, progress)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with output_file(path) as f:
+        save(store, refs, f, fmt, progress)
+        faults.point("output:written")

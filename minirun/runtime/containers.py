@@ -370,9 +370,11 @@ class Runtime:
         sig = signal_number(annotations.get("org.opencontainers.image.stopSignal", "SIGTERM"))
         self._event("kill", record, signal=sig)
         _signal(record, sig)
+        faults.point("stop:signalled")
         if not self.wait_exit(record, timeout):
             self._event("kill", record, signal=int(signal.SIGKILL))
             _signal(record, signal.SIGKILL)
+            faults.point("stop:killed")
             self.wait_exit(record, 10.0)
         self._event("stop", record)
         return record

@@ -25,6 +25,8 @@ POINTS = {
     "start:spawned": "the monitor and the child exist, the child waits for GO",
     "start:running": "the container runs, the pid is recorded",
     "run:exited": "a foreground `run --rm` container exited, not yet removed",
+    "stop:signalled": "the stop signal is sent, the container's exit not yet seen",
+    "stop:killed": "the grace period is over and SIGKILL sent, the exit not yet seen",
     "rm:cgroup-destroyed": "the cgroup is gone, the directory and name are not",
     "rm:renamed": "the directory is renamed to .removing-ID, not yet deleted",
     # the image store (import, load, build and commit all go through it)
@@ -34,6 +36,7 @@ POINTS = {
     "image:layer-stored": "the layer is renamed into images/layers/, no image names it yet",
     "image:blob-stored": "the config blob is stored, the index does not name it yet",
     "image:indexed": "the image is visible, its staging directory is not yet removed",
+    "output:written": "`image save -o` / `export -o`: the archive is complete, not yet named",
     "build:step-running": "a build's RUN step container runs (it belongs to the build)",
     # networks (a container's start, `network connect`)
     "net:leased": "create: the address is leased and journaled in network.json",

@@ -25,13 +25,16 @@ SCENARIOS = {
     "start:spawned": (["run", "-d", "--name", "victim", "busybox", "sleep", "30"], False),
     "start:running": (["run", "-d", "--name", "victim", "busybox", "sleep", "30"], True),
     "run:exited": (["run", "--rm", "--name", "victim", "busybox", "true"], False),
+    # PID 1 of a pid namespace ignores a SIGTERM it has no handler for: sleep runs on
+    "stop:signalled": (["stop", "-t", "5", "victim"], True),
+    "stop:killed": (["stop", "-t", "0", "victim"], False),
     "rm:cgroup-destroyed": (["rm", "-f", "victim"], False),
     "rm:renamed": (["rm", "-f", "victim"], False),
 }
 
 
 def test_every_container_fault_point_has_a_scenario():
-    assert set(SCENARIOS) == {p for p in POINTS if p.split(":")[0] in ("create", "start", "run", "rm")}
+    assert set(SCENARIOS) == {p for p in POINTS if p.split(":")[0] in ("create", "start", "run", "stop", "rm")}
 
 
 def _crash(clean, point: str, args: list[str]) -> subprocess.CompletedProcess:
@@ -48,7 +51,7 @@ def _ids(root: Path) -> set[str]:
 @pytest.mark.parametrize("point", list(SCENARIOS))
 def test_gc_after_a_crash_leaves_the_host_clean_and_the_state_true(clean, point):
     args, may_run = SCENARIOS[point]
-    if point.startswith("rm:"):
+    if point.startswith(("rm:", "stop:")):
         clean("run", "-d", "--name", "victim", "busybox", "sleep", "30")
     before = _ids(clean.root)
     crashed = _crash(clean, point, args)
@@ -95,8 +98,8 @@ def test_start_after_a_crash_between_cgroup_and_process_works_without_gc(clean):
 
 def test_every_fault_point_is_crashed_by_some_test():
     """Each family of points has its own test module, which checks that it covers all of its
-    points: containers here, image: and build: in test_faults_images.py, net:, connect: and
+    points: containers here, image:, build: and output: in test_faults_images.py, net:, connect: and
     network-rm: in test_faults_network.py, worker: in test_faults_worker.py."""
     families = {p.split(":")[0] for p in POINTS}
-    assert families == {"create", "start", "run", "rm", "image", "build", "net", "connect",
+    assert families == {"create", "start", "run", "stop", "rm", "image", "output", "build", "net", "connect",
                         "network-rm", "worker"}

@@ -26,7 +26,7 @@ SCENARIOS = ([("import", p) for p in STORE_POINTS] + [("load", p) for p in STORE
 
 def test_every_image_point_has_a_scenario():
     covered = {p for _, p in SCENARIOS}
-    assert covered == {p for p in POINTS if p.startswith(("image:", "build:"))}
+    assert covered | {"output:written"} == {p for p in POINTS if p.startswith(("image:", "build:", "output:"))}
 
 
 def unique_rootfs(tag: str) -> bytes:
@@ -119,3 +119,29 @@ def test_gc_after_an_image_crash_leaves_a_whole_store(clean, tmp_path, verb, poi
         for iid in [i["Id"] for i in _images(clean) if i["Id"] not in before]:
             clean("image", "rm", iid, check=False)
         clean("gc", "--grace", "0", check=False)
+
+
+@pytest.mark.parametrize("verb", ["save", "export"])
+def test_a_save_or_export_killed_before_its_archive_is_named_leaves_nothing(clean, tmp_path, verb):
+    """`image save -o` and `export -o` write an unnamed file (O_TMPFILE) and name it only when
+    it is whole: SIGKILL just before that leaves neither the archive nor a temp file, and an
+    older archive at the same path is untouched."""
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "archive.tar"
+    target.write_bytes(b"an older archive")
+    if verb == "save":
+        args = ["image", "save", "-o", str(target), "busybox"]
+    else:
+        clean("create", "--name", "exported", "busybox", "true")
+        args = ["export", "-o", str(target), "exported"]
+    crashed = _crash(clean, "output:written", args)
+    assert crashed.returncode == -9, crashed.stderr
+    assert sorted(os.listdir(out)) == ["archive.tar"]
+    assert target.read_bytes() == b"an older archive"
+    done = subprocess.run([*MINIRUN, "--root", str(clean.root), *args], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(out)) == ["archive.tar"]
+    assert tarfile.open(target).getmembers(), "the archive written after the crash is whole"
+    if verb == "export":
+        clean("rm", "exported")

@@ -266,3 +266,18 @@ def test_home_comes_from_the_root_s_passwd_when_env_has_none(rt, uid, home):
     assert run_inside(rt, config, 'echo "$HOME"').strip() == home
     config["process"]["env"].append("HOME=/mine")
     assert run_inside(rt, config, 'echo "$HOME"').strip() == "/mine"
+
+
+
+def test_ambient_capabilities_that_are_not_inheritable_are_skipped_as_runc_does(rt):
+    """`runc spec` lists ambient capabilities without inheritable ones; the kernel refuses to
+    raise those (EPERM). runc skips them and runs the bundle; so does minirun-oci, and a user's
+    process then simply has no ambient (so, after exec, no) capabilities."""
+    config = suite_config()
+    config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    caps = config["process"]["capabilities"]
+    caps.update(bounding=["CAP_CHOWN", "CAP_KILL"], permitted=["CAP_CHOWN", "CAP_KILL"],
+                effective=["CAP_CHOWN", "CAP_KILL"], inheritable=[], ambient=["CAP_KILL"])
+    out = run_inside(rt, config, r"grep -E '^Cap(Inh|Prm|Eff|Amb)' /proc/self/status | tr -d '\t'").splitlines()
+    assert dict(line.split(":") for line in out) == {
+        "CapInh": "0" * 16, "CapPrm": "0" * 16, "CapEff": "0" * 16, "CapAmb": "0" * 16}
