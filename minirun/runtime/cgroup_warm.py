@@ -129,3 +129,10 @@ os.register_at_fork(after_in_child=_forget_in_child)
 def warming() -> bool:
     with _guard:
         return _thread is not None and time.monotonic() < _until
+
+
+def running() -> bool:
+    """Whether the warmer thread still exists: it ends within one period after stop()."""
+    with _guard:
+        thread = _thread
+    return thread is not None and thread.is_alive()
