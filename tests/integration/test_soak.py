@@ -11,7 +11,17 @@ from tests.conftest import REPO, requires
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import _common  # noqa: E402
+import pytest  # noqa: E402
 import soak  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _benchmark_cleanups():
+    """What the benchmark helpers made for the run (its private bytecode cache in /tmp): a
+    script removes it at exit (run_standalone), a test here."""
+    yield
+    _common.run_cleanups()
 
 
 def test_short_soak_leaves_nothing_behind():
