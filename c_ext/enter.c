@@ -51,15 +51,8 @@ static _Noreturn void enter_process(const struct mr_enter *ex, uint64_t *stamps,
                 mr_report_and_exit(ex->sync_fd, &err);
             if (filtered)
                 STAMP(SECCOMP);
-            if (ex->trace) {                 /* sent under the filter, as a failure report would be */
-                struct mr_msg trace;
-                memset(&trace, 0, sizeof(trace));
-                trace.type = MR_MSG_TRACE;
-                memcpy(trace.stamps, stamps, sizeof(trace.stamps));
-                memcpy(trace.items, items, sizeof(trace.items));
-                trace.stamps[MR_STEP_EXEC] = mr_now_ns();
-                mr_send_msg(ex->sync_fd, &trace, -1);
-            }
+            if (ex->trace)                /* under the filter, as a failure report would be */
+                mr_send_trace(ex->sync_fd, stamps, items);
             mr_process_exec(&ex->process, ex->sync_fd, &err);
         }
     }

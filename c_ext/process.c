@@ -49,6 +49,20 @@ int mr_send_msg(int fd, const struct mr_msg *msg, int pass_fd)
     return n == (ssize_t)sizeof(*msg) ? 0 : -1;
 }
 
+/* `minirun trace`: the step stamps (MR_STEP__COUNT of them) and the per-entry stamps of a list
+ * (MR_TRACE_ITEMS), with the exec step stamped now. Sent under the seccomp filter, as a failure
+ * report would be; best effort: a trace never stops a container. */
+void mr_send_trace(int fd, const uint64_t *stamps, const uint64_t *items)
+{
+    struct mr_msg trace;
+    memset(&trace, 0, sizeof(trace));
+    trace.type = MR_MSG_TRACE;
+    memcpy(trace.stamps, stamps, sizeof(trace.stamps));
+    memcpy(trace.items, items, sizeof(trace.items));
+    trace.stamps[MR_STEP_EXEC] = mr_now_ns();
+    mr_send_msg(fd, &trace, -1);
+}
+
 /* (7) A step failed: tell the parent {errno, step, index} and exit like a shell would, 126/127
  * when the program could not be run, 125 for our own failures. */
 _Noreturn void mr_report_and_exit(int sync_fd, const struct mr_err *err)

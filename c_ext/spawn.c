@@ -289,15 +289,8 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
     if (filtered > 0)
         STAMP(SECCOMP);
     if (filtered >= 0) {
-        if (p->trace) {            /* sent under the filter, as a failure report would be */
-            struct mr_msg trace;
-            memset(&trace, 0, sizeof(trace));
-            trace.type = MR_MSG_TRACE;
-            memcpy(trace.stamps, stamps, sizeof(trace.stamps));
-            memcpy(trace.items, items, sizeof(trace.items));
-            trace.stamps[MR_STEP_EXEC] = mr_now_ns();
-            mr_send_msg(p->sync_fd, &trace, -1);
-        }
+        if (p->trace)                /* under the filter, as a failure report would be */
+            mr_send_trace(p->sync_fd, stamps, items);
         mr_process_exec(&p->process, fifo >= 0 ? fifo : p->sync_fd, err);
     }
     if (fifo >= 0) {
