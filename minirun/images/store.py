@@ -694,17 +694,7 @@ class ImageStore:
                     index["layers"][hexid] = {"size": meta["size"]}
                 blob = self.blobs / image_id
                 if not blob.exists():
-                    blob_stage = self.tmp / f"config-{os.getpid()}-{image_id[:12]}"
-                    try:
-                        with open(blob_stage, "wb") as fh:
-                            fh.write(config_blob)
-                            fh.flush()
-                            os.fsync(fh.fileno())
-                        os.rename(blob_stage, blob)
-                    except BaseException:
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(blob_stage)
-                        raise
+                    _write_atomic(blob, config_blob, self.tmp)
                     added.append(blob)
                     faults.point("image:blob-stored")
                 _fsync_dir(self.blobs)
