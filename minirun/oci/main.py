@@ -128,6 +128,25 @@ _FAST_VERBS = {
 _FAST_VERBS["run"] = _FAST_VERBS["create"]
 
 
+def _take_option(argv: list[str], i: int, flags: dict[str, str], takes_value: dict[str, str],
+                 values: dict) -> int | None:
+    """Read the option at argv[i] into `values` (a flag, or `--name value` / `--name=value`)
+    and return the index after it; None when argparse must decide (unknown, or no value)."""
+    name, eq, value = argv[i].partition("=")
+    if name in flags and not eq:
+        values[flags[name]] = True
+        return i + 1
+    if name not in takes_value:
+        return None
+    if not eq:
+        if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+            return None
+        i += 1
+        value = argv[i]
+    values[takes_value[name]] = value
+    return i + 1
+
+
 def fast_parse(argv: list[str]) -> _Args | None:
     """The argv of the per-container verbs as runc's callers write them, parsed without
     argparse (~6 ms of imports); None for anything else, which argparse then handles (and
@@ -136,19 +155,8 @@ def fast_parse(argv: list[str]) -> _Args | None:
     values = dict(_GLOBAL_DEFAULTS)
     i, n = 0, len(argv)
     while i < n and argv[i].startswith("-"):          # global options, before the verb
-        name, eq, value = argv[i].partition("=")
-        if name in _GLOBAL_FLAG and not eq:
-            values[_GLOBAL_FLAG[name]] = True
-            i += 1
-        elif name in _GLOBAL_VALUE:
-            if not eq:
-                if i + 1 >= n or argv[i + 1].startswith("-"):
-                    return None
-                value = argv[i + 1]
-                i += 1
-            values[_GLOBAL_VALUE[name]] = value
-            i += 1
-        else:
+        i = _take_option(argv, i, _GLOBAL_FLAG, _GLOBAL_VALUE, values)
+        if i is None:
             return None
     if i >= n or argv[i] not in _FAST_VERBS or values["log_format"] not in ("text", "json"):
         return None
@@ -160,21 +168,12 @@ def fast_parse(argv: list[str]) -> _Args | None:
     while i < n:
         arg = argv[i]
         if arg.startswith("-") and arg != "-":
-            name, eq, value = arg.partition("=")
-            if name in flags and not eq:
-                values[flags[name]] = True
-            elif name in takes_value:
-                if not eq:
-                    if i + 1 >= n or argv[i + 1].startswith("-"):
-                        return None
-                    value = argv[i + 1]
-                    i += 1
-                values[takes_value[name]] = value
-            else:
+            i = _take_option(argv, i, flags, takes_value, values)
+            if i is None:
                 return None                             # --help, -h, unknown, abbreviated
         else:
             positionals.append(arg)
-        i += 1
+            i += 1
     if not len(required) <= len(positionals) <= len(required) + len(optional):
         return None
     values.update(zip(required + optional, positionals, strict=False))
