@@ -83,6 +83,7 @@ def output_file(path: str | os.PathLike):
     removed on any error. A directory that cannot be written to, or a full or read-only file
     system, is one line: `cannot write PATH: ...`."""
     from minirun.errors import UsageError, storage_errors
+    from minirun.runtime import faults
 
     target = os.fspath(path)
     what = f"cannot write {target}"
@@ -105,6 +106,7 @@ def output_file(path: str | os.PathLike):
         try:
             with os.fdopen(fd, "wb") as f:
                 yield f
+                faults.point("output:written")
                 f.flush()
                 os.fsync(f.fileno())
                 if not named:

@@ -174,8 +174,5 @@ def save_to_path(store, refs: list[str], path: str, fmt: str = "oci", progress=N
     """save() into `path`, atomically: nothing is there until the archive is complete, and a
     command killed half way leaves nothing (paths.output_file)."""
     from minirun.paths import output_file
-    from minirun.runtime import faults
-
     with output_file(path) as f:
         save(store, refs, f, fmt, progress)
-        faults.point("output:written")
