@@ -19,7 +19,7 @@ ECOSYSTEM_PACKAGES := podman conmon runc
 # containerd + ctr + its runc shim (tests/oci/test_containerd.py starts a private containerd; the
 # package's service is not used: on a systemd machine, `systemctl disable --now containerd`)
 ECOSYSTEM_PACKAGES += containerd
-NATIVE_SOURCES := $(wildcard c_ext/*.c c_ext/*.h c_ext/build.py) setup.py pyproject.toml
+NATIVE_SOURCES := $(wildcard c_ext/*.c c_ext/*.h c_ext/build.py bin/*) setup.py pyproject.toml
 IMAGE := rootfs/build/busybox.tar
 
 .DEFAULT_GOAL := help

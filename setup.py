@@ -26,4 +26,7 @@ class BuildExtAndPrograms(build_ext):
             subprocess.check_call(cmd)
 
 
-setup(cffi_modules=["c_ext/build.py:ffibuilder"], cmdclass={"build_ext": BuildExtAndPrograms})
+# bin/: the two console commands, as scripts (pip points their #!python at the environment's
+# interpreter) rather than entry points, whose generated wrappers import re (see bin/minirun)
+setup(cffi_modules=["c_ext/build.py:ffibuilder"], cmdclass={"build_ext": BuildExtAndPrograms},
+      scripts=["bin/minirun", "bin/minirun-oci"])

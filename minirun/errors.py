@@ -6,9 +6,10 @@ statuses in one place (cli/errors.py). Every message is one line a user can act 
 
 from __future__ import annotations
 
-import contextlib
 import errno as _errno
 import os
+
+from minirun import lean
 
 
 class MinirunError(Exception):
@@ -162,7 +163,7 @@ class StorageError(MinirunError):
 STORAGE_ERRNOS = frozenset({_errno.ENOSPC, _errno.EDQUOT, _errno.EROFS})
 
 
-@contextlib.contextmanager
+@lean.contextmanager
 def storage_errors(what: str):
     """Turn a full or read-only file system met while doing `what` into one StorageError line."""
     try:

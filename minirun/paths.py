@@ -12,18 +12,25 @@ root (rootless, runtime/rootless.py) gets a root of their own: $XDG_DATA_HOME/mi
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-from pathlib import Path
 
-DEFAULT_ROOT = Path("/var/lib/minirun")
+from minirun import lean
+
+TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
+if TYPE_CHECKING:
+    from pathlib import Path
+
+DEFAULT_ROOT = "/var/lib/minirun"
 
 # The static programs setup.py builds beside the package: minirun-monitor, minirun-init.
-LIBEXEC = Path(__file__).resolve().parent / "libexec"
+# (A str: this module is on every container's start-up path, where pathlib is not imported.)
+LIBEXEC = os.path.join(os.path.dirname(os.path.realpath(__file__)), "libexec")
 
 
 def data_root(explicit: str | os.PathLike | None = None) -> Path:
+    from pathlib import Path
+
     root = Path(explicit or os.environ.get("MINIRUN_ROOT") or DEFAULT_ROOT)
     if os.geteuid() != 0:
         if not (explicit or os.environ.get("MINIRUN_ROOT")):
@@ -72,7 +79,7 @@ def rmtree(path: str | os.PathLike) -> None:
         rootless.run_in_userns(lambda: shutil.rmtree(path))
 
 
-@contextlib.contextmanager
+@lean.contextmanager
 def output_file(path: str | os.PathLike):
     """A binary file that appears at `path` whole or not at all (`image save -o`, `export -o`).
 
@@ -122,6 +129,6 @@ def output_file(path: str | os.PathLike):
             os.rename(tmp, target)
         except BaseException:
             if named:
-                with contextlib.suppress(FileNotFoundError):
+                with lean.suppress(FileNotFoundError):
                     os.unlink(tmp)
             raise

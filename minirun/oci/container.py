@@ -19,15 +19,14 @@ Man pages: fifo(7), pidfd_open(2), pid_namespaces(7) (why SIGTERM can be ignored
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
-import json
 import os
-import re
 import select
-import signal
-from pathlib import Path
 
+# _signal, not signal: signal wraps these in IntEnums, and enum costs ~3 ms of start-up here
+from _signal import SIGKILL, SIGTERM, pidfd_send_signal
+
+from minirun import lean
 from minirun import spec as oci
 from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError, SpecError, UsageError
 from minirun.records import asdict, field, fields, record
@@ -38,11 +37,31 @@ TYPE_CHECKING = False     # typing costs start-up time; annotations are never ev
 if TYPE_CHECKING:
     from typing import Any
 
-DEFAULT_ROOT = Path("/run/minirun-oci")
-ID_PATTERN = re.compile(r"^[\w+-][\w+.-]*$")  # runc's rule, and no leading dot: ROOT/.cache
+DEFAULT_ROOT = "/run/minirun-oci"
 CGROUP_PARENT = "minirun-oci"
-# runtime-spec config.md: ociVersion is SemVer 2.0.0; this runtime reads specs of major version 1
-SEMVER_1 = re.compile(r"^1\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
+# (No pathlib, re, json, contextlib or signal here: this module is on the start-up path of every
+# container podman or containerd runs, and those imports cost more than the rest of it.)
+
+
+def valid_id(cid: str) -> bool:
+    """runc's rule, letters, digits and _+-. (\\w+-.), and no leading dot: ROOT/.cache is ours."""
+    return bool(cid) and cid[0] != "." and all(ch.isalnum() or ch in "_+-." for ch in cid)
+
+
+_SEMVER_TAG = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.-")
+
+
+def semver_1(version: str) -> bool:
+    """runtime-spec config.md: ociVersion is SemVer 2.0.0; this runtime reads major version 1:
+    1.MINOR.PATCH (no leading zeros), then an optional -PRERELEASE and +BUILD of [0-9A-Za-z.-]."""
+    rest, plus, build = version.partition("+")
+    core, dash, pre = rest.partition("-")
+    for present, tag in ((plus, build), (dash, pre)):
+        if present and not (tag and set(tag) <= _SEMVER_TAG):
+            return False
+    parts = core.split(".")
+    return (len(parts) == 3 and parts[0] == "1"
+            and all(p.isascii() and p.isdigit() and (p == "0" or p[0] != "0") for p in parts[1:]))
 
 # operation -> the statuses it is allowed in ("delete" of a running container needs --force)
 TRANSITIONS: dict[str, set[str]] = {
@@ -84,16 +103,20 @@ class Record:
 
 
 class Container:
-    def __init__(self, root: Path, record: Record):
-        self.dir = Path(root) / record.id
+    def __init__(self, root: str, record: Record):
+        self.dir = os.path.join(root, record.id)
         self.record = record
 
     @property
-    def fifo(self) -> Path:
-        return self.dir / "exec.fifo"
+    def fifo(self) -> str:
+        return os.path.join(self.dir, "exec.fifo")
+
+    def seccomp_cache(self) -> str:
+        """ROOT/.cache/seccomp: built seccomp programs, shared by the containers of a root."""
+        return os.path.join(os.path.dirname(self.dir), ".cache", "seccomp")
 
     def save(self) -> None:
-        write_json(self.dir / "state.json", asdict(self.record), durable=False)
+        write_json(os.path.join(self.dir, "state.json"), asdict(self.record), durable=False)
 
     def alive(self) -> bool:
         return procfs.is_alive(self.record.pid, self.record.pid_start)
@@ -104,7 +127,7 @@ class Container:
             return "creating"
         if not self.alive():
             return "stopped"
-        if self.fifo.exists():
+        if os.path.exists(self.fifo):
             return "created"
         return "paused" if self.cgroup().frozen() else "running"
 
@@ -123,7 +146,7 @@ class Container:
             raise InvalidTransition(f"cannot {operation} container {self.record.id}: it is {status}")
         return status
 
-    @contextlib.contextmanager
+    @lean.contextmanager
     def locked(self):
         """flock(2) on the state directory: operations on one container run one at a time."""
         fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -146,43 +169,43 @@ class Container:
 
     def rootfs(self) -> str:
         try:
-            spec = json.loads((Path(self.record.bundle) / "config.json").read_text())
-            return str(Path(self.record.bundle, spec["root"]["path"]))
+            spec = lean.load_file(os.path.join(self.record.bundle, "config.json"))
+            return os.path.join(self.record.bundle, spec["root"]["path"])
         except (OSError, ValueError, KeyError, TypeError):
             return ""
 
 
-def load(root: Path, cid: str) -> Container:
+def load(root: str, cid: str) -> Container:
     try:
-        data = json.loads((Path(root) / cid / "state.json").read_text())
+        data = lean.load_file(os.path.join(root, cid, "state.json"))
     except (FileNotFoundError, NotADirectoryError, ValueError):
         raise ContainerNotFound(f"container {cid} does not exist") from None
     known = set(fields(Record))
     return Container(root, Record(**{k: v for k, v in data.items() if k in known}))
 
 
-def list_all(root: Path) -> list[Container]:
+def list_all(root: str) -> list[Container]:
     out = []
-    with contextlib.suppress(FileNotFoundError):
-        for d in sorted(Path(root).iterdir()):
-            if d.name.startswith("."):
+    with lean.suppress(FileNotFoundError):
+        for name in sorted(os.listdir(root)):
+            if name.startswith("."):
                 continue
-            with contextlib.suppress(ContainerNotFound):
-                out.append(load(root, d.name))
+            with lean.suppress(ContainerNotFound):
+                out.append(load(root, name))
     return out
 
 
-def load_spec(bundle: Path) -> dict[str, Any]:
+def load_spec(bundle: str) -> dict[str, Any]:
     """The bundle's config.json, validated; unsupported fields are refused by name."""
     try:
-        spec = json.loads((bundle / "config.json").read_text())
+        spec = lean.load_file(os.path.join(bundle, "config.json"))
     except FileNotFoundError:
         raise MinirunError(f"{bundle}/config.json: no such file (make one with `minirun-oci spec`)") from None
     except ValueError as e:
         raise MinirunError(f"{bundle}/config.json: invalid JSON: {e}") from None
     oci.validate(spec)
     version = spec.get("ociVersion")
-    if version is not None and not (isinstance(version, str) and SEMVER_1.match(version)):
+    if version is not None and not (isinstance(version, str) and semver_1(version)):
         raise SpecError("ociVersion", f"{version!r} is not a 1.x SemVer version like "
                                       f"{oci.OCI_VERSION!r}")
     from minirun.oci import hooks
@@ -237,7 +260,7 @@ def add_runtime_defaults(spec: dict[str, Any]) -> None:
                             *(dict(r) for r in oci.DEFAULT_DEVICE_RULES if r.get("allow"))]
 
 
-def _default_home(spec: dict[str, Any], rootfs: Path) -> None:
+def _default_home(spec: dict[str, Any], rootfs: str) -> None:
     """HOME, when config.json's env has none: the user's home in the root's /etc/passwd, else
     "/" — what runc sets, and what shells and many programs expect to find. The file is read
     only if neither it nor /etc is a symlink (which could point at the host's)."""
@@ -245,10 +268,13 @@ def _default_home(spec: dict[str, Any], rootfs: Path) -> None:
     if any(e.startswith("HOME=") for e in env):
         return
     uid, home = str(spec["process"].get("user", {}).get("uid", 0)), "/"
-    passwd = rootfs / "etc" / "passwd"
-    with contextlib.suppress(OSError):
-        if not passwd.parent.is_symlink() and not passwd.is_symlink() and passwd.is_file():
-            for line in passwd.read_text(errors="replace").splitlines():
+    etc = os.path.join(rootfs, "etc")
+    passwd = os.path.join(etc, "passwd")
+    with lean.suppress(OSError):
+        if not os.path.islink(etc) and not os.path.islink(passwd) and os.path.isfile(passwd):
+            with open(passwd, errors="replace") as f:
+                lines = f.read().splitlines()
+            for line in lines:
                 fields = line.split(":")
                 if len(fields) > 5 and fields[2] == uid and fields[5].startswith("/"):
                     home = fields[5]
@@ -267,27 +293,27 @@ def cgroup_name(spec: dict[str, Any], cid: str) -> str:
 
 
 # -- create ---------------------------------------------------------------------------------
-def create(root: Path, cid: str, bundle: str | os.PathLike, *, pid_file: str | None = None,
+def create(root: str, cid: str, bundle: str | os.PathLike, *, pid_file: str | None = None,
            console_socket: str | None = None, preserve_fds: int = 0):
     """Set the container up to the exec fifo (sync points 1-7): it then waits for `start`.
     Returns the Container; its process is our child, which only `run` waits for."""
     from minirun.runtime import cgroup_warm
 
-    if not ID_PATTERN.match(cid):
+    if not valid_id(cid):
         raise UsageError(f"invalid container id {cid!r}: use letters, digits and _+-.")
-    bundle = Path(bundle).resolve()
+    bundle = os.path.realpath(bundle)
     spec = load_spec(bundle)
     add_runtime_defaults(spec)
-    _default_home(spec, bundle / spec["root"]["path"])
+    _default_home(spec, os.path.join(bundle, spec["root"]["path"]))
     if spec["process"].get("terminal") and not console_socket:
         raise UsageError("process.terminal is true: pass --console-socket (minirun-oci does not "
                          "relay a terminal itself)")
-    Path(root).mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.makedirs(root, mode=0o700, exist_ok=True)
     c = Container(root, Record(id=cid, bundle=str(bundle), cgroup=cgroup_name(spec, cid),
                                created=now_iso(), annotations=spec.get("annotations", {}),
                                hooks=spec["hooks"]))
     try:
-        c.dir.mkdir(mode=0o711)
+        os.mkdir(c.dir, 0o711)
     except FileExistsError:
         raise MinirunError(f"container with id exists: {cid}") from None
     cgroup_warm.start()          # the container's cgroup join is then cheap (cgroup_warm.py)
@@ -300,20 +326,20 @@ def create(root: Path, cid: str, bundle: str | os.PathLike, *, pid_file: str | N
     finally:
         cgroup_warm.stop()
     if pid_file:
-        write_atomic(Path(pid_file).absolute(), str(c.record.pid), durable=False)
+        write_atomic(os.path.abspath(pid_file), str(c.record.pid), durable=False)
     return c
 
 
-def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str | None,
+def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str | None,
            preserve_fds: int) -> None:
     """Runtime._spawn's steps, with the rootfs bound onto itself and an exec fifo."""
     from minirun.runtime import plan, spawn, sync, userns
     from minirun.runtime.cgroups import detect
     from minirun.runtime.options import cgroup_resources
 
-    rootfs = (bundle / spec["root"]["path"]).resolve()
+    rootfs = os.path.realpath(os.path.join(bundle, spec["root"]["path"]))
     if not any(ns["type"] == "mount" for ns in spec["linux"].get("namespaces", [])):
-        c.record.host_mounts = str(rootfs)
+        c.record.host_mounts = rootfs
         c.save()
     cg = detect().create(c.record.cgroup, cgroup_resources(spec["linux"].get("resources", {})))
     os.mkfifo(c.fifo)
@@ -327,14 +353,14 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
         fds.append(fifo_fd)
         idmap_binds = userns.idmapped_binds(spec, bundle)     # mounts[].uidMappings (OCI 1.1)
         fds += idmap_binds.values()
-        launch = plan.Launch(rootfs=str(rootfs), rootfs_fstype=None, bundle=str(bundle),
+        launch = plan.Launch(rootfs=rootfs, rootfs_fstype=None, bundle=bundle,
                              cgroup_procs_fds=procs, monitor_argv=None, stdio=(0, 1, 2),
                              sync_fd=child_sock.fileno(), parent_sync_fd=parent_sock.fileno(),
                              exec_fifo_fd=fifo_fd,
                              host_mounts_allowed=True,
                              hooks_sync=bool(c.record.hooks)
                              and any(c.record.hooks.get(k) for k in hooks_at_create()),
-                             preserve_fds=preserve_fds, cache_dir=c.dir.parent / ".cache/seccomp",
+                             preserve_fds=preserve_fds, cache_dir=c.seccomp_cache(),
                              cgroup_views=[(n, str(d)) for n, d in cg.views()],
                              idmap_binds=idmap_binds)
         np = plan.build(spec, launch)
@@ -345,7 +371,7 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
             try:
                 userns.write_maps(pid, spec)            # (4), before GO
             except BaseException:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, SIGKILL)
                 _reap(pid)
                 raise
     except BaseException:
@@ -372,7 +398,7 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
     try:
         report = sync.go_and_wait(parent_sock, record_pid, on_hooks=run_hooks)  # (5), (4), (6b), (7)
     except BaseException:
-        _kill_pid(c, signal.SIGKILL)
+        _kill_pid(c, SIGKILL)
         _reap(pid)
         raise
     try:
@@ -383,7 +409,7 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: Path, console_socket: str
         if report.tty_master is not None:
             _send_console(console_socket, report.tty_master)
     except BaseException:
-        _kill_pid(c, signal.SIGKILL)
+        _kill_pid(c, SIGKILL)
         _reap(pid)
         raise
 
@@ -411,7 +437,7 @@ def _send_console(path: str | None, master: int) -> None:
 
 
 # -- start ----------------------------------------------------------------------------------
-def start(root: Path, cid: str) -> tuple[Container, list[str]]:
+def start(root: str, cid: str) -> tuple[Container, list[str]]:
     """(8) Open the fifo for reading: the container's open returns and it execs. EOF = the
     program runs; an mr_msg = execve failed, and the message says why. Then the poststart
     hooks; returns the container and their failures (warnings, as the spec has them)."""
@@ -424,14 +450,14 @@ def start(root: Path, cid: str) -> tuple[Container, list[str]]:
             try:
                 hooks.run(c.record.hooks, "startContainer", c.oci_state("created"))
             except MinirunError:
-                _kill_pid(c, signal.SIGKILL)     # the spec: an error, and the container stopped
+                _kill_pid(c, SIGKILL)     # the spec: an error, and the container stopped
                 raise
         fd = os.open(c.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             data = _read_fifo(fd, c)
         finally:
             os.close(fd)
-            c.fifo.unlink()
+            os.unlink(c.fifo)
     if data:
         from minirun._native import ffi, lib
         from minirun.runtime import spawn, sync
@@ -469,13 +495,13 @@ def _read_fifo(fd: int, c: Container) -> bytes:
 
 
 def _program(c: Container) -> str:
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        return json.loads((Path(c.record.bundle) / "config.json").read_text())["process"]["args"][0]
+    with lean.suppress(OSError, ValueError, KeyError):
+        return lean.load_file(os.path.join(c.record.bundle, "config.json"))["process"]["args"][0]
     return ""
 
 
 # -- kill, delete, wait ---------------------------------------------------------------------
-def kill(root: Path, cid: str, sig: int = signal.SIGTERM, all_processes: bool = False) -> None:
+def kill(root: str, cid: str, sig: int = SIGTERM, all_processes: bool = False) -> None:
     c = load(root, cid)
     if all_processes:
         from minirun.runtime.cgroups import detect
@@ -486,7 +512,7 @@ def kill(root: Path, cid: str, sig: int = signal.SIGTERM, all_processes: bool = 
     _kill_pid(c, sig)
 
 
-def delete(root: Path, cid: str, force: bool = False) -> list[str]:
+def delete(root: str, cid: str, force: bool = False) -> list[str]:
     """Stop what is left (--force for a running or paused one), remove the cgroup and the state,
     then run the poststop hooks; returns their failures (warnings)."""
     c = load(root, cid)
@@ -503,7 +529,7 @@ def delete(root: Path, cid: str, force: bool = False) -> list[str]:
 
 
 # -- pause, resume, ps, update --------------------------------------------------------------
-def pause(root: Path, cid: str) -> None:
+def pause(root: str, cid: str) -> None:
     """Freeze every process of the container (cgroup freezer): they stop being scheduled."""
     c = load(root, cid)
     with c.locked():
@@ -511,21 +537,21 @@ def pause(root: Path, cid: str) -> None:
         c.cgroup().freeze()
 
 
-def resume(root: Path, cid: str) -> None:
+def resume(root: str, cid: str) -> None:
     c = load(root, cid)
     with c.locked():
         c.require("resume")
         c.cgroup().thaw()
 
 
-def pids(root: Path, cid: str) -> list[int]:
+def pids(root: str, cid: str) -> list[int]:
     """The host pids of every process in the container's cgroup."""
     c = load(root, cid)
     c.require("ps")
     return c.cgroup().pids()
 
 
-def update(root: Path, cid: str, resources: dict[str, Any]) -> None:
+def update(root: str, cid: str, resources: dict[str, Any]) -> None:
     """Apply an OCI linux.resources object to the running container's cgroup (runc update)."""
     from minirun.runtime.options import cgroup_resources
 
@@ -563,7 +589,7 @@ def _check_resources(resources: Any) -> None:
 
 
 # -- exec -----------------------------------------------------------------------------------
-def exec_process(root: Path, cid: str, process: dict[str, Any], *, console_socket: str | None = None,
+def exec_process(root: str, cid: str, process: dict[str, Any], *, console_socket: str | None = None,
                  pid_file: str | None = None) -> int:
     """Start `process` in the container (runc exec): setns into its namespaces, join its cgroup,
     the same credentials, capabilities and seccomp steps as its first process. Returns the pid
@@ -575,7 +601,7 @@ def exec_process(root: Path, cid: str, process: dict[str, Any], *, console_socke
     c.require("exec")
     if process.get("terminal") and not console_socket:
         raise UsageError("a terminal needs --console-socket (minirun-oci does not relay one itself)")
-    spec = json.loads((Path(c.record.bundle) / "config.json").read_text())
+    spec = lean.load_file(os.path.join(c.record.bundle, "config.json"))
     ns_types = {n["type"] for n in spec.get("linux", {}).get("namespaces", [])}
     if c.record.host_mounts:
         # its first process is chrooted in the host's mount namespace; joining namespaces would
@@ -584,18 +610,18 @@ def exec_process(root: Path, cid: str, process: dict[str, Any], *, console_socke
     child, master = spawn.enter_process(
         c.record.pid, ns_types, c.cgroup().procs_files(), process, stdio=(0, 1, 2),
         console=_console_size(process),
-        seccomp_bpf=plan.seccomp_program(spec, c.dir.parent / ".cache/seccomp"))
+        seccomp_bpf=plan.seccomp_program(spec, c.seccomp_cache()))
     if master is not None:
         _send_console(console_socket, master)
     if pid_file:
-        write_atomic(Path(pid_file).absolute(), str(child), durable=False)
+        write_atomic(os.path.abspath(pid_file), str(child), durable=False)
     return child
 
 
-def exec_defaults(root: Path, cid: str) -> dict[str, Any]:
+def exec_defaults(root: str, cid: str) -> dict[str, Any]:
     """The container's own process object: what `exec ID ARGS` starts from, as in runc."""
     c = load(root, cid)
-    spec = json.loads((Path(c.record.bundle) / "config.json").read_text())
+    spec = lean.load_file(os.path.join(c.record.bundle, "config.json"))
     return dict(spec["process"])
 
 
@@ -607,7 +633,7 @@ def _console_size(process: dict[str, Any]) -> tuple[int, int]:
 def _destroy(c: Container) -> None:
     cg = c.cgroup()
     if c.alive():
-        _kill_pid(c, signal.SIGKILL)
+        _kill_pid(c, SIGKILL)
         if cg.frozen():
             cg.thaw()            # a frozen task acts on SIGKILL only once thawed (cgroup v1)
         _wait_pid(c.record.pid, 10.0)
@@ -617,7 +643,7 @@ def _destroy(c: Container) -> None:
     _remove_dir(c.dir)
 
 
-def _remove_dir(path: Path) -> None:
+def _remove_dir(path: str) -> None:
     """The state directory holds files only (state.json, exec.fifo): unlink them, rmdir it.
     (shutil's import costs more than this whole removal.)"""
     try:
@@ -639,7 +665,8 @@ def _detach(rootfs: str) -> None:
     topmost mount there is still ours: the root bound onto itself, as c_ext/fs.c makes it."""
     import ctypes
 
-    info = Path("/proc/self/mountinfo").read_text().splitlines()
+    with open("/proc/self/mountinfo") as f:
+        info = f.read().splitlines()
     if not any(line.split()[4] == rootfs for line in info):
         return
     libc = ctypes.CDLL(None, use_errno=True)
@@ -665,7 +692,7 @@ def _kill_pid(c: Container, sig: int) -> None:
         return
     try:
         if procfs.start_time(c.record.pid) == c.record.pid_start:
-            signal.pidfd_send_signal(pidfd, sig)
+            pidfd_send_signal(pidfd, sig)
     except ProcessLookupError:
         pass
     finally:
@@ -685,7 +712,7 @@ def _wait_pid(pid: int, timeout: float) -> None:
 
 
 def _reap(pid: int, flags: int = 0) -> None:
-    with contextlib.suppress(ChildProcessError):
+    with lean.suppress(ChildProcessError):
         os.waitpid(pid, flags)
 
 

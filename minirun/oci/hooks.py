@@ -18,9 +18,9 @@ also moves the hook's root), in the child between fork and exec. Man pages: exec
 
 from __future__ import annotations
 
-import json
 import os
 
+from minirun import lean
 from minirun.errors import MinirunError, SpecError
 
 TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
@@ -71,7 +71,7 @@ def run(hooks: dict[str, list[dict[str, Any]]], kind: str, state: dict[str, Any]
     that cannot start, exits non-zero or outlives its timeout raises MinirunError naming it."""
     if not hooks.get(kind):
         return
-    data = json.dumps(state).encode()
+    data = lean.dumps(state).encode()
     enter = _Namespaces(state["pid"]) if kind in IN_CONTAINER else None
     try:
         for i, h in enumerate(hooks[kind]):
@@ -118,7 +118,7 @@ class _Namespaces:
 
 def run_warn(hooks: dict[str, list[dict[str, Any]]], kind: str, state: dict[str, Any]) -> list[str]:
     """poststart and poststop: every hook runs; failures come back as messages, not errors."""
-    data = json.dumps(state).encode()
+    data = lean.dumps(state).encode()
     problems = []
     for i, h in enumerate(hooks.get(kind, [])):
         try:

@@ -256,10 +256,8 @@ def _warn(args, problems: list[str]) -> None:
         _log(args, "warning", message)
 
 
-def _root(args):
-    from pathlib import Path
-
-    return Path(args.root)
+def _root(args) -> str:
+    return args.root
 
 
 # -- verbs: each parses nothing more, calls container.py, prints --------------------------------
@@ -280,7 +278,7 @@ def _start(args) -> int:
 
 
 def _run(args) -> int:
-    import signal
+    import _signal as signal  # not signal: its IntEnums import enum, ~3 ms of start-up
 
     from minirun.oci import container
 

@@ -8,10 +8,9 @@ image's Cmd; `-e KEY` alone copies the caller's value; `-u name` is looked up in
 
 from __future__ import annotations
 
-import contextlib
 import os
-from pathlib import Path
 
+from minirun import lean
 from minirun import spec as oci
 from minirun.errors import UsageError
 from minirun.paths import LIBEXEC
@@ -20,6 +19,7 @@ from minirun.runtime import rootless, security, userns
 
 TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 INIT_PATH_IN_CONTAINER = "/dev/init"
@@ -105,7 +105,7 @@ def build_spec(opts: RunOptions, image_config: dict[str, Any], layers_top_first:
     spec["mounts"].extend(_tmpfs(opts.tmpfs))
     if opts.init:
         spec["mounts"].append({"destination": INIT_PATH_IN_CONTAINER, "type": "bind",
-                               "source": str(LIBEXEC / "minirun-init"), "options": ["bind", "ro"]})
+                               "source": os.path.join(LIBEXEC, "minirun-init"), "options": ["bind", "ro"]})
         proc["args"] = [INIT_PATH_IN_CONTAINER, "--", *proc["args"]]
     if opts.network == "host":
         spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
@@ -191,7 +191,8 @@ def _env(opts: RunOptions) -> list[str]:
     out = []
     for path in opts.env_files:
         try:
-            lines = Path(path).read_text().splitlines()
+            with open(path) as f:
+                lines = f.read().splitlines()
         except OSError as e:
             raise UsageError(f"--env-file {path}: {os.strerror(e.errno or 5)}") from None
         out += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
@@ -252,7 +253,8 @@ def _network_files(opts: RunOptions, container_dir: Path, hostname: str) -> list
     files = {"hostname": hostname + "\n", "hosts": hosts}
     if opts.network == "host" and not opts.dns:
         try:
-            files["resolv.conf"] = Path("/etc/resolv.conf").read_text()
+            with open("/etc/resolv.conf") as f:
+                files["resolv.conf"] = f.read()
         except OSError:
             pass
     elif opts.network != "none" or opts.dns:
@@ -309,7 +311,7 @@ def _read_image_file(layers_top_first: list[Path], rel: str) -> list[list[str]]:
                 return []
             return [line.split(":") for line in path.read_text(errors="replace").splitlines()]
         for parent in path.relative_to(layer).parents:
-            with contextlib.suppress(OSError):
+            with lean.suppress(OSError):
                 if os.getxattr(layer / parent, "trusted.overlay.opaque", follow_symlinks=False) == b"y":
                     return []
     return []

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import resource
 import stat
-from pathlib import Path
 
 from minirun import spec as oci
 from minirun._native import ffi, lib
@@ -20,6 +19,7 @@ from minirun.records import field, record
 
 TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 CLONE_FLAGS = {
@@ -306,7 +306,7 @@ def exec_trampoline() -> int:
         import fcntl
 
         fd = os.memfd_create("minirun-exec", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-        src = os.open(LIBEXEC / "minirun-exec", os.O_RDONLY | os.O_CLOEXEC)
+        src = os.open(os.path.join(LIBEXEC, "minirun-exec"), os.O_RDONLY | os.O_CLOEXEC)
         try:                         # copied by the kernel: 0.3 ms for the 750 KB static program
             size, done = os.fstat(src).st_size, 0
             while done < size:
@@ -409,7 +409,7 @@ def _fsops(np: NativePlan, spec: dict[str, Any], launch: Launch) -> None:
         op = {"kind": lib.MR_OP_MOUNT, "target": m["destination"], "flags": flags,
               "propagation": propagation, "data": data or None}
         if is_bind:
-            source = str(Path(launch.bundle, source)) if not source.startswith("/") else source
+            source = os.path.join(launch.bundle, source) if not source.startswith("/") else source
             try:
                 st = os.stat(source)
             except OSError as e:

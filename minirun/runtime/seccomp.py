@@ -95,7 +95,7 @@ def program(profile: dict[str, Any], cache_dir: Path | None = None) -> bytes:
     key = digest(profile)
     if key in _memory:
         return _memory[key]
-    path = cache_dir / f"{key}.bpf" if cache_dir else None
+    path = Path(cache_dir) / f"{key}.bpf" if cache_dir else None
     data = None
     if path is not None:
         try:

@@ -14,10 +14,10 @@ annotation for inspect. docs/security.md explains each default and control.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 
+from minirun import lean
 from minirun import spec as oci
 from minirun.errors import UsageError
 
@@ -51,11 +51,11 @@ def apply(spec: dict[str, Any], *, cap_add: list[str], cap_drop: list[str], priv
         linux.setdefault("sysctl", {})[name] = value
     asked_devices = [_device(spec, item) for item in devices]
     if privileged or cap_add or cap_drop or asked_devices:
-        spec.setdefault("annotations", {})[ANNOTATION] = json.dumps(
+        spec.setdefault("annotations", {})[ANNOTATION] = lean.dumps(
             {"privileged": privileged, "capAdd": [_cap_name(c, "--cap-add") if c.upper() != "ALL" else "ALL"
                                                   for c in cap_add],
              "capDrop": [_cap_name(c, "--cap-drop") if c.upper() != "ALL" else "ALL" for c in cap_drop],
-             "devices": asked_devices}, separators=(",", ":"))
+             "devices": asked_devices})
 
 
 def capabilities(add: list[str], drop: list[str]) -> list[str]:
@@ -203,7 +203,7 @@ def effective(spec: dict[str, Any]) -> dict[str, Any]:
         # execve as a non-root user clears permitted and effective (capabilities(7)): what the
         # program runs with, unless its file carries capabilities, is the ambient set: nothing
         caps["effective"] = caps["permitted"] = []
-    asked = json.loads(spec.get("annotations", {}).get(ANNOTATION, "{}"))
+    asked = lean.loads(spec.get("annotations", {}).get(ANNOTATION, "{}"))
     profile = linux.get("seccomp")
     if not profile:
         seccomp = {"Profile": "unconfined"}
@@ -231,7 +231,7 @@ def effective(spec: dict[str, Any]) -> dict[str, Any]:
 
 def host_config(spec: dict[str, Any]) -> dict[str, Any]:
     """Docker's HostConfig keys for the security flags, as the user gave them."""
-    asked = json.loads(spec.get("annotations", {}).get(ANNOTATION, "{}"))
+    asked = lean.loads(spec.get("annotations", {}).get(ANNOTATION, "{}"))
     devices = []
     for text in asked.get("devices", []):
         host, target, perms = text.split(":")

@@ -17,7 +17,7 @@ from minirun.errors import CommandNotFound, NotExecutable, SpawnError
 from minirun.paths import LIBEXEC
 from minirun.runtime.plan import NativePlan
 
-MONITOR = str(LIBEXEC / "minirun-monitor")
+MONITOR = os.path.join(LIBEXEC, "minirun-monitor")
 
 
 def monitor_argv(container_id: str, exit_file: str, oom_file: str | None = None,

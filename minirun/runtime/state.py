@@ -14,20 +14,19 @@ that a power loss makes moot: live pids, and the spec of a container removed whe
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
-import json
 import os
 import time
-from pathlib import Path
 
+from minirun import lean
 from minirun.errors import AmbiguousId, ContainerNotFound, InvalidTransition, NameInUse, UsageError
 from minirun.records import asdict, field, record
 from minirun.runtime import faults, procfs
 
 TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 # status -> operations allowed in it (runc's libcontainer keeps the same kind of table)
@@ -54,24 +53,26 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o644, durable: bool
     makes the write atomic for every crash of minirun itself."""
     if isinstance(data, str):
         data = data.encode()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    path = os.fspath(path)
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         try:
             if os.write(fd, data) != len(data):      # a short write: the file system is full
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
             if durable:
                 os.fsync(fd)
         finally:
             os.close(fd)
         os.rename(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):     # a full disk leaves no temp file behind
+        with lean.suppress(FileNotFoundError):     # a full disk leaves no temp file behind
             os.unlink(tmp)
         raise
 
 
-@contextlib.contextmanager
+@lean.contextmanager
 def flocked(lock_path: Path):
     """Hold an exclusive flock(2) on `lock_path` (made if missing): a file of records read,
     changed and written by one command at a time (network leases, port claims)."""
@@ -86,7 +87,7 @@ def flocked(lock_path: Path):
 def read_json(path: Path, missing: Any) -> Any:
     """A JSON file's content, or `missing` if there is no such file yet."""
     try:
-        return json.loads(path.read_text())
+        return lean.load_file(path)
     except FileNotFoundError:
         return missing
 
@@ -94,7 +95,7 @@ def read_json(path: Path, missing: Any) -> Any:
 def write_json(path: Path, obj: Any, durable: bool = True) -> None:
     # compact on purpose: with indent, json falls back to its pure-Python encoder (~0.4 ms for a
     # spec); people read these through `minirun inspect`
-    write_atomic(path, json.dumps(obj, separators=(",", ":")) + "\n", durable=durable)
+    write_atomic(path, lean.dumps(obj) + "\n", durable=durable)
 
 
 @record
@@ -153,7 +154,7 @@ class ContainerRecord:
         write_json(self.dir / "state.json", asdict(self.state), durable=False)
 
     def spec(self) -> dict:
-        return json.loads((self.dir / "config.json").read_text())
+        return lean.load_file(self.dir / "config.json")
 
     def save_spec(self, spec: dict, durable: bool = True) -> None:
         """durable=False for a container removed when it exits (--rm): after a power loss
@@ -162,7 +163,7 @@ class ContainerRecord:
 
     def exit_record(self) -> dict | None:
         try:
-            return json.loads((self.dir / "exit.json").read_text())
+            return lean.load_file(self.dir / "exit.json")
         except FileNotFoundError:
             return None
 
@@ -189,7 +190,7 @@ class ContainerRecord:
             raise InvalidTransition(f"cannot {operation} container {self.name}: it is {status}")
         return status
 
-    @contextlib.contextmanager
+    @lean.contextmanager
     def locked(self):
         """Hold this container's lock (a flock on its directory): concurrent commands on it run
         one after the other, and one that waited for a removal finds the container gone."""
@@ -206,7 +207,7 @@ class ContainerRecord:
 
     def reload(self) -> None:
         try:
-            data = json.loads((self.dir / "state.json").read_text())
+            data = lean.load_file(self.dir / "state.json")
         except FileNotFoundError:
             raise ContainerNotFound(f"no such container: {self.ref}") from None
         self.state = ContainerState(**data)
@@ -246,7 +247,7 @@ class StateStore:
         while True:
             path, done = self._doomed.get()
             if path is not None:
-                with contextlib.suppress(OSError):
+                with lean.suppress(OSError):
                     _rmtree(path)
             if done is not None:
                 done.set()
@@ -280,9 +281,9 @@ class StateStore:
                                                                **fields))
             record.save()
         except BaseException:           # e.g. a full data root: neither directory nor name stays
-            with contextlib.suppress(OSError):
+            with lean.suppress(OSError):
                 _rmtree(directory)
-            with contextlib.suppress(FileNotFoundError):
+            with lean.suppress(FileNotFoundError):
                 os.unlink(self.names / name)
             raise
         faults.point("create:state-saved")
@@ -309,8 +310,8 @@ class StateStore:
 
     def _load(self, directory: Path, ref: str) -> ContainerRecord:
         try:
-            data = json.loads((directory / "state.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            data = lean.load_file(directory / "state.json")
+        except (FileNotFoundError, ValueError):
             raise ContainerNotFound(f"no such container: {ref}") from None
         return ContainerRecord(directory, ContainerState(**data), ref)
 
@@ -323,7 +324,7 @@ class StateStore:
     def list(self) -> list[ContainerRecord]:
         out = []
         for d in self._dirs():
-            with contextlib.suppress(ContainerNotFound):
+            with lean.suppress(ContainerNotFound):
                 out.append(self._load(d, d.name))
         return sorted(out, key=lambda r: r.state.created, reverse=True)
 
@@ -333,7 +334,7 @@ class StateStore:
         The directory is first renamed out of sight (atomically): a command that was waiting
         for the lock, or looks the container up meanwhile, then finds it gone, never half gone."""
         link = self.names / record.name
-        with contextlib.suppress(FileNotFoundError):
+        with lean.suppress(FileNotFoundError):
             if os.readlink(link) == record.id:
                 os.unlink(link)
         doomed = self.containers / f"{REMOVING}{record.id}"

@@ -14,14 +14,19 @@ from __future__ import annotations
 
 # The C module, not socket.py: the wrapper's imports cost ~1.5 ms on every `minirun run`.
 import _socket as socket
-import array
-import contextlib
-from collections.abc import Callable
+import sys
 
+from minirun import lean
 from minirun._native import ffi, lib
 from minirun.records import field, record
 
+TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
+
 MSG_SIZE = ffi.sizeof("struct mr_msg")
+_INT = ffi.sizeof("int")
 
 
 @record
@@ -49,7 +54,7 @@ def send_go(sock: socket.socket) -> None:
 
 
 def go_and_wait(sock: socket.socket, record_pid: Callable[[], None],
-                waiting: contextlib.AbstractContextManager | None = None,
+                waiting: AbstractContextManager | None = None,
                 on_hooks: Callable[[], None] | None = None) -> ChildReport:
     """(5) GO, then (4) record the pid while the child builds its container, then (7) its
     report; the socket is closed at the end. Recording after GO is safe because the cgroup,
@@ -58,15 +63,15 @@ def go_and_wait(sock: socket.socket, record_pid: Callable[[], None],
     `on_hooks()` runs and GO lets it go on; if it raises, closing the socket makes the child
     fail at that step and exit."""
     try:
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        with lean.suppress(BrokenPipeError, ConnectionResetError):
             send_go(sock)                   # a child already gone has left its report
         record_pid()
-        with waiting or contextlib.nullcontext():
+        with waiting or lean.suppress():       # (suppressing nothing: a null context)
             report = wait_ready(sock)
             if report.hooks:
                 if on_hooks is not None:
                     on_hooks()
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                with lean.suppress(BrokenPipeError, ConnectionResetError):
                     send_go(sock)
                 report = wait_ready(sock)
             return report
@@ -105,10 +110,12 @@ def wait_ready(sock: socket.socket) -> ChildReport:
 
 
 def _recv_with_fds(sock) -> tuple[bytes, list[int]]:
-    """One message and any fds passed with it (SCM_RIGHTS), like socket.recv_fds."""
-    fds = array.array("i")
-    data, ancdata, _flags, _addr = sock.recvmsg(MSG_SIZE, socket.CMSG_SPACE(fds.itemsize))
+    """One message and any fds passed with it (SCM_RIGHTS), like socket.recv_fds. The payload
+    is an array of C ints, read here without the array module (which imports collections)."""
+    data, ancdata, _flags, _addr = sock.recvmsg(MSG_SIZE, socket.CMSG_SPACE(_INT))
+    fds = []
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
-    return data, list(fds)
+            fds += [int.from_bytes(payload[i:i + _INT], sys.byteorder, signed=True)
+                    for i in range(0, len(payload) - len(payload) % _INT, _INT)]
+    return data, fds

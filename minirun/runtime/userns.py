@@ -16,14 +16,14 @@ xattrs (`userxattr`), which the copies carry beside the trusted.overlay.* ones.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from pathlib import Path
 
+from minirun import lean
 from minirun.errors import MinirunError, UsageError
 
 TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 AUTO_USER = "minirun"            # whose /etc/subuid and /etc/subgid ranges --userns=auto uses
@@ -91,7 +91,8 @@ def auto(containers_dir: Path, subuid: str, subgid: str) -> tuple[list[dict], li
 
 def _ranges(path: str) -> list[tuple[int, int]]:
     try:
-        lines = Path(path).read_text().splitlines()
+        with open(path) as f:
+            lines = f.read().splitlines()
     except FileNotFoundError:
         return []
     out = []
@@ -107,7 +108,7 @@ def _used_host_ids(containers_dir: Path) -> list[tuple[int, int]]:
 
     used = []
     for config in containers_dir.glob("*/config.json"):
-        with contextlib.suppress(OSError, ValueError):
+        with lean.suppress(OSError, ValueError):
             linux = json.loads(config.read_text()).get("linux", {})
             for m in linux.get("uidMappings", []) + linux.get("gidMappings", []):
                 used.append((m["hostID"], m["hostID"] + m["size"]))
@@ -206,7 +207,7 @@ def _shift_copy(layer: Path, target: Path, uids: list[dict], gids: list[dict]) -
                 if not stat.S_ISLNK(st.st_mode) and stat.S_IMODE(st.st_mode) & 0o6000:
                     os.chmod(path, stat.S_IMODE(st.st_mode))   # chown cleared set-uid/set-gid
                 if name is None or name in dirs:
-                    with contextlib.suppress(OSError):
+                    with lean.suppress(OSError):
                         if os.getxattr(path, "trusted.overlay.opaque") == b"y":
                             os.setxattr(path, "user.overlay.opaque", b"y")
         os.rename(tmp, target)
@@ -290,10 +291,10 @@ def _user_opaque(layer: Path) -> None:
         return
     for rel in opaque:
         path = layer / rel
-        with contextlib.suppress(OSError):
+        with lean.suppress(OSError):
             if os.getxattr(path, "user.overlay.opaque", follow_symlinks=False) == b"y":
                 continue
-        with contextlib.suppress(FileNotFoundError):
+        with lean.suppress(FileNotFoundError):
             os.setxattr(path, "user.overlay.opaque", b"y", follow_symlinks=False)
 
 
@@ -311,7 +312,7 @@ def idmapped_binds(spec: dict[str, Any], bundle: str | os.PathLike = "/") -> dic
             if "uidMappings" not in m:
                 continue
             source = m.get("source", "")
-            source = source if source.startswith("/") else str(Path(bundle, source))
+            source = source if source.startswith("/") else os.path.join(bundle, source)
             ns = helper_userns(m["uidMappings"], m["gidMappings"])
             try:
                 out[i] = spawn.idmap_tree(source, ns, recursive="rbind" in m.get("options", []), index=i)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -10,8 +11,8 @@ from minirun._native import ffi, lib
 from minirun.paths import LIBEXEC
 from minirun.runtime.spawn import error_from_native, step_name
 
-INIT = str(LIBEXEC / "minirun-init")
-MONITOR = str(LIBEXEC / "minirun-monitor")
+INIT = os.path.join(LIBEXEC, "minirun-init")
+MONITOR = os.path.join(LIBEXEC, "minirun-monitor")
 
 
 def test_every_step_has_a_name():

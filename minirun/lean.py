@@ -1,0 +1,138 @@
+"""Start-up-cheap stand-ins for the three stdlib helpers the per-container path uses.
+
+`minirun-oci run` (and `minirun run`) are new processes for every container, so what they import
+is paid every time: podman and containerd call minirun-oci once per container. Three stdlib
+modules cost far more to import than what we use of them:
+
+    json        imports re (and so enum, functools, collections): ~5 ms, although decoding and
+                encoding are done by its C accelerator, _json, which imports nothing
+    contextlib  imports collections and functools: ~2 ms, for suppress() and @contextmanager
+
+So the modules on that path use these instead. Each behaves as its stdlib original for what we
+use (tests/unit/test_lean.py checks them against it); anything else should use the stdlib.
+`python -X importtime` shows the difference (benchmarks/startup.py prints it).
+"""
+
+from __future__ import annotations
+
+import _json
+
+# -- json: the C scanner and encoder that json itself uses, without json's pure-Python fallbacks
+
+_CONSTANTS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+_WHITESPACE = " \t\n\r"
+
+
+class _DecoderSettings:
+    """What _json.make_scanner reads from a json.JSONDecoder: the defaults of json.loads."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = _CONSTANTS.__getitem__
+
+
+_scan = _json.make_scanner(_DecoderSettings())
+
+
+def _decode_error(message: str, text: str, pos: int) -> ValueError:
+    from json import JSONDecodeError  # only on error: json imports re
+
+    return JSONDecodeError(message, text, pos)
+
+
+def loads(text: str | bytes) -> object:
+    """json.loads(text): raises json.JSONDecodeError (a ValueError) on invalid JSON."""
+    if isinstance(text, bytes | bytearray):
+        text = text.decode()
+    start = len(text) - len(text.lstrip(_WHITESPACE))
+    try:
+        value, end = _scan(text, start)
+    except StopIteration as e:
+        raise _decode_error("Expecting value", text, e.value) from None
+    rest = len(text) - len(text[end:].lstrip(_WHITESPACE))
+    if rest != len(text):
+        raise _decode_error("Extra data", text, rest)
+    return value
+
+
+def load_file(path: str) -> object:
+    with open(path, "rb") as f:
+        return loads(f.read())
+
+
+def _not_serializable(o: object) -> object:
+    raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
+
+
+_encode = _json.make_encoder(None, _not_serializable, _json.encode_basestring_ascii, None,
+                             ":", ",", False, False, True)
+
+
+def dumps(value: object) -> str:
+    """json.dumps(value, separators=(",", ":")): compact, ASCII, no circular-reference check
+    (our records are trees)."""
+    if isinstance(value, str):
+        return _json.encode_basestring_ascii(value)
+    return "".join(_encode(value, 0))
+
+
+# -- contextlib ------------------------------------------------------------------------------------
+
+class suppress:
+    """contextlib.suppress: a `with` block in which these exceptions end the block silently."""
+
+    def __init__(self, *exceptions: type[BaseException]):
+        self._exceptions = exceptions
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, value, traceback) -> bool:
+        return kind is not None and issubclass(kind, self._exceptions)
+
+
+class _GeneratorContext:
+    """The context manager @contextmanager returns: the generator runs up to its `yield` on
+    entry, and on exit either runs on (no exception) or gets the block's exception thrown in
+    at the `yield`, which it may handle (the block's exception is then suppressed) or let go."""
+
+    def __init__(self, generator):
+        self._gen = generator
+
+    def __enter__(self):
+        try:
+            return next(self._gen)
+        except StopIteration:
+            raise RuntimeError("generator didn't yield") from None
+
+    def __exit__(self, kind, value, traceback) -> bool:
+        if kind is None:
+            try:
+                next(self._gen)
+            except StopIteration:
+                return False
+            raise RuntimeError("generator didn't stop")
+        if value is None:
+            value = kind()
+        try:
+            self._gen.throw(value)
+        except StopIteration as stop:
+            return stop is not value          # handled inside the generator: suppressed
+        except BaseException as raised:
+            if raised is value:
+                return False                  # not handled: the block's own exception goes on
+            raise
+        raise RuntimeError("generator didn't stop after throw()")
+
+
+def contextmanager(function):
+    """contextlib.contextmanager, for generator functions that yield once."""
+
+    def make(*args, **kwargs):
+        return _GeneratorContext(function(*args, **kwargs))
+
+    make.__name__, make.__doc__, make.__wrapped__ = function.__name__, function.__doc__, function
+    return make
