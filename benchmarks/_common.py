@@ -68,12 +68,15 @@ def p95(xs: list[float]) -> float:
     return s[k]
 
 
-def time_loop(fn: Callable[[], None], runs: int, warmup: int = 3) -> list[float]:
-    """Call fn warmup+runs times; return the last `runs` wall times in milliseconds."""
+def time_loop(fn: Callable[[], None], runs: int, warmup: int = 3, gap: float = 0.0) -> list[float]:
+    """Call fn warmup+runs times; return the last `runs` wall times in milliseconds. With `gap`,
+    sleep that many seconds (untimed) before each call: starts spaced out, not back to back."""
     for _ in range(warmup):
         fn()
     out = []
     for _ in range(runs):
+        if gap:
+            time.sleep(gap)
         t0 = time.perf_counter()
         fn()
         out.append((time.perf_counter() - t0) * 1000.0)

@@ -67,16 +67,20 @@ def _not_serializable(o: object) -> object:
     raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
 
 
-_encode = _json.make_encoder(None, _not_serializable, _json.encode_basestring_ascii, None,
-                             ":", ",", False, False, True)
+def _encoder(sort_keys: bool):
+    return _json.make_encoder(None, _not_serializable, _json.encode_basestring_ascii, None,
+                              ":", ",", sort_keys, False, True)
 
 
-def dumps(value: object) -> str:
-    """json.dumps(value, separators=(",", ":")): compact, ASCII, no circular-reference check
-    (our records are trees)."""
+_encode, _encode_sorted = _encoder(False), _encoder(True)
+
+
+def dumps(value: object, sort_keys: bool = False) -> str:
+    """json.dumps(value, separators=(",", ":"), sort_keys=sort_keys): compact, ASCII, no
+    circular-reference check (our records are trees)."""
     if isinstance(value, str):
         return _json.encode_basestring_ascii(value)
-    return "".join(_encode(value, 0))
+    return "".join((_encode_sorted if sort_keys else _encode)(value, 0))
 
 
 # -- contextlib ------------------------------------------------------------------------------------

@@ -332,7 +332,16 @@ def create(root: str, cid: str, bundle: str | os.PathLike, *, pid_file: str | No
 
 def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str | None,
            preserve_fds: int) -> None:
-    """Runtime._spawn's steps, with the rootfs bound onto itself and an exec fifo."""
+    """Runtime._spawn's steps, with the rootfs bound onto itself and an exec fifo, and one
+    change of order: the child is cloned first and *then* the cgroup is made and the child
+    put in it (by us, writing its pid), before GO.
+
+    Why: the first cgroup migration after a quiet spell waits for an RCU grace period, 5-15 ms
+    here, and holds the kernel's cgroup_mutex meanwhile, so no cgroup can even be made until it
+    passes (runtime/cgroup_warm.py). The warmer starts that wait as our first act; cloning first
+    lets the plan and the clone run during it, instead of after it. The child does nothing of
+    the container's until GO, and the cgroup namespace is unshared after GO, so the child's
+    cgroup root is its own group, as before."""
     from minirun.runtime import plan, spawn, sync, userns
     from minirun.runtime.cgroups import detect
     from minirun.runtime.options import cgroup_resources
@@ -341,40 +350,38 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
     if not any(ns["type"] == "mount" for ns in spec["linux"].get("namespaces", [])):
         c.record.host_mounts = rootfs
         c.save()
-    cg = detect().create(c.record.cgroup, cgroup_resources(spec["linux"].get("resources", {})))
+    resources = cgroup_resources(spec["linux"].get("resources", {}))
+    manager = detect()
+    planned = manager.planned(c.record.cgroup, resources)   # checked; made after the clone
     os.mkfifo(c.fifo)
     os.chmod(c.fifo, 0o622)      # not mkfifo's mode, which the umask cuts: a non-root process opens it
     fds: list[int] = []
     parent_sock, child_sock = sync.socketpair()
+    pid = None
     try:
-        procs = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cg.procs_files()]
-        fds += procs
         fifo_fd = os.open(c.fifo, os.O_PATH | os.O_CLOEXEC)
         fds.append(fifo_fd)
         idmap_binds = userns.idmapped_binds(spec, bundle)     # mounts[].uidMappings (OCI 1.1)
         fds += idmap_binds.values()
         launch = plan.Launch(rootfs=rootfs, rootfs_fstype=None, bundle=bundle,
-                             cgroup_procs_fds=procs, monitor_argv=None, stdio=(0, 1, 2),
+                             cgroup_procs_fds=[], monitor_argv=None, stdio=(0, 1, 2),
                              sync_fd=child_sock.fileno(), parent_sync_fd=parent_sock.fileno(),
                              exec_fifo_fd=fifo_fd,
                              host_mounts_allowed=True,
                              hooks_sync=bool(c.record.hooks)
                              and any(c.record.hooks.get(k) for k in hooks_at_create()),
                              preserve_fds=preserve_fds, cache_dir=c.seccomp_cache(),
-                             cgroup_views=[(n, str(d)) for n, d in cg.views()],
+                             cgroup_views=[(n, str(d)) for n, d in planned.views()],
                              idmap_binds=idmap_binds)
         np = plan.build(spec, launch)
-        pid, _ = spawn.spawn(np)
+        pid, _ = spawn.spawn(np)                   # (2) the child waits for GO
+        manager.create(c.record.cgroup, resources).add(pid)       # (1) and (3), by us
         if spec["linux"].get("uidMappings"):
-            from minirun.runtime import userns
-
-            try:
-                userns.write_maps(pid, spec)            # (4), before GO
-            except BaseException:
-                os.kill(pid, SIGKILL)
-                _reap(pid)
-                raise
+            userns.write_maps(pid, spec)           # (4), before GO
     except BaseException:
+        if pid is not None:
+            os.kill(pid, SIGKILL)
+            _reap(pid)
         parent_sock.close()
         raise
     finally:

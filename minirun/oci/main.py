@@ -314,16 +314,17 @@ def _kill(args) -> int:
 
 
 def _signal_number(name: str) -> int:
-    """9, KILL or SIGKILL, as runc accepts them."""
-    import signal
+    """9, KILL or SIGKILL, as runc accepts them. (The names are read from _signal, whose
+    constants are signal.Signals' members: the SIG* names without an underscore.)"""
+    import _signal
 
     if name.isdigit():
         return int(name)
     name = name.upper() if name.upper().startswith("SIG") else f"SIG{name.upper()}"
-    try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise UserFault(f"unknown signal {name}") from None
+    number = getattr(_signal, name, None) if "_" not in name else None
+    if not isinstance(number, int):
+        raise UserFault(f"unknown signal {name}")
+    return number
 
 
 def _delete(args) -> int:

@@ -381,13 +381,16 @@ def _cgroup_mount(m: dict[str, Any], views: list[tuple[str, str]]) -> list[dict[
     cgroup2 alone, the one group directory is bound at the destination itself."""
     options = [o for o in m.get("options", []) if o not in ("rbind", "bind")]
     dest = m["destination"].rstrip("/") or "/"
+    # "group": a directory the caller makes before GO, which may not exist yet (minirun-oci
+    # makes the cgroup after the clone): _fsops knows its kind without looking
     if len(views) == 1 and views[0][0] == "":
-        return [{"destination": dest, "type": "bind", "source": views[0][1], "options": ["rbind", *options]}]
+        return [{"destination": dest, "type": "bind", "source": views[0][1], "group": True,
+                 "options": ["rbind", *options]}]
     out = [{"destination": dest, "type": "tmpfs", "source": "cgroup",
             "options": ["nosuid", "noexec", "nodev", "mode=755"]}]
     for name, directory in views:
         out.append({"destination": f"{dest}/{name}", "type": "bind", "source": directory,
-                    "options": ["rbind", *options]})
+                    "group": True, "options": ["rbind", *options]})
     if "ro" in options:
         out.append({"destination": dest, "type": "remount", "options": ["ro", "nosuid", "noexec", "nodev"]})
     return out
@@ -411,11 +414,11 @@ def _fsops(np: NativePlan, spec: dict[str, Any], launch: Launch) -> None:
         if is_bind:
             source = os.path.join(launch.bundle, source) if not source.startswith("/") else source
             try:
-                st = os.stat(source)
+                is_dir = m.get("group") or stat.S_ISDIR(os.stat(source).st_mode)
             except OSError as e:
                 raise SpecError("mounts", f"bind source {source}: {os.strerror(e.errno)}") from None
             op.update(source=source, fstype=None, flags=flags | oci.MS["BIND"],
-                      target_is_file=not stat.S_ISDIR(st.st_mode))
+                      target_is_file=not is_dir)
             name = f"{source} on {m['destination']}"
             if j in idmapped:                    # attached, not mounted: userns.idmapped_binds
                 op.update(kind=lib.MR_OP_MOVE_MOUNT, fd=idmapped[j])

@@ -23,14 +23,14 @@ Man pages: seccomp(2), seccomp_rule_add(3), seccomp_export_bpf(3), seccomp_sysca
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
+from minirun import lean
 from minirun.errors import SpecError, UsageError
 
 TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 # seccomp.h: the action values (the low 16 bits carry the errno of ERRNO/TRACE).
@@ -85,21 +85,22 @@ def digest(profile: dict[str, Any]) -> str:
         from _sha256 import sha256
     except ImportError:  # other Pythons (3.12 renamed it)
         from hashlib import sha256
-    text = json.dumps(profile, sort_keys=True, separators=(",", ":"))
+    text = lean.dumps(profile, sort_keys=True)
     return sha256(f"{_FORMAT}:{os.uname().machine}:{text}".encode()).hexdigest()
 
 
-def program(profile: dict[str, Any], cache_dir: Path | None = None) -> bytes:
+def program(profile: dict[str, Any], cache_dir: str | Path | None = None) -> bytes:
     """The BPF program (struct sock_filter[], 8 bytes each) for a profile, from the cache when
     it has it. SpecError names the field of a profile libseccomp cannot express."""
     key = digest(profile)
     if key in _memory:
         return _memory[key]
-    path = Path(cache_dir) / f"{key}.bpf" if cache_dir else None
+    path = os.path.join(cache_dir, f"{key}.bpf") if cache_dir else None
     data = None
     if path is not None:
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as f:
+                data = f.read()
         except OSError:             # not built yet (or no usable cache directory)
             pass
     if not data or len(data) % 8:
@@ -113,19 +114,13 @@ def program(profile: dict[str, Any], cache_dir: Path | None = None) -> bytes:
     return data
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write temp, fsync, rename: a reader sees the old file, no file, or the whole new one.
-    The directory is root's (like the image store): whoever can write it could weaken filters."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _write_atomic(path: str, data: bytes) -> None:
+    """A reader sees the old file, no file, or the whole new one (state.write_atomic). The
+    directory is root's (like the image store): whoever can write it could weaken filters."""
+    from minirun.runtime.state import write_atomic
+
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    write_atomic(path, data)
 
 
 def validate(profile: Any, where: str = "linux/seccomp") -> dict[str, Any]:
@@ -236,11 +231,12 @@ def load_docker(path: str, capabilities: list[str]) -> dict[str, Any]:
 
     UsageError (one line) for a file we cannot read or parse; SpecError for a bad field."""
     try:
-        text = Path(path).read_text()
+        with open(path) as f:
+            text = f.read()
     except OSError as e:
         raise UsageError(f"--security-opt seccomp={path}: {os.strerror(e.errno or 5)}") from None
     try:
-        profile = json.loads(text)
+        profile = lean.loads(text)
     except ValueError as e:
         raise UsageError(f"--security-opt seccomp={path}: invalid JSON: {e}") from None
     if not isinstance(profile, dict):

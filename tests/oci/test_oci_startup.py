@@ -9,9 +9,14 @@ import sys
 
 from tests.oci.conftest import OCI
 
-# never on the per-container path: the CLI, the network stack, and the start-up hogs it avoids
+# never on the per-container path: the CLI, the network stack, and the start-up hogs it avoids,
+# among them what minirun/lean.py stands in for (json, contextlib) and what those bring (re,
+# enum, functools, collections), pathlib (re, fnmatch, urllib.parse, ipaddress), signal (enum),
+# threading and array (collections), hashlib (OpenSSL)
 FORBIDDEN = {"typer", "click", "rich", "pyroute2", "minirun.cli", "minirun.net", "argparse",
-             "dataclasses", "typing", "inspect", "shutil", "tempfile", "datetime"}
+             "dataclasses", "typing", "inspect", "shutil", "tempfile", "datetime",
+             "json", "contextlib", "re", "enum", "functools", "collections", "pathlib", "fnmatch",
+             "urllib", "ipaddress", "signal", "threading", "array", "hashlib"}
 
 
 def _imported(argv: list[str]) -> set[str]:

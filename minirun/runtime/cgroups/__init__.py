@@ -146,16 +146,21 @@ class CgroupManager:
                 out[c] = self.mounts.unified
         return out
 
+    def planned(self, name: str, resources: Resources | None = None) -> Cgroup:
+        """The group `create(name, resources)` would make, without making it: its paths (what
+        `views()` gives a container's mounts) and the check that these limits can be had."""
+        _check_name(name)
+        self._check_supported(resources or Resources())
+        return Cgroup(self, name, {k: m / name for k, m in self.hierarchies().items()})
+
     def create(self, name: str, resources: Resources | None = None) -> Cgroup:
         """Create the group in every hierarchy and apply limits, before any process joins."""
-        _check_name(name)
         resources = resources or Resources()
-        self._check_supported(resources)
+        cg = self.planned(name, resources)
         made: list[Path] = []
         try:
             for mount in _unique(self.hierarchies().values()):
                 made.append(self._make(mount, name))
-            cg = Cgroup(self, name, {k: m / name for k, m in self.hierarchies().items()})
             for driver in cg._drivers():
                 driver.init_group(cg.paths)
             cg.apply(resources)
