@@ -6,7 +6,6 @@ statuses in one place (cli/errors.py). Every message is one line a user can act 
 
 from __future__ import annotations
 
-import contextlib
 import errno as _errno
 import os
 
@@ -162,15 +161,22 @@ class StorageError(MinirunError):
 STORAGE_ERRNOS = frozenset({_errno.ENOSPC, _errno.EDQUOT, _errno.EROFS})
 
 
-@contextlib.contextmanager
-def storage_errors(what: str):
-    """Turn a full or read-only file system met while doing `what` into one StorageError line."""
-    try:
-        yield
-    except OSError as e:
-        if e.errno not in STORAGE_ERRNOS:
-            raise
-        raise StorageError(storage_message(what, e)) from None
+class storage_errors:  # noqa: N801 — used as `with storage_errors(what):`, like a function
+    """Turn a full or read-only file system met while doing `what` into one StorageError line.
+
+    A class, not @contextlib.contextmanager: contextlib (with collections and functools) costs
+    a few ms of every container start, and this module is imported on that path."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, e, tb) -> bool:
+        if isinstance(e, OSError) and e.errno in STORAGE_ERRNOS:
+            raise StorageError(storage_message(self.what, e)) from None
+        return False
 
 
 def storage_message(what: str, err: OSError) -> str:
