@@ -169,6 +169,27 @@ def test_detect_unescapes_mount_points(tmp_path):
     assert detect(mountinfo, cgroup_root=root).hierarchies()["memory"] == str(root / "my memory")
 
 
+def test_detect_reads_the_mount_points_once_and_the_lent_controllers_each_time(tmp_path):
+    """What a process may rely on across detect() calls (_mounts._POINTS): the unified root
+    lending one more controller is seen at once; where hierarchies are mounted is parsed once per
+    mountinfo file; each manager gets its own Mounts."""
+    v1 = [line for line in V1_LINES if "memory" not in line]
+    lines = [*v1, _line(40, "/sys/fs/cgroup/unified", "cgroup2", "rw")]
+    mountinfo, root = fake_host(tmp_path, lines, "")
+    first = detect(mountinfo, cgroup_root=root)
+    assert "memory" not in first.available()
+    (root / "unified" / "cgroup.subtree_control").write_text("memory\n")     # systemd lends it
+    second = detect(mountinfo, cgroup_root=root)
+    assert second.available()["memory"] == "v2"
+    assert second.hierarchies()["memory"] == str(root / "unified")
+    mountinfo.write_text("")                    # not read again: the mounts are the process's
+    assert detect(mountinfo, cgroup_root=root).hierarchies() == second.hierarchies()
+    second.mounts.v1.clear()                    # one manager's Mounts is not the next one's
+    assert detect(mountinfo, cgroup_root=root).hierarchies()["pids"] == str(root / "pids")
+    with pytest.raises(CgroupError, match="no cgroup filesystem"):    # another root: parsed
+        detect(mountinfo, cgroup_root=tmp_path / "elsewhere")         # (the file is empty now)
+
+
 def test_detect_without_cgroups(tmp_path):
     mountinfo, root = fake_host(tmp_path, [])
     with pytest.raises(CgroupError, match="no cgroup filesystem"):

@@ -33,7 +33,7 @@ from minirun.errors import CgroupError
 from minirun.records import fields, record, replace
 
 from . import _fs
-from ._mounts import Mounts, parse_mountinfo
+from ._mounts import Mounts, cgroup_mounts
 from .v1 import CONTROLLERS as V1_CONTROLLERS
 from .v1 import V1Driver
 from .v2 import KEY as UNIFIED
@@ -442,8 +442,10 @@ class Cgroup:
 
 def detect(mountinfo: str | os.PathLike = "/proc/self/mountinfo",
            cgroup_root: str | os.PathLike | None = None) -> CgroupManager:
-    """Look at the mounted hierarchies once and choose, per controller, v2 or v1."""
-    mounts = parse_mountinfo(mountinfo, cgroup_root)
+    """Look at the mounted hierarchies and choose, per controller, v2 or v1. Where they are
+    mounted is read once per process and mountinfo file; which controllers the cgroup2 root
+    lends, on every call (_mounts._POINTS says why that is safe)."""
+    mounts = cgroup_mounts(mountinfo, cgroup_root)
     if not mounts.v1 and mounts.unified is None:
         raise CgroupError(f"cgroup: no cgroup filesystem is mounted (see {mountinfo})")
     return CgroupManager(mounts)

@@ -1,6 +1,6 @@
 """Finding the cgroup hierarchies: which are mounted where, and which controllers each has.
 
-Read once from /proc/self/mountinfo (proc(5), "mountinfo"): a line per mount, with the
+Read from /proc/self/mountinfo (proc(5), "mountinfo"): a line per mount, with the
 filesystem type after the " - " separator and, for cgroup v1, the bound controllers in the
 super options ("rw,cpu,cpuacct"). A cgroup2 mount is the unified hierarchy; the controllers
 it lends to child groups are those in the mount root's cgroup.subtree_control. See cgroups(7).
@@ -22,6 +22,15 @@ V1_CONTROLLERS = frozenset({
     "blkio", "perf_event", "hugetlb", "pids", "rdma", "misc",
 })
 _OCTAL = "01234567"
+
+# (mountinfo, cgroup_root) -> (v1, unified): where the hierarchies are mounted, parsed once per
+# process (`minirun-oci run` asks at create and again at delete). Safe because no minirun process
+# mounts or unmounts a cgroup hierarchy in its own mount namespace (namespaces are changed only
+# in children, which exec), and a long-lived Runtime keeps one manager for its whole life anyway.
+# What can change while a process runs, the controllers the unified root lends its children
+# (systemd enables them on demand), is read again by every call. A process that does mount or
+# unmount a cgroup hierarchy and wants detect() to see it clears this dict.
+_POINTS: dict[tuple[str, str | None], tuple[dict[str, str], str | None]] = {}
 
 
 @record
@@ -59,14 +68,32 @@ def parse_mountinfo(mountinfo: str | os.PathLike,
             for ctl in super_opts.split(","):
                 if ctl in V1_CONTROLLERS:
                     mounts.v1.setdefault(ctl, point)   # first mount of a hierarchy wins
-    if mounts.unified is not None:
-        try:
-            with open(mounts.unified + "/cgroup.subtree_control") as f:
-                enabled = f.read().split()
-        except OSError:
-            enabled = []
-        mounts.v2_enabled = frozenset(enabled)
+    mounts.v2_enabled = _enabled(mounts.unified)
     return mounts
+
+
+def cgroup_mounts(mountinfo: str | os.PathLike,
+                  cgroup_root: str | os.PathLike | None = None) -> Mounts:
+    """parse_mountinfo(), the mount points remembered for the process's life (see _POINTS)."""
+    key = (os.path.abspath(mountinfo), None if cgroup_root is None else os.fspath(cgroup_root))
+    points = _POINTS.get(key)
+    if points is None:
+        mounts = parse_mountinfo(mountinfo, cgroup_root)
+        _POINTS[key] = (dict(mounts.v1), mounts.unified)
+        return mounts
+    v1, unified = points
+    return Mounts(dict(v1), unified, _enabled(unified))     # a copy: callers may change theirs
+
+
+def _enabled(unified: str | None) -> frozenset[str]:
+    """The controllers the unified root lends its children (none without a cgroup2 mount)."""
+    if unified is None:
+        return frozenset()
+    try:
+        with open(unified + "/cgroup.subtree_control") as f:
+            return frozenset(f.read().split())
+    except OSError:
+        return frozenset()
 
 
 def _relocate(point: str, cgroup_root: str | os.PathLike | None) -> str:
