@@ -75,12 +75,30 @@ def _encoder(sort_keys: bool):
 _encode, _encode_sorted = _encoder(False), _encoder(True)
 
 
-def dumps(value: object, sort_keys: bool = False) -> str:
-    """json.dumps(value, separators=(",", ":"), sort_keys=sort_keys): compact, ASCII, no
-    circular-reference check (our records are trees)."""
+def dumps(value: object, sort_keys: bool = False, indent: int | None = None) -> str:
+    """json.dumps(value, separators=(",", ":"), sort_keys=sort_keys), compact, or with `indent`
+    json.dumps(value, indent=indent, sort_keys=sort_keys): ASCII, no circular-reference check
+    (our records are trees)."""
+    if indent is not None:
+        return _indented(value, sort_keys, " " * indent, "\n")
     if isinstance(value, str):
         return _json.encode_basestring_ascii(value)
     return "".join((_encode_sorted if sort_keys else _encode)(value, 0))
+
+
+def _indented(value: object, sort_keys: bool, step: str, newline: str) -> str:
+    """What json's pure-Python encoder makes with an indent: one member per line, `": "`
+    between key and value, empty containers as {} and []. Keys are strings here."""
+    inner = newline + step
+    if isinstance(value, dict) and value:
+        items = sorted(value.items()) if sort_keys else value.items()
+        body = ("," + inner).join(f"{_json.encode_basestring_ascii(str(k))}: "
+                                  f"{_indented(v, sort_keys, step, inner)}" for k, v in items)
+        return "{" + inner + body + newline + "}"
+    if isinstance(value, list | tuple) and value:
+        body = ("," + inner).join(_indented(v, sort_keys, step, inner) for v in value)
+        return "[" + inner + body + newline + "]"
+    return dumps(value, sort_keys)
 
 
 # -- contextlib ------------------------------------------------------------------------------------

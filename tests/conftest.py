@@ -73,7 +73,7 @@ def cgroup_value(cid: str, controller: str, v1_file: str, v2_file: str) -> str:
     mgr = detect()
     group = mgr.open(f"minirun/{cid}")
     name = v1_file if mgr.available().get(controller) == "v1" else v2_file
-    return (group.paths[controller] / name).read_text().strip()
+    return Path(group.paths[controller], name).read_text().strip()
 
 
 @pytest.fixture(scope="session")

@@ -298,11 +298,10 @@ def _run(args) -> int:
 
 
 def _state(args) -> int:
-    import json
-
+    from minirun import lean
     from minirun.oci import container
 
-    print(json.dumps(container.load(_root(args), args.id).oci_state(), indent=2))
+    print(lean.dumps(container.load(_root(args), args.id).oci_state(), indent=2))
     return 0
 
 

@@ -29,6 +29,12 @@ def test_dumps_is_compact_json_dumps(value):
                                                            sort_keys=True)
 
 
+@given(json_values, st.sampled_from([0, 2, 4]), st.booleans())
+def test_dumps_with_indent_is_json_dumps(value, indent, sort_keys):
+    assert lean.dumps(value, sort_keys=sort_keys, indent=indent) == json.dumps(
+        value, indent=indent, sort_keys=sort_keys)
+
+
 @given(json_values, st.sampled_from(["", " ", "\n", " \t\r\n"]))
 def test_loads_reads_what_json_writes(value, space):
     for text in (json.dumps(value), json.dumps(value, indent=2)):

@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minirun.errors import CgroupError, UsageError
-from minirun.runtime.cgroups import Resources, detect
+from minirun.runtime.cgroups import Resources, _valid_name, detect
+from minirun.runtime.cgroups._mounts import _unescape
 from minirun.runtime.cgroups.fake import FakeCgroupManager
 from minirun.runtime.cgroups.v2 import blkio_to_io_weight, shares_to_weight
 from minirun.units import format_bytes, parse_bytes, parse_cpus
@@ -122,8 +125,8 @@ def test_detect_v1_only(tmp_path):
     assert mgr.available() == {c: "v1" for c in (
         "blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids")}
     h = mgr.hierarchies()
-    assert h["cpu"] == h["cpuacct"] == root / "cpu,cpuacct"
-    assert h["memory"] == root / "memory"
+    assert h["cpu"] == h["cpuacct"] == str(root / "cpu,cpuacct")      # plain strings
+    assert h["memory"] == str(root / "memory")
     assert "unified" not in h
 
 
@@ -133,8 +136,8 @@ def test_detect_v2_only(tmp_path):
     mgr = detect(mountinfo, cgroup_root=root)
     assert mgr.available() == {"cpu": "v2", "cpuset": "v2", "hugetlb": "v2", "io": "v2",
                                "memory": "v2", "pids": "v2", "freezer": "v2"}
-    assert mgr.hierarchies()["unified"] == root
-    assert mgr.hierarchies()["memory"] == root
+    assert mgr.hierarchies()["unified"] == str(root)
+    assert mgr.hierarchies()["memory"] == str(root)
 
 
 def test_detect_hybrid_like_this_host(tmp_path):
@@ -145,7 +148,7 @@ def test_detect_hybrid_like_this_host(tmp_path):
     avail = mgr.available()
     assert avail["memory"] == avail["pids"] == avail["cpu"] == avail["freezer"] == "v1"
     assert "hugetlb" not in avail            # listed in cgroup.controllers but not enabled
-    assert mgr.hierarchies()["unified"] == root / "unified"
+    assert mgr.hierarchies()["unified"] == str(root / "unified")
 
 
 def test_detect_hybrid_with_v2_controllers(tmp_path):
@@ -157,13 +160,34 @@ def test_detect_hybrid_with_v2_controllers(tmp_path):
     avail = mgr.available()
     assert avail["memory"] == avail["pids"] == "v2"
     assert avail["cpu"] == avail["cpuset"] == avail["freezer"] == "v1"
-    assert mgr.hierarchies()["memory"] == root / "unified"
+    assert mgr.hierarchies()["memory"] == str(root / "unified")
 
 
 def test_detect_unescapes_mount_points(tmp_path):
     lines = [_line(30, r"/sys/fs/cgroup/my\040memory", "cgroup", "rw,memory")]
     mountinfo, root = fake_host(tmp_path, lines)
-    assert detect(mountinfo, cgroup_root=root).hierarchies()["memory"] == root / "my memory"
+    assert detect(mountinfo, cgroup_root=root).hierarchies()["memory"] == str(root / "my memory")
+
+
+def test_detect_reads_the_mount_points_once_and_the_lent_controllers_each_time(tmp_path):
+    """What a process may rely on across detect() calls (_mounts._POINTS): the unified root
+    lending one more controller is seen at once; where hierarchies are mounted is parsed once per
+    mountinfo file; each manager gets its own Mounts."""
+    v1 = [line for line in V1_LINES if "memory" not in line]
+    lines = [*v1, _line(40, "/sys/fs/cgroup/unified", "cgroup2", "rw")]
+    mountinfo, root = fake_host(tmp_path, lines, "")
+    first = detect(mountinfo, cgroup_root=root)
+    assert "memory" not in first.available()
+    (root / "unified" / "cgroup.subtree_control").write_text("memory\n")     # systemd lends it
+    second = detect(mountinfo, cgroup_root=root)
+    assert second.available()["memory"] == "v2"
+    assert second.hierarchies()["memory"] == str(root / "unified")
+    mountinfo.write_text("")                    # not read again: the mounts are the process's
+    assert detect(mountinfo, cgroup_root=root).hierarchies() == second.hierarchies()
+    second.mounts.v1.clear()                    # one manager's Mounts is not the next one's
+    assert detect(mountinfo, cgroup_root=root).hierarchies()["pids"] == str(root / "pids")
+    with pytest.raises(CgroupError, match="no cgroup filesystem"):    # another root: parsed
+        detect(mountinfo, cgroup_root=tmp_path / "elsewhere")         # (the file is empty now)
 
 
 def test_detect_without_cgroups(tmp_path):
@@ -184,6 +208,67 @@ def test_bad_group_names(tmp_path, name):
     mountinfo, root = fake_host(tmp_path, V1_LINES)
     with pytest.raises(CgroupError, match="invalid group name"):
         detect(mountinfo, cgroup_root=root).open(name)
+
+
+@pytest.mark.parametrize("name", [
+    "minirun/0123abcd", "a", "kubepods/burstable/pod-1_2:3@x+y", "minirun/..x", "...", ".a/b.",
+    "UPPER/lower.Case"])
+def test_group_names_that_are_accepted(name):
+    assert _valid_name(name)
+
+
+@pytest.mark.parametrize("name", [
+    "", "/", "/abs", "abs/", "a//b", ".", "..", "minirun/.", "minirun/../etc", "./minirun",
+    "minirun/x y", "minirun/x\ty", "minirun/x\n", "minirun/\u00e9", "a\\b", "a*b", "a,b", "a=b"])
+def test_group_names_that_are_refused(name):
+    assert not _valid_name(name)
+
+
+NAME_CHARS = st.sampled_from("Az09_.:@+-/ \n\\*é")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(NAME_CHARS, max_size=12))
+def test_group_names_mean_what_the_old_regular_expression_meant(name):
+    """The string check replaced `^[A-Za-z0-9_.:@+-]+(/[A-Za-z0-9_.:@+-]+)*$` minus "." and "..":
+    same answers (except a trailing newline, which `$` let through and no group name wants)."""
+    import re
+
+    old = (re.fullmatch(r"[A-Za-z0-9_.:@+-]+(/[A-Za-z0-9_.:@+-]+)*", name) is not None
+           and not any(p in (".", "..") for p in name.split("/")))
+    assert _valid_name(name) == old
+
+
+@pytest.mark.parametrize("escaped, plain", [
+    ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory"),
+    (r"/mnt/my\040memory", "/mnt/my memory"),               # space
+    (r"/mnt/a\011b", "/mnt/a\tb"),                          # tab
+    (r"/mnt/a\012b", "/mnt/a\nb"),                          # newline
+    (r"/mnt/a\134b", "/mnt/a\\b"),                          # backslash
+    (r"/mnt/a\134040", "/mnt/a\\040"),                      # an escaped backslash, then digits
+    (r"\040\040x\040", "  x "),                             # at both ends, one after another
+    (r"/mnt/a\04", r"/mnt/a\04"),                           # too short: kept as it is
+    (r"/mnt/a\089", r"/mnt/a\089"),                         # 8 is not octal
+    ("/mnt/a\\", "/mnt/a\\"),                               # a lone backslash at the end
+])
+def test_mountinfo_unescapes_octal_escapes(escaped, plain):
+    assert _unescape(escaped) == plain
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.sampled_from("\\0178 a/"), max_size=16))
+def test_mountinfo_unescape_means_what_the_old_regular_expression_meant(text):
+    import re
+
+    assert _unescape(text) == re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
+def test_detect_unescapes_tabs_newlines_and_backslashes(tmp_path):
+    lines = [_line(30, r"/sys/fs/cgroup/a\011b", "cgroup", "rw,memory"),
+             _line(31, r"/sys/fs/cgroup/c\012d\134e", "cgroup", "rw,pids")]
+    mountinfo, root = fake_host(tmp_path, lines)
+    h = detect(mountinfo, cgroup_root=root).hierarchies()
+    assert h["memory"] == f"{root}/a\tb" and h["pids"] == f"{root}/c\nd\\e"
 
 
 def test_fake_records_calls(tmp_path):

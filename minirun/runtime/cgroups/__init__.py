@@ -14,22 +14,26 @@ this module only creates the directories, dispatches, and cleans up.
 `Cgroup.paths` maps each controller we use ("memory", "cpu", ...) to the group's directory that
 holds that controller's files, plus "unified" for the group in the cgroup2 tree when one is
 mounted (on a hybrid host it only tracks the processes).
+
+Paths here are plain strings, and the package imports nothing heavier than os, errno and time:
+`minirun-oci run` imports it for every container, and pathlib, re, signal (enum) or contextlib
+would cost milliseconds of a start-up that should take about as long as runc's (issue 7).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import re
-import signal
 import time
-from pathlib import Path
+
+# _signal, not signal: signal wraps these numbers in IntEnums, and importing enum costs ms.
+from _signal import SIGKILL
 
 from minirun.errors import CgroupError
 from minirun.records import fields, record, replace
 
 from . import _fs
-from ._mounts import Mounts, parse_mountinfo
+from ._mounts import Mounts, cgroup_mounts
 from .v1 import CONTROLLERS as V1_CONTROLLERS
 from .v1 import V1Driver
 from .v2 import KEY as UNIFIED
@@ -57,7 +61,8 @@ _NEEDS = {
 # Enforced where the machine can; not a reason to refuse a container (see Resources.devices).
 _BEST_EFFORT = {"devices", "io_accounting"}
 
-_NAME = re.compile(r"^[A-Za-z0-9_.:@+-]+(/[A-Za-z0-9_.:@+-]+)*$")
+# A group name: "/"-separated components of these characters, none of them "." or "..".
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:@+-")
 
 
 @record
@@ -137,7 +142,7 @@ class CgroupManager:
             out["freezer"] = "v2"          # cgroup.freeze is core in v2
         return out
 
-    def hierarchies(self) -> dict[str, Path]:
+    def hierarchies(self) -> dict[str, str]:
         """Path key -> mount point, for every hierarchy a group is created in."""
         out = {c: self.mounts.v1[c] for c in sorted(self.v1_owned)}
         if self.mounts.unified is not None:
@@ -151,13 +156,13 @@ class CgroupManager:
         `views()` gives a container's mounts) and the check that these limits can be had."""
         _check_name(name)
         self._check_supported(resources or Resources())
-        return Cgroup(self, name, {k: m / name for k, m in self.hierarchies().items()})
+        return Cgroup(self, name, {k: os.path.join(m, name) for k, m in self.hierarchies().items()})
 
     def create(self, name: str, resources: Resources | None = None) -> Cgroup:
         """Create the group in every hierarchy and apply limits, before any process joins."""
         resources = resources or Resources()
         cg = self.planned(name, resources)
-        made: list[Path] = []
+        made: list[str] = []
         try:
             for mount in _unique(self.hierarchies().values()):
                 made.append(self._make(mount, name))
@@ -174,7 +179,8 @@ class CgroupManager:
     def open(self, name: str) -> Cgroup:
         """An existing group, in whichever hierarchies still have it (maybe none)."""
         _check_name(name)
-        paths = {k: m / name for k, m in self.hierarchies().items() if (m / name).is_dir()}
+        paths = {k: os.path.join(m, name) for k, m in self.hierarchies().items()}
+        paths = {k: d for k, d in paths.items() if os.path.isdir(d)}
         return Cgroup(self, name, paths)
 
     # -- internals --------------------------------------------------------------------------
@@ -192,7 +198,7 @@ class CgroupManager:
                     f"cgroup: {field} needs the {v1_name} controller, which this machine does "
                     f"not offer (no v1 hierarchy, not enabled in cgroup2)")
 
-    def _make(self, mount: Path, name: str) -> Path:
+    def _make(self, mount: str, name: str) -> str:
         """mkdir the group under mount, creating and preparing shared parents on the way.
 
         Another container may rmdir an empty shared parent at any moment; if a parent vanishes
@@ -203,18 +209,18 @@ class CgroupManager:
             d = mount
             try:
                 for part in parts[:-1]:
-                    d = d / part
+                    d = os.path.join(d, part)
                     try:
                         os.mkdir(d)
                     except FileExistsError:
                         pass
                     self._prepare(mount, controllers, d)
-                child = d / parts[-1]
+                child = os.path.join(d, parts[-1])
                 os.mkdir(child)
                 return child
             except FileExistsError as err:
-                raise CgroupError(f"cgroup: {d / parts[-1]} already exists",
-                                  path=str(d / parts[-1])) from err
+                child = os.path.join(d, parts[-1])
+                raise CgroupError(f"cgroup: {child} already exists", path=child) from err
             except FileNotFoundError:
                 continue
             except CgroupError as err:
@@ -227,9 +233,10 @@ class CgroupManager:
                     continue        # mkdir inside a parent being removed
                 raise CgroupError(f"cgroup: mkdir {d}: {os.strerror(err.errno or errno.EIO)}",
                                   path=str(d)) from err
-        raise CgroupError(f"cgroup: {mount / name}: parent keeps disappearing", path=str(mount))
+        raise CgroupError(f"cgroup: {os.path.join(mount, name)}: parent keeps disappearing",
+                          path=mount)
 
-    def _prepare(self, mount: Path, controllers: list[str], directory: Path) -> None:
+    def _prepare(self, mount: str, controllers: list[str], directory: str) -> None:
         if mount == self.mounts.unified:
             V2Driver(mount, self.v2_owned).prepare_ancestor(directory)
         else:
@@ -242,16 +249,20 @@ class CgroupManager:
         what a keep_parents manager does when it is done."""
         _check_name(group)
         for mount in _unique(self.hierarchies().values()):
-            _fs.rmdir_if_empty(mount / group)
+            _fs.rmdir_if_empty(os.path.join(mount, group))
 
     def _remove_parents(self, name: str) -> None:
         """rmdir the shared parents (e.g. "minirun") that became empty, in every hierarchy."""
         if self.keep_parents:
             return
-        parents = [p for p in Path(name).parents if str(p) != "."]
+        parents = []          # "minirun/a/b" -> ["minirun/a", "minirun"]
+        parent = name.rpartition("/")[0]
+        while parent:
+            parents.append(parent)
+            parent = parent.rpartition("/")[0]
         for mount in _unique(self.hierarchies().values()):
             for parent in parents:
-                _fs.rmdir_if_empty(mount / parent)
+                _fs.rmdir_if_empty(os.path.join(mount, parent))
 
 
 class Cgroup:
@@ -261,7 +272,7 @@ class Cgroup:
     # someone else's: an OCI caller's cgroupsPath (minirun-oci sets this)
     keep_parents = False
 
-    def __init__(self, manager: CgroupManager, name: str, paths: dict[str, Path]):
+    def __init__(self, manager: CgroupManager, name: str, paths: dict[str, str]):
         self.manager = manager
         self.name = name
         self.paths = paths
@@ -275,10 +286,10 @@ class Cgroup:
     def _drivers(self) -> list:
         return [self._v1] + ([self._v2] if self._v2 else [])
 
-    def _dirs(self) -> list[Path]:
+    def _dirs(self) -> list[str]:
         return _unique(self.paths.values())
 
-    def views(self) -> list[tuple[str, Path]]:
+    def views(self) -> list[tuple[str, str]]:
         """What a container's /sys/fs/cgroup shows: (name, group directory) per hierarchy, the
         name being the mount point's (memory, cpu, unified...). [("", dir)] on a host with
         cgroup2 alone, whose one hierarchy is then shown at /sys/fs/cgroup itself."""
@@ -287,15 +298,15 @@ class Cgroup:
             return [("", d) for d in self._dirs()][:1]
         by_dir = {d: key for key, d in self.paths.items()}
         hierarchies = self.manager.hierarchies()
-        return [(hierarchies[by_dir[d]].name, d) for d in self._dirs()]
+        return [(os.path.basename(hierarchies[by_dir[d]]), d) for d in self._dirs()]
 
     def procs_files(self) -> list[str]:
         """cgroup.procs in every hierarchy: writing "0" to each moves the writer in."""
-        return [str(d / "cgroup.procs") for d in self._dirs()]
+        return [f"{d}/cgroup.procs" for d in self._dirs()]
 
     def add(self, pid: int) -> None:
         for path in self.procs_files():
-            _fs.write(Path(path), pid)
+            _fs.write(path, pid)
 
     def apply(self, res: Resources) -> None:
         """Write the limits that are set (not None); used on create and for live updates."""
@@ -308,7 +319,7 @@ class Cgroup:
     def pids(self) -> list[int]:
         seen: set[int] = set()
         for d in self._dirs():
-            seen.update(_fs.read_procs(d / "cgroup.procs"))
+            seen.update(_fs.read_procs(f"{d}/cgroup.procs"))
         return sorted(seen)
 
     def _freezer(self):
@@ -363,12 +374,11 @@ class Cgroup:
 
     def oom_events_file(self) -> str | None:
         driver = self._memory_driver()
-        path = driver.oom_events_file(self.paths) if driver else None
-        return str(path) if path else None
+        return driver.oom_events_file(self.paths) if driver else None
 
-    def kill_all(self, sig: int = signal.SIGKILL) -> None:
+    def kill_all(self, sig: int = SIGKILL) -> None:
         """Signal every process; frozen meanwhile so none can fork a child we would miss."""
-        if sig == signal.SIGKILL and self._v2 is not None:
+        if sig == SIGKILL and self._v2 is not None:
             kill_file = self._v2.kill_file(self.paths)
             if kill_file is not None:
                 _fs.write(kill_file, "1")
@@ -403,13 +413,14 @@ class Cgroup:
                 self.manager._remove_parents(self.name)
             return
         # drivers again for the hierarchies that still have the group (rmdir may have removed some)
-        self.__init__(self.manager, self.name, {k: d for k, d in self.paths.items() if d.is_dir()})
+        self.__init__(self.manager, self.name,
+                      {k: d for k, d in self.paths.items() if os.path.isdir(d)})
         deadline = time.monotonic() + timeout
         while self.pids():
             if time.monotonic() > deadline:
                 raise CgroupError(f"cgroup: {self.name} still has processes {self.pids()} "
                                   f"after {timeout:g}s")
-            self.kill_all(signal.SIGKILL)
+            self.kill_all(SIGKILL)
             time.sleep(0.02)
         for d in self._dirs():
             _fs.rmdir(d)
@@ -434,10 +445,12 @@ class Cgroup:
         return f"Cgroup({self.name!r}, {sorted(self.paths)})"
 
 
-def detect(mountinfo: str | Path = "/proc/self/mountinfo",
-           cgroup_root: str | Path | None = None) -> CgroupManager:
-    """Look at the mounted hierarchies once and choose, per controller, v2 or v1."""
-    mounts = parse_mountinfo(mountinfo, cgroup_root)
+def detect(mountinfo: str | os.PathLike = "/proc/self/mountinfo",
+           cgroup_root: str | os.PathLike | None = None) -> CgroupManager:
+    """Look at the mounted hierarchies and choose, per controller, v2 or v1. Where they are
+    mounted is read once per process and mountinfo file; which controllers the cgroup2 root
+    lends, on every call (_mounts._POINTS says why that is safe)."""
+    mounts = cgroup_mounts(mountinfo, cgroup_root)
     if not mounts.v1 and mounts.unified is None:
         raise CgroupError(f"cgroup: no cgroup filesystem is mounted (see {mountinfo})")
     return CgroupManager(mounts)
@@ -459,12 +472,19 @@ def unavailable() -> CgroupManager:
 
 
 def _check_name(name: str) -> None:
-    if not _NAME.match(name) or any(p in (".", "..") for p in name.split("/")):
+    if not _valid_name(name):
         raise CgroupError(f"cgroup: invalid group name {name!r} "
                           f"(a relative path like 'minirun/<id>')")
 
 
-def _unique(paths) -> list[Path]:
+def _valid_name(name: str) -> bool:
+    """A relative path ("minirun/<id>") whose components are made of letters, digits and
+    _.:@+- only, none of them empty, "." or ".."."""
+    return all(part and part not in (".", "..") and _NAME_CHARS.issuperset(part)
+               for part in name.split("/"))
+
+
+def _unique(paths) -> list[str]:
     """Distinct directories, in order (cpu and cpuacct may share one mount)."""
     return list(dict.fromkeys(paths))
 

@@ -3,6 +3,9 @@
 Every cgroup interface file is a tiny text file: one write() sets a value, and the kernel
 answers a bad one with an errno (EINVAL, EBUSY, ...). We keep that errno and the path in the
 message so a user sees exactly which knob refused which value. See cgroups(7).
+
+Paths are plain strings (any `str | os.PathLike` is accepted): pathlib and its imports cost
+milliseconds of every container start (`minirun-oci run`, issue 7).
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import errno
 import os
 import time
-from pathlib import Path
 
 from minirun.errors import CgroupError
 
@@ -18,7 +20,7 @@ from minirun.errors import CgroupError
 UNLIMITED_V1 = 0x7FFFFFFFFFFFF000
 
 
-def write(path: Path, value: str | int) -> None:
+def write(path: str | os.PathLike, value: str | int) -> None:
     """Write one value to a cgroup file (a single write(2), as the kernel expects)."""
     text = str(value)
     try:
@@ -33,19 +35,20 @@ def write(path: Path, value: str | int) -> None:
         os.close(fd)
 
 
-def read(path: Path) -> str:
+def read(path: str | os.PathLike) -> str:
     try:
-        return Path(path).read_text().strip()
+        with open(path) as f:
+            return f.read().strip()
     except OSError as err:
         raise CgroupError(f"cgroup: read {path}: {os.strerror(err.errno or errno.EIO)}",
                           path=str(path)) from err
 
 
-def read_int(path: Path) -> int:
+def read_int(path: str | os.PathLike) -> int:
     return int(read(path))
 
 
-def read_keyed(path: Path) -> dict[str, int]:
+def read_keyed(path: str | os.PathLike) -> dict[str, int]:
     """A flat-keyed file ("key value" per line), e.g. memory.events or cpu.stat."""
     out: dict[str, int] = {}
     for line in read(path).splitlines():
@@ -57,7 +60,7 @@ def read_keyed(path: Path) -> dict[str, int]:
     return out
 
 
-def read_limit(path: Path) -> int | None:
+def read_limit(path: str | os.PathLike) -> int | None:
     """A limit: None for "max" (v2, pids) or the v1 "unlimited" huge number."""
     text = read(path)
     if text == "max" or text == "-1":
@@ -66,9 +69,10 @@ def read_limit(path: Path) -> int | None:
     return None if value >= UNLIMITED_V1 else value
 
 
-def read_procs(path: Path) -> list[int]:
+def read_procs(path: str | os.PathLike) -> list[int]:
     try:
-        return [int(x) for x in Path(path).read_text().split()]
+        with open(path) as f:
+            return [int(x) for x in f.read().split()]
     except FileNotFoundError:
         return []
     except OSError as err:
@@ -76,7 +80,7 @@ def read_procs(path: Path) -> list[int]:
                           path=str(path)) from err
 
 
-def rmdir(path: Path, timeout: float = 1.0) -> None:
+def rmdir(path: str | os.PathLike, timeout: float = 1.0) -> None:
     """Remove a cgroup directory; retry EBUSY briefly (exiting tasks still hold it)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -93,7 +97,7 @@ def rmdir(path: Path, timeout: float = 1.0) -> None:
                               path=str(path)) from err
 
 
-def rmdir_if_empty(path: Path) -> None:
+def rmdir_if_empty(path: str | os.PathLike) -> None:
     """Remove a shared parent if nobody uses it; another container may, so don't insist."""
     try:
         os.rmdir(path)
@@ -103,11 +107,11 @@ def rmdir_if_empty(path: Path) -> None:
                               path=str(path)) from err
 
 
-def _error(op: str, value: str, path: Path, err: OSError) -> CgroupError:
+def _error(op: str, value: str, path: str | os.PathLike, err: OSError) -> CgroupError:
     text = os.strerror(err.errno or errno.EIO)
     return CgroupError(f"cgroup: {op} '{value}' to {path}: {text}", path=str(path))
 
 
-def oom_kills(events_file: Path | None) -> int:
+def oom_kills(events_file: str | os.PathLike | None) -> int:
     """The "oom_kill N" counter of memory.oom_control (v1) or memory.events (v2); 0 if none."""
     return read_keyed(events_file).get("oom_kill", 0) if events_file else 0

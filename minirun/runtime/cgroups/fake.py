@@ -71,16 +71,16 @@ class FakeCgroup:
         self._frozen = False
         self.destroyed = not exists
         self.oom_kills = 0
-        self.paths: dict[str, Path] = {}
+        self.paths: dict[str, str] = {}     # as Cgroup.paths: plain strings
         if manager.root is not None and exists:
             for controller in manager.available():
                 d = manager.root / controller / name
                 d.mkdir(parents=True, exist_ok=True)
                 (d / "cgroup.procs").touch()
-                self.paths[controller] = d
+                self.paths[controller] = str(d)
 
     def procs_files(self) -> list[str]:
-        return [str(d / "cgroup.procs") for d in self.paths.values()]
+        return [f"{d}/cgroup.procs" for d in self.paths.values()]
 
     def add(self, pid: int) -> None:
         self.manager._record("add", self.name, pid)
