@@ -130,9 +130,9 @@ static int set_oom_score(const struct mr_plan *p, struct mr_err *err)
  * capabilities, full in the new namespace, stay: the old ids were not its root. */
 static int become_userns_root(const struct mr_plan *p, struct mr_err *err)
 {
-    if (setresgid(0, 0, 0) < 0 || (!p->setgroups_denied && setgroups(0, NULL) < 0))
+    if (mr_setresgid(0) < 0 || (!p->setgroups_denied && mr_setgroups(0, NULL) < 0))
         return mr_fail(err, MR_STEP_USERNS_ROOT, -1, "gid 0");
-    if (setresuid(0, 0, 0) < 0)
+    if (mr_setresuid(0) < 0)
         return mr_fail(err, MR_STEP_USERNS_ROOT, -1, "uid 0");
     return 0;
 }

@@ -7,7 +7,10 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 #include "sync.h"
 
 /* Record a failure: the errno in force, the step, the list index and the object involved. */
@@ -50,6 +53,29 @@ static inline char *mr_fd_path(int fd, char buf[40])
     for (i = 0; prefix[i]; i++) buf[i] = prefix[i];
     mr_utoa((unsigned long)fd, buf + i);
     return buf;
+}
+
+/*
+ * Changing ids: the system calls themselves, never glibc's setresuid/setresgid/setgroups. Those
+ * make every thread of the process change too (POSIX wants the ids per process): they signal
+ * each thread glibc knows of and wait for it. The child is a raw clone of the caller, which
+ * may have had threads (a worker's, the cgroup warmer): glibc's copy of its thread list still
+ * names them, none of them exists in the child, and the wait never ends. The kernel's calls
+ * change the calling thread only, which is all the child has.
+ */
+static inline int mr_setresuid(uid_t uid)
+{
+    return (int)syscall(SYS_setresuid, uid, uid, uid);
+}
+
+static inline int mr_setresgid(gid_t gid)
+{
+    return (int)syscall(SYS_setresgid, gid, gid, gid);
+}
+
+static inline int mr_setgroups(size_t n, const gid_t *groups)
+{
+    return (int)syscall(SYS_setgroups, n, groups);
 }
 
 #endif

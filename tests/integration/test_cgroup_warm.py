@@ -29,7 +29,7 @@ def warm():
 
 def _wait_gone(cgroup_warm, timeout: float = 1.0) -> bool:
     deadline = time.monotonic() + timeout
-    while cgroup_warm._thread is not None:
+    while cgroup_warm.running():
         if time.monotonic() > deadline:
             return False
         time.sleep(0.005)

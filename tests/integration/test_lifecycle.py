@@ -7,7 +7,9 @@ import json
 import os
 import pty
 import select
+import signal
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -342,7 +344,7 @@ def test_the_library_leaves_no_zombie_monitors_or_fds(mr, data_root):
     from minirun.runtime import cgroup_warm
 
     cgroup_warm.stop()                  # its thread opens our cgroup.procs for each write
-    while cgroup_warm._thread is not None:
+    while cgroup_warm.running():
         time.sleep(0.001)
     children = open(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read().split()
     zombies = [c for c in children if open(f"/proc/{c}/stat").read().split(")")[1].split()[0] == "Z"]
@@ -406,3 +408,48 @@ def test_a_long_lived_runtime_keeps_cgroup_parents_and_deletes_directories_behin
     finally:
         rt.close()
     assert not [p.name for p in (data_root / "containers").iterdir() if p.name.startswith(".removing-")]
+
+
+_THREAD_CHURN = r'''
+import os, sys, threading
+from pathlib import Path
+from minirun.runtime.containers import Runtime
+from minirun.runtime.options import RunOptions
+
+stop = threading.Event()
+def churn():                      # threads forever being created and ending, as a worker's are
+    while not stop.is_set():
+        t = threading.Thread(target=lambda: None)
+        t.start()
+        t.join()
+for _ in range(2):
+    threading.Thread(target=churn, daemon=True).start()
+rt = Runtime(Path(sys.argv[1]), long_lived=True)
+codes = []
+for _ in range(int(sys.argv[2])):
+    s = rt.run(RunOptions(image="busybox", command=["true"], network="none", auto_remove=True))
+    codes.append(os.waitstatus_to_exitcode(os.waitpid(s.monitor_pid, 0)[1]))
+    rt.remove(s.record)
+stop.set()
+rt.close()
+print(sorted(set(codes)))
+'''
+
+
+def test_other_threads_being_created_never_hang_a_container(clean, data_root):
+    """The container is a raw clone of its caller: glibc's setresuid/setgroups would wait for
+    every thread glibc knew of, forever for one that was being created at the clone (found in a
+    scheduler worker). The child changes its ids with the system calls themselves (util.h), so
+    a caller full of threads starts containers as any other: here 150 while two threads keep
+    creating threads (this hung within 150 before the fix)."""
+    proc = subprocess.Popen([sys.executable, "-c", _THREAD_CHURN, str(data_root), "150"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)          # the caller and its hung container clone
+        proc.communicate()
+        pytest.fail("a container start hung while other threads were being created")
+    assert proc.returncode == 0, err[-2000:]
+    assert out.strip() == "[0]"
