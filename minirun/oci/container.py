@@ -343,14 +343,13 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
     the container's until GO, and the cgroup namespace is unshared after GO, so the child's
     cgroup root is its own group, as before."""
     from minirun.runtime import plan, spawn, sync, userns
-    from minirun.runtime.cgroups import detect
-    from minirun.runtime.options import cgroup_resources
+    from minirun.runtime.cgroups import Resources, detect
 
     rootfs = os.path.realpath(os.path.join(bundle, spec["root"]["path"]))
     if not any(ns["type"] == "mount" for ns in spec["linux"].get("namespaces", [])):
         c.record.host_mounts = rootfs
         c.save()
-    resources = cgroup_resources(spec["linux"].get("resources", {}))
+    resources = Resources.from_oci(spec["linux"].get("resources", {}))
     manager = detect()
     planned = manager.planned(c.record.cgroup, resources)   # checked; made after the clone
     os.mkfifo(c.fifo)
@@ -560,13 +559,13 @@ def pids(root: str, cid: str) -> list[int]:
 
 def update(root: str, cid: str, resources: dict[str, Any]) -> None:
     """Apply an OCI linux.resources object to the running container's cgroup (runc update)."""
-    from minirun.runtime.options import cgroup_resources
+    from minirun.runtime.cgroups import Resources
 
     _check_resources(resources)
     c = load(root, cid)
     with c.locked():
         c.require("update")
-        c.cgroup().apply(cgroup_resources(resources))
+        c.cgroup().apply(Resources.from_oci(resources))
 
 
 # which resources update understands, and the type of each field

@@ -177,7 +177,8 @@ class Runtime:
     def _spawn(self, record: ContainerRecord, *, interactive: bool, console: tuple[int, int],
                trace: bool) -> Started:
         from minirun.runtime import plan, rootless, spawn, userns
-        from minirun.runtime.options import DEFAULT_PIDS_ANNOTATION, cgroup_resources
+        from minirun.runtime.cgroups import Resources
+        from minirun.runtime.options import DEFAULT_PIDS_ANNOTATION
 
         if any(c in str(self.root) for c in ",:\\"):
             raise UsageError(f"the data root {self.root} contains ',', ':' or '\\', which "
@@ -191,7 +192,7 @@ class Runtime:
         if record.state.started_at is not None:
             self.cgroups.open(name).destroy()      # the previous run's group (kept for its stats)
         with self._phase("cgroup create"):
-            resources = cgroup_resources(spec["linux"].get("resources", {}))
+            resources = Resources.from_oci(spec["linux"].get("resources", {}))
             if (spec.get("annotations", {}).get(DEFAULT_PIDS_ANNOTATION) == "default"
                     and "pids" not in self.cgroups.available()):
                 resources.pids_limit = None      # our default needs the controller; asked-for limits do
@@ -507,7 +508,7 @@ class Runtime:
     # -- limits, processes, inspect --------------------------------------------------------
     def update(self, ref: str | ContainerRecord, changes: dict[str, Any]) -> ContainerRecord:
         """Change limits live (vertical scaling). `changes` is an OCI linux.resources object."""
-        from minirun.runtime.options import cgroup_resources
+        from minirun.runtime.cgroups import Resources
 
         record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
         with record.locked():
@@ -517,7 +518,7 @@ class Runtime:
             for key, value in changes.items():
                 res.setdefault(key, {}).update(value)
             if record.status() == "running":
-                self.cgroups.open(f"minirun/{record.id}").apply(cgroup_resources(changes))
+                self.cgroups.open(f"minirun/{record.id}").apply(Resources.from_oci(changes))
             record.save_spec(spec)
         return record
 

@@ -133,7 +133,7 @@ def test_a_cgroup_mount_becomes_read_only_binds_of_the_containers_groups():
         ("bind", "/sys/fs/cgroup/unified"), ("remount", "/sys/fs/cgroup")]
     assert hybrid[1]["source"] == "/sys/fs/cgroup/memory/minirun/c" and "ro" in hybrid[1]["options"]
     v2_only = _cgroup_mount(m, [("", "/sys/fs/cgroup/minirun/c")])
-    assert v2_only == [{"destination": "/sys/fs/cgroup", "type": "bind",
+    assert v2_only == [{"destination": "/sys/fs/cgroup", "type": "bind", "group": True,
                         "source": "/sys/fs/cgroup/minirun/c", "options": ["rbind", "nosuid", "ro"]}]
     writable = _cgroup_mount(dict(m, options=["nosuid"]), [("pids", "/p")])
     assert [x["type"] for x in writable] == ["tmpfs", "bind"]

@@ -115,6 +115,32 @@ class Resources:
         quota, period = cpus_to_quota(cpus)
         return cls(cpu_quota=quota, cpu_period=period, **fields)
 
+    @classmethod
+    def from_oci(cls, res: dict) -> Resources:
+        """OCI linux.resources -> Resources (only the fields that are set)."""
+        mem, cpu, pids = res.get("memory", {}), res.get("cpu", {}), res.get("pids", {})
+        blkio = res.get("blockIO", {})
+        throttle = {kind: [(d["major"], d["minor"], d["rate"]) for d in blkio[key]]
+                    for kind, key in (("read_bps", "throttleReadBpsDevice"),
+                                      ("write_bps", "throttleWriteBpsDevice"),
+                                      ("read_iops", "throttleReadIOPSDevice"),
+                                      ("write_iops", "throttleWriteIOPSDevice")) if blkio.get(key)}
+        return cls(
+            memory=mem.get("limit"), memory_swap=mem.get("swap"),
+            memory_reservation=mem.get("reservation"), memory_kernel=mem.get("kernel"),
+            memory_kernel_tcp=mem.get("kernelTCP"), memory_swappiness=mem.get("swappiness"),
+            memory_disable_oom_killer=mem.get("disableOOMKiller"),
+            cpu_quota=cpu.get("quota"), cpu_period=cpu.get("period"), cpu_shares=cpu.get("shares"),
+            cpuset_cpus=cpu.get("cpus"), cpuset_mems=cpu.get("mems"),
+            cpu_rt_period=cpu.get("realtimePeriod"), cpu_rt_runtime=cpu.get("realtimeRuntime"),
+            cpu_idle=cpu.get("idle"),
+            pids_limit=pids.get("limit"), devices=res.get("devices"),
+            blkio_weight=blkio.get("weight"), blkio_leaf_weight=blkio.get("leafWeight"),
+            blkio_weight_devices=[(d["major"], d["minor"], d.get("weight"), d.get("leafWeight"))
+                                  for d in blkio.get("weightDevice", [])] or None,
+            blkio_throttle=throttle or None,
+        )
+
     def set_fields(self) -> list[str]:
         return [name for name in fields(self) if getattr(self, name) is not None]
 
