@@ -161,11 +161,14 @@ static int set_ids_and_caps(const struct mr_process *c, struct mr_err *err)
 {
     if (c->set_caps && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
         return mr_fail(err, MR_STEP_CAPS, -1, "PR_SET_KEEPCAPS");
-    if (c->n_groups >= 0 && setgroups((size_t)c->n_groups, c->groups) < 0)
+    /* The system calls, not libc's wrappers: those change the ids of every thread libc knows
+     * of, which in a child that shares the runtime's memory (spawn.c, share_memory) would be
+     * the runtime's threads, by way of locks and signals that are theirs. These change ours. */
+    if (c->n_groups >= 0 && syscall(SYS_setgroups, (size_t)c->n_groups, c->groups) < 0)
         return mr_fail(err, MR_STEP_SETGROUPS, -1, NULL);
-    if (setresgid(c->gid, c->gid, c->gid) < 0)
+    if (syscall(SYS_setresgid, c->gid, c->gid, c->gid) < 0)
         return mr_fail(err, MR_STEP_SETGID, -1, NULL);
-    if (setresuid(c->uid, c->uid, c->uid) < 0)
+    if (syscall(SYS_setresuid, c->uid, c->uid, c->uid) < 0)
         return mr_fail(err, MR_STEP_SETUID, -1, NULL);
     if (!c->set_caps)
         return 0;
