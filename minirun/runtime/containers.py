@@ -434,7 +434,7 @@ class Runtime:
                 self._event("kill", record, signal=int(signal.SIGKILL))
                 _signal(record, signal.SIGKILL)
                 self.wait_exit(record, 10.0)
-            self.cgroups.open(f"minirun/{record.id}").destroy()
+            self.cgroups.open(f"minirun/{record.id}", look=False).destroy()
             faults.point("rm:cgroup-destroyed")
             _reap_if_ours(record.state.monitor_pid)
             self._release_network(record)
