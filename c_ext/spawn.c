@@ -464,13 +464,13 @@ struct shared_stack { void *base; int dumpable; };
 
 static void *shared_stack_open(struct shared_stack *s)
 {
+    /* The container makes itself non-dumpable (container()): a flag of the memory it shares
+     * with us. Ours is put back once it has left (shared_stack_close). */
+    s->dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
     s->base = mmap(NULL, CONTAINER_STACK, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
     if (s->base == MAP_FAILED || mprotect(s->base, 4096, PROT_NONE) < 0)
         return NULL;
-    /* The container makes itself non-dumpable (container()): a flag of the memory it shares
-     * with us. Ours is put back once it has left (shared_stack_close). */
-    s->dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
     return (char *)s->base + CONTAINER_STACK;
 }
 
