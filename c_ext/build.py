@@ -68,6 +68,7 @@ struct mr_plan {
     const char *oom_score_adj;
     struct mr_process process;
     int sync_fd; int parent_sync_fd; int exec_fifo_fd; int trace; int setgroups_denied; int hooks_sync;
+    int share_memory;
     ...;
 };
 

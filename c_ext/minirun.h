@@ -116,6 +116,10 @@ struct mr_plan {
                                    * so setgroups(2) fails; the host groups stay (unmapped) */
     int trace;                    /* send MR_MSG_TRACE with step timestamps before execve */
     int hooks_sync;               /* 6b: stop before pivot_root until the parent's hooks ran */
+    int share_memory;             /* the parent has nothing at all to do before execve (no maps,
+                                   * network, hooks or exec fifo): no GO; the container is cloned
+                                   * as posix_spawn clones, sharing our memory while the monitor
+                                   * sleeps until its execve (spawn.c, clone_container) */
 };
 
 /* Start a container. Returns the container's pid (in the caller's pid namespace) or -1 with *err

@@ -4,7 +4,9 @@
  * The sync points (numbers in comments) are drawn in sync.h. In short: Python builds the plan (1),
  * mr_spawn forks the monitor, which clones the container (2); the child joins its cgroup and waits
  * (3) while Python records the pid and writes uid maps (4), then sends GO (5); the child builds its
- * root and process (6), reports an error or nothing (7), and execve()s (9). EOF on the socket,
+ * root and process (6), reports an error or nothing (7), and execve()s (9). When Python has
+ * nothing to do before the execve (no uid maps, no network, no hooks, no exec fifo), there is no
+ * GO: the child runs straight through in Python's own memory (3', clone_container). EOF on the socket,
  * which is close-on-exec, tells the parent the program is running. Namespaces given by path are
  * joined, not made: a pid namespace by the cloner before (2), the others by the child first of all.
  *
@@ -21,6 +23,7 @@
 #include <sys/prctl.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -191,7 +194,8 @@ static int loopback_up(struct mr_err *err)
 
 #define STAMP(s) (stamps[MR_STEP_##s] = mr_now_ns())
 
-/* (6) Everything between GO and execve, in the order the kernel needs it. Returns only on error. */
+/* (6) Everything between GO and execve, in the order the kernel needs it (with share_memory
+ * there is no GO: clone_container explains). Returns only on error. */
 static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *stamps, uint64_t *items)
 {
     int fifo = -1;
@@ -203,8 +207,10 @@ static void child_main(const struct mr_plan *p, struct mr_err *err, uint64_t *st
     }
     if (join_cgroups(p->cgroup_procs_fds, p->n_cgroup_procs_fds, err) < 0) return;
     STAMP(JOIN_CGROUP);
-    if (wait_go(p->sync_fd, MR_STEP_WAIT_GO, err) < 0) return;
-    STAMP(WAIT_GO);
+    if (!p->share_memory) {
+        if (wait_go(p->sync_fd, MR_STEP_WAIT_GO, err) < 0) return;
+        STAMP(WAIT_GO);
+    }
     if (p->clone_flags & CLONE_NEWUSER) {
         /* Dumpable until now: a non-root parent (rootless) writes our maps through /proc/PID,
          * which a non-dumpable process would hand to the host's root (container() explains). */
@@ -314,7 +320,9 @@ static _Noreturn void container(const struct mr_plan *p, uint64_t clone_stamp)
     memset(stamps, 0, sizeof(stamps));
     memset(items, 0, sizeof(items));
     stamps[MR_STEP_CLONE] = clone_stamp;
-    /* a copy of the runtime until execve: see enter.c. In a new user namespace only after GO
+    /* a copy of the runtime until execve (see enter.c), or with share_memory the runtime's own
+     * memory, whose flag this is until mr_spawn puts it back: no process of a namespace we
+     * join may ptrace us or open our /proc/PID/mem. In a new user namespace only after GO
      * (child_main): nothing of the container runs before it. */
     if (!(p->clone_flags & CLONE_NEWUSER))
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -325,13 +333,43 @@ static _Noreturn void container(const struct mr_plan *p, uint64_t clone_stamp)
     mr_report_and_exit(p->sync_fd, &err);
 }
 
+/* plan->share_memory is only for a child that never waits for its parent: its parent sleeps
+ * until the child's execve, so anything that waits for the caller (GO for uid maps or hooks,
+ * the exec fifo) would never end; and a user namespace cannot be entered by a process that
+ * shares its memory with another (unshare(2), setns(2)). Python never asks for it then. */
+static int can_share_memory(const struct mr_plan *p)
+{
+    if ((p->clone_flags & CLONE_NEWUSER) || p->hooks_sync || p->exec_fifo_fd >= 0)
+        return 0;
+    for (int i = 0; i < p->n_join_ns; i++)
+        if (p->join_ns_types[i] == CLONE_NEWUSER)
+            return 0;
+    return 1;
+}
+
+static int container_entry(void *arg)
+{
+    container(arg, mr_now_ns());
+}
+
 /*
  * (2) clone() the container, in the pid namespace the plan names if it names one. That one is
  * joined by us, the cloner, since setns(CLONE_NEWPID) moves only our future children
  * (pid_namespaces(7)); our own pid namespace is put back for the children we make afterwards.
+ *
+ * (3') With plan->share_memory (and `stack`, the top of a stack of its own) the container is
+ * cloned the way posix_spawn clones: CLONE_VM | CLONE_VFORK, so it runs in the caller's memory
+ * rather than a copy, and we sleep until its execve (or exit). No page tables are copied, and
+ * the caller's pages are not made copy-on-write for the milliseconds until the execve — each
+ * page the runtime then wrote would be copied first (a fault per page). It is safe for the
+ * same reasons as posix_spawn: the child calls no libc function that keeps state (no malloc,
+ * no stdio; the ids change by raw system calls, process.c), writes only its own stack, and the
+ * caller sleeps meanwhile. The runtime's other threads may run, and touch nothing of ours. As
+ * the runtime cannot say GO before it is awake again, the child does not wait for GO at all.
+ *
  * Returns the pid (to the parent; the child never returns) or -1 with err set.
  */
-static pid_t clone_container(const struct mr_plan *p, struct mr_err *err)
+static pid_t clone_container(const struct mr_plan *p, void *stack, struct mr_err *err)
 {
     int own = -1;
     if (p->join_pid_fd >= 0) {
@@ -344,8 +382,11 @@ static pid_t clone_container(const struct mr_plan *p, struct mr_err *err)
             return mr_fail(err, MR_STEP_JOIN_PIDNS, -1, NULL);
         }
     }
-    pid_t pid = clone_fork(p->clone_flags);
-    if (pid == 0)
+    pid_t pid;
+    if (p->share_memory)
+        pid = clone(container_entry, stack, p->clone_flags | CLONE_VM | CLONE_VFORK | SIGCHLD,
+                    (void *)p);
+    else if ((pid = clone_fork(p->clone_flags)) == 0)
         container(p, mr_now_ns());
     int saved = errno;
     if (own >= 0) {
@@ -378,22 +419,23 @@ static int keep_fd(int fd)
  * execv. Every signal stays blocked meanwhile: no handler of the caller's may run on shared memory.
  * The monitor program unblocks them; the container resets them (mr_reset_signals).
  */
-struct monitor_args { const struct mr_plan *plan; int pid_pipe; };
+struct monitor_args { const struct mr_plan *plan; int pid_pipe; void *container_stack; };
 #define MONITOR_STACK (128 * 1024)
+#define CONTAINER_STACK (256 * 1024)   /* child_main's buffers (paths, messages) and calls */
 
-static _Noreturn void monitor(const struct mr_plan *p, int pid_pipe);
+static _Noreturn void monitor(const struct mr_plan *p, int pid_pipe, void *container_stack);
 
 static int monitor_entry(void *arg)
 {
     struct monitor_args *a = arg;
-    monitor(a->plan, a->pid_pipe);
+    monitor(a->plan, a->pid_pipe, a->container_stack);
 }
 
-static _Noreturn void monitor(const struct mr_plan *p, int pid_pipe)
+static _Noreturn void monitor(const struct mr_plan *p, int pid_pipe, void *container_stack)
 {
     struct mr_err err;
     memset(&err, 0, sizeof(err));
-    pid_t pid = clone_container(p, &err);
+    pid_t pid = clone_container(p, container_stack, &err);
     int report[2] = { pid < 0 ? -err.errno_ : pid, err.step };
     ssize_t w = write(pid_pipe, report, sizeof(report));
     (void)w;
@@ -416,20 +458,66 @@ static _Noreturn void monitor(const struct mr_plan *p, int pid_pipe)
     _exit(125);
 }
 
+/* (3') The shared-memory container's stack: our memory, so it is ours to unmap once the child
+ * is gone from it (it has exec'd or exited: CLONE_VFORK). A guard page below catches overflow. */
+struct shared_stack { void *base; int dumpable; };
+
+static void *shared_stack_open(struct shared_stack *s)
+{
+    /* The container makes itself non-dumpable (container()): a flag of the memory it shares
+     * with us. Ours is put back once it has left (shared_stack_close). */
+    s->dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    s->base = mmap(NULL, CONTAINER_STACK, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (s->base == MAP_FAILED || mprotect(s->base, 4096, PROT_NONE) < 0)
+        return NULL;
+    return (char *)s->base + CONTAINER_STACK;
+}
+
+static void shared_stack_close(struct shared_stack *s)
+{
+    if (s->base && s->base != MAP_FAILED) {
+        munmap(s->base, CONTAINER_STACK);
+        prctl(PR_SET_DUMPABLE, s->dumpable, 0, 0, 0);
+    }
+}
+
+static pid_t spawn(const struct mr_plan *p, void *container_stack, pid_t *monitor_pid,
+                   struct mr_err *err);
+
 pid_t mr_spawn(const struct mr_plan *p, pid_t *monitor_pid, struct mr_err *err)
 {
     memset(err, 0, sizeof(*err));
     err->index = -1;
     *monitor_pid = -1;
+    if (!p->share_memory)
+        return spawn(p, NULL, monitor_pid, err);
+    if (!can_share_memory(p)) {
+        errno = EINVAL;
+        return mr_fail(err, MR_STEP_CLONE, -1, "shared memory with a child that waits");
+    }
+    struct shared_stack stack = { 0 };
+    void *top = shared_stack_open(&stack);
+    pid_t pid = top ? spawn(p, top, monitor_pid, err)
+                    : mr_fail(err, MR_STEP_CLONE, -1, "container stack");
+    int saved = errno;
+    shared_stack_close(&stack);
+    errno = saved;
+    return pid;
+}
+
+static pid_t spawn(const struct mr_plan *p, void *container_stack, pid_t *monitor_pid,
+                   struct mr_err *err)
+{
     if (!p->monitor_path)
-        return clone_container(p, err);
+        return clone_container(p, container_stack, err);
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0)
         return mr_fail(err, MR_STEP_FORK_MONITOR, -1, "pipe");
     /* The monitor runs on this stack until it execs; we are suspended that long (CLONE_VFORK).
      * The container's copy of memory starts on it too, hence room for child_main's buffers. */
     char stack[MONITOR_STACK] __attribute__((aligned(16)));
-    struct monitor_args args = { .plan = p, .pid_pipe = pipefd[1] };
+    struct monitor_args args = { .plan = p, .pid_pipe = pipefd[1], .container_stack = container_stack };
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);

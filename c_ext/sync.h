@@ -7,6 +7,9 @@
  *   parent (Python)                              child (C, new namespaces)
  *   1 build plan, create cgroup
  *   2 mr_spawn: fork monitor ─ clone ──────────▶ 3 join cgroup, block on the socket
+ *     (3' share_memory: no uid maps, network,     3' or: join cgroup, then all of 6 and execve
+ *     hooks or exec fifo; mr_spawn returns           without waiting, in the caller's memory
+ *     once the child has exec'd; no GO, 4, 5)        (spawn.c, clone_container)
  *   4 uid/gid maps, network (what the child
  *     must not run without)
  *   5 send GO, then record the pid ────────────▶ 6 mounts

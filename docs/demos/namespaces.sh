@@ -14,8 +14,9 @@ step "2. the syscall that made the namespaces"
 if command -v strace >/dev/null; then
   printf '%s$ strace -f -e trace=clone,unshare minirun run --rm --network none busybox true%s\n' "$D" "$N"
   strace -f -qq -e trace=clone,unshare "${MR[@]}" run --rm --network none busybox true 2>&1 \
-    | grep -oE '(clone\(child_stack=NULL, flags=|unshare\()CLONE_NEW[A-Z_|]*' | sed 's/$/)/'
-  note "(the cgroup namespace comes later, once the child has joined its cgroup, so its group is its \"/\")"
+    | grep -oE 'flags=CLONE_VM\|CLONE_VFORK\|CLONE_NEW[A-Z_|]*|unshare\(CLONE_NEW[A-Z_|]*' | sed 's/$/)/'
+  note "(CLONE_VM|CLONE_VFORK: cloned as posix_spawn clones, in minirun's memory, which waits for its exec;"
+  note " the cgroup namespace comes later, once the child has joined its cgroup, so its group is its \"/\")"
 else
   note "(install strace to see it: make prereqs)"
 fi

@@ -233,6 +233,8 @@ class Runtime:
                     userns.prepare_container_dirs(record.dir, spec)
                 extra = ",userxattr"
             monitor_argv = self._monitor_argv(record, cg.oom_events_file(), log_fds)
+            maps = userns.host_root(spec) is not None       # (4) uid maps to write
+            attach = (record.dir / "network.json").exists()  # (4) interfaces to move in
             launch = plan.Launch(
                 rootfs=spec["root"]["path"], rootfs_fstype="overlay",
                 rootfs_data=f"lowerdir={lower},upperdir={upper},workdir={work}{extra}",
@@ -240,9 +242,16 @@ class Runtime:
                 stdio=stdio, sync_fd=child_sock.fileno(), parent_sync_fd=parent_sock.fileno(),
                 console=console, trace=trace,
                 cache_dir=self.seccomp_cache, cgroup_views=[(n, str(d)) for n, d in cg.views()],
-                idmap_layers=idmap_layers)
+                idmap_layers=idmap_layers,
+                # (3') nothing of ours is needed before the execve: the child runs straight
+                # through, in our memory rather than a copy of it (c_ext/spawn.c)
+                share_memory=not maps and not attach)
             with self._phase("plan build"):
                 np = plan.build(spec, launch)
+            if launch.share_memory:
+                # "start" must be in the log before the monitor's "die", and this container
+                # runs before mr_spawn returns: so before it (below, for the others)
+                self._event("start", record)
             with self._phase("mr_spawn"):
                 try:
                     pid, monitor_pid = spawn.spawn(np)
@@ -251,7 +260,7 @@ class Runtime:
                         raise rootless.explain_clone_failure(e) from None
                     raise
             faults.point("start:spawned")
-            if userns.host_root(spec) is not None:
+            if maps:
                 try:
                     (rootless if rootless.is_rootless(spec) else userns).write_maps(pid, spec)   # (4)
                 except BaseException:
@@ -266,7 +275,7 @@ class Runtime:
             child_sock.close()
             for fd in fds:
                 os.close(fd)
-        if (record.dir / "network.json").exists():
+        if attach:
             # (4) the child waits for GO: give its namespace its interfaces now
             try:
                 from minirun.net import container as net
@@ -291,9 +300,11 @@ class Runtime:
 
         # "start" goes to the log before GO: the monitor's "die" can only come after it (a
         # container that exits at once would otherwise beat us to the log)
-        self._event("start", record)
+        if not launch.share_memory:
+            self._event("start", record)
         try:
-            report = sync.go_and_wait(parent_sock, record_pid, self._phase("wait for the child"))
+            report = sync.go_and_wait(parent_sock, record_pid, self._phase("wait for the child"),
+                                      go=not launch.share_memory)
         except BaseException:
             # GO went out but the pid could not be recorded (e.g. a full data root): a container
             # its record does not know of must not run on. Everything it started is in its cgroup.
@@ -424,7 +435,7 @@ class Runtime:
                 self._event("kill", record, signal=int(signal.SIGKILL))
                 _signal(record, signal.SIGKILL)
                 self.wait_exit(record, 10.0)
-            self.cgroups.open(f"minirun/{record.id}").destroy()
+            self.cgroups.open(f"minirun/{record.id}", look=False).destroy()
             faults.point("rm:cgroup-destroyed")
             _reap_if_ours(record.state.monitor_pid)
             self._release_network(record)

@@ -55,6 +55,7 @@ class Launch:
     console: tuple[int, int] = (0, 0)
     trace: bool = False
     hooks_sync: bool = False             # stop before pivot_root for the OCI hooks (sync point 6b)
+    share_memory: bool = False           # no GO (3'): cloned like posix_spawn, in our memory (spawn.c)
     host_mounts_allowed: bool = False    # no mount namespace: mount on the host under rootfs (OCI)
     set_caps: bool = True
     cache_dir: Path | None = None        # where built seccomp programs are kept between runs
@@ -194,6 +195,7 @@ def build(spec: dict[str, Any], launch: Launch) -> NativePlan:
     p.exec_fifo_fd = launch.exec_fifo_fd
     p.trace = int(launch.trace)
     p.hooks_sync = int(launch.hooks_sync)
+    p.share_memory = int(launch.share_memory)
     return np
 
 

@@ -3,6 +3,8 @@
     1 build plan, create cgroup              2 mr_spawn: fork monitor, clone
     3 child: join cgroup, wait               4 parent: uid maps, network (minirun/net: veth
                                              into the child's netns)
+    3' (plan.share_memory: no maps, network, hooks or fifo) no GO: the child runs through to
+      execve while mr_spawn waits (c_ext/spawn.c); go_and_wait(go=False) reads its report
     5 send_go(), then record the pid         6 child: mounts, pivot_root, credentials, caps
     6b (OCI hooks) MR_MSG_HOOKS before pivot_root: `on_hooks` runs them, then send_go() again
     7 wait_ready(): MR_MSG_TTY (pty master), MR_MSG_TRACE (timestamps), MR_MSG_READY (exec fifo),
@@ -55,16 +57,18 @@ def send_go(sock: socket.socket) -> None:
 
 def go_and_wait(sock: socket.socket, record_pid: Callable[[], None],
                 waiting: AbstractContextManager | None = None,
-                on_hooks: Callable[[], None] | None = None) -> ChildReport:
+                on_hooks: Callable[[], None] | None = None, go: bool = True) -> ChildReport:
     """(5) GO, then (4) record the pid while the child builds its container, then (7) its
     report; the socket is closed at the end. Recording after GO is safe because the cgroup,
     made before the clone and named after the container, already ties the process to it.
     `waiting` wraps the wait (a tracer's phase). (6b) If the child stops for the hooks,
     `on_hooks()` runs and GO lets it go on; if it raises, closing the socket makes the child
-    fail at that step and exit."""
+    fail at that step and exit. `go=False` (3'): the child did not wait for GO, and has
+    exec'd or failed already; only its report is left to read."""
     try:
-        with lean.suppress(BrokenPipeError, ConnectionResetError):
-            send_go(sock)                   # a child already gone has left its report
+        if go:
+            with lean.suppress(BrokenPipeError, ConnectionResetError):
+                send_go(sock)               # a child already gone has left its report
         record_pid()
         with waiting or lean.suppress():       # (suppressing nothing: a null context)
             report = wait_ready(sock)
@@ -86,7 +90,12 @@ def wait_ready(sock: socket.socket) -> ChildReport:
         try:
             data, fds = _recv_with_fds(sock)
         except ConnectionResetError:
-            data, fds = b"", []
+            # the child exited with a message of ours unread (a GO sent after it had failed,
+            # e.g. at "join cgroup"): the kernel says so once; what it sent is still queued
+            try:
+                data, fds = _recv_with_fds(sock)
+            except ConnectionResetError:
+                data, fds = b"", []
         if not data:
             return report
         msg = ffi.new("struct mr_msg *")

@@ -365,3 +365,36 @@ def test_device_rules_on_cgroup2_are_enforced_by_an_ebpf_program(mgr, name, proc
             "/dev/zero:r", "ok", "/dev/zero:w", "denied", "/dev/null:w", "ok", "/dev/full:w", "denied"]
     finally:
         cg.destroy()
+
+
+def test_a_keep_parents_manager_makes_its_parents_once_and_again_when_removed(mgr, procs):
+    """A long-lived Runtime's manager (keep_parents) makes and prepares the shared parent once;
+    if another command removes it meanwhile (it was empty), the next group makes it again,
+    prepared: a process can join, and the v1 cpuset has its cpus and mems."""
+    from minirun.runtime.cgroups import detect
+
+    parent = f"minirun-keep-{secrets.token_hex(4)}"
+    warm = detect()
+    warm.keep_parents = True
+    try:
+        for round_ in range(3):
+            group = warm.create(f"{parent}/g{round_}", Resources(pids_limit=10))
+            p = procs("true")
+            group.add(p.pid)
+            p.stdin.write("\n")
+            p.stdin.close()
+            assert p.wait(timeout=10) == 0
+            if "cpuset" in group.paths:
+                cpuset = Path(group.paths["cpuset"])
+                for f in ("cpuset.cpus", "cpuset.mems"):
+                    assert (cpuset / f).read_text().strip()
+                # children inherit the parent's cpus and mems (cgroup.clone_children)
+                assert (cpuset.parent / "cgroup.clone_children").read_text().strip() == "1"
+            group.destroy()
+            assert all(Path(m, parent).is_dir() for m in set(warm.hierarchies().values()))
+            if round_ == 1:
+                detect().remove_if_empty(parent)      # another command: the parent goes
+                assert not any(Path(m, parent).exists() for m in set(warm.hierarchies().values()))
+    finally:
+        warm.remove_if_empty(parent)
+    assert not any(Path(m, parent).exists() for m in set(mgr.hierarchies().values()))

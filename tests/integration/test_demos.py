@@ -48,7 +48,7 @@ def test_namespaces_demo_shows_the_containers_view_and_the_clone_flags(tmp_path)
     assert_nothing_left(proc, tmp_path)
     out = proc.stdout
     assert re.search(r"pid=1 hostname=demo processes=\d interfaces=1 cgroup=/\n", out), out
-    assert "flags=CLONE_NEWNS|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWPID|CLONE_NEWNET|SIGCHLD" in out
+    assert "flags=CLONE_VM|CLONE_VFORK|CLONE_NEWNS|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWPID|CLONE_NEWNET|SIGCHLD" in out
     assert "unshare(CLONE_NEWCGROUP)" in out
     for ns in ("pid", "mnt", "uts", "ipc", "net", "cgroup"):
         assert re.search(rf"^{ns} .* own$", out, re.M), ns

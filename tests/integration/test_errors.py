@@ -29,6 +29,9 @@ def one_line(r: subprocess.CompletedProcess) -> str:
     (["run", "--rm", "-v", "relative:/x", "busybox", "true"], 125, "invalid volume"),
     (["run", "--rm", "-u", "ghost", "busybox", "true"], 125, "unable to find user ghost"),
     (["run", "--rm", "--tmpfs", "/x:size=bogus", "busybox", "true"], 125, "mount tmpfs on /x: Invalid argument"),
+    # --network none: no GO, the child runs in our memory (c_ext/sync.h, 3'); the same error
+    (["run", "--rm", "--network", "none", "--tmpfs", "/x:size=bogus", "busybox", "true"], 125,
+     "mount tmpfs on /x: Invalid argument"),
     (["run", "--rm", "--no-such-flag", "busybox"], 125, "No such option"),
     (["rm", "nosuch"], 125, "no such container: nosuch"),
     (["logs", "nosuch"], 125, "no such container: nosuch"),
@@ -52,6 +55,23 @@ def test_a_failed_start_without_rm_leaves_a_created_container_and_no_cgroup(clea
     cid = info["Id"]
     assert not any(os.path.exists(f"/sys/fs/cgroup/{c}/minirun/{cid}") for c in ("memory", "pids", "cpu"))
     clean("rm", "broken")
+
+
+def test_a_mount_failing_without_go_leaves_a_created_container_and_no_cgroup(clean, data_root):
+    """--network none: the child does not wait for GO and runs in the caller's memory (sync
+    point 3'); its failure is one line all the same, recorded, and nothing of the start is left."""
+    r = clean("run", "--name", "badmount", "--network", "none", "--tmpfs", "/x:size=bogus",
+              "busybox", "true", check=False)
+    assert r.returncode == 125 and "mount tmpfs on /x: Invalid argument" in one_line(r)
+    [info] = __import__("json").loads(clean.out("inspect", "badmount"))
+    assert info["State"]["Status"] == "created" and info["State"]["Pid"] == 0
+    assert "mount tmpfs on /x: Invalid argument" in info["State"]["Error"]
+    cid = info["Id"]
+    left = [c for c in os.listdir("/sys/fs/cgroup") if os.path.exists(f"/sys/fs/cgroup/{c}/minirun/{cid}")]
+    assert left == []
+    r = clean("start", "badmount", check=False)            # the same again, on a second start
+    assert r.returncode == 125 and "mount tmpfs on /x: Invalid argument" in one_line(r)
+    clean("rm", "badmount")
 
 
 def test_name_in_use(clean):

@@ -35,9 +35,12 @@ def actions(events: list[dict]) -> list[str]:
     return [e["Action"] for e in events]
 
 
-def test_a_container_that_exits_3_shows_create_start_die_destroy(clean):
+@pytest.mark.parametrize("network", [[], ["--network", "none"]])
+def test_a_container_that_exits_3_shows_create_start_die_destroy(clean, network):
+    # --network none: the container runs before mr_spawn returns (c_ext/spawn.c, share_memory),
+    # so "start" is logged before the clone; still before the monitor's "die"
     name = unique("exit3")
-    r = clean("run", "--rm", "--name", name, "busybox", "sh", "-c", "exit 3", check=False)
+    r = clean("run", "--rm", "--name", name, *network, "busybox", "sh", "-c", "exit 3", check=False)
     assert r.returncode == 3
     evs = history(clean, "--since", "1h", "--filter", f"container={name}")
     assert actions(evs) == ["create", "start", "die", "destroy"]

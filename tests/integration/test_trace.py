@@ -12,6 +12,9 @@ pytestmark = pytest.mark.root
 
 NATIVE_IN_ORDER = ["clone", "join cgroup", "wait for parent", "mount rootfs", "mount", "pivot_root",
                    "capset", "load seccomp filter", "exec"]
+# --network none: the parent has nothing to do before the execve, so the child does not wait for
+# GO at all (sync point 3', c_ext/sync.h)
+NO_GO = [n for n in NATIVE_IN_ORDER if n != "wait for parent"]
 PYTHON_PHASES = ["interpreter start", "image lookup", "spec build", "cgroup create", "plan build",
                  "mr_spawn", "wait for the child", "remove"]
 
@@ -26,6 +29,17 @@ def test_waterfall_lists_the_native_steps_in_order_and_the_python_phases(clean):
     for phase in PYTHON_PHASES:
         assert phase in names, f"{phase} missing from\n{out}"
     assert out.splitlines()[-1].split()[1] == "total"
+
+
+def test_the_child_waits_for_go_only_when_the_parent_has_work_for_it(clean):
+    """A bridge network is moved into the child's namespace between clone and GO: the child
+    waits for it. With --network none there is nothing to wait for, and no wait."""
+    def native(*args):
+        out = clean.out("trace", "run", *args, "busybox", "true")
+        return [n for s, n in _rows(out) if s == "native" and n in NATIVE_IN_ORDER]
+
+    assert native() == NATIVE_IN_ORDER
+    assert native("--network", "none") == NO_GO
 
 
 def test_json_spans_are_ordered_non_overlapping_and_add_up_to_the_wall_clock(clean):
@@ -130,13 +144,13 @@ def test_trace_start_draws_the_start_of_a_created_container_which_keeps_running(
         data = json.loads(doc)
         _check_spans(data, wall)
         native = [s["name"] for s in data["spans"] if s["source"] == "native"]
-        assert [n for n in native if n in NATIVE_IN_ORDER] == NATIVE_IN_ORDER, native
+        assert [n for n in native if n in NO_GO] == NO_GO, native
         assert '"Running": true' in clean.out("inspect", cid)
         proc = clean("trace", "start", cid, check=False)
         assert proc.returncode == 125 and "running" in proc.stderr and "total" not in proc.stdout
         clean("stop", "-t", "0", cid)
         out = clean.out("trace", "start", cid)            # a stopped container starts again
-        assert [n for s, n in _rows(out) if s == "native" and n in NATIVE_IN_ORDER] == NATIVE_IN_ORDER
+        assert [n for s, n in _rows(out) if s == "native" and n in NO_GO] == NO_GO
         assert out.splitlines()[-1].split()[1] == "total"
     finally:
         clean("rm", "-f", cid)

@@ -154,6 +154,10 @@ class CgroupManager:
         # ("minirun") instead of removing and re-making them (with cpuset's fill) each time:
         # remove_empty_parents() then removes them when it is done.
         self.keep_parents = False
+        # ...and then makes and prepares each shared parent once: the ones it knows are ready.
+        # Someone else may still remove one (a short-lived command removes the parents it left
+        # empty): the group's mkdir then fails with ENOENT, and we forget them all and start again.
+        self._ready: set[str] = set()
         self.v2_owned = set(mounts.v2_enabled) if mounts.unified is not None else set()
         self.v1_owned = {c for c in V1_CONTROLLERS if c in mounts.v1 and c not in self.v2_owned}
         # v1 and v2 name the block I/O controller differently.
@@ -187,6 +191,14 @@ class CgroupManager:
     def create(self, name: str, resources: Resources | None = None) -> Cgroup:
         """Create the group in every hierarchy and apply limits, before any process joins."""
         resources = resources or Resources()
+        if self._ready:
+            try:
+                return self._create(name, resources)
+            except CgroupError:
+                self._ready.clear()    # a parent we knew may have been re-made, not yet prepared
+        return self._create(name, resources)
+
+    def _create(self, name: str, resources: Resources) -> Cgroup:
         cg = self.planned(name, resources)
         made: list[str] = []
         try:
@@ -202,11 +214,12 @@ class CgroupManager:
             raise
         return cg
 
-    def open(self, name: str) -> Cgroup:
-        """An existing group, in whichever hierarchies still have it (maybe none)."""
+    def open(self, name: str, *, look: bool = True) -> Cgroup:
+        """An existing group, in whichever hierarchies still have it (maybe none). look=False
+        skips the stat of each: enough for destroy(), which passes over what is missing."""
         _check_name(name)
         paths = {k: os.path.join(m, name) for k, m in self.hierarchies().items()}
-        paths = {k: d for k, d in paths.items() if os.path.isdir(d)}
+        paths = {k: d for k, d in paths.items() if not look or os.path.isdir(d)}
         return Cgroup(self, name, paths)
 
     # -- internals --------------------------------------------------------------------------
@@ -236,11 +249,15 @@ class CgroupManager:
             try:
                 for part in parts[:-1]:
                     d = os.path.join(d, part)
+                    if d in self._ready:
+                        continue
                     try:
                         os.mkdir(d)
                     except FileExistsError:
                         pass
                     self._prepare(mount, controllers, d)
+                    if self.keep_parents:
+                        self._ready.add(d)
                 child = os.path.join(d, parts[-1])
                 os.mkdir(child)
                 return child
@@ -248,14 +265,17 @@ class CgroupManager:
                 child = os.path.join(d, parts[-1])
                 raise CgroupError(f"cgroup: {child} already exists", path=child) from err
             except FileNotFoundError:
+                self._ready.clear()
                 continue
             except CgroupError as err:
                 cause = err.__cause__
                 if isinstance(cause, OSError) and cause.errno in (errno.ENOENT, errno.ENODEV):
+                    self._ready.clear()
                     continue        # the parent went away while we prepared it
                 raise
             except OSError as err:
                 if err.errno == errno.ENODEV:
+                    self._ready.clear()
                     continue        # mkdir inside a parent being removed
                 raise CgroupError(f"cgroup: mkdir {d}: {os.strerror(err.errno or errno.EIO)}",
                                   path=str(d)) from err
@@ -274,6 +294,7 @@ class CgroupManager:
         """rmdir `group` (a shared parent, e.g. "minirun") in every hierarchy where it is empty:
         what a keep_parents manager does when it is done."""
         _check_name(group)
+        self._ready.clear()
         for mount in _unique(self.hierarchies().values()):
             _fs.rmdir_if_empty(os.path.join(mount, group))
 

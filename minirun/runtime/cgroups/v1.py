@@ -42,6 +42,9 @@ class V1Driver:
         """Make a shared parent (e.g. .../cpuset/minirun) usable by its children."""
         if controller == "cpuset":
             _fill_cpuset(directory)
+            # children start with our cpus and mems (cpusets.rst: cgroup.clone_children), so
+            # init_group finds them set and writes nothing
+            _fs.write(f"{directory}/cgroup.clone_children", 1)
 
     def init_group(self, paths: dict[str, str]) -> None:
         """Make a new group able to take tasks (before any limit is applied)."""
