@@ -24,10 +24,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#ifdef MR_NOLIBC
+#include "nolibc.h"          /* no C library: it would double this program's cost (nolibc.h) */
+#else
+extern char **environ;
+#endif
 #include "exec_path.h"
 #include "sync.h"
-
-extern char **environ;
 
 int main(int argc, char **argv)
 {
