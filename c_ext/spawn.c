@@ -462,6 +462,12 @@ static _Noreturn void monitor(const struct mr_plan *p, int pid_pipe, void *conta
  * is gone from it (it has exec'd or exited: CLONE_VFORK). A guard page below catches overflow. */
 struct shared_stack { void *base; int dumpable; };
 
+/* One shared-memory spawn at a time per process. The dumpable flag the child clears is the
+ * memory's, so it is ours too while the child runs: a second thread's spawn meanwhile would
+ * save "not dumpable" as ours and put that back last, leaving the runtime non-dumpable (seen
+ * with four threads starting containers). Each spawn is a few ms; fork-like ones need no lock. */
+static pthread_mutex_t shared_spawn_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void *shared_stack_open(struct shared_stack *s)
 {
     /* The container makes itself non-dumpable (container()): a flag of the memory it shares
@@ -497,11 +503,13 @@ pid_t mr_spawn(const struct mr_plan *p, pid_t *monitor_pid, struct mr_err *err)
         return mr_fail(err, MR_STEP_CLONE, -1, "shared memory with a child that waits");
     }
     struct shared_stack stack = { 0 };
+    pthread_mutex_lock(&shared_spawn_lock);
     void *top = shared_stack_open(&stack);
     pid_t pid = top ? spawn(p, top, monitor_pid, err)
                     : mr_fail(err, MR_STEP_CLONE, -1, "container stack");
     int saved = errno;
     shared_stack_close(&stack);
+    pthread_mutex_unlock(&shared_spawn_lock);
     errno = saved;
     return pid;
 }

@@ -62,3 +62,34 @@ def test_the_container_runs_as_asked(clean):
     caps = {line.split(":")[0]: line.split()[1] for line in status if line.startswith("Cap")}
     assert caps["CapEff"] == "0000000000000000"        # a non-root user: no effective caps
     assert [line.split()[1] for line in status if line.startswith("NoNewPrivs")] == ["1"]
+
+
+def test_threads_starting_containers_at_once_leave_the_caller_dumpable(mr, data_root):
+    """The dumpable flag is the memory's: a shared-memory spawn in one thread while another's
+    child had cleared it saved "not dumpable" and put that back last (4 threads left the caller
+    non-dumpable every time). Shared-memory spawns now take turns (spawn.c)."""
+    from minirun.runtime.containers import Runtime
+    from minirun.runtime.options import RunOptions
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    rt = Runtime(data_root)
+    assert libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 1
+    failures: list[str] = []
+
+    def starts() -> None:
+        try:
+            for _ in range(15):
+                st = rt.run(RunOptions(image="busybox", command=["true"], network="none",
+                                       detach=True))
+                assert rt.wait(st.record) == 0
+                rt.remove(st.record)
+        except Exception as e:          # reported below: a thread's failure must fail the test
+            failures.append(repr(e))
+
+    threads = [threading.Thread(target=starts) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 1
