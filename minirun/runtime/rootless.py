@@ -58,17 +58,19 @@ def _user() -> str:
         return str(os.geteuid())
 
 
-def ranges(path: str, user: str, uid: int) -> list[tuple[int, int]]:
-    """(start, count) of the subordinate ranges `path` gives the user (by name or by uid)."""
+def ranges(path: str, user: str, uid: int | None = None) -> list[tuple[int, int]]:
+    """(start, count) of the subordinate ranges `path` (subuid(5), subgid(5)) gives the user, by
+    name or by uid; a range of no ids is none."""
     try:
         with open(path) as f:
             lines = f.read().splitlines()
     except FileNotFoundError:
         return []
+    owners = {user} if uid is None else {user, str(uid)}
     out = []
     for line in lines:
         parts = line.strip().split(":")
-        if (len(parts) == 3 and parts[0] in (user, str(uid)) and parts[1].isdigit()
+        if (len(parts) == 3 and parts[0] in owners and parts[1].isdigit()
                 and parts[2].isdigit() and int(parts[2]) > 0):
             out.append((int(parts[1]), int(parts[2])))
     return out

@@ -72,10 +72,12 @@ def apply(spec: dict[str, Any], *, userns: str | None, uidmaps: list[str], gidma
 def auto(containers_dir: Path, subuid: str, subgid: str) -> tuple[list[dict], list[dict]]:
     """The first block of AUTO_SIZE ids, in both files' ranges for AUTO_USER, that no existing
     container's map overlaps."""
+    from minirun.runtime.rootless import ranges as subordinate_ranges
+
     used = _used_host_ids(containers_dir)
     blocks = []
     for path in (subuid, subgid):
-        ranges = _ranges(path)
+        ranges = subordinate_ranges(path, AUTO_USER)
         if not ranges:
             raise UsageError(f"--userns=auto: {path} has no range for {AUTO_USER!r} (add a line "
                              f"such as {AUTO_USER}:1000000:1000000 to /etc/subuid and /etc/subgid, "
@@ -87,20 +89,6 @@ def auto(containers_dir: Path, subuid: str, subgid: str) -> tuple[list[dict], li
         raise UsageError(f"--userns=auto: every {AUTO_SIZE}-id block of {subuid} for {AUTO_USER!r} is in use")
     block = {"containerID": 0, "hostID": free[0], "size": AUTO_SIZE}
     return [block], [dict(block)]
-
-
-def _ranges(path: str) -> list[tuple[int, int]]:
-    try:
-        with open(path) as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        return []
-    out = []
-    for line in lines:
-        parts = line.strip().split(":")
-        if len(parts) == 3 and parts[0] == AUTO_USER and parts[1].isdigit() and parts[2].isdigit():
-            out.append((int(parts[1]), int(parts[2])))
-    return out
 
 
 def _used_host_ids(containers_dir: Path) -> list[tuple[int, int]]:
