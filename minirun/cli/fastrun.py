@@ -77,12 +77,8 @@ def parse(argv: list[str]) -> tuple[str | None, dict] | None:
                     return None
                 params[param] = True
             else:
-                if not eq:
-                    if i + 1 >= n:
-                        return None
-                    i += 1
-                    value = argv[i]
-                if not _set(params, param, kind, value):
+                value, i = _value(argv, i, value if eq else None)
+                if value is None or not _set(params, param, kind, value):
                     return None
         else:                                     # -d, -it, -e KEY=V, -eKEY=V, -ite KEY=V
             letters = arg[1:]
@@ -93,13 +89,8 @@ def parse(argv: list[str]) -> tuple[str | None, dict] | None:
                 if kind == "flag":
                     params[param] = True
                     continue
-                value = letters[j + 1:]
-                if not value:
-                    if i + 1 >= n:
-                        return None
-                    i += 1
-                    value = argv[i]
-                if not _set(params, param, kind, value):
+                value, i = _value(argv, i, letters[j + 1:] or None)
+                if value is None or not _set(params, param, kind, value):
                     return None
                 break
         i += 1
@@ -107,6 +98,16 @@ def parse(argv: list[str]) -> tuple[str | None, dict] | None:
         return None                               # no image: click says so
     params["image"], params["command"] = argv[i], argv[i + 1:] or None
     return (root or os.environ.get("MINIRUN_ROOT") or None), params
+
+
+def _value(argv: list[str], i: int, inline: str | None) -> tuple[str | None, int]:
+    """An option's value and the index of the last argument it used: given inline (`--name=V`,
+    `-eV`), else the next argument; None when there is none (click then says so)."""
+    if inline is not None:
+        return inline, i
+    if i + 1 >= len(argv):
+        return None, i
+    return argv[i + 1], i + 1
 
 
 def _set(params: dict, param: str, kind: str, value: str) -> bool:
