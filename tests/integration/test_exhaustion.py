@@ -44,6 +44,23 @@ def fill(directory: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def small_disk(tmp_path: Path):
+    """A data root with the busybox image on an 8 MiB tmpfs (`fill` then fills it): yields the
+    tmpfs, the root and its Minirun; the root's network is torn down at the end."""
+    from minirun.net.container import teardown
+
+    with mounted("-t", "tmpfs", "-o", "size=8m", "tmpfs", target=tmp_path / "disk") as disk:
+        root = disk / "root"
+        m = Minirun(root)
+        private_network_settings(root)
+        try:
+            m("image", "import", str(IMAGE_TAR), "busybox")
+            yield disk, root, m
+        finally:
+            teardown(root)
+
+
 def staged(root: Path) -> list[str]:
     """What a data root holds that no finished command should leave: container dirs and names,
     the image store's staging, temp files of atomic writes."""
@@ -58,11 +75,7 @@ def staged(root: Path) -> list[str]:
 
 def test_a_full_data_root_gives_one_line_and_leaves_nothing(tmp_path):
     requires("root", "overlay", "busybox-image")
-    with mounted("-t", "tmpfs", "-o", "size=8m", "tmpfs", target=tmp_path / "disk") as disk:
-        root = disk / "root"
-        m = Minirun(root)
-        private_network_settings(root)
-        m("image", "import", str(IMAGE_TAR), "busybox")
+    with small_disk(tmp_path) as (disk, root, m):
         images = m.out("image", "ls", "-q")
         filler = fill(disk)
         try:
@@ -86,9 +99,6 @@ def test_a_full_data_root_gives_one_line_and_leaves_nothing(tmp_path):
             filler.unlink()
         # with room again, the same root works: nothing the failures left stands in the way
         assert m.out("run", "--rm", "--name", "web", "--network", "none", "busybox", "echo", "ok") == "ok"
-        from minirun.net.container import teardown
-
-        teardown(root)
 
 
 def test_a_start_on_a_full_data_root_leaves_the_container_created_and_nothing_running(tmp_path):
@@ -96,13 +106,7 @@ def test_a_start_on_a_full_data_root_leaves_the_container_created_and_nothing_ru
     left as it was — created, with no cgroup, no process (GO may have gone out before the pid
     could be recorded), no veth or rule — and starts once there is room."""
     requires("root", "overlay", "busybox-image")
-    from minirun.net.container import teardown
-
-    with mounted("-t", "tmpfs", "-o", "size=8m", "tmpfs", target=tmp_path / "disk") as disk:
-        root = disk / "root"
-        m = Minirun(root)
-        private_network_settings(root)
-        m("image", "import", str(IMAGE_TAR), "busybox")
+    with small_disk(tmp_path) as (disk, root, m):
         ids = [m.out("create", "--name", "quiet", "--network", "none", "busybox", "sleep", "86397"),
                m.out("create", "--name", "bridged", "busybox", "sleep", "86397")]
         try:
@@ -121,7 +125,6 @@ def test_a_start_on_a_full_data_root_leaves_the_container_created_and_nothing_ru
             assert json.loads(m.out("inspect", "quiet"))[0]["State"]["Running"] is True
         finally:
             m("rm", "-f", *ids, check=False)
-            teardown(root)
 
 
 def test_a_read_only_data_root_gives_one_line_and_reads_still_work(tmp_path):
