@@ -31,7 +31,7 @@ from minirun import spec as oci
 from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError, SpecError, UsageError
 from minirun.records import asdict, field, fields, record
 from minirun.runtime import procfs
-from minirun.runtime.state import now_iso, write_atomic, write_json
+from minirun.runtime.state import now_iso, remove_tree, write_atomic, write_json
 
 TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
 if TYPE_CHECKING:
@@ -646,24 +646,8 @@ def _destroy(c: Container) -> None:
     cg.destroy()
     if c.record.host_mounts:
         _detach(c.record.host_mounts)
-    _remove_dir(c.dir)
-
-
-def _remove_dir(path: str) -> None:
-    """The state directory holds files only (state.json, exec.fifo): unlink them, rmdir it.
-    (shutil's import costs more than this whole removal.)"""
-    try:
-        with os.scandir(path) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    import shutil
-
-                    shutil.rmtree(entry.path)
-                else:
-                    os.unlink(entry.path)
-        os.rmdir(path)
-    except FileNotFoundError:
-        pass
+    with lean.suppress(FileNotFoundError):
+        remove_tree(c.dir)
 
 
 def _detach(rootfs: str) -> None:

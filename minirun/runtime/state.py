@@ -248,7 +248,7 @@ class StateStore:
             path, done = self._doomed.get()
             if path is not None:
                 with lean.suppress(OSError):
-                    _rmtree(path)
+                    remove_tree(path)
             if done is not None:
                 done.set()
 
@@ -282,7 +282,7 @@ class StateStore:
             record.save()
         except BaseException:           # e.g. a full data root: neither directory nor name stays
             with lean.suppress(OSError):
-                _rmtree(directory)
+                remove_tree(directory)
             with lean.suppress(FileNotFoundError):
                 os.unlink(self.names / name)
             raise
@@ -343,10 +343,10 @@ class StateStore:
         if self._doomed is not None and self._deleter_pid == os.getpid():
             self._doomed.put((doomed, None))
         else:
-            _rmtree(doomed)
+            remove_tree(doomed)
 
 
-def _rmtree(path: Path) -> None:
+def remove_tree(path: str | Path) -> None:
     """Delete a container's directory, its overlay upper dir included (written by the container:
     any names, modes, symlinks). Through directory fds, never following a symlink, as
     shutil.rmtree does; shutil itself is not imported, which would cost `run --rm` more (its

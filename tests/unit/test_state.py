@@ -99,9 +99,9 @@ def test_an_owned_container_is_orphaned_only_when_its_owner_died(store):
 
 
 def test_a_removed_containers_tree_goes_and_nothing_a_symlink_points_to(tmp_path):
-    """state._rmtree deletes an upper dir written by the container (any names, modes, links)
+    """state.remove_tree deletes an upper dir written by the container (any names, modes, links)
     without following a symlink out of it."""
-    from minirun.runtime.state import _rmtree
+    from minirun.runtime.state import remove_tree
 
     outside = tmp_path / "host"
     outside.mkdir()
@@ -116,7 +116,7 @@ def test_a_removed_containers_tree_goes_and_nothing_a_symlink_points_to(tmp_path
     (doomed / "upper" / "a" / "dangling").symlink_to("/nonexistent")
     os.mkfifo(doomed / "upper" / "fifo")
     (doomed / "state.json").write_text("{}")
-    _rmtree(doomed)
+    remove_tree(doomed)
     assert not doomed.exists()
     assert (outside / "keep").read_text() == "host file"
 
