@@ -8,15 +8,14 @@ import subprocess
 import sys
 
 from tests.oci.conftest import OCI
+from tests.unit.test_lean_imports import HEAVY
 
-# never on the per-container path: the CLI, the network stack, and the start-up hogs it avoids,
-# among them what minirun/lean.py stands in for (json, contextlib) and what those bring (re,
-# enum, functools, collections), pathlib (re, fnmatch, urllib.parse, ipaddress), signal (enum),
-# threading and array (collections), hashlib (OpenSSL)
+# never on the per-container path: the CLI, the network stack, and the start-up hogs it avoids:
+# the slow stdlib modules each lean module must not import (HEAVY), and what pathlib would
+# bring besides (fnmatch, urllib.parse, ipaddress)
 FORBIDDEN = {"typer", "click", "rich", "pyroute2", "minirun.cli", "minirun.net", "argparse",
-             "dataclasses", "typing", "inspect", "shutil", "tempfile", "datetime",
-             "json", "contextlib", "re", "enum", "functools", "collections", "pathlib", "fnmatch",
-             "urllib", "ipaddress", "signal", "threading", "array", "hashlib"}
+             "dataclasses", "inspect", "shutil", "tempfile", "datetime",
+             "fnmatch", "urllib", "ipaddress", *HEAVY}
 
 
 def _imported(argv: list[str]) -> set[str]:
