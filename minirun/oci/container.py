@@ -336,7 +336,7 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
     change of order: the child is cloned first and *then* the cgroup is made and the child
     put in it (by us, writing its pid), before GO.
 
-    Why: the first cgroup migration after a quiet spell waits for an RCU grace period, 5-15 ms
+    Why: the first cgroup migration after a quiet spell waits for an RCU grace period, 5-25 ms
     here, and holds the kernel's cgroup_mutex meanwhile, so no cgroup can even be made until it
     passes (runtime/cgroup_warm.py). The warmer starts that wait as our first act; cloning first
     lets the plan and the clone run during it, instead of after it. The child does nothing of
@@ -370,7 +370,7 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
                              hooks_sync=bool(c.record.hooks)
                              and any(c.record.hooks.get(k) for k in hooks_at_create()),
                              preserve_fds=preserve_fds, cache_dir=c.seccomp_cache(),
-                             cgroup_views=[(n, str(d)) for n, d in planned.views()],
+                             cgroup_views=planned.views(),
                              idmap_binds=idmap_binds)
         np = plan.build(spec, launch)
         pid, _ = spawn.spawn(np)                   # (2) the child waits for GO

@@ -241,7 +241,7 @@ class Runtime:
                 cgroup_procs_fds=procs, monitor_argv=monitor_argv, monitor_fds=log_fds,
                 stdio=stdio, sync_fd=child_sock.fileno(), parent_sync_fd=parent_sock.fileno(),
                 console=console, trace=trace,
-                cache_dir=self.seccomp_cache, cgroup_views=[(n, str(d)) for n, d in cg.views()],
+                cache_dir=self.seccomp_cache, cgroup_views=cg.views(),
                 idmap_layers=idmap_layers,
                 # (3') nothing of ours is needed before the execve: the child runs straight
                 # through, in our memory rather than a copy of it (c_ext/spawn.c)
