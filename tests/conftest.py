@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,13 @@ class Minirun:
 
     def out(self, *args: str, **kw) -> str:
         return self(*args, **kw).stdout.strip()
+
+    def wait_for_log(self, cid: str, text: str, timeout: float = 10.0) -> None:
+        """Poll `logs` until `text` shows (a detached script saying it got this far); returns
+        at the timeout either way, for the caller's own assertions to report what is missing."""
+        deadline = time.monotonic() + timeout
+        while text not in self.out("logs", cid) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     @contextlib.contextmanager
     def detached(self, *args: str, **kw):

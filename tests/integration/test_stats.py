@@ -77,10 +77,7 @@ def test_net_io_counts_the_containers_own_traffic(clean):
     script = ("ping -c 5 -s 1000 -i 0.2 $(ip route | awk '/default/ {print $3}') >/dev/null; "
               "echo done; sleep 60")
     with clean.detached("--name", "pinger", "busybox", "sh", "-c", script) as cid:
-        for _ in range(100):
-            if "done" in clean.out("logs", cid):
-                break
-            time.sleep(0.1)
+        clean.wait_for_log(cid, "done")
         r = readings(clean, "pinger")["pinger"]
         assert r["net_rx"] >= 5 * 1000 and r["net_tx"] >= 5 * 1000, r
     with clean.detached("--name", "quiet", "--network", "none", "busybox", "sleep", "60"):
@@ -96,10 +93,7 @@ def test_block_io_counts_what_the_container_writes_to_disk(clean, data_root):
         pytest.skip(f"the data root {data_root} is on no block device (tmpfs?): nothing to count")
     script = "dd if=/dev/zero of=/f bs=1M count=8 oflag=direct 2>/dev/null; echo done; sleep 60"
     with clean.detached("--name", "writer", "--network", "none", "busybox", "sh", "-c", script) as cid:
-        for _ in range(100):
-            if "done" in clean.out("logs", cid):
-                break
-            time.sleep(0.1)
+        clean.wait_for_log(cid, "done")
         r = readings(clean, "writer")["writer"]
         assert r["block_write"] >= 8 << 20, r
 

@@ -157,12 +157,7 @@ def test_cgroup_limits_cannot_be_raised(clean):
               "mount -t cgroup -o pids none /mnt && echo MOUNTED; mount -t cgroup2 none /mnt && echo MOUNTED2; "
               "echo done; sleep 30")
     with clean.detached("--pids-limit", "100", "busybox", "sh", "-c", script) as cid:
-        import time
-
-        for _ in range(100):
-            if "done" in clean.out("logs", cid):
-                break
-            time.sleep(0.05)
+        clean.wait_for_log(cid, "done", timeout=5.0)
         assert clean.out("logs", cid) == "done"
         assert cgroup_value(cid, "pids", "pids.max", "pids.max") == "100"
 
