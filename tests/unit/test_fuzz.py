@@ -25,21 +25,22 @@ json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=
                            | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=20)
 
 
-def _pointers(value, prefix=()):
-    """Every path into a JSON document, for mutating one place at a time."""
-    yield prefix
+def pointers(value, prefix=()):
+    """Every path into a JSON document (not the root), for replacing one place at a time."""
+    if prefix:
+        yield prefix
     if isinstance(value, dict):
         for k, v in value.items():
-            yield from _pointers(v, (*prefix, k))
+            yield from pointers(v, (*prefix, k))
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            yield from _pointers(v, (*prefix, i))
+            yield from pointers(v, (*prefix, i))
 
 
 DEFAULT = oci.default_spec()
 DEFAULT["root"] = {"path": "rootfs"}
 DEFAULT["process"]["args"] = ["sh"]
-POINTERS = [p for p in _pointers(DEFAULT) if p]
+POINTERS = list(pointers(DEFAULT))
 
 
 @FAST

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minirun.errors import MinirunError, TaskDefinitionError
+from tests.unit.test_fuzz import pointers
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -23,18 +24,6 @@ json_scalars = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floa
                 | st.text(max_size=20))
 json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
                            | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=20)
-
-
-def pointers(value, prefix=()):
-    """Every path into a JSON document (not the root), for replacing one place at a time."""
-    if prefix:
-        yield prefix
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from pointers(v, (*prefix, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from pointers(v, (*prefix, i))
 
 
 def replaced(doc, pointer, value, drop: bool = False):
