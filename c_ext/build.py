@@ -10,7 +10,7 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 # setuptools insists on paths relative to setup.py, which sits one level up
-SOURCES = [f"c_ext/{name}" for name in ("spawn.c", "fs.c", "process.c", "enter.c")]
+SOURCES = [f"c_ext/{name}" for name in ("spawn.c", "fs.c", "process.c", "enter.c", "warm.c")]
 
 CDEF = """
 #define MR_STEP__COUNT ...
@@ -85,6 +85,10 @@ const char *mr_step_name(int step);
 int mr_spawn(const struct mr_plan *plan, int *monitor_pid, struct mr_err *err);
 int mr_enter(const struct mr_enter *ex, struct mr_err *err);
 int mr_idmap_tree(const char *path, int userns_fd, int recursive, int index, struct mr_err *err);
+int mr_warm_start(const char *procs, long long until_ns, long period_ns);
+void mr_warm_set_deadline(long long until_ns);
+int mr_warm_status(long long *until_ns, long long *last_write_ns);
+int mr_warm_write_now(void);
 """
 
 ffibuilder = FFI()

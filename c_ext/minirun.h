@@ -133,6 +133,18 @@ pid_t mr_spawn(const struct mr_plan *plan, pid_t *monitor_pid, struct mr_err *er
  * has CAP_SYS_ADMIN over the filesystem; the child, in its new user namespace, has not. */
 int mr_idmap_tree(const char *path, int userns_fd, int recursive, int index, struct mr_err *err);
 
+/* The cgroup-lock warmer (warm.c; runtime/cgroup_warm.py says why). Times are CLOCK_MONOTONIC ns.
+ * mr_warm_start: a thread writes "0" into `procs` (the caller's own group's cgroup.procs) every
+ * period_ns until until_ns; if one already runs, its deadline only moves later (and procs may be
+ * "": -ESRCH if none runs). 0 or -errno.
+ * mr_warm_set_deadline: move a running thread's deadline, earlier too (0 = stop at its next look).
+ * mr_warm_status: whether a thread runs, its deadline and when its last write returned.
+ * mr_warm_write_now: one such write in the caller's thread, to the last procs started with. */
+int mr_warm_start(const char *procs, long long until_ns, long period_ns);
+void mr_warm_set_deadline(long long until_ns);
+int mr_warm_status(long long *until_ns, long long *last_write_ns);
+int mr_warm_write_now(void);
+
 /* exec: join the namespaces of a running container and run a process there. */
 struct mr_enter {
     const int *ns_fds;            /* /proc/PID/ns/... opened by Python, user namespace first */

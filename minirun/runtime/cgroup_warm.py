@@ -14,7 +14,13 @@ A short-lived `minirun run` or `minirun-oci run` would pay it every time, so it 
 warmer as its first act: a thread that writes "0" (= itself) into its *own* cgroup's
 cgroup.procs — a migration that changes nothing — every few milliseconds, so the grace period
 passes while Python is still importing, and the container's own join finds the lock already in
-its slow mode (0.1 ms instead of 15).
+its slow mode (0.1 ms instead of 15). The thread is native (c_ext/warm.c): a Python thread
+needs the GIL, which the importing main thread handed over 1.5-2 ms late.
+
+A burst of short-lived commands (podman starting a pod's containers, a shell loop of
+`minirun-oci run`) can pass the slow mode on: `pass_on()`, just before such a command exits,
+writes once more if the warmer wrote moments ago, and the next command, starting well within a
+grace period of that write, finds the lock still slow and waits for nothing.
 
 A long-lived process (a scheduler worker, the library's warm path) pays it too: containers a
 few milliseconds apart are each more than a grace period apart, so the lock is back in its fast
@@ -27,18 +33,15 @@ With cgroup v2, clone3(CLONE_INTO_CGROUP) avoids the migration altogether (not u
 
 from __future__ import annotations
 
-import _thread
 import os
 import time
 
-# The thread warms while time.monotonic() < _until; start() and linger() move that deadline.
-# (_thread, not threading: this runs first in every `minirun-oci run`, and threading's imports
-# cost ~3 ms. _thread_id is the warmer's thread id, None when there is none.)
-_until = 0.0
-_thread_id: int | None = None
-_guard = _thread.allocate_lock()
+from minirun._native import ffi, lib
+
 PERIOD = 0.003          # well under one grace period
 LINGER = 1.0            # after a join: how long a quiet process keeps the lock warm
+PASS_ON_WITHIN = 0.010  # pass_on() writes only if the warmer wrote this recently (a grace
+                        # period after the last write the lock is fast again: nothing to keep)
 
 
 def _own_procs_file() -> str | None:
@@ -64,75 +67,53 @@ def _own_procs_file() -> str | None:
     return None
 
 
-def _loop() -> None:
-    """Write "0" every PERIOD until the deadline. The file is opened for each write, so a
-    lingering warmer holds no fd of its caller's (a worker counts its fds)."""
-    global _thread_id
-    me = _thread.get_ident()
-    try:
-        path = _own_procs_file()
-        while path is not None:
-            with _guard:
-                if time.monotonic() >= _until:     # decided under the guard: a start() now
-                    _thread_id = None              # makes a new thread rather than count on us
-                    return
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
-            time.sleep(PERIOD)
-    except OSError:
-        pass                         # not root, no cgroups: nothing to warm, nothing lost
-    with _guard:
-        if _thread_id == me:
-            _thread_id = None
-
-
-def _warm_until(deadline: float) -> None:
-    global _thread_id, _until
-    with _guard:
-        _until = max(_until, deadline) if _thread_id is not None else deadline
-        if _thread_id is None:
-            _thread_id = _thread.start_new_thread(_loop, ())
+def _ns(seconds_from_now: float) -> int:
+    return time.monotonic_ns() + int(seconds_from_now * 1e9)
 
 
 def start(seconds: float = 2.0) -> None:
-    """Begin warming (for at most `seconds`, unless extended); a no-op if already warming."""
-    _warm_until(time.monotonic() + seconds)
+    """Begin warming (for at most `seconds`, unless extended); if already warming, the deadline
+    only moves later. Without a writable cgroup.procs (not root, no cgroups) it does nothing."""
+    until = _ns(seconds)
+    if lib.mr_warm_start(b"", until, 0) == 0:     # a running thread: its deadline moved
+        return
+    procs = _own_procs_file()       # looked up for each new thread: someone may have moved us
+    if procs is not None:
+        lib.mr_warm_start(procs.encode(), until, int(PERIOD * 1e9))
 
 
 def linger(seconds: float = LINGER) -> None:
     """A container has joined its cgroup: keep warming only `seconds` more, so that the next
     start in this process, if it comes soon, finds the lock warm."""
-    global _until
-    with _guard:
-        if _thread_id is not None:
-            _until = time.monotonic() + seconds
+    lib.mr_warm_set_deadline(_ns(seconds))
 
 
 def stop() -> None:
     """Stop warming (the thread ends within one period)."""
-    global _until
-    with _guard:
-        _until = 0.0
+    lib.mr_warm_set_deadline(0)
 
 
-def _forget_in_child() -> None:
-    """A forked child has no warmer thread, whatever the parent had (a worker forks)."""
-    global _thread_id, _until, _guard
-    _thread_id, _until, _guard = None, 0.0, _thread.allocate_lock()
+def pass_on() -> None:
+    """For a command about to exit: one more no-op migration, now, if the warmer wrote within
+    PASS_ON_WITHIN, so that the next command of a burst finds the lock still in its slow mode
+    (see the module's docstring). Otherwise nothing: the lock is fast again, or we never warmed."""
+    _, _, last = _status()
+    if last and time.monotonic_ns() - last < PASS_ON_WITHIN * 1e9:
+        lib.mr_warm_write_now()
 
 
-os.register_at_fork(after_in_child=_forget_in_child)
+def _status() -> tuple[bool, int, int]:
+    """(a thread runs, its deadline, when its last write returned), in CLOCK_MONOTONIC ns."""
+    until, last = ffi.new("long long *"), ffi.new("long long *")
+    running = bool(lib.mr_warm_status(until, last))
+    return running, until[0], last[0]
 
 
 def warming() -> bool:
-    with _guard:
-        return _thread_id is not None and time.monotonic() < _until
+    is_running, until, _ = _status()
+    return is_running and time.monotonic_ns() < until
 
 
 def running() -> bool:
     """Whether the warmer thread still exists: it ends within one period after stop()."""
-    with _guard:
-        return _thread_id is not None
+    return _status()[0]
