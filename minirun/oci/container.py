@@ -208,9 +208,12 @@ def load_spec(bundle: str) -> dict[str, Any]:
     if version is not None and not (isinstance(version, str) and semver_1(version)):
         raise SpecError("ociVersion", f"{version!r} is not a 1.x SemVer version like "
                                       f"{oci.OCI_VERSION!r}")
-    from minirun.oci import hooks
+    if spec.get("hooks") in (None, {}):        # most bundles have none: oci/hooks.py not imported
+        spec["hooks"] = {}
+    else:
+        from minirun.oci import hooks
 
-    spec["hooks"] = hooks.validate(spec.get("hooks"))
+        spec["hooks"] = hooks.validate(spec["hooks"])
     for pointer in UNSUPPORTED:
         value: Any = spec
         for key in pointer.split("/"):
@@ -342,7 +345,7 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
     lets the plan and the clone run during it, instead of after it. The child does nothing of
     the container's until GO, and the cgroup namespace is unshared after GO, so the child's
     cgroup root is its own group, as before."""
-    from minirun.runtime import plan, spawn, sync, userns
+    from minirun.runtime import plan, spawn, sync
     from minirun.runtime.cgroups import Resources, detect
 
     rootfs = os.path.realpath(os.path.join(bundle, spec["root"]["path"]))
@@ -360,8 +363,12 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
     try:
         fifo_fd = os.open(c.fifo, os.O_PATH | os.O_CLOEXEC)
         fds.append(fifo_fd)
-        idmap_binds = userns.idmapped_binds(spec, bundle)     # mounts[].uidMappings (OCI 1.1)
-        fds += idmap_binds.values()
+        idmap_binds = {}
+        if any("uidMappings" in m for m in spec.get("mounts", [])):   # idmapped mounts (OCI 1.1)
+            from minirun.runtime import userns
+
+            idmap_binds = userns.idmapped_binds(spec, bundle)
+            fds += idmap_binds.values()
         launch = plan.Launch(rootfs=rootfs, rootfs_fstype=None, bundle=bundle,
                              cgroup_procs_fds=[], monitor_argv=None, stdio=(0, 1, 2),
                              sync_fd=child_sock.fileno(), parent_sync_fd=parent_sock.fileno(),
@@ -376,6 +383,8 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
         pid, _ = spawn.spawn(np)                   # (2) the child waits for GO
         manager.create(c.record.cgroup, resources).add(pid)       # (1) and (3), by us
         if spec["linux"].get("uidMappings"):
+            from minirun.runtime import userns
+
             userns.write_maps(pid, spec)           # (4), before GO
     except BaseException:
         if pid is not None:

@@ -8,7 +8,6 @@ array is allocated here with cffi and kept alive by the NativePlan until the cal
 from __future__ import annotations
 
 import os
-import resource
 import stat
 
 from minirun import spec as oci
@@ -27,7 +26,11 @@ CLONE_FLAGS = {
     "uts": 0x04000000, "user": 0x10000000, "time": 0x00000080,
 }
 
-RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
+# The limits process.rlimits may name (setrlimit(2)), numbered as <sys/resource.h> numbers them
+# (read from the C extension, which is loaded anyway: the resource module would cost ~0.2 ms)
+RLIMIT_NAMES = ("CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "MEMLOCK", "AS",
+                "LOCKS", "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME")
+RLIMITS = {f"RLIMIT_{name}": getattr(lib, f"RLIMIT_{name}") for name in RLIMIT_NAMES}
 
 # The /dev entries every container has beside the devices (runc's defaults).
 DEV_SYMLINKS = [
@@ -326,6 +329,8 @@ def exec_trampoline() -> int:
 
 def setgroups_denied(spec: dict[str, Any]) -> bool:
     """Rootless with the one-id map: /proc/PID/setgroups says "deny" (runtime/rootless.py)."""
+    if not spec.get("linux", {}).get("uidMappings"):
+        return False                # no user namespace of ours, so nothing denies setgroups
     from minirun.runtime import rootless
 
     return rootless.is_rootless(spec) and rootless.single_id(spec)
