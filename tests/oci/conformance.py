@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import tarfile
 import time
 import uuid
 from pathlib import Path
 
 from minirun import spec as oci
+from tests.conftest import extract_trusted
 
 CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
         "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
@@ -67,8 +67,7 @@ class Runtime:
         self.pid_file: Path | None = None
         if not bundle.exists():
             bundle.mkdir(parents=True)
-            with tarfile.open(tar) as t:
-                t.extractall(bundle, filter="fully_trusted")
+            extract_trusted(tar, bundle)
         self.new_id()
 
     def new_id(self) -> str:

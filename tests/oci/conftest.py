@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import IMAGE_TAR, requires
+from tests.conftest import IMAGE_TAR, extract_trusted, requires
 
 OCI = str(Path(sys.executable).with_name("minirun-oci"))
 
@@ -74,8 +73,7 @@ def rootfs_tar():
 def oci(rootfs_tar, tmp_path):
     bundle = tmp_path / "bundle"
     (bundle / "rootfs").mkdir(parents=True)
-    with tarfile.open(rootfs_tar) as tar:
-        tar.extractall(bundle / "rootfs", filter="fully_trusted")
+    extract_trusted(rootfs_tar, bundle / "rootfs")
     o = Oci(tmp_path / "state", bundle)
     yield o
     left = o("list", "-q", check=False).stdout.split()
