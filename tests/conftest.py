@@ -97,6 +97,17 @@ def cgroup_value(cid: str, controller: str, v1_file: str, v2_file: str) -> str:
     return Path(group.paths[controller], name).read_text().strip()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def oci_cgroup_parent():
+    """minirun-oci keeps its default cgroup parent (minirun-oci/, in every hierarchy) once made,
+    as Docker keeps docker/: at the end, the tests remove the ones they made, if empty."""
+    before = set(Path("/sys/fs/cgroup").glob("*/minirun-oci"))
+    yield
+    for parent in set(Path("/sys/fs/cgroup").glob("*/minirun-oci")) - before:
+        with contextlib.suppress(OSError):
+            parent.rmdir()
+
+
 @pytest.fixture(scope="session")
 def data_root():
     root = Path(tempfile.mkdtemp(prefix="minirun-test-"))

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_ROOT = "/run/minirun-oci"
+# Without linux.cgroupsPath a container's group is CGROUP_PARENT/ID. The parent is made once and
+# stays, as Docker's "docker" and podman's "libpod_parent" do: making and removing it with every
+# container was half of the cgroup work of a start (a mkdir and an rmdir in every hierarchy).
 CGROUP_PARENT = "minirun-oci"
 # (No pathlib, re, json, contextlib or signal here: this module is on the start-up path of every
 # container podman or containerd runs, and those imports cost more than the rest of it.)
@@ -135,9 +138,9 @@ class Container:
         from minirun.runtime.cgroups import detect
 
         cg = detect().open(self.record.cgroup)
-        # the parents of a cgroupsPath the caller gave are the caller's (the kubelet's pod and QoS
-        # groups, podman's libpod_parent): they stay, as with runc; ours (minirun-oci/) go once empty
-        cg.keep_parents = not self.record.cgroup.startswith(f"{CGROUP_PARENT}/")
+        # parents stay: those of a cgroupsPath the caller gave are the caller's (the kubelet's pod
+        # and QoS groups, podman's libpod_parent), as with runc; ours is shared (CGROUP_PARENT)
+        cg.keep_parents = True
         return cg
 
     def require(self, operation: str) -> str:
