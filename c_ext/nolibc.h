@@ -11,12 +11,16 @@
  *
  * What is here: _start (argc, argv and envp from the initial stack), errno, and the calls
  * exec.c and exec_path.h make: execve, fcntl, send, write, exit, strchr, strlen, memcpy,
- * memset. glibc's headers still give the types and constants. Man pages: syscall(2), execve(2).
+ * memset; and for minirun-oci's launcher (launch.c, the same reasons): open, read, close,
+ * readlink, fork, _exit. glibc's headers still give the types and constants.
+ * Man pages: syscall(2), execve(2).
  */
 #ifndef MINIRUN_NOLIBC_H
 #define MINIRUN_NOLIBC_H
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -80,6 +84,43 @@ ssize_t send(int fd, const void *buf, size_t len, int flags)
 ssize_t write(int fd, const void *buf, size_t len)
 {
     return mr_syscall(SYS_write, fd, (long)buf, (long)len, 0, 0, 0);
+}
+
+/* for minirun-oci's launcher (launch.c); the *at calls, as arm64 has no open or readlink */
+int open(const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    long mode = va_arg(ap, long);
+    va_end(ap);
+    return (int)mr_syscall(SYS_openat, AT_FDCWD, (long)path, flags, mode, 0, 0);
+}
+
+ssize_t read(int fd, void *buf, size_t len)
+{
+    return mr_syscall(SYS_read, fd, (long)buf, (long)len, 0, 0, 0);
+}
+
+int close(int fd)
+{
+    return (int)mr_syscall(SYS_close, fd, 0, 0, 0, 0, 0);
+}
+
+ssize_t readlink(const char *restrict path, char *restrict buf, size_t len)
+{
+    return mr_syscall(SYS_readlinkat, AT_FDCWD, (long)path, (long)buf, (long)len, 0, 0);
+}
+
+/* fork(2) as clone(2) with only SIGCHLD: the child runs on a copy of our stack */
+pid_t fork(void)
+{
+    return (pid_t)mr_syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0, 0);
+}
+
+__attribute__((noreturn)) void _exit(int status)
+{
+    for (;;)
+        mr_syscall(SYS_exit_group, status, 0, 0, 0, 0, 0);
 }
 
 __attribute__((noreturn)) static void mr_exit(int status)

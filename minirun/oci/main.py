@@ -187,11 +187,37 @@ def fast_parse(argv: list[str]) -> _Args | None:
 
 # Verbs that start a container process: warm the cgroup migration lock while we import.
 _SPAWNING_VERBS = {"create", "run", "exec"}
+# The launcher (c_ext/launch.c, installed as the minirun-oci command) forks a helper that starts
+# the grace period before Python does, and names its pid here: reaped before we exit.
+HELPER_ENV = "MINIRUN_OCI_HELPER"
 
 
 def main(argv: list[str] | None = None) -> None:
     entry = argv is None
     argv = sys.argv[1:] if argv is None else argv
+    helper = os.environ.pop(HELPER_ENV, None)    # popped: not for the container or the hooks
+    try:
+        status = _command(argv)
+    finally:
+        if helper is not None:
+            _reap_helper(helper)
+    if not entry:
+        sys.stdout.flush()
+        sys.exit(status or 0)
+    # the process ends here: skip the interpreter's teardown (module cleanup, GC), a few ms
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass
+    warm = sys.modules.get("minirun.runtime.cgroup_warm")
+    if warm is not None:
+        warm.pass_on()          # the next container of a burst joins without a grace period
+    os._exit(status or 0)
+
+
+def _command(argv: list[str]) -> int:
+    """Parse and run one verb; its exit status (1 for an error, reported on stderr)."""
     if _SPAWNING_VERBS & set(argv[:8]):
         from minirun.runtime import cgroup_warm
 
@@ -206,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.systemd_cgroup:
             raise UserFault("--systemd-cgroup is not supported")
         _log(args, "debug", f"{args.verb} {getattr(args, 'id', '')}".strip())
-        status = VERBS[args.verb](args)
+        return VERBS[args.verb](args)
     except Exception as e:
         from minirun.errors import MinirunError
 
@@ -215,20 +241,16 @@ def main(argv: list[str] | None = None) -> None:
         message = str(e) if not isinstance(e, OSError) else _os_message(e)
         _log(args, "error", message)
         sys.stderr.write(f"{PROG}: {message}\n")
-        status = 1
-    if not entry:
-        sys.stdout.flush()
-        sys.exit(status or 0)
-    # the process ends here: skip the interpreter's teardown (module cleanup, GC), a few ms
+        return 1
+
+
+def _reap_helper(pid: str) -> None:
+    """Wait for the launcher's helper: it ends once its grace period has passed (by now, for a
+    verb that started a container)."""
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BrokenPipeError:
-        pass
-    warm = sys.modules.get("minirun.runtime.cgroup_warm")
-    if warm is not None:
-        warm.pass_on()          # the next container of a burst joins without a grace period
-    os._exit(status or 0)
+        os.waitpid(int(pid), 0)
+    except (ChildProcessError, ValueError):
+        pass        # not ours (an inherited variable, a pid that is not our child)
 
 
 class UserFault(Exception):

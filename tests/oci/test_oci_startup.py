@@ -4,8 +4,8 @@ the container's cgroup join must not wait for an RCU grace period (runtime/cgrou
 
 from __future__ import annotations
 
+import os
 import subprocess
-import sys
 
 from tests.oci.conftest import OCI
 from tests.unit.test_lean_imports import HEAVY
@@ -19,7 +19,9 @@ FORBIDDEN = {"typer", "click", "rich", "pyroute2", "minirun.cli", "minirun.net",
 
 
 def _imported(argv: list[str]) -> set[str]:
-    proc = subprocess.run([sys.executable, "-X", "importtime", OCI, *argv],
+    """What the command as installed imports (the launcher, c_ext/launch.c, starts Python with
+    our environment: PYTHONPROFILEIMPORTTIME is -X importtime)."""
+    proc = subprocess.run([OCI, *argv], env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
