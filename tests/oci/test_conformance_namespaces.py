@@ -147,11 +147,13 @@ def rt_open(rootfs_tar):
     from tests.oci.conftest import OCI
 
     top = Path(tempfile.mkdtemp(prefix="minirun-conftest-"))
-    top.chmod(0o755)
-    r = Runtime(OCI, top / "state", top / "bundle", rootfs_tar)
-    yield r
-    r.clean()
-    shutil.rmtree(top)
+    try:
+        top.chmod(0o755)
+        r = Runtime(OCI, top / "state", top / "bundle", rootfs_tar)
+        yield r
+        r.clean()
+    finally:
+        shutil.rmtree(top)
     assert str(top) not in Path("/proc/self/mountinfo").read_text()
 
 
