@@ -97,6 +97,18 @@ def cgroup_value(cid: str, controller: str, v1_file: str, v2_file: str) -> str:
     return Path(group.paths[controller], name).read_text().strip()
 
 
+def quiet_warmer() -> None:
+    """Stop the cgroup-lock warmer and wait for its thread to end (runtime/cgroup_warm.py). It
+    lingers a second after each container start, a native thread that opens our cgroup.procs
+    for each write: a count of our fds or threads would catch it passing."""
+    from minirun.runtime import cgroup_warm
+
+    cgroup_warm.stop()
+    deadline = time.monotonic() + 2.0
+    while cgroup_warm.running() and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def oci_cgroup_parent():
     """minirun-oci keeps its default cgroup parent (minirun-oci/, in every hierarchy) once made,

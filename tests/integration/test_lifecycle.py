@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import MINIRUN
+from tests.conftest import MINIRUN, quiet_warmer
 
 pytestmark = pytest.mark.root
 
@@ -336,16 +336,13 @@ def test_the_library_leaves_no_zombie_monitors_or_fds(mr, data_root):
     from minirun.runtime.plan import exec_trampoline
 
     rt.cgroups, rt.images, exec_trampoline()        # noqa: B018 — open what stays open first
+    quiet_warmer()
     fds_before = sorted(os.listdir("/proc/self/fd"))
     started = [rt.run(RunOptions(image="busybox", command=["true"], detach=True)) for _ in range(3)]
     for s in started:
         assert rt.wait(s.record) == 0
         rt.remove(s.record)
-    from minirun.runtime import cgroup_warm
-
-    cgroup_warm.stop()                  # its thread opens our cgroup.procs for each write
-    while cgroup_warm.running():
-        time.sleep(0.001)
+    quiet_warmer()
     children = open(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read().split()
     zombies = [c for c in children if open(f"/proc/{c}/stat").read().split(")")[1].split()[0] == "Z"]
     assert not any(int(c) in {s.monitor_pid for s in started} for c in zombies)
@@ -353,6 +350,7 @@ def test_the_library_leaves_no_zombie_monitors_or_fds(mr, data_root):
     # a start that fails leaks nothing either
     with pytest.raises(CommandNotFound, match="nosuchcmd"):
         rt.run(RunOptions(image="busybox", command=["nosuchcmd"], auto_remove=True))
+    quiet_warmer()
     assert sorted(os.listdir("/proc/self/fd")) == fds_before
 
 

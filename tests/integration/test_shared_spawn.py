@@ -10,6 +10,8 @@ import threading
 
 import pytest
 
+from tests.conftest import quiet_warmer
+
 pytestmark = pytest.mark.root
 
 PR_GET_DUMPABLE = 3
@@ -30,6 +32,7 @@ def test_the_caller_keeps_its_threads_ids_fds_and_dumpable_flag(mr, data_root):
     rt = Runtime(data_root)
     rt.cgroups, rt.images, exec_trampoline()        # noqa: B018 — open what stays open first
     dumpable = libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
+    quiet_warmer()                  # its thread comes and goes, with an fd open at each write
     fds_before = sorted(os.listdir("/proc/self/fd"))
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)     # a thread of ours, running meanwhile
@@ -44,6 +47,7 @@ def test_the_caller_keeps_its_threads_ids_fds_and_dumpable_flag(mr, data_root):
             _, status = os.waitpid(st.monitor_pid, 0)      # our child: reaped, no zombie left
             assert os.waitstatus_to_exitcode(status) == 0
             rt.remove(st.record)
+        quiet_warmer()
         after = {tid: _ids(tid) for tid in before}
     finally:
         stop.set()
