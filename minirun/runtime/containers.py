@@ -701,9 +701,22 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, 0)
 
 
-def _reap_if_ours(monitor_pid: int | None) -> None:
-    """A process that starts detached containers (a worker) is their monitors' parent: collect a
-    monitor that has exited, so no zombie is left behind. Not our child, or still running: no-op."""
-    if monitor_pid:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(monitor_pid, os.WNOHANG)
+def _reap_if_ours(monitor_pid: int | None, timeout: float = 1.0) -> None:
+    """A process that starts detached containers (a worker) is their monitors' parent: collect
+    the monitor, so no zombie is left behind. Callers come here once the container has exited,
+    and its monitor ends right after it has recorded that: if it has not ended yet, give it
+    `timeout` (a WNOHANG alone lost that race, leaving zombies). Not our child: no-op."""
+    if not monitor_pid:
+        return
+    try:
+        if os.waitpid(monitor_pid, os.WNOHANG)[0]:
+            return
+        pidfd = os.pidfd_open(monitor_pid)
+    except (ChildProcessError, ProcessLookupError):
+        return                  # not ours (started by another process), or already collected
+    try:
+        select.select([pidfd], [], [], timeout)       # readable once it has exited
+    finally:
+        os.close(pidfd)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(monitor_pid, os.WNOHANG)

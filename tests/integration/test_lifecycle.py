@@ -354,6 +354,19 @@ def test_the_library_leaves_no_zombie_monitors_or_fds(mr, data_root):
     assert sorted(os.listdir("/proc/self/fd")) == fds_before
 
 
+def test_a_monitor_still_ending_is_collected_not_left_a_zombie():
+    """wait() and remove() come once the container has exited, and its monitor ends just after
+    recording that; now and then it has not ended yet (2 zombies in 150 run/wait/remove cycles,
+    under load). A child that ends 0.2 s later stands in for such a monitor."""
+    from minirun.runtime.containers import _reap_if_ours
+
+    pid = os.posix_spawn("/bin/sleep", ["sleep", "0.2"], os.environ)
+    _reap_if_ours(pid)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)                  # collected: no zombie left for us
+    _reap_if_ours(os.getppid())                      # not our child: nothing to do, no error
+
+
 def _parallel(clean, n: int, *args: str) -> list[subprocess.CompletedProcess]:
     def one(_):
         return subprocess.run([*MINIRUN, "--root", str(clean.root), *args], capture_output=True,

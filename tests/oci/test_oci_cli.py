@@ -26,10 +26,11 @@ def test_lifecycle_create_start_kill_delete(oci):
     assert not (oci.bundle / "rootfs/tmp/x").exists(), "the program ran before start"
 
     oci("start", cid)
-    deadline = time.monotonic() + 5
-    while not (oci.bundle / "rootfs/tmp/x").exists() and time.monotonic() < deadline:
+    started = oci.bundle / "rootfs/tmp/x"
+    deadline = time.monotonic() + 5       # the shell makes the file, then writes: wait for both
+    while (not started.exists() or not started.read_text()) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert (oci.bundle / "rootfs/tmp/x").read_text() == "started\n"
+    assert started.read_text() == "started\n"
     assert oci.state(cid)["status"] == "running"
     assert oci("start", cid, check=False).returncode == 1      # only a created one starts
 
