@@ -167,9 +167,7 @@ def _quiesce_warmer() -> None:
     from minirun.runtime import cgroup_warm
 
     cgroup_warm.stop()
-    deadline = time.monotonic() + 2.0
-    while cgroup_warm.running() and time.monotonic() < deadline:
-        time.sleep(0.005)
+    cgroup_warm.wait_ended(2.0)
 
 
 def netd_pid(root: Path) -> int | None:

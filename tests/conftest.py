@@ -104,9 +104,7 @@ def quiet_warmer() -> None:
     from minirun.runtime import cgroup_warm
 
     cgroup_warm.stop()
-    deadline = time.monotonic() + 2.0
-    while cgroup_warm.running() and time.monotonic() < deadline:
-        time.sleep(0.001)
+    cgroup_warm.wait_ended(2.0)
 
 
 @pytest.fixture(scope="session", autouse=True)

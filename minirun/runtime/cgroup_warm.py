@@ -117,3 +117,15 @@ def warming() -> bool:
 def running() -> bool:
     """Whether the warmer thread still exists: it ends within one period after stop()."""
     return _status()[0]
+
+
+def wait_ended(timeout: float) -> bool:
+    """Whether the thread has ended within `timeout` seconds (after stop(), or its deadline).
+    Who counts its own fds or threads waits for this first: the thread opens cgroup.procs for
+    each write."""
+    deadline = time.monotonic() + timeout
+    while running():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True

@@ -24,16 +24,7 @@ def warm():
         pytest.skip("no writable cgroup.procs for this process")
     yield cgroup_warm
     cgroup_warm.stop()
-    _wait_gone(cgroup_warm)
-
-
-def _wait_gone(cgroup_warm, timeout: float = 1.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while cgroup_warm.running():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
+    cgroup_warm.wait_ended(1.0)
 
 
 def test_warming_never_moves_the_process(warm):
@@ -48,14 +39,14 @@ def test_stop_ends_the_thread(warm):
     warm.start()
     time.sleep(0.01)
     warm.stop()
-    assert _wait_gone(warm), "the warmer kept running after stop()"
+    assert warm.wait_ended(1.0), "the warmer kept running after stop()"
     assert not warm.warming()
 
 
 def test_linger_ends_by_itself(warm):
     warm.start(seconds=60)
     warm.linger(0.05)
-    assert _wait_gone(warm, timeout=2.0), "the warmer outlived its linger time"
+    assert warm.wait_ended(2.0), "the warmer outlived its linger time"
 
 
 def test_a_migration_while_warm_does_not_wait_for_a_grace_period(warm):
@@ -87,7 +78,7 @@ def test_a_library_start_leaves_the_warmer_lingering(mr, data_root):
     st = rt.run(RunOptions(image="busybox", command=["true"], network="none", detach=True))
     try:
         assert cgroup_warm.warming()
-        assert _wait_gone(cgroup_warm, timeout=cgroup_warm.LINGER + 1.0)
+        assert cgroup_warm.wait_ended(cgroup_warm.LINGER + 1.0)
     finally:
         rt.wait(st.record)
         rt.remove(st.record, force=True)
