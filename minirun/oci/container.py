@@ -702,14 +702,7 @@ def _kill_pid(c: Container, sig: int) -> None:
 
 
 def _wait_pid(pid: int, timeout: float) -> None:
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        select.select([pidfd], [], [], timeout)
-    finally:
-        os.close(pidfd)
+    procfs.wait_exited(pid, timeout)
     _reap(pid, os.WNOHANG)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import sys
 import time
@@ -396,17 +395,9 @@ class Runtime:
         deadline = None if timeout is None else time.monotonic() + timeout
         pid = record.state.pid
         if pid and record.is_running():
-            try:
-                pidfd = os.pidfd_open(pid)
-            except ProcessLookupError:
-                pidfd = None
-            if pidfd is not None:
-                try:
-                    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    if not select.select([pidfd], [], [], remaining)[0]:
-                        return False
-                finally:
-                    os.close(pidfd)
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not procfs.wait_exited(pid, remaining):
+                return False
         # the monitor writes exit.json right after reaping; give it a moment
         while not (record.dir / "exit.json").exists():
             if not procfs.is_alive(record.state.monitor_pid, procfs.start_time(record.state.monitor_pid or 0)):
@@ -711,12 +702,8 @@ def _reap_if_ours(monitor_pid: int | None, timeout: float = 1.0) -> None:
     try:
         if os.waitpid(monitor_pid, os.WNOHANG)[0]:
             return
-        pidfd = os.pidfd_open(monitor_pid)
-    except (ChildProcessError, ProcessLookupError):
+    except ChildProcessError:
         return                  # not ours (started by another process), or already collected
-    try:
-        select.select([pidfd], [], [], timeout)       # readable once it has exited
-    finally:
-        os.close(pidfd)
+    procfs.wait_exited(monitor_pid, timeout)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(monitor_pid, os.WNOHANG)

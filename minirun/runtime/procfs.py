@@ -28,6 +28,23 @@ def is_alive(pid: int | None, started: int | None, proc: str = PROC) -> bool:
     return bool(pid) and started is not None and start_time(pid, proc) == started
 
 
+def wait_exited(pid: int, timeout: float | None) -> bool:
+    """Block until process `pid` has exited, for at most `timeout` seconds (None: no bound).
+    A pidfd turns readable when its process exits, whoever its parent is (pidfd_open(2)).
+    False if it still runs at the timeout; True once it has exited, or if there is no such pid."""
+    # imported here: a C module, but one most users of this module never need
+    import select
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([pidfd], [], [], timeout)[0])
+    finally:
+        os.close(pidfd)
+
+
 def process_info(pid: int, proc: str = PROC) -> dict | None:
     """uid, state, cpu time and command line of a process, for `top`."""
     try:
