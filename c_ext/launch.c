@@ -135,10 +135,7 @@ int main(int argc, char **argv)
     if (n <= 0)
         return fail("cannot read /proc/self/exe", "");
     python[n] = '\0';
-    char *slash = strchr(python, '/');
-    for (char *s = slash; s != NULL; s = strchr(s + 1, '/'))
-        slash = s;
-    memcpy(slash + 1, "python", sizeof("python"));
+    memcpy(strrchr(python, '/') + 1, "python", sizeof("python"));   /* /proc/self/exe is absolute */
     if (argc + 4 > MAX_ARGS)
         return fail("too many arguments", "");
 

@@ -12,7 +12,7 @@
  * What is here: _start (argc, argv and envp from the initial stack), errno, and the calls
  * exec.c and exec_path.h make: execve, fcntl, send, write, exit, strchr, strlen, memcpy,
  * memset; and for minirun-oci's launcher (launch.c, the same reasons): open, read, close,
- * readlink, fork, _exit. glibc's headers still give the types and constants.
+ * readlink, fork, _exit, strrchr. glibc's headers still give the types and constants.
  * Man pages: syscall(2), execve(2).
  */
 #ifndef MINIRUN_NOLIBC_H
@@ -136,6 +136,17 @@ char *strchr(const char *s, int c)
             return (char *)s;
         if (!*s)
             return NULL;
+    }
+}
+
+char *strrchr(const char *s, int c)
+{
+    const char *last = NULL;
+    for (;; s++) {
+        if (*s == (char)c)
+            last = s;
+        if (!*s)
+            return (char *)last;
     }
 }
 
