@@ -164,6 +164,7 @@ def fast_parse(argv: list[str]) -> _Args | None:
     takes_value, flags, defaults, (required, optional) = _FAST_VERBS[verb]
     values.update(defaults, verb=verb)
     positionals = []
+    after_option = False
     i += 1
     while i < n:
         arg = argv[i]
@@ -171,8 +172,15 @@ def fast_parse(argv: list[str]) -> _Args | None:
             i = _take_option(argv, i, flags, takes_value, values)
             if i is None:
                 return None                             # --help, -h, unknown, abbreviated
+            after_option = True
         else:
+            if positionals and after_option:
+                # argparse fills the positionals from the first run of them, an optional one
+                # (kill's SIGNAL) with nothing if that run is short: `kill ID --all SIG` leaves
+                # SIG unrecognized there, so argparse must be the one to say so
+                return None
             positionals.append(arg)
+            after_option = False
             i += 1
     if not len(required) <= len(positionals) <= len(required) + len(optional):
         return None
