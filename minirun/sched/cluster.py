@@ -237,6 +237,8 @@ def down(root: Path, timeout: float = 30.0) -> dict[str, Any]:
                         t.update(status="STOPPED", desired="STOPPED", stop_reason="cluster down",
                                  stopped_at=time.time())
                         store.put_task(t)
+            # every process is gone: the next `cluster up` starts a new cluster (Store.start_clean)
+            store.ended()
         finally:
             store.close()
         summary["containers_removed"] = remove_task_containers(root, ids)

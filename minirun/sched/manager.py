@@ -79,6 +79,13 @@ class Manager:
     # -- start-up: reconcile from SQLite -------------------------------------------------------
     def _load(self) -> None:
         now = time.time()
+        # after `cluster down`, a new cluster: none of the old one's workers, services or tasks
+        # (they would show as LOST and STOPPED beside the new ones); its events stay
+        gone = self.store.start_clean()
+        if gone is not None:
+            self._new_cluster(gone)
+        # a service's own events (service describe, the dashboard) are this cluster's only
+        self.cluster_since = int(self.store.meta("cluster_since", "0") or 0)
         for td in self.store.load("task_definitions"):
             self.taskdefs[(td["family"], td["revision"])] = td
         for w in self.store.load("workers"):
@@ -97,6 +104,19 @@ class Manager:
         self.generation = {w: base for w in self.workers}
         self.event("manager", "manager", f"started (pid {os.getpid()}): {len(self.workers)} workers, "
                    f"{sum(t['status'] != 'STOPPED' for t in self.tasks.values())} tasks not stopped")
+
+    def _new_cluster(self, gone: dict) -> None:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(gone["down_at"]))
+        self.event("cluster", "cluster",
+                   f"a new cluster: the one before ({_count(gone['workers'], 'worker')}, "
+                   f"{_count(gone['tasks'], 'task')}, {_count(gone['services'], 'service')}) went down "
+                   f"at {when}; its events are the ones before this")
+        self.store.set_meta("cluster_since", str(self.store.last_seq()))
+        # the new w1 must not append to the old w1's log: keep the old cluster's logs aside
+        previous = self.paths.logs / "previous"
+        for log in sorted(self.paths.logs.glob("w*.log")) if self.paths.logs.is_dir() else []:
+            previous.mkdir(exist_ok=True)
+            log.replace(previous / log.name)
 
     def event(self, kind: str, subject: str, message: str) -> None:
         self.store.event(kind, subject, message)
@@ -696,6 +716,10 @@ class Manager:
             return "\n".join(lines) + "\n"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _worker_order(wid: str) -> int:
     """w1, w2, ..., w10: by number, not as text."""
     return int(wid[1:]) if wid[1:].isdigit() else 0
@@ -894,7 +918,7 @@ def _service_view(m: Manager, s: dict) -> dict:
     return dict(s, running=sum(t["status"] == "RUNNING" for t in mine),
                 pending=sum(t["status"] == "PENDING" for t in mine),
                 tasks=[t["id"] for t in mine if t["status"] != "STOPPED"],
-                events=m.store.events(subject=f"service/{s['name']}", limit=10_000)[-20:])
+                events=m.store.events(since=m.cluster_since, subject=f"service/{s['name']}", limit=10_000)[-20:])
 
 
 def _events(m: Manager, q: dict[str, str]) -> list[dict]:

@@ -9,6 +9,7 @@
     dashboard.token           the token its API needs (0600)
     config.json               the flags `cluster up` was given (a restarted manager reuses them)
     logs/                     manager.log, wN.log (each process's stderr)
+      previous/               the wN.log of the cluster before the last `cluster down`
     volumes/TASK/NAME         a task's scratch volumes (ECS volumes without a host path)
 
 A pid file holds the start time too (field 22 of /proc/PID/stat), so a recycled pid is never

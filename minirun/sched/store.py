@@ -4,7 +4,14 @@ One file, ROOT/cluster/state.db, in WAL mode (readers do not block the writer; a
 most the transaction in flight). Task definitions, workers, services and tasks are stored as
 JSON documents keyed by their id, with the few columns queries need beside them; events are an
 append-only log whose sequence number `cluster events -f` follows. Only the manager writes, one
-thread at a time (it holds its lock), so there is one connection.
+thread at a time (it holds its lock), so there is one connection; `cluster down` writes once the
+manager is gone.
+
+One data root holds one cluster at a time. `cluster down` marks the state as ended (`ended`);
+the next manager to start then forgets the ended cluster's workers, services and tasks
+(`start_clean`), so `cluster up` begins with none, as a new ECS cluster does. Events are never
+forgotten: they are the old cluster's history. Task definitions stay registered, as ECS's
+outlive a cluster.
 """
 
 from __future__ import annotations
@@ -81,6 +88,33 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
             self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # -- one cluster after another ---------------------------------------------------------
+    def ended(self, now: float | None = None) -> None:
+        """`cluster down` is done: the next manager starts a new cluster (start_clean)."""
+        self.set_meta("down_at", repr(time.time() if now is None else now))
+
+    def start_clean(self) -> dict[str, Any] | None:
+        """If the last cluster went down, forget its workers, services and tasks (one
+        transaction) and number workers from w1 again; what it forgot, or None if the last
+        cluster did not go down (a manager restarted after a crash carries on instead)."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self.db.execute("SELECT value FROM meta WHERE key = 'down_at'").fetchone()
+                if row is None:
+                    self.db.execute("COMMIT")
+                    return None
+                gone: dict[str, Any] = {"down_at": float(row[0])}
+                for table in ("workers", "services", "tasks"):
+                    gone[table] = self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                    self.db.execute(f"DELETE FROM {table}")
+                self.db.execute("DELETE FROM meta WHERE key IN ('down_at', 'worker_seq')")
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        return gone
 
     # -- events -----------------------------------------------------------------------------
     def event(self, kind: str, subject: str, message: str, now: float | None = None) -> dict[str, Any]:

@@ -35,6 +35,60 @@ def test_up_status_and_down(cluster):
     assert r.returncode == 125 and "the cluster is not running" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_up_after_down_starts_a_clean_cluster_and_the_old_one_stays_in_the_events(cluster, tmp_path):
+    """up → down → up on one data root: the new cluster lists only its own workers, tasks and
+    services (in `cluster status` and in the dashboard's API), named from w1 again; the old
+    cluster's story (a worker LOST, its tasks, the service) is still in `cluster events`, and
+    task definitions outlive a cluster, as ECS's outlive an ECS cluster."""
+    import os
+    import signal
+    import urllib.parse
+    import urllib.request
+
+    cluster("cluster", "up", "--workers", "2", *FAST)
+    register(cluster, sleeper(), tmp_path)
+    cluster("service", "create", "web", "-t", "sleeper", "-n", "2", "--wait")
+    old_pids = {w["pid"] for w in workers(cluster).values()}
+    os.kill(workers(cluster)["w2"]["pid"], signal.SIGKILL)            # the old cluster loses w2
+    wait_until("w2 LOST", lambda: workers(cluster)["w2"]["status"] == "LOST")
+    wait_until("its task replaced on w1", lambda: len(running(cluster, "web")) == 2)
+    old_tasks = {t["id"] for t in tasks(cluster, "--all")}
+    assert len(old_tasks) == 3
+    cluster("cluster", "down")
+
+    cluster("cluster", "up", "--workers", "1", *FAST)
+    ws = workers(cluster)
+    assert [(wid, w["status"]) for wid, w in ws.items()] == [("w1", "ACTIVE")], ws
+    assert ws["w1"]["pid"] not in old_pids
+    assert tasks(cluster, "--all") == []
+    assert json.loads(cluster.out("service", "ls", "--format", "json")) == []
+    # the dashboard reads the same state through its own port: only the new worker there too
+    base, _, token = cluster.out("dashboard").partition("#token=")
+
+    def board(path: str):
+        req = urllib.request.Request(urllib.parse.urljoin(base, path), headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+    assert [w["id"] for w in board("/v1/cluster")["workers"]] == ["w1"]
+    assert [w["id"] for w in board("/v1/workers")] == ["w1"]
+    assert board("/v1/tasks?all=1") == [] and board("/v1/services?all=1") == []
+
+    # the history keeps the old cluster, then says where the new one begins
+    history = [json.loads(line) for line in cluster.out("cluster", "events").splitlines()]
+    assert any(e["subject"] == "w2" and e["message"].startswith("LOST") for e in history)
+    assert old_tasks <= {e["subject"].rsplit("/", 1)[-1] for e in history}
+    new_cluster = [e for e in history if e["kind"] == "cluster" and e["message"].startswith("a new cluster")]
+    assert len(new_cluster) == 1, history
+    assert "(2 workers, 3 tasks, 1 service)" in new_cluster[0]["message"]
+
+    # the definitions are still registered; a service of the old name starts afresh on w1
+    assert cluster.out("task-definition", "ls").splitlines()[1].split()[:2] == ["sleeper:1", "ACTIVE"]
+    cluster("service", "create", "web", "-t", "sleeper", "-n", "1", "--wait")
+    assert [t["worker"] for t in running(cluster, "web")] == ["w1"]
+    described = json.loads(cluster.out("service", "describe", "web"))
+    assert not {e["seq"] for e in described["events"]} & {e["seq"] for e in history}   # its own events only
+
+
 def test_spread_by_attribute_binpack_and_distinct_instance(cluster, tmp_path):
     cluster("cluster", "up", "--workers", "1", "--attribute", "zone=a", *FAST)
     cluster("cluster", "add-worker", "--count", "2", "--attribute", "zone=b")

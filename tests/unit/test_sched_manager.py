@@ -46,6 +46,34 @@ def test_state_survives_a_restart_and_assignments_are_not_ignored(tmp_path):
     assert reply["generation"] > gen and sorted(t["id"] for t in reply["tasks"]) == ids
 
 
+def test_after_cluster_down_the_next_manager_starts_a_new_cluster(tmp_path):
+    """`cluster down` ends the state (Store.ended); a restart without it carries on (above)."""
+    m = manager(tmp_path)
+    m.register(TD)
+    w1 = worker(m)
+    worker(m)
+    m.create_service({"name": "s", "taskDefinition": "web", "desiredCount": 2})
+    (tmp_path / "cluster" / "logs").mkdir()
+    (tmp_path / "cluster" / "logs" / "w1.log").write_text("the old w1\n")
+    old = set(m.tasks)
+    m.store.ended()
+    m.store.close()
+    m2 = manager(tmp_path)
+    assert m2.workers == {} and m2.tasks == {} and m2.services == {}
+    assert m2.taskdef("web")["revision"] == 1                 # definitions outlive a cluster
+    assert worker(m2) == w1 == "w1"                            # numbered from w1 again
+    assert (tmp_path / "cluster" / "logs" / "previous" / "w1.log").read_text() == "the old w1\n"
+    events = m2.store.events()
+    assert old <= {e["subject"].rsplit("/", 1)[-1] for e in events}   # the history stays
+    first = next(e for e in events if e["kind"] == "cluster")
+    assert first["message"].startswith("a new cluster: the one before (2 workers, 2 tasks, 1 service)")
+    m2.create_service({"name": "s", "taskDefinition": "web", "desiredCount": 1})
+    from minirun.sched.manager import _service_view
+    assert all(e["seq"] > first["seq"] for e in _service_view(m2, m2.service("s"))["events"])
+    m2.store.close()
+    assert manager(tmp_path).workers.keys() == {"w1"}           # started once: no second reset
+
+
 def test_a_silent_worker_is_lost_and_its_tasks_replaced(tmp_path):
     m = manager(tmp_path)
     m.register(TD)
