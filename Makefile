@@ -6,7 +6,8 @@ SHELL := /bin/bash
 # The venv's interpreter: Debian's python3.11 where it is installed, else python3 on PATH. Debian
 # builds it with PGO and LTO and links libpython statically; pyenv's python3 here is a shared-
 # library build. Every start of ours is ~0.7 ms sooner with Debian's, and `minirun-oci run`
-# ~1.6 ms faster in all (README, "Start-up"). An existing .venv keeps the interpreter it has.
+# ~1.6 ms faster in all (benchmarks/README.md, "What start-up costs"). An existing .venv keeps
+# the interpreter it has.
 PYTHON ?= $(firstword $(wildcard /usr/bin/python3.11) python3)
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -110,7 +111,7 @@ test: install image prereqs-ecosystem  ## lint, then the tests (unit and integra
 test-unit: install  ## only the tests that need no root
 	$(PY) -m pytest -q tests/unit
 
-bench: install image  ## benchmarks side by side with podman, runc and crun; tables and plots
+bench: install image  ## benchmarks side by side with podman, runc and crun; tables, plots, README.md's table
 	$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[test,bench]' --config-settings editable_mode=compat
 	@$(MAKE) --no-print-directory no-setuptools
 	$(PY) benchmarks/run_all.py

@@ -6,6 +6,12 @@ their raw samples to results/samples.json and the plots (plots.py) to results/*.
 With --only, samples.json keeps the other benchmarks' data from the last run (the plots then mix
 runs; latest.md says which benchmarks this run measured).
 
+samples.json holds, beside each benchmark's raw samples, every table it printed under
+"figures" (per benchmark: the date, machine and tool versions of the run that measured it, and
+its sections as data), so each figure of the README's table comes from a file a run wrote.
+After writing it, readme_table.py rewrites that table in README.md; a unit test fails when
+the README's table is not what samples.json says.
+
 `make bench` calls this. Misses against the targets are reported (PASS/MISS), never fatal; a
 benchmark that crashes is reported as such and the others still run (exit status 1 then).
 """
@@ -65,16 +71,19 @@ def main() -> int:
     ]
     ensure_tools(["podman", "runc", "crun"])
     sections: list[Section] = []
+    by_bench: dict[str, list[Section]] = {}
     failed = False
     t0 = time.monotonic()
     try:
         for name, fn, bargs in benches:
             if name not in only:
                 continue
+            mine = by_bench.setdefault(name, [])
             try:
                 for s in fn(bargs):
                     print(s.text() + "\n", flush=True)
                     sections.append(s)
+                    mine.append(s)
             except KeyboardInterrupt:
                 raise
             except Exception:  # noqa: BLE001 — report and go on with the next benchmark
@@ -82,18 +91,33 @@ def main() -> int:
                 tb = traceback.format_exc()
                 sys.stderr.write(tb)
                 sections.append(Section(f"{name}: FAILED", [], [], [tb.strip()]))
+                mine.append(sections[-1])
     finally:
         run_cleanups()
     elapsed = time.monotonic() - t0
     if not args.no_write:
-        write_markdown(sections, elapsed, args.quick, load_at_start)
-        if not write_plots():
+        run = run_info(args.quick, load_at_start)
+        write_markdown(sections, elapsed, run)
+        samples = write_samples(by_bench, run)
+        if not write_plots(samples):
+            failed = True
+        if not write_readme_table():
             failed = True
     return 1 if failed else 0
 
 
-def write_plots() -> bool:
-    """samples.json (this run's data over the last run's), then the PNGs drawn from it."""
+def run_info(quick: bool, load: str | None) -> dict:
+    """When and where this run measured: stored with each benchmark's figures, and in latest.md."""
+    m = machine()
+    m["loadavg"] = load or "?"
+    return {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": m, "tools": {t: tool_version(t) for t in ("podman", "runc", "crun")},
+            "quick": quick}
+
+
+def write_samples(by_bench: dict[str, list[Section]], run: dict) -> dict:
+    """samples.json: this run's raw samples and printed figures over the last run's (so --only
+    keeps the benchmarks it did not run, each still with the date of the run that measured it)."""
     import json
 
     path = RESULTS / "samples.json"
@@ -102,8 +126,32 @@ def write_plots() -> bool:
     except (FileNotFoundError, ValueError):
         samples = {}
     samples.update(SAMPLES)
-    path.write_text(json.dumps(samples, indent=1) + "\n")
+    figures = samples.setdefault("figures", {})
+    for name, secs in by_bench.items():
+        figures[name] = {"run": run, "sections": [
+            {"title": s.title, "columns": [str(c) for c in s.columns],
+             "rows": [[str(c) for c in r] for r in s.rows], "notes": list(s.notes)} for s in secs]}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(samples, indent=1, ensure_ascii=False) + "\n")
     log(f"wrote {path}")
+    return samples
+
+
+def write_readme_table() -> bool:
+    """README.md's benchmark table, from the samples.json just written (readme_table.py)."""
+    import readme_table
+
+    try:
+        changed = readme_table.write(readme_table.README, readme_table.SAMPLES)
+    except readme_table.NoMarkers as e:
+        log(f"README table: {e}")
+        return False
+    log(f"{'rewrote' if changed else 'unchanged:'} the table in {readme_table.README}")
+    return True
+
+
+def write_plots(samples: dict) -> bool:
+    """The PNGs, drawn from samples.json's raw samples."""
     try:
         import plots
     except ImportError:
@@ -118,18 +166,16 @@ def write_plots() -> bool:
     return True
 
 
-def write_markdown(sections: list[Section], elapsed: float, quick: bool, load: str | None) -> None:
-    m = machine()
-    m["loadavg"] = load or "?"
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+def write_markdown(sections: list[Section], elapsed: float, run: dict) -> None:
+    m, tools = run["machine"], run["tools"]
     lines = [
-        "# minirun benchmarks" + (" (quick run: not for the record)" if quick else ""),
+        "# minirun benchmarks" + (" (quick run: not for the record)" if run["quick"] else ""),
         "",
-        f"- date: {now}",
+        f"- date: {run['date']}",
         f"- machine: {m.get('nproc')} CPUs ({m.get('cpu', '?')}), kernel {m.get('kernel')}, "
         f"{m.get('os', '?')}, Python {m.get('python')}; load average at the start {m.get('loadavg', '?')} "
         "(other work on the machine shows up in the p95 column)",
-        f"- podman {tool_version('podman')}; runc {tool_version('runc')}; crun {tool_version('crun')}",
+        f"- podman {tools['podman']}; runc {tools['runc']}; crun {tools['crun']}",
         f"- wall time of the whole run: {elapsed:.0f} s; reproduce with `make bench`",
         "",
     ]
