@@ -128,6 +128,9 @@ def goal(cell: str) -> str:
 # the cells (minirun, reference, target)). Missing anywhere makes the row "not measured".
 
 START, TARGETS = "startup (", "startup targets"
+# a row's cells: minirun's figure (Missing there makes the row "not measured"), then its
+# reference and its target, each a string or a function giving one ("—" if it raises Missing)
+Cells = tuple[str, "str | Callable[[], str]", "str | Callable[[], str]"]
 
 
 def _med(f: Figures, label: str, title: str = START) -> str:
@@ -150,32 +153,47 @@ def _ratio(measured: str) -> str:
     return measured.split(" = ", 1)[-1]
 
 
-def run_rm(f: Figures) -> tuple[str, str, str]:
+def _some(*parts: Callable[[], str]) -> str:
+    """The references that were measured (a tool may be missing on a host), joined."""
+    found = []
+    for part in parts:
+        try:
+            found.append(part())
+        except Missing:
+            pass
+    if not found:
+        raise Missing("no reference was measured")
+    return " · ".join(found)
+
+
+def run_rm(f: Figures) -> Cells:
+    label = "minirun run median / podman median"
     return (_med_p95(f, "minirun run --rm"),
-            f"podman (runc) {_med(f, 'podman run --rm (runc)')}",
-            _target(f, "minirun run median / podman median", _ratio(f.cell("startup", TARGETS, "minirun run median / podman median", "measured")) + " podman"))
+            lambda: f"podman (runc) {_med(f, 'podman run --rm (runc)')}",
+            lambda: _target(f, label, _ratio(f.cell("startup", TARGETS, label, "measured")) + " podman"))
 
 
-def oci_back_to_back(f: Figures) -> tuple[str, str, str]:
-    label = "minirun-oci run median / runc median (back to back)"
-    return (_med_p95(f, "minirun-oci run (OCI bundle)"),
-            f"runc {_med(f, 'runc run')} · crun {_med(f, 'crun run (private mnt ns)')}",
-            _target(f, label, _ratio(f.cell("startup", TARGETS, label, "measured")).replace("x;", "x runc;", 1)))
+def _oci(f: Figures, mine: str, runc: str, crun: str, target: str) -> Cells:
+    return (_med_p95(f, mine),
+            lambda: _some(lambda: f"runc {_med(f, runc)}", lambda: f"crun {_med(f, crun)}"),
+            lambda: _target(f, target, _ratio(f.cell("startup", TARGETS, target, "measured")).replace("x;", "x runc;", 1)))
 
 
-def oci_spaced(f: Figures) -> tuple[str, str, str]:
-    label = "minirun-oci run median / runc median (100 ms apart)"
-    return (_med_p95(f, "minirun-oci run, 100 ms apart"),
-            f"runc {_med(f, 'runc run, 100 ms apart')} · crun {_med(f, 'crun run, 100 ms apart')}",
-            _target(f, label, _ratio(f.cell("startup", TARGETS, label, "measured")).replace("x;", "x runc;", 1)))
+def oci_back_to_back(f: Figures) -> Cells:
+    return _oci(f, "minirun-oci run (OCI bundle)", "runc run", "crun run (private mnt ns)",
+                "minirun-oci run median / runc median (back to back)")
 
 
-def warm_path(f: Figures) -> tuple[str, str, str]:
-    label = "minirun warm path (library)"
-    crun = f.cell("startup", START, "crun run (private mnt ns)", "rate")
+def oci_spaced(f: Figures) -> Cells:
+    return _oci(f, "minirun-oci run, 100 ms apart", "runc run, 100 ms apart", "crun run, 100 ms apart",
+                "minirun-oci run median / runc median (100 ms apart)")
+
+
+def warm_path(f: Figures) -> Cells:
+    label, target = "minirun warm path (library)", "warm path rate / crun CLI rate"
     return (f"{_med_p95(f, label)} = {f.cell('startup', START, label, 'rate')}",
-            f"crun CLI {crun}",
-            _target(f, "warm path rate / crun CLI rate", _ratio(f.cell("startup", TARGETS, "warm path rate / crun CLI rate", "measured")) + " crun"))
+            lambda: f"crun CLI {f.cell('startup', START, 'crun run (private mnt ns)', 'rate')}",
+            lambda: _target(f, target, _ratio(f.cell("startup", TARGETS, target, "measured")) + " crun"))
 
 
 THROUGHPUT = "throughput vs parallelism"
@@ -185,16 +203,16 @@ def _most_at_once(f: Figures) -> str:
     return [c for c in f.columns("throughput", THROUGHPUT) if re.fullmatch(r"\d+ at once", c)][-1]
 
 
-def throughput(f: Figures) -> tuple[str, str, str]:
+def throughput(f: Figures) -> Cells:
     col = _most_at_once(f)
 
     def at(label: str) -> str:
         return f.cell("throughput", THROUGHPUT, label, col).removesuffix("/s")
     return (f"warm path {at('minirun warm path')} · CLI {at('minirun run --rm (CLI)')} per s",
-            f"runc {at('runc run')} · crun {at('crun run')} per s", "")
+            lambda: _some(lambda: f"runc {at('runc run')}", lambda: f"crun {at('crun run')}") + " per s", "")
 
 
-def monitor(f: Figures) -> tuple[str, str, str]:
+def monitor(f: Figures) -> Cells:
     pss = f.raw("memory", "minirun-monitor")
     conmon = f.raw("memory", "conmon (podman)")
     if not pss:
@@ -210,7 +228,7 @@ def monitor(f: Figures) -> tuple[str, str, str]:
 CLI = "CLI latency"
 
 
-def cli(f: Figures) -> tuple[str, str, str]:
+def cli(f: Figures) -> Cells:
     helps, ps = f.row("cli", CLI, "minirun --help"), f.row("cli", CLI, "minirun ps -a")
     for r in (helps, ps):
         if not r.get("median"):
@@ -230,7 +248,7 @@ def cli_label(f: Figures) -> str:
 IMPORT = "Image import"
 
 
-def image_import(f: Figures) -> tuple[str, str, str]:
+def image_import(f: Figures) -> Cells:
     first = f.row("images", IMPORT, "minirun image import")
     again = f.row("images", IMPORT, "image import of the same tarball again")
     load = f.row("images", IMPORT, "image load of the stored image")
@@ -249,7 +267,7 @@ def image_import_label(f: Figures) -> str:
     return f"`image import`{what} / the same again / `image load` of it"
 
 
-def layers_and_build(f: Figures) -> tuple[str, str, str]:
+def layers_and_build(f: Figures) -> Cells:
     five = f.row("images", "Start of a multi-layer image", "run --rm five-layer true")
     rebuild = f.row("images", "build", "unchanged rebuild")
     return (pretty(f"{five['result'].split()[0]} / {rebuild['median']}"),
@@ -260,7 +278,7 @@ def layers_and_build(f: Figures) -> tuple[str, str, str]:
 PLACEMENT = "scheduler: placement decisions per second"
 
 
-def placement(f: Figures) -> tuple[str, str, str]:
+def placement(f: Figures) -> Cells:
     spread = f.row("scheduler", PLACEMENT, "spread(instanceId)")
     binpack = f.row("scheduler", PLACEMENT, "binpack(memory)")
     col = "100 workers"
@@ -281,25 +299,32 @@ def real_cluster_label(f: Figures) -> str:
     return f"{n} tasks RUNNING{on} / `kill -9` of a worker → its tasks elsewhere"
 
 
-def real_cluster(f: Figures) -> tuple[str, str, str]:
+def real_cluster(f: Figures) -> Cells:
     up = f.row("scheduler", REAL, "tasks RUNNING")
     lost = f.row("scheduler", REAL, "kill -9 of a worker")
-    seq = f.row("scheduler", REAL, "sequential `minirun run -d`")
-    return (f"{up['time']} / {lost['time']}", f"{seq['']} {seq['time']}".replace(" (for comparison)", ""),
+
+    def sequential() -> str:
+        seq = f.row("scheduler", REAL, "sequential `minirun run -d`")
+        return f"{seq['']} {seq['time']}".replace(" (for comparison)", "")
+    return (f"{up['time']} / {lost['time']}", sequential,
             pretty(f"{goal(up['target'])} / {goal(lost['target'])}: {verdict(up['target'])} / {verdict(lost['target'])}"))
 
 
-def bridge(f: Figures) -> tuple[str, str, str]:
-    t = f.row("network", "network targets", "bridge adds to run --rm")
-    return (f.cell("network", "bridge networking cost", "minirun run --rm --network bridge", "added by networking"),
-            f"podman {f.cell('network', 'bridge networking cost', 'podman run --rm (default network)', 'added by networking')}",
-            pretty(f"{t['goal']}: {t['result']}"))
+def bridge(f: Figures) -> Cells:
+    cost = "bridge networking cost"
+
+    def target() -> str:
+        t = f.row("network", "network targets", "bridge adds to run --rm")
+        return pretty(f"{t['goal']}: {t['result']}")
+    return (f.cell("network", cost, "minirun run --rm --network bridge", "added by networking"),
+            lambda: f"podman {f.cell('network', cost, 'podman run --rm (default network)', 'added by networking')}",
+            target)
 
 
 SOAK_RATE, SOAK_PEAK, SOAK_LEAKS = "soak: container lifecycles", "soak: peak memory", "soak: leaks after the run"
 
 
-def soak_rates(f: Figures) -> tuple[str, str, str]:
+def soak_rates(f: Figures) -> Cells:
     cells = [f.cell("soak", SOAK_RATE, label, "containers/s")
              for label in ("sequential CLI", "concurrent CLI", "library")]
     return " / ".join(cells) + " containers/s", "", ""
@@ -312,13 +337,13 @@ def soak_label(f: Figures) -> str:
             f"{rows['library']} of one `Runtime`")
 
 
-def soak_peaks(f: Figures) -> tuple[str, str, str]:
+def soak_peaks(f: Figures) -> Cells:
     cells = [f.cell("soak", SOAK_PEAK, label, "peak")
              for label in ("a CLI command", "a detached container's monitor", "minirun-netd")]
     return " / ".join(cells), "", ""
 
 
-def soak_leaks(f: Figures) -> tuple[str, str, str]:
+def soak_leaks(f: Figures) -> Cells:
     s = f.section("soak", SOAK_LEAKS)
     if not s["rows"]:
         raise Missing("soak: no leak rows")
@@ -328,7 +353,7 @@ def soak_leaks(f: Figures) -> tuple[str, str, str]:
     return shown, "", f"0: {misses}"
 
 
-ROWS: list[tuple[str | Callable[[Figures], str], str, Callable[[Figures], tuple[str, str, str]]]] = [
+ROWS: list[tuple[str | Callable[[Figures], str], str, Callable[[Figures], Cells]]] = [
     ("`minirun run --rm --network none busybox true`", "startup", run_rm),
     ("`minirun-oci run` of an OCI bundle, back to back", "startup", oci_back_to_back),
     ("the same, 100 ms apart", "startup", oci_spaced),
@@ -362,6 +387,15 @@ def _machine(run: dict) -> str:
     return text
 
 
+def _cell(c: str | Callable[[], str]) -> str:
+    if not callable(c):
+        return c
+    try:
+        return c()
+    except Missing:
+        return "—"
+
+
 def render(samples: dict) -> str:
     """The lines between the markers (the markers excluded), ending with a newline."""
     f = Figures(samples)
@@ -379,7 +413,8 @@ def render(samples: dict) -> str:
             row = ("FAILED in this run (see latest.md)", "", "")
         else:
             try:
-                row = cells(f)
+                mine, *rest = cells(f)
+                row = (mine, *(_cell(c) for c in rest))
             except Missing:
                 row = ("not measured", "", "")
         lines.append(f"| {what} | {' | '.join(row)} | {_when(run) if run else 'never'} |")
