@@ -124,8 +124,8 @@ def goal(cell: str) -> str:
 
 
 # -- the rows ------------------------------------------------------------------------------------
-# Each row: (what is measured, the benchmark that measures it, a function of the figures giving
-# the cells (minirun, reference, target)). Missing anywhere makes the row "not measured".
+# Each row (ROWS, below): what is measured (text, or a function of the figures when the run says
+# how many), the benchmark that measures it, and a function of the figures giving the cells.
 
 START, TARGETS = "startup (", "startup targets"
 # a row's cells: minirun's figure (Missing there makes the row "not measured"), then its
@@ -372,6 +372,12 @@ ROWS: list[tuple[str | Callable[[Figures], str], str, Callable[[Figures], Cells]
 ]
 
 
+# the first cell of a row whose label comes from figures that are missing
+ROWS_FALLBACK = {"images": "image import / re-import / load", "scheduler": "a real cluster: tasks RUNNING / recovery",
+                 "soak": "soak: CLI run/rm cycles", "throughput": "throughput, most at once",
+                 "cli": "`minirun --help` / `ps -a`"}
+
+
 def _when(run: dict | None) -> str:
     if not run:
         return "?"
@@ -399,7 +405,7 @@ def _cell(c: str | Callable[[], str]) -> str:
 def render(samples: dict) -> str:
     """The lines between the markers (the markers excluded), ending with a newline."""
     f = Figures(samples)
-    lines = ["| | minirun: median (p95) | reference | target | run |", "|---|---:|---:|---|---|"]
+    lines = ["| | minirun | reference | target | run |", "|---|---:|---:|---|---|"]
     runs: dict[str, dict] = {}
     for label, bench, cells in ROWS:
         run = f.run(bench)
@@ -424,16 +430,11 @@ def render(samples: dict) -> str:
     for when, run in sorted(runs.items()):
         lines.append(f"Run of {when}: {_machine(run)}.")
         lines.append("")
-    lines.append("Written by `benchmarks/readme_table.py` from `benchmarks/results/samples.json` "
-                 "(`make bench` runs it); every figure with its run count and p95 is in "
+    lines.append("Times are medians, with the p95 in brackets where given. Written by "
+                 "`benchmarks/readme_table.py` from `benchmarks/results/samples.json` (`make bench` "
+                 "runs it); every figure with its run count and p95 is in "
                  "[latest.md](benchmarks/results/latest.md).")
     return "\n".join(lines) + "\n"
-
-
-# the first cell of a row whose label comes from figures that are missing
-ROWS_FALLBACK = {"images": "image import / re-import / load", "scheduler": "a real cluster: tasks RUNNING / recovery",
-                 "soak": "soak: CLI run/rm cycles", "throughput": "throughput, most at once",
-                 "cli": "`minirun --help` / `ps -a`"}
 
 
 def splice(readme: str, table: str) -> str:
