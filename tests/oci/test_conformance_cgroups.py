@@ -175,3 +175,47 @@ def test_a_field_the_controller_lacks_is_refused_by_name(rt, name):
     assert proc.returncode == 1
     assert proc.stderr.strip() == ("minirun-oci: linux/resources/hugepageLimits: not supported "
                                    "by minirun-oci (refused, not ignored)")
+
+
+# linux.resources as dockerd 20.10 writes them for `docker run` with no limits (moby
+# daemon/oci_linux.go WithResources: the blkio weight is always a pointer to HostConfig's, 0
+# unless --blkio-weight; getCPUResources sets shares whenever they are >= 0, so 0 unless
+# --cpu-shares). runc 1.1 reads 0 as "unset" for both (fs/blkio.go, fs/cpu.go: `!= 0`).
+DOCKERD_DEFAULTS = {"memory": {}, "cpu": {"shares": 0},
+                    "blockIO": {"weight": 0, "leafWeight": 0,
+                                "weightDevice": [{"major": 1, "minor": 0, "weight": 0, "leafWeight": 0}]}}
+
+
+def test_dockerds_zero_weight_and_shares_are_unset(rt, name):
+    """The weight 0 dockerd passes is "unset": create does not write it (where no proportional
+    I/O scheduler is loaded, as here, writing it failed create with `blkio weight needs a
+    proportional I/O scheduler`, and `docker run --runtime minirun` with it), and cpu.shares
+    stays the kernel's 1024 (a 0 written there is taken as 2, the least CPU there is)."""
+    requires("cgroup:blkio", "cgroup:cpu")
+    pid = created(rt, DOCKERD_DEFAULTS, f"/{name}")
+    assert read(pid, "cpu", "cpu.shares") == "1024"
+    for f in ("blkio.weight", "blkio.bfq.weight"):
+        if (group_dir(pid, "blkio") / f).exists():      # a proportional scheduler: its default
+            assert read(pid, "blkio", f) == (group_dir(pid, "blkio").parent / f).read_text().strip()
+    stop_and_delete(rt)
+    assert not list(CG.glob(f"*/{name}"))
+
+
+def test_a_weight_the_kernel_cannot_apply_fails_create_as_runcs_does(rt, name):
+    """A real weight (500) on a host whose disks have no proportional I/O scheduler (none,
+    mq-deadline, kyber: no blkio.weight nor blkio.bfq.weight): runc 1.1.5 fails create here
+    (`openat2 .../blkio.bfq.weight: no such file or directory`); so do we, in one line that
+    says what to load, and leave nothing behind."""
+    requires("cgroup:blkio")
+    if any((CG / "blkio" / f).exists() for f in ("blkio.weight", "blkio.bfq.weight")):
+        pytest.skip("this machine has a proportional I/O scheduler (bfq or cfq)")
+    config = suite_config(["true"])
+    config["linux"]["cgroupsPath"] = f"/{name}"
+    config["linux"]["resources"]["blockIO"] = {"weight": 500}
+    rt.configure(config)
+    proc = rt.create()
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"minirun-oci: cgroup: blkio weight needs a proportional I/O scheduler (no blkio.weight "
+        f"or blkio.bfq.weight in /sys/fs/cgroup/blkio/{name}; load bfq)")
+    assert not list(CG.glob(f"*/{name}")) and rt.state() is None

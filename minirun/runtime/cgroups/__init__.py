@@ -117,9 +117,17 @@ class Resources:
 
     @classmethod
     def from_oci(cls, res: dict) -> Resources:
-        """OCI linux.resources -> Resources (only the fields that are set)."""
+        """OCI linux.resources -> Resources (only the fields that are set).
+
+        A weight or cpu.shares of 0 is "unset", as runc reads it (`if r.BlkioWeight != 0`, fs
+        and fs2): dockerd 20.10 writes `"blockIO": {"weight": 0}` and `"cpu": {"shares": 0}`
+        for every container that did not ask for one. Written, a 0 weight failed on hosts
+        without a proportional I/O scheduler, and a 0 in cpu.shares is taken as 2, the least
+        CPU a group can get."""
         mem, cpu, pids = res.get("memory", {}), res.get("cpu", {}), res.get("pids", {})
         blkio = res.get("blockIO", {})
+        weight_devices = [(d["major"], d["minor"], d.get("weight") or None, d.get("leafWeight") or None)
+                          for d in blkio.get("weightDevice", [])]
         throttle = {kind: [(d["major"], d["minor"], d["rate"]) for d in blkio[key]]
                     for kind, key in (("read_bps", "throttleReadBpsDevice"),
                                       ("write_bps", "throttleWriteBpsDevice"),
@@ -130,14 +138,13 @@ class Resources:
             memory_reservation=mem.get("reservation"), memory_kernel=mem.get("kernel"),
             memory_kernel_tcp=mem.get("kernelTCP"), memory_swappiness=mem.get("swappiness"),
             memory_disable_oom_killer=mem.get("disableOOMKiller"),
-            cpu_quota=cpu.get("quota"), cpu_period=cpu.get("period"), cpu_shares=cpu.get("shares"),
+            cpu_quota=cpu.get("quota"), cpu_period=cpu.get("period"), cpu_shares=cpu.get("shares") or None,
             cpuset_cpus=cpu.get("cpus"), cpuset_mems=cpu.get("mems"),
             cpu_rt_period=cpu.get("realtimePeriod"), cpu_rt_runtime=cpu.get("realtimeRuntime"),
             cpu_idle=cpu.get("idle"),
             pids_limit=pids.get("limit"), devices=res.get("devices"),
-            blkio_weight=blkio.get("weight"), blkio_leaf_weight=blkio.get("leafWeight"),
-            blkio_weight_devices=[(d["major"], d["minor"], d.get("weight"), d.get("leafWeight"))
-                                  for d in blkio.get("weightDevice", [])] or None,
+            blkio_weight=blkio.get("weight") or None, blkio_leaf_weight=blkio.get("leafWeight") or None,
+            blkio_weight_devices=[d for d in weight_devices if d[2:] != (None, None)] or None,
             blkio_throttle=throttle or None,
         )
 
