@@ -109,6 +109,7 @@ class Container:
     def __init__(self, root: str, record: Record):
         self.dir = os.path.join(root, record.id)
         self.record = record
+        self.warnings: list[str] = []    # what create left undone and did not refuse (the CLI says it)
 
     @property
     def fifo(self) -> str:
@@ -358,6 +359,7 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
     resources = Resources.from_oci(spec["linux"].get("resources", {}))
     manager = detect()
     planned = manager.planned(c.record.cgroup, resources)   # checked; made after the clone
+    c.warnings += manager.skipped(resources)
     os.mkfifo(c.fifo)
     os.chmod(c.fifo, 0o622)      # not mkfifo's mode, which the umask cuts: a non-root process opens it
     fds: list[int] = []

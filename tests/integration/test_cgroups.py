@@ -430,6 +430,31 @@ def test_a_program_the_verifier_refuses_says_why():
     assert refused.value.filename == "R0 !read_ok"
 
 
+def test_kernel_memory_limits_are_skipped_with_a_warning_without_v1_memory(mgr, name):
+    """cgroup v2 has no kernel or TCP buffer memory limit (both count in memory.max): runc
+    warns and runs; before, the group was refused (`memory_kernel_tcp needs the v1 memory
+    controller`). The host's cgroup2 mount, as a cgroup2-only host's would be: the group is
+    made, and the manager says what it skipped. Where v1 memory exists, nothing is skipped."""
+    from minirun.runtime.cgroups import CgroupManager
+    from minirun.runtime.cgroups._mounts import Mounts
+
+    unified = mgr.hierarchies().get("unified")
+    if unified is None:
+        pytest.skip("no cgroup2 mount on this machine")
+    res = Resources(memory_kernel=50593792, memory_kernel_tcp=50593792, pids_limit=None)
+    v2_only = CgroupManager(Mounts(unified=unified))
+    assert v2_only.skipped(res) == [
+        f"linux.resources.memory.{k} is ignored: cgroup v2 has no such limit (kernel memory "
+        "counts in the memory limit)" for k in ("kernel", "kernelTCP")]
+    cg = v2_only.create(name, res)
+    try:
+        assert os.path.isdir(cg.paths["unified"])
+    finally:
+        cg.destroy()
+    if mgr.available().get("memory") == "v1":
+        assert mgr.skipped(res) == []
+
+
 def test_a_keep_parents_manager_makes_its_parents_once_and_again_when_removed(mgr, procs):
     """A long-lived Runtime's manager (keep_parents) makes and prepares the shared parent once;
     if another command removes it meanwhile (it was empty), the next group makes it again,

@@ -5,6 +5,7 @@ every value of linux.resources; `delete` removes the groups `create` made and no
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -218,4 +219,29 @@ def test_a_weight_the_kernel_cannot_apply_fails_create_as_runcs_does(rt, name):
     assert proc.stderr.strip() == (
         f"minirun-oci: cgroup: blkio weight needs a proportional I/O scheduler (no blkio.weight "
         f"or blkio.bfq.weight in /sys/fs/cgroup/blkio/{name}; load bfq)")
+    assert not list(CG.glob(f"*/{name}")) and rt.state() is None
+
+
+def test_kernel_tcp_without_v1_memory_warns_and_runs(rt, name, tmp_path):
+    """linux.resources.memory.kernelTCP where the memory controller is not v1 (cgroup v2 has no
+    such limit): runc warns and runs; minirun-oci says it on stderr and in --log, and runs.
+    The host's v1 memory hierarchy is unmounted in a mount namespace of the test's own, so
+    minirun-oci there sees memory as a cgroup2-only host's (the host's mounts are untouched)."""
+    requires("cgroup:memory")
+    if subprocess.run(["unshare", "--version"], capture_output=True).returncode != 0:
+        pytest.skip("unshare(1) is not installed")
+    config = suite_config(["true"])
+    config["linux"]["cgroupsPath"] = f"/{name}"
+    config["linux"]["resources"]["memory"] = {"kernelTCP": 50593792}
+    rt.configure(config)
+    log = tmp_path / "oci.log"
+    proc = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c",
+         'umount /sys/fs/cgroup/memory && exec "$@"', "sh", rt.command, "--root", str(rt.root),
+         "--log", str(log), "run", "--bundle", str(rt.bundle), rt.id],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    warning = ("linux.resources.memory.kernelTCP is ignored: cgroup v2 has no such limit "
+               "(kernel memory counts in the memory limit)")
+    assert (proc.returncode, proc.stderr) == (0, f"minirun-oci: warning: {warning}\n")
+    assert f'level=warning msg="{warning}"' in log.read_text()
     assert not list(CG.glob(f"*/{name}")) and rt.state() is None

@@ -60,6 +60,13 @@ _NEEDS = {
 }
 # Enforced where the machine can; not a reason to refuse a container (see Resources.devices).
 _BEST_EFFORT = {"devices", "io_accounting"}
+# v1-only settings that a container without the v1 controller runs without, with a warning
+# rather than a refusal, as runc does on cgroup v2: the kernel memory limits. v2 charges kernel
+# and TCP buffer memory to memory.max with the rest, so there is nothing to set apart; refusing
+# them turned away every bundle that carries one (the OCI validation suite's, older clients').
+# The value is the OCI name, for the warning.
+_SKIPPED_WITHOUT_V1 = {"memory_kernel": "linux.resources.memory.kernel",
+                       "memory_kernel_tcp": "linux.resources.memory.kernelTCP"}
 
 # A group name: "/"-separated components of these characters, none of them "." or "..".
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:@+-")
@@ -229,10 +236,21 @@ class CgroupManager:
         paths = {k: d for k, d in paths.items() if not look or os.path.isdir(d)}
         return Cgroup(self, name, paths)
 
+    def skipped(self, res: Resources) -> list[str]:
+        """Warnings, one a setting, for what `create(name, res)` leaves unset here (and does not
+        refuse): the v1-only kernel memory limits, on a machine whose memory controller is not
+        v1. The caller says them (the library never prints)."""
+        return [f"{oci} is ignored: cgroup v2 has no such limit (kernel memory counts in the "
+                f"memory limit)" for field, oci in _SKIPPED_WITHOUT_V1.items()
+                if getattr(res, field) is not None and not self._applies(field)]
+
+    def _applies(self, field: str) -> bool:
+        return _NEEDS[field][0] in self.v1_owned
+
     # -- internals --------------------------------------------------------------------------
     def _check_supported(self, res: Resources) -> None:
         for field in res.set_fields():
-            if field in _BEST_EFFORT:
+            if field in _BEST_EFFORT or (field in _SKIPPED_WITHOUT_V1 and not self._applies(field)):
                 continue
             v1_name, v2_name = _NEEDS[field]
             if v2_name is None and v1_name not in self.v1_owned:
