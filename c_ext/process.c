@@ -385,6 +385,16 @@ void mr_process_exec(const struct mr_process *pr, int report_fd, struct mr_err *
         return;
     }
     syscall(SYS_execveat, pr->exec_fd, "", targv, pr->envp, AT_EMPTY_PATH);
+    if (errno == EPERM || errno == ENOSYS) {
+        /* An allow-list may leave execveat(2) out (runc needs only execve): the same sealed
+         * file by its /proc/self/fd path. The container's own procfs (no /proc: ENOENT, and
+         * the refusal of execveat is what we report). A static program, so the fd being
+         * close-on-exec does not matter; the kernel has opened the file by then. */
+        int saved = errno;
+        char path[40];
+        execve(mr_fd_path(pr->exec_fd, path), (char *const *)targv, pr->envp);
+        errno = saved;
+    }
     mr_fail(err, MR_STEP_TRAMPOLINE, -1, NULL);
     if (report_fd >= 0)
         fcntl(report_fd, F_SETFD, FD_CLOEXEC);

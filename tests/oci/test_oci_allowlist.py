@@ -75,6 +75,16 @@ def test_an_allow_list_without_close_range_or_sendmsg_runs(oci):
     assert_nothing_left(oci, "al")
 
 
+def test_an_allow_list_without_execveat_runs(oci):
+    """minirun-exec, the sealed copy the program is started through, is exec'd with
+    execveat(2); an allow-list that has only execve (enough for runc) gets the same file by
+    its /proc/self/fd path. Before, `start` failed: `exec minirun-exec: Operation not permitted`."""
+    runc_spec(oci, ["sh", "-c", "echo ran; readlink /proc/self/exe"], allow_list("execveat"))
+    proc = oci("run", "-b", str(oci.bundle), "noat", check=False)
+    assert (proc.returncode, proc.stderr, proc.stdout) == (0, "", "ran\n/bin/busybox\n")
+    assert_nothing_left(oci, "noat")
+
+
 def test_a_step_the_allow_list_refuses_is_reported_with_its_step(oci):
     """setresuid refused (EPERM) under a filter that refuses sendmsg too: the report goes by
     write(2), so create says the step, in one line, and leaves nothing behind."""
