@@ -178,11 +178,12 @@ def test_a_field_the_controller_lacks_is_refused_by_name(rt, name):
                                    "by minirun-oci (refused, not ignored)")
 
 
-# linux.resources as dockerd 20.10 writes them for `docker run` with no limits (moby
-# daemon/oci_linux.go WithResources: the blkio weight is always a pointer to HostConfig's, 0
-# unless --blkio-weight; getCPUResources sets shares whenever they are >= 0, so 0 unless
-# --cpu-shares). runc 1.1 reads 0 as "unset" for both (fs/blkio.go, fs/cpu.go: `!= 0`).
-DOCKERD_DEFAULTS = {"memory": {}, "cpu": {"shares": 0},
+# linux.resources as dockerd 20.10 writes them for `docker run` with no limits (captured on
+# this machine; moby daemon/oci_linux.go WithResources: the blkio weight is always a pointer to
+# HostConfig's, 0 unless --blkio-weight; getCPUResources sets shares whenever they are >= 0;
+# adaptContainerSettings makes OomKillDisable false), plus weight-device zeros. runc 1.1 reads
+# 0 and false as "unset" (fs/blkio.go, fs/cpu.go: `!= 0`; fs/memory.go: `if r.OomKillDisable`).
+DOCKERD_DEFAULTS = {"memory": {"disableOOMKiller": False}, "cpu": {"shares": 0},
                     "blockIO": {"weight": 0, "leafWeight": 0,
                                 "weightDevice": [{"major": 1, "minor": 0, "weight": 0, "leafWeight": 0}]}}
 
@@ -245,3 +246,19 @@ def test_kernel_tcp_without_v1_memory_warns_and_runs(rt, name, tmp_path):
     assert (proc.returncode, proc.stderr) == (0, f"minirun-oci: warning: {warning}\n")
     assert f'level=warning msg="{warning}"' in log.read_text()
     assert not list(CG.glob(f"*/{name}")) and rt.state() is None
+
+
+def test_dockerds_defaults_ask_nothing_of_cgroup2():
+    """The same resources on a cgroup2-only manager (this host's cgroup2 mount, the v1
+    hierarchies left out): nothing in them needs a v1 controller. disableOOMKiller false, a
+    v1-only setting, refused them there: `memory_disable_oom_killer needs the v1 memory
+    controller`."""
+    from minirun.runtime.cgroups import CgroupManager, Resources, detect
+    from minirun.runtime.cgroups._mounts import Mounts
+
+    unified = detect().hierarchies().get("unified")
+    if unified is None:
+        pytest.skip("no cgroup2 mount on this machine")
+    resources = Resources.from_oci(DOCKERD_DEFAULTS)
+    assert resources.set_fields() == []
+    CgroupManager(Mounts(unified=unified)).planned("minirun-oci/dockerd", resources)

@@ -130,7 +130,9 @@ class Resources:
         and fs2): dockerd 20.10 writes `"blockIO": {"weight": 0}` and `"cpu": {"shares": 0}`
         for every container that did not ask for one. Written, a 0 weight failed on hosts
         without a proportional I/O scheduler, and a 0 in cpu.shares is taken as 2, the least
-        CPU a group can get."""
+        CPU a group can get. So is `"disableOOMKiller": false`, which dockerd writes too: it is
+        every group's state (runc writes memory.oom_control only for true), and as a v1-only
+        setting it refused the container where memory is a cgroup v2 controller."""
         mem, cpu, pids = res.get("memory", {}), res.get("cpu", {}), res.get("pids", {})
         blkio = res.get("blockIO", {})
         weight_devices = [(d["major"], d["minor"], d.get("weight") or None, d.get("leafWeight") or None)
@@ -144,7 +146,7 @@ class Resources:
             memory=mem.get("limit"), memory_swap=mem.get("swap"),
             memory_reservation=mem.get("reservation"), memory_kernel=mem.get("kernel"),
             memory_kernel_tcp=mem.get("kernelTCP"), memory_swappiness=mem.get("swappiness"),
-            memory_disable_oom_killer=mem.get("disableOOMKiller"),
+            memory_disable_oom_killer=mem.get("disableOOMKiller") or None,
             cpu_quota=cpu.get("quota"), cpu_period=cpu.get("period"), cpu_shares=cpu.get("shares") or None,
             cpuset_cpus=cpu.get("cpus"), cpuset_mems=cpu.get("mems"),
             cpu_rt_period=cpu.get("realtimePeriod"), cpu_rt_runtime=cpu.get("realtimeRuntime"),
