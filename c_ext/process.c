@@ -20,7 +20,9 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <linux/close_range.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <termios.h>
 #include <unistd.h>
@@ -46,6 +48,12 @@ int mr_send_msg(int fd, const struct mr_msg *msg, int pass_fd)
     }
     ssize_t n;
     do n = sendmsg(fd, &mh, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
+    /* A seccomp allow-list may leave sendmsg(2) out (the filter loads before the credentials
+     * when no_new_privs is off, so READY and any error report come under it): write(2), which
+     * no program can do without, sends the same datagram on the connected socket. Only for a
+     * refusal, and only without an fd to pass: a parent that is gone (EPIPE) stays an error. */
+    if (n < 0 && pass_fd < 0 && (errno == EPERM || errno == EACCES || errno == ENOSYS))
+        do n = write(fd, msg, sizeof(*msg)); while (n < 0 && errno == EINTR);
     return n == (ssize_t)sizeof(*msg) ? 0 : -1;
 }
 
@@ -223,6 +231,62 @@ static int check_cwd_in_root(const char *cwd, struct mr_err *err)
     return mr_fail(err, MR_STEP_CHDIR, -1, cwd);
 }
 
+/* getdents64(2)'s record; glibc declares none for the raw call. */
+struct mr_dirent64 { uint64_t ino; int64_t off; unsigned short reclen; unsigned char type; char name[]; };
+
+/* Mark fds from `from` up close-on-exec, one by one through /proc/self/fd, as runc does: for
+ * where close_range(2) is refused. The directory must be procfs — a rootfs without a /proc
+ * mount could otherwise offer a /proc/self/fd of its own that lists nothing. */
+static int cloexec_through_proc(int from, struct mr_err *err)
+{
+    int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0)
+        return mr_fail(err, MR_STEP_CLOSE_FDS, -1, "/proc/self/fd");
+    struct statfs fs;
+    if (fstatfs(dir, &fs) < 0 || fs.f_type != PROC_SUPER_MAGIC) {
+        close(dir);
+        errno = EXDEV;
+        return mr_fail(err, MR_STEP_CLOSE_FDS, -1, "/proc/self/fd is not procfs");
+    }
+    char buf[4096] __attribute__((aligned(8)));
+    long n;
+    while ((n = syscall(SYS_getdents64, dir, buf, sizeof(buf))) > 0) {
+        for (long off = 0; off < n; off += ((struct mr_dirent64 *)(buf + off))->reclen) {
+            const char *name = ((struct mr_dirent64 *)(buf + off))->name;
+            int fd = 0;
+            if (name[0] < '0' || name[0] > '9')
+                continue;                           /* "." and ".." */
+            for (; *name >= '0' && *name <= '9'; name++)
+                fd = fd * 10 + (*name - '0');
+            /* EBADF: an fd of the listing itself, gone by now */
+            if (fd >= from && fd != dir && fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 && errno != EBADF) {
+                int saved = errno;
+                close(dir);
+                errno = saved;
+                return mr_fail(err, MR_STEP_CLOSE_FDS, fd, NULL);
+            }
+        }
+    }
+    int saved = errno;
+    close(dir);
+    errno = saved;
+    return n < 0 ? mr_fail(err, MR_STEP_CLOSE_FDS, -1, "/proc/self/fd") : 0;
+}
+
+/* Every fd we did not plan to pass (from 3 + preserve_fds up) becomes close-on-exec: nothing of
+ * the runtime's reaches the program. One close_range(2) where the kernel has CLOSE_RANGE_CLOEXEC
+ * (5.11) and nothing refuses it; otherwise (ENOSYS, EINVAL on older kernels; EPERM under a
+ * filter of whoever started us) fd by fd. */
+static int close_stray_fds(const struct mr_process *pr, struct mr_err *err)
+{
+    int from = 3 + pr->preserve_fds;
+    if (syscall(SYS_close_range, from, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+        return 0;
+    if (errno != ENOSYS && errno != EINVAL && errno != EPERM)
+        return mr_fail(err, MR_STEP_CLOSE_FDS, -1, NULL);
+    return cloexec_through_proc(from, err);
+}
+
 /* A terminal from the container's devpts, or the planned stdio. */
 int mr_process_stdio(const struct mr_process *pr, int sync_fd, struct mr_err *err)
 {
@@ -231,14 +295,21 @@ int mr_process_stdio(const struct mr_process *pr, int sync_fd, struct mr_err *er
     return setup_stdio(pr->stdio, err);
 }
 
-/* Who the process is, in the order the kernel needs: the bounding set shrinks while we still hold
+/* Who the process is, in the order the kernel needs: first every fd we did not plan to pass
+ * becomes close-on-exec (nothing of the host leaks in), while no filter of the container's can
+ * refuse that yet — an allow-list without close_range(2) is common, and runc's order is the
+ * same. Nothing after it opens an fd without O_CLOEXEC (the exec fifo is, and the report fd
+ * for minirun-exec is kept on purpose). Then the bounding set shrinks while we still hold
  * CAP_SETPCAP; without no_new_privs a filter needs CAP_SYS_ADMIN, so it loads before the user
- * switch; then uid/gid and the capability sets, no_new_privs, umask, the working directory, and
- * every fd we did not plan to pass becomes close-on-exec: nothing of the host leaks in. */
+ * switch (and its allow-list must then permit the switch; with no_new_privs it loads last,
+ * before execve); then uid/gid and the capability sets, no_new_privs, umask, the working
+ * directory. */
 int mr_process_credentials(const struct mr_process *pr, struct mr_err *err)
 {
     struct stat checked, now;
     int early = !pr->no_new_privs && pr->seccomp_filter;
+    if (close_stray_fds(pr, err) < 0)
+        return -1;
     if (drop_bounding(pr, err) < 0)
         return -1;
     if (early) {
@@ -271,8 +342,6 @@ int mr_process_credentials(const struct mr_process *pr, struct mr_err *err)
     } else if (check_cwd_in_root(pr->cwd, err) < 0) {
         return -1;
     }
-    if (syscall(SYS_close_range, 3 + pr->preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
-        return mr_fail(err, MR_STEP_CLOSE_FDS, -1, NULL);
     return 0;
 }
 
@@ -316,6 +385,16 @@ void mr_process_exec(const struct mr_process *pr, int report_fd, struct mr_err *
         return;
     }
     syscall(SYS_execveat, pr->exec_fd, "", targv, pr->envp, AT_EMPTY_PATH);
+    if (errno == EPERM || errno == ENOSYS) {
+        /* An allow-list may leave execveat(2) out (runc needs only execve): the same sealed
+         * file by its /proc/self/fd path. The container's own procfs (no /proc: ENOENT, and
+         * the refusal of execveat is what we report). A static program, so the fd being
+         * close-on-exec does not matter; the kernel has opened the file by then. */
+        int saved = errno;
+        char path[40];
+        execve(mr_fd_path(pr->exec_fd, path), (char *const *)targv, pr->envp);
+        errno = saved;
+    }
     mr_fail(err, MR_STEP_TRAMPOLINE, -1, NULL);
     if (report_fd >= 0)
         fcntl(report_fd, F_SETFD, FD_CLOEXEC);

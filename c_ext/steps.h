@@ -44,6 +44,7 @@
     X(OOM_SCORE,       "set oom_score_adj")                             \
     X(TTY,             "open terminal")                                 \
     X(STDIO,           "set up stdio")                                  \
+    X(CLOSE_FDS,       "close stray fds")                               \
     X(CAPS_BOUNDING,   "drop bounding capabilities")                    \
     X(SETGROUPS,       "setgroups")                                     \
     X(SETGID,          "setgid")                                        \
@@ -52,7 +53,6 @@
     X(AMBIENT,         "raise ambient capability")                      \
     X(NO_NEW_PRIVS,    "set no_new_privs")                              \
     X(CHDIR,           "chdir")                                         \
-    X(CLOSE_FDS,       "close stray fds")                               \
     X(EXEC_FIFO,       "wait for start")                                \
     X(SECCOMP,         "load seccomp filter")                           \
     X(TRAMPOLINE,      "exec minirun-exec")                             \

@@ -24,7 +24,7 @@ import os
 import select
 
 # _signal, not signal: signal wraps these in IntEnums, and enum costs ~3 ms of start-up here
-from _signal import SIGKILL, SIGTERM, pidfd_send_signal
+from _signal import SIGKILL, SIGSYS, SIGTERM, pidfd_send_signal
 
 from minirun import lean
 from minirun import spec as oci
@@ -109,6 +109,7 @@ class Container:
     def __init__(self, root: str, record: Record):
         self.dir = os.path.join(root, record.id)
         self.record = record
+        self.warnings: list[str] = []    # what create left undone and did not refuse (the CLI says it)
 
     @property
     def fifo(self) -> str:
@@ -358,6 +359,7 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
     resources = Resources.from_oci(spec["linux"].get("resources", {}))
     manager = detect()
     planned = manager.planned(c.record.cgroup, resources)   # checked; made after the clone
+    c.warnings += manager.skipped(resources)
     os.mkfifo(c.fifo)
     os.chmod(c.fifo, 0o622)      # not mkfifo's mode, which the umask cuts: a non-root process opens it
     fds: list[int] = []
@@ -423,13 +425,33 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
         if report.error is not None:
             raise spawn.error_from_native(report.error, np, np.program)
         if not report.ready:
-            raise MinirunError(f"container {c.record.id}: the process ended before it was ready")
+            raise MinirunError(f"container {c.record.id}: the process ended before it was "
+                               f"ready{_how_it_ended(pid)}")
         if report.tty_master is not None:
             _send_console(console_socket, report.tty_master)
     except BaseException:
         _kill_pid(c, SIGKILL)
         _reap(pid)
         raise
+
+
+def _how_it_ended(pid: int) -> str:
+    """Why a child that closed its end with no report (neither READY nor an error) is gone, as
+    far as its exit says: it reports every failure of its own, so only a seccomp filter that
+    refuses even write(2), or kills (SIGSYS), leaves it without words. Waited for a moment: the
+    socket closes as it exits. Reaped here; the caller's later reap finds nothing."""
+    if not procfs.wait_exited(pid, 1.0):
+        return ""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return ""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        why = ": a seccomp filter killed it for a system call it does not allow" if sig == SIGSYS else ""
+        return f" (killed by signal {sig}{why})"
+    return (f" (exit status {os.WEXITSTATUS(status)}, no report: does the seccomp filter refuse "
+            f"write(2)?)")
 
 
 def hooks_at_create() -> tuple[str, ...]:

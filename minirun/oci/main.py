@@ -283,7 +283,8 @@ def _log(args, level: str, message: str) -> None:
 
 
 def _warn(args, problems: list[str]) -> None:
-    """poststart/poststop hook failures: the spec makes them warnings, not errors."""
+    """poststart/poststop hook failures (the spec makes them warnings, not errors) and settings
+    create skipped as runc does (kernel memory limits on cgroup v2)."""
     for message in problems:
         sys.stderr.write(f"minirun-oci: warning: {message}\n")
         _log(args, "warning", message)
@@ -297,8 +298,9 @@ def _root(args) -> str:
 def _create(args) -> int:
     from minirun.oci import container
 
-    container.create(_root(args), args.id, args.bundle, pid_file=args.pid_file,
-                     console_socket=args.console_socket, preserve_fds=args.preserve_fds)
+    c = container.create(_root(args), args.id, args.bundle, pid_file=args.pid_file,
+                         console_socket=args.console_socket, preserve_fds=args.preserve_fds)
+    _warn(args, c.warnings)
     return 0
 
 
@@ -319,6 +321,7 @@ def _run(args) -> int:
     c = container.create(root, args.id, args.bundle, pid_file=args.pid_file,
                                       console_socket=args.console_socket,
                                       preserve_fds=args.preserve_fds)
+    _warn(args, c.warnings)
     try:
         # what we receive is for the container, as with runc run
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,

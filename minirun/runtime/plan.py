@@ -354,10 +354,20 @@ def set_process(np: NativePlan, pr, proc: dict[str, Any], *, stdio: tuple[int, i
     pr.set_caps = int(set_caps)
     with open("/proc/sys/kernel/cap_last_cap") as f:
         pr.cap_last = min(len(oci.CAPABILITIES) - 1, int(f.read()))
-    # we cannot hand out what we do not hold (e.g. --privileged on a host missing SYS_RESOURCE)
+    # We cannot hand out what we do not hold (CAP_SYS_RESOURCE is outside this VM's bounding
+    # set): asked for, it fails here, naming it, as runc fails ("unable to apply caps") and
+    # crun; dropping it silently ran the program without a capability its config relies on.
+    # Ambient ones are the exception: the kernel raises only what is also permitted and
+    # inheritable, and runc skips what it cannot raise (set_ids_and_caps in process.c).
     for kind in ("bounding", "effective", "permitted", "inheritable", "ambient"):
-        mask = oci.cap_mask(caps.get(kind, []), f"process/capabilities/{kind}") & host
-        setattr(pr, f"cap_{kind}", mask)
+        mask = oci.cap_mask(caps.get(kind, []), f"process/capabilities/{kind}")
+        if mask & ~host and kind != "ambient":
+            missing = [name for name, bit in oci.CAP_NUMBER.items() if (mask & ~host) >> bit & 1]
+            raise SpecError(f"process/capabilities/{kind}",
+                            f"{', '.join(missing)} not in the runtime's bounding set (CapBnd in "
+                            f"/proc/self/status): no process it starts can have "
+                            f"{'it' if len(missing) == 1 else 'them'}")
+        setattr(pr, f"cap_{kind}", mask & host)
     pr.no_new_privs = int(bool(proc.get("noNewPrivileges")))
     if seccomp_bpf:                  # struct sock_filter[]: 8 bytes an instruction
         buf = ffi.new("char[]", seccomp_bpf)

@@ -59,12 +59,14 @@ def apply(spec: dict[str, Any], *, cap_add: list[str], cap_drop: list[str], priv
 
 
 def capabilities(add: list[str], drop: list[str]) -> list[str]:
-    """Docker's rules: start from the default set; ALL in --cap-add means every capability,
-    ALL in --cap-drop means none; then the named ones are added or removed."""
+    """Docker's rules: start from the default set; ALL in --cap-add means every capability
+    this process holds (as --privileged: Docker ≥ 23 reads its bounding set too, where a name
+    it cannot give would fail the container), ALL in --cap-drop means none; then the named ones
+    are added or removed."""
     adds = {c.upper() for c in add}
     drops = {c.upper() for c in drop}
     if "ALL" in adds:
-        base = list(oci.CAP_NUMBER)
+        base = host_capabilities()
     elif "ALL" in drops:
         base = []
     else:

@@ -367,6 +367,94 @@ def test_device_rules_on_cgroup2_are_enforced_by_an_ebpf_program(mgr, name, proc
         cg.destroy()
 
 
+def test_a_long_device_list_loads_on_cgroup2_and_is_enforced(mgr, name, procs):
+    """Sixty rules (a --device per disk partition, a GPU's nodes): a program of ~300 instructions.
+    Loaded with a verifier log it failed with ENOSPC on every kernel here (the log filled up);
+    on Debian's 6.1 even Docker's default list did. The first load now has no log."""
+    from minirun.runtime.cgroups import CgroupManager
+    from minirun.runtime.cgroups._mounts import Mounts
+
+    unified = mgr.hierarchies().get("unified")
+    if unified is None:
+        pytest.skip("no cgroup2 mount on this machine")
+    v2_only = CgroupManager(Mounts(unified=unified))
+    rules = [{"allow": False, "access": "rwm"}]
+    rules += [{"allow": True, "type": "b", "major": 8, "minor": m, "access": "rw"} for m in range(59)]
+    rules += [{"allow": True, "type": "c", "major": 1, "minor": 5, "access": "r"}]   # /dev/zero
+    cg = v2_only.create(name, Resources(devices=rules))
+    try:
+        p = procs("sh", "-c", "head -c1 /dev/zero | wc -c; head -c1 /dev/urandom 2>&- | wc -c",
+                  stdout=subprocess.PIPE)
+        cg.add(p.pid)
+        release(p)
+        assert p.communicate(timeout=10)[0].split() == ["1", "0"]     # urandom (1:9) denied
+    finally:
+        cg.destroy()
+
+
+def test_the_first_device_program_load_carries_no_verifier_log(mgr, name):
+    """What the kernel is asked, seen by strace: log_level=0 and no buffer, so no log can fill
+    up (before: log_level=1 with a 4 KiB buffer)."""
+    from minirun.runtime.cgroups import CgroupManager
+    from minirun.runtime.cgroups._mounts import Mounts
+
+    unified = mgr.hierarchies().get("unified")
+    if unified is None:
+        pytest.skip("no cgroup2 mount on this machine")
+    cg = CgroupManager(Mounts(unified=unified)).create(name, Resources())
+    code = ("import sys; from pathlib import Path; from minirun.runtime.cgroups import devices_bpf; "
+            "devices_bpf.attach(Path(sys.argv[1]), [{'allow': False, 'access': 'rwm'}, "
+            "{'allow': True, 'type': 'c', 'major': 1, 'minor': 3, 'access': 'rwm'}])")
+    try:
+        out = subprocess.run(["strace", "-f", "-v", "-e", "trace=bpf", sys.executable, "-c", code,
+                              cg.paths["unified"]], capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        pytest.skip("strace is not installed")
+    finally:
+        cg.destroy()
+    loads = [line for line in out.stderr.splitlines() if "BPF_PROG_LOAD" in line]
+    assert out.returncode == 0 and len(loads) == 1, out.stderr
+    assert "log_level=0" in loads[0] and "log_buf=NULL" in loads[0], loads[0]
+
+
+def test_a_program_the_verifier_refuses_says_why():
+    """Only a refused program is loaded again, with a log: the error carries the verifier's
+    reason, here for a program that returns a register it never set."""
+    from minirun.runtime.cgroups import devices_bpf as d
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    with pytest.raises(OSError) as refused:
+        d.load(d._insn(d.EXIT))
+    assert refused.value.strerror == os.strerror(refused.value.errno)
+    assert refused.value.filename == "R0 !read_ok"
+
+
+def test_kernel_memory_limits_are_skipped_with_a_warning_without_v1_memory(mgr, name):
+    """cgroup v2 has no kernel or TCP buffer memory limit (both count in memory.max): runc
+    warns and runs; before, the group was refused (`memory_kernel_tcp needs the v1 memory
+    controller`). The host's cgroup2 mount, as a cgroup2-only host's would be: the group is
+    made, and the manager says what it skipped. Where v1 memory exists, nothing is skipped."""
+    from minirun.runtime.cgroups import CgroupManager
+    from minirun.runtime.cgroups._mounts import Mounts
+
+    unified = mgr.hierarchies().get("unified")
+    if unified is None:
+        pytest.skip("no cgroup2 mount on this machine")
+    res = Resources(memory_kernel=50593792, memory_kernel_tcp=50593792, pids_limit=None)
+    v2_only = CgroupManager(Mounts(unified=unified))
+    assert v2_only.skipped(res) == [
+        f"linux.resources.memory.{k} is ignored: cgroup v2 has no such limit (kernel memory "
+        "counts in the memory limit)" for k in ("kernel", "kernelTCP")]
+    cg = v2_only.create(name, res)
+    try:
+        assert os.path.isdir(cg.paths["unified"])
+    finally:
+        cg.destroy()
+    if mgr.available().get("memory") == "v1":
+        assert mgr.skipped(res) == []
+
+
 def test_a_keep_parents_manager_makes_its_parents_once_and_again_when_removed(mgr, procs):
     """A long-lived Runtime's manager (keep_parents) makes and prepares the shared parent once;
     if another command removes it meanwhile (it was empty), the next group makes it again,

@@ -5,6 +5,7 @@ every value of linux.resources; `delete` removes the groups `create` made and no
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -175,3 +176,89 @@ def test_a_field_the_controller_lacks_is_refused_by_name(rt, name):
     assert proc.returncode == 1
     assert proc.stderr.strip() == ("minirun-oci: linux/resources/hugepageLimits: not supported "
                                    "by minirun-oci (refused, not ignored)")
+
+
+# linux.resources as dockerd 20.10 writes them for `docker run` with no limits (captured on
+# this machine; moby daemon/oci_linux.go WithResources: the blkio weight is always a pointer to
+# HostConfig's, 0 unless --blkio-weight; getCPUResources sets shares whenever they are >= 0;
+# adaptContainerSettings makes OomKillDisable false), plus weight-device zeros. runc 1.1 reads
+# 0 and false as "unset" (fs/blkio.go, fs/cpu.go: `!= 0`; fs/memory.go: `if r.OomKillDisable`).
+DOCKERD_DEFAULTS = {"memory": {"disableOOMKiller": False}, "cpu": {"shares": 0},
+                    "blockIO": {"weight": 0, "leafWeight": 0,
+                                "weightDevice": [{"major": 1, "minor": 0, "weight": 0, "leafWeight": 0}]}}
+
+
+def test_dockerds_zero_weight_and_shares_are_unset(rt, name):
+    """The weight 0 dockerd passes is "unset": create does not write it (where no proportional
+    I/O scheduler is loaded, as here, writing it failed create with `blkio weight needs a
+    proportional I/O scheduler`, and `docker run --runtime minirun` with it), and cpu.shares
+    stays the kernel's 1024 (a 0 written there is taken as 2, the least CPU there is)."""
+    requires("cgroup:blkio", "cgroup:cpu")
+    pid = created(rt, DOCKERD_DEFAULTS, f"/{name}")
+    assert read(pid, "cpu", "cpu.shares") == "1024"
+    for f in ("blkio.weight", "blkio.bfq.weight"):
+        if (group_dir(pid, "blkio") / f).exists():      # a proportional scheduler: its default
+            assert read(pid, "blkio", f) == (group_dir(pid, "blkio").parent / f).read_text().strip()
+    stop_and_delete(rt)
+    assert not list(CG.glob(f"*/{name}"))
+
+
+def test_a_weight_the_kernel_cannot_apply_fails_create_as_runcs_does(rt, name):
+    """A real weight (500) on a host whose disks have no proportional I/O scheduler (none,
+    mq-deadline, kyber: no blkio.weight nor blkio.bfq.weight): runc 1.1.5 fails create here
+    (`openat2 .../blkio.bfq.weight: no such file or directory`); so do we, in one line that
+    says what to load, and leave nothing behind."""
+    requires("cgroup:blkio")
+    if any((CG / "blkio" / f).exists() for f in ("blkio.weight", "blkio.bfq.weight")):
+        pytest.skip("this machine has a proportional I/O scheduler (bfq or cfq)")
+    config = suite_config(["true"])
+    config["linux"]["cgroupsPath"] = f"/{name}"
+    config["linux"]["resources"]["blockIO"] = {"weight": 500}
+    rt.configure(config)
+    proc = rt.create()
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"minirun-oci: cgroup: blkio weight needs a proportional I/O scheduler (no blkio.weight "
+        f"or blkio.bfq.weight in /sys/fs/cgroup/blkio/{name}; load bfq)")
+    assert not list(CG.glob(f"*/{name}")) and rt.state() is None
+
+
+def test_kernel_tcp_without_v1_memory_warns_and_runs(rt, name, tmp_path):
+    """linux.resources.memory.kernelTCP where the memory controller is not v1 (cgroup v2 has no
+    such limit): runc warns and runs; minirun-oci says it on stderr and in --log, and runs.
+    The host's v1 memory hierarchy is unmounted in a mount namespace of the test's own, so
+    minirun-oci there sees memory as a cgroup2-only host's (the host's mounts are untouched)."""
+    requires("cgroup:memory")
+    if subprocess.run(["unshare", "--version"], capture_output=True).returncode != 0:
+        pytest.skip("unshare(1) is not installed")
+    config = suite_config(["true"])
+    config["linux"]["cgroupsPath"] = f"/{name}"
+    config["linux"]["resources"]["memory"] = {"kernelTCP": 50593792}
+    rt.configure(config)
+    log = tmp_path / "oci.log"
+    proc = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c",
+         'umount /sys/fs/cgroup/memory && exec "$@"', "sh", rt.command, "--root", str(rt.root),
+         "--log", str(log), "run", "--bundle", str(rt.bundle), rt.id],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    warning = ("linux.resources.memory.kernelTCP is ignored: cgroup v2 has no such limit "
+               "(kernel memory counts in the memory limit)")
+    assert (proc.returncode, proc.stderr) == (0, f"minirun-oci: warning: {warning}\n")
+    assert f'level=warning msg="{warning}"' in log.read_text()
+    assert not list(CG.glob(f"*/{name}")) and rt.state() is None
+
+
+def test_dockerds_defaults_ask_nothing_of_cgroup2():
+    """The same resources on a cgroup2-only manager (this host's cgroup2 mount, the v1
+    hierarchies left out): nothing in them needs a v1 controller. disableOOMKiller false, a
+    v1-only setting, refused them there: `memory_disable_oom_killer needs the v1 memory
+    controller`."""
+    from minirun.runtime.cgroups import CgroupManager, Resources, detect
+    from minirun.runtime.cgroups._mounts import Mounts
+
+    unified = detect().hierarchies().get("unified")
+    if unified is None:
+        pytest.skip("no cgroup2 mount on this machine")
+    resources = Resources.from_oci(DOCKERD_DEFAULTS)
+    assert resources.set_fields() == []
+    CgroupManager(Mounts(unified=unified)).planned("minirun-oci/dockerd", resources)

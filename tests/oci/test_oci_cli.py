@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.oci.conftest import OCI, assert_nothing_left, one_line
 
 
@@ -308,3 +310,29 @@ def test_a_listed_dev_ptmx_becomes_the_pts_link(oci):
     oci.write(spec)
     proc = oci("run", "--bundle", str(oci.bundle), f"ptmx-{os.getpid()}")
     assert proc.stdout.split("\n")[:2] == ["pts/ptmx", "character special file"]
+
+
+def test_a_capability_outside_the_bounding_set_fails_create(oci):
+    """A bundle asking for a capability this process lacks (CAP_SYS_RESOURCE is outside this
+    VM's bounding set). On this machine, with the same bundle (`runc spec` + CAP_SYS_RESOURCE in
+    bounding, effective and permitted): runc 1.1.5 exits 1, `unable to start container process:
+    unable to apply caps: operation not permitted`; crun 1.8.1 cannot run here at all (`cgroups
+    in hybrid mode not supported`), and fails the same way upstream (capset EPERM). We follow
+    runc: exit 1, one line naming the capability, nothing left. It used to be dropped silently."""
+    from minirun import spec as oci_spec
+
+    held = oci_spec.host_cap_bounding()
+    missing = [name for name, bit in oci_spec.CAP_NUMBER.items() if not held >> bit & 1]
+    if not missing:
+        pytest.skip("this process holds every capability: none to be refused")
+    cap = missing[0]
+    spec = oci.configure(["true"])
+    for kind in ("bounding", "effective", "permitted"):
+        spec["process"]["capabilities"][kind].append(cap)
+    oci.write(spec)
+    proc = oci("create", "-b", str(oci.bundle), "nocap", detached=True, check=False)
+    assert proc.returncode == 1
+    assert one_line(proc.stderr) == (
+        f"minirun-oci: process/capabilities/bounding: {cap} not in the runtime's bounding set "
+        "(CapBnd in /proc/self/status): no process it starts can have it")
+    assert_nothing_left(oci, "nocap")

@@ -60,6 +60,13 @@ _NEEDS = {
 }
 # Enforced where the machine can; not a reason to refuse a container (see Resources.devices).
 _BEST_EFFORT = {"devices", "io_accounting"}
+# v1-only settings that a container without the v1 controller runs without, with a warning
+# rather than a refusal, as runc does on cgroup v2: the kernel memory limits. v2 charges kernel
+# and TCP buffer memory to memory.max with the rest, so there is nothing to set apart; refusing
+# them turned away every bundle that carries one (the OCI validation suite's, older clients').
+# The value is the OCI name, for the warning.
+_SKIPPED_WITHOUT_V1 = {"memory_kernel": "linux.resources.memory.kernel",
+                       "memory_kernel_tcp": "linux.resources.memory.kernelTCP"}
 
 # A group name: "/"-separated components of these characters, none of them "." or "..".
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:@+-")
@@ -117,9 +124,19 @@ class Resources:
 
     @classmethod
     def from_oci(cls, res: dict) -> Resources:
-        """OCI linux.resources -> Resources (only the fields that are set)."""
+        """OCI linux.resources -> Resources (only the fields that are set).
+
+        A weight or cpu.shares of 0 is "unset", as runc reads it (`if r.BlkioWeight != 0`, fs
+        and fs2): dockerd 20.10 writes `"blockIO": {"weight": 0}` and `"cpu": {"shares": 0}`
+        for every container that did not ask for one. Written, a 0 weight failed on hosts
+        without a proportional I/O scheduler, and a 0 in cpu.shares is taken as 2, the least
+        CPU a group can get. So is `"disableOOMKiller": false`, which dockerd writes too: it is
+        every group's state (runc writes memory.oom_control only for true), and as a v1-only
+        setting it refused the container where memory is a cgroup v2 controller."""
         mem, cpu, pids = res.get("memory", {}), res.get("cpu", {}), res.get("pids", {})
         blkio = res.get("blockIO", {})
+        weight_devices = [(d["major"], d["minor"], d.get("weight") or None, d.get("leafWeight") or None)
+                          for d in blkio.get("weightDevice", [])]
         throttle = {kind: [(d["major"], d["minor"], d["rate"]) for d in blkio[key]]
                     for kind, key in (("read_bps", "throttleReadBpsDevice"),
                                       ("write_bps", "throttleWriteBpsDevice"),
@@ -129,15 +146,14 @@ class Resources:
             memory=mem.get("limit"), memory_swap=mem.get("swap"),
             memory_reservation=mem.get("reservation"), memory_kernel=mem.get("kernel"),
             memory_kernel_tcp=mem.get("kernelTCP"), memory_swappiness=mem.get("swappiness"),
-            memory_disable_oom_killer=mem.get("disableOOMKiller"),
-            cpu_quota=cpu.get("quota"), cpu_period=cpu.get("period"), cpu_shares=cpu.get("shares"),
+            memory_disable_oom_killer=mem.get("disableOOMKiller") or None,
+            cpu_quota=cpu.get("quota"), cpu_period=cpu.get("period"), cpu_shares=cpu.get("shares") or None,
             cpuset_cpus=cpu.get("cpus"), cpuset_mems=cpu.get("mems"),
             cpu_rt_period=cpu.get("realtimePeriod"), cpu_rt_runtime=cpu.get("realtimeRuntime"),
             cpu_idle=cpu.get("idle"),
             pids_limit=pids.get("limit"), devices=res.get("devices"),
-            blkio_weight=blkio.get("weight"), blkio_leaf_weight=blkio.get("leafWeight"),
-            blkio_weight_devices=[(d["major"], d["minor"], d.get("weight"), d.get("leafWeight"))
-                                  for d in blkio.get("weightDevice", [])] or None,
+            blkio_weight=blkio.get("weight") or None, blkio_leaf_weight=blkio.get("leafWeight") or None,
+            blkio_weight_devices=[d for d in weight_devices if d[2:] != (None, None)] or None,
             blkio_throttle=throttle or None,
         )
 
@@ -222,10 +238,21 @@ class CgroupManager:
         paths = {k: d for k, d in paths.items() if not look or os.path.isdir(d)}
         return Cgroup(self, name, paths)
 
+    def skipped(self, res: Resources) -> list[str]:
+        """Warnings, one a setting, for what `create(name, res)` leaves unset here (and does not
+        refuse): the v1-only kernel memory limits, on a machine whose memory controller is not
+        v1. The caller says them (the library never prints)."""
+        return [f"{oci} is ignored: cgroup v2 has no such limit (kernel memory counts in the "
+                f"memory limit)" for field, oci in _SKIPPED_WITHOUT_V1.items()
+                if getattr(res, field) is not None and not self._applies(field)]
+
+    def _applies(self, field: str) -> bool:
+        return _NEEDS[field][0] in self.v1_owned
+
     # -- internals --------------------------------------------------------------------------
     def _check_supported(self, res: Resources) -> None:
         for field in res.set_fields():
-            if field in _BEST_EFFORT:
+            if field in _BEST_EFFORT or (field in _SKIPPED_WITHOUT_V1 and not self._applies(field)):
                 continue
             v1_name, v2_name = _NEEDS[field]
             if v2_name is None and v1_name not in self.v1_owned:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import re
 import struct
 from pathlib import Path
 
@@ -114,23 +115,56 @@ def _bpf(cmd: int, attr: ctypes.Structure) -> int:
     return int(r)
 
 
+# The verifier's log, asked for only to explain a refusal. A log that fills its buffer fails the
+# load itself with ENOSPC (6.4 made the log keep its tail rather than its head, and a truncated
+# log still fails), and the verifier writes as it goes: on Debian 12's 6.1 a 4 KiB log failed
+# Docker's default device rules, on 6.18 any list of ~50 rules. So the first load has no log
+# at all, and only a refused program is loaded again, with this much room for the reason.
+LOG_SIZE = 1 << 20
+
+
+def load(code: bytes) -> int:
+    """Load the instructions `code` as a device program; its fd. OSError when the kernel
+    refuses it, with the verifier's reason (if it gave one) as the error's filename."""
+    insns = ctypes.create_string_buffer(code, len(code))
+    license = ctypes.create_string_buffer(b"GPL")
+
+    def attr(log: ctypes.Array | None) -> _LoadAttr:
+        return _LoadAttr(prog_type=BPF_PROG_TYPE_CGROUP_DEVICE, insn_cnt=len(code) // 8,
+                         insns=ctypes.addressof(insns), license=ctypes.addressof(license),
+                         log_level=1 if log else 0, log_size=len(log) if log else 0,
+                         log_buf=ctypes.addressof(log) if log else 0, prog_name=b"minirun_devices")
+
+    try:
+        return _bpf(BPF_PROG_LOAD, attr(None))
+    except OSError as first:
+        log = ctypes.create_string_buffer(LOG_SIZE)
+        try:
+            fd = _bpf(BPF_PROG_LOAD, attr(log))
+        except OSError:
+            raise OSError(first.errno, first.strerror, verifier_reason(log.value)) from None
+        os.close(fd)      # loaded the second time (a passing shortage?): the first error stands
+        raise OSError(first.errno, first.strerror) from None
+
+
+def verifier_reason(log: bytes) -> str | None:
+    """The line of a verifier log that says why it refused the program: the last one before the
+    statistics ("processed N insns ..."), skipping the instruction dump ("12: (95) exit")."""
+    for line in reversed(log.decode(errors="replace").strip().splitlines()):
+        line = line.strip()
+        if line and not line.startswith("processed ") and not re.match(r"\d+: \(", line):
+            return line
+    return None
+
+
 def attach(group: Path, rules: list[dict]) -> None:
     """Load the program for `rules` and attach it to the cgroup2 directory `group`. The group
     keeps it (and the kernel frees it with the group); our file descriptors are closed."""
-    code = program(rules)
-    insns = ctypes.create_string_buffer(code, len(code))
-    license = ctypes.create_string_buffer(b"GPL")
-    log = ctypes.create_string_buffer(4096)
-    load = _LoadAttr(prog_type=BPF_PROG_TYPE_CGROUP_DEVICE, insn_cnt=len(code) // 8,
-                     insns=ctypes.addressof(insns), license=ctypes.addressof(license),
-                     log_level=1, log_size=len(log), log_buf=ctypes.addressof(log),
-                     prog_name=b"minirun_devices")
     try:
-        prog = _bpf(BPF_PROG_LOAD, load)
+        prog = load(program(rules))
     except OSError as e:
-        detail = log.value.decode(errors="replace").strip().splitlines()
         raise CgroupError(f"cgroup: load the devices program for {group}: {e.strerror}"
-                          + (f" ({detail[0] if len(detail) == 1 else detail[-2]})" if detail else ""), path=str(group)) from None
+                          + (f" ({e.filename})" if e.filename else ""), path=str(group)) from None
     try:
         target = os.open(group, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
