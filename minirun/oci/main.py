@@ -143,7 +143,14 @@ def _take_option(argv: list[str], i: int, flags: dict[str, str], takes_value: di
             return None
         i += 1
         value = argv[i]
-    values[takes_value[name]] = value
+    dest = takes_value[name]
+    if dest == "preserve_fds":
+        # argparse's type=int checks every occurrence, not only the last one that wins
+        try:
+            value = int(value)
+        except ValueError:
+            return None
+    values[dest] = value
     return i + 1
 
 
@@ -185,11 +192,6 @@ def fast_parse(argv: list[str]) -> _Args | None:
     if not len(required) <= len(positionals) <= len(required) + len(optional):
         return None
     values.update(zip(required + optional, positionals, strict=False))
-    if "preserve_fds" in values:
-        try:
-            values["preserve_fds"] = int(values["preserve_fds"])
-        except ValueError:
-            return None
     return _Args(**values)
 
 

@@ -29,6 +29,7 @@ REFUSED = [
     ["--log-format", "yaml", "run", "c"], ["list"], ["exec", "c", "sh"], ["kill", "c", "9", "x"],
     ["run", "--", "c"], ["--rot", "/r", "state", "c"], ["state", "--bundle", "/b", "c"],
     ["kill", "c", "--all", "9"],        # argparse: "unrecognized arguments: 9" (hypothesis found it)
+    ["create", "c", "--preserve-fds", "x", "--preserve-fds=3"],  # argparse checks each value (hypothesis)
 ]
 
 
@@ -62,6 +63,7 @@ tokens = st.sampled_from(["--root", "/r", "--root=/r", "--log", "--log-format", 
 @settings(max_examples=1500, deadline=None)
 @given(st.lists(tokens, max_size=9))
 @example(["kill", "/r", "--all", "/r"])
+@example(["create", "/r", "--preserve-fds", "/r", "--preserve-fds=3"])
 def test_any_command_line_is_read_as_argparse_reads_it(argv):
     fast = fast_parse(argv)
     if fast is None:
