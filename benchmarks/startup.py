@@ -276,7 +276,7 @@ def breakdown(root: Path, runs: int, run_median: float | None) -> Section:
         prev = m
     prev = medians[1] if len(medians) > 1 else prev      # what `run` itself imports
     help_ms = median(time_loop(cmd_runner([MINIRUN, "--root", str(root), "--help"]), runs))
-    sec.rows.append(["minirun --help (imports + typer command tree + rich help)", fmt_ms(help_ms), ""])
+    sec.rows.append(["minirun --help (imports + typer command tree + click help)", fmt_ms(help_ms), ""])
     if run_median:
         sec.rows.append(["minirun run --rm (everything: parse, create, start, wait, remove)",
                          fmt_ms(run_median), f"+{run_median - prev:.1f} ms vs its imports"])

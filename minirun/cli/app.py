@@ -61,6 +61,11 @@ def build(verb: str | None = None) -> typer.Typer:
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
+        # click's plain help (typer, 0.25 here, defaults to rich markup when rich is installed):
+        # help texts are shown as written ("[ip:]hostPort:containerPort[/udp]": rich read "[ip:]" as a
+        # style and dropped it, and "[/udp]" as a closing tag, and raised MarkupError), and
+        # `--help` imports no rich (~50 ms: rich, markdown_it, pygments). Sub-apps inherit it.
+        rich_markup_mode=None,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.callback()(_global)
