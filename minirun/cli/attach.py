@@ -9,24 +9,22 @@ would; SIGWINCH copies our window size to the pty. Without a terminal, the signa
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
+# `minirun run` waits here for every foreground container: _signal rather than signal (whose
+# IntEnums import enum), and the terminal's modules (termios, tty, select, fcntl) only for -t
+import _signal
 import os
-import select
-import signal
 import sys
-import termios
-import tty
+from _signal import SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2
 
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-             signal.SIGUSR2)
+FORWARDED = (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2)
 
 
 def console_size() -> tuple[int, int]:
-    with contextlib.suppress(OSError):
+    try:
         size = os.get_terminal_size(sys.stdin.fileno())
-        return size.lines, size.columns
-    return 0, 0
+    except OSError:
+        return 0, 0
+    return size.lines, size.columns
 
 
 def wait_child(pid: int, target_pid: int, master: int | None) -> int:
@@ -37,17 +35,19 @@ def wait_child(pid: int, target_pid: int, master: int | None) -> int:
         return _wait(pid)
     previous = {}
     for sig in FORWARDED:
-        previous[sig] = signal.signal(sig, lambda s, _f: _forward(target_pid, s))
+        previous[sig] = _signal.signal(sig, lambda s, _f: _forward(target_pid, s))
     try:
         return _wait(pid)
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            _signal.signal(sig, handler)
 
 
 def _forward(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
+    try:
         os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def _wait(pid: int) -> int:
@@ -59,6 +59,13 @@ def _wait(pid: int) -> int:
 
 
 def _relay(master: int) -> None:
+    import contextlib
+    import fcntl
+    import select
+    import signal
+    import termios
+    import tty
+
     stdin = sys.stdin.fileno()
     stdout = sys.stdout.fileno()
     is_tty = os.isatty(stdin)

@@ -130,7 +130,11 @@ def run_container(root: str | None, params: dict, *, creating: bool = False, tra
     from minirun.paths import data_root
     from minirun.runtime.containers import Runtime
     from minirun.runtime.options import RunOptions
-    from minirun.units import parse_bytes
+
+    def parse_bytes(text: str) -> int:
+        from minirun.units import parse_bytes  # only for -m/--memory-swap: it imports re, math
+
+        return parse_bytes(text)
 
     p = params
     detach, tty, rm = p["detach"], p["tty"], p["rm"]

@@ -24,16 +24,17 @@ half image. `gc()` sweeps such leftovers. See docs/images.md.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import functools
-import json
 import os
 import re
 import stat
 from pathlib import Path
 
+# no json or contextlib at import: `run` reads the index and one config blob (lean.loads, json's
+# C scanner) and needs lean's contextmanager and suppress; the writers import json themselves
+from minirun import lean
 from minirun.errors import ImageFormatError, ImageNotFound, UsageError, storage_errors
 from minirun.observe import events
 from minirun.paths import rmtree
@@ -135,7 +136,7 @@ def _write_atomic(path: Path, data: bytes, tmpdir: Path) -> None:
             os.fsync(f.fileno())
         os.rename(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with lean.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
@@ -209,7 +210,7 @@ class ImageStore:
         for d in (self.blobs, self.layers_dir, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
 
-    @contextlib.contextmanager
+    @lean.contextmanager
     def _locked(self, exclusive: bool = True):
         if exclusive:
             self._ensure()
@@ -228,7 +229,7 @@ class ImageStore:
 
     def _read_index(self) -> dict:
         try:
-            data = json.loads(self.index_path.read_bytes())
+            data = lean.loads(self.index_path.read_bytes())
         except FileNotFoundError:
             data = {}
         except ValueError as e:
@@ -239,6 +240,7 @@ class ImageStore:
         return data
 
     def _write_index(self, index: dict) -> None:
+        import json  # writers and readers off the run path (see the imports)
         data = json.dumps(index, indent=1, sort_keys=True).encode() + b"\n"
         _write_atomic(self.index_path, data, self.tmp)
 
@@ -258,9 +260,9 @@ class ImageStore:
         try:
             trash = self._stage("trash")
         except OSError:                  # no room even for a directory: delete it in place
-            with contextlib.suppress(OSError):
+            with lean.suppress(OSError):
                 rmtree(path)
-            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            with lean.suppress(FileNotFoundError, IsADirectoryError):
                 os.unlink(path)
             return
         try:
@@ -275,7 +277,7 @@ class ImageStore:
         does the same). Returns the link, for the caller's undo list."""
         self.links.mkdir(exist_ok=True)
         link = self.links / hexid[:LINK_CHARS]
-        with contextlib.suppress(FileNotFoundError):
+        with lean.suppress(FileNotFoundError):
             os.unlink(link)
         os.symlink(f"../layers/{hexid}/diff", link)
         return link
@@ -285,7 +287,7 @@ class ImageStore:
         """path in the layer -> [uid, gid] its tar asked for, where an import as a user who is
         not root could not chown (tarsafe.py); {} for a layer unpacked by root."""
         try:
-            return json.loads((layer.parent / "owners.json").read_text())
+            return lean.loads((layer.parent / "owners.json").read_text())
         except FileNotFoundError:
             return {}
 
@@ -297,7 +299,7 @@ class ImageStore:
             raw_bytes = (self.blobs / image_id).read_bytes()
         except FileNotFoundError:
             raise ImageNotFound(f"no such image: {image_id[:12]} (config blob missing)") from None
-        raw = json.loads(raw_bytes)
+        raw = lean.loads(raw_bytes)
         diff_ids = list(raw.get("rootfs", {}).get("diff_ids", []))
         names = sorted(n for n, i in index["repositories"].items() if i == image_id)
         return Image(
@@ -527,6 +529,7 @@ class ImageStore:
         object if given, `write_layer(fileobj)` (if given) writes a layer tar that goes on top,
         `history` is appended (marked empty_layer when there is no layer). This is `commit`
         and each step of `build`; the new image records `base` as its parent."""
+        import json  # writers and readers off the run path (see the imports)
         self._ensure()
         stage = self._stage("derive")
         try:
@@ -614,6 +617,7 @@ class ImageStore:
         """Unpack one layer tar (any compression) into `stage/<diff_id hex>/` (diff/,
         tar-split.gz, layer.json), ready for commit_image(). Returns tarsafe's ExtractResult;
         the caller checks diff_id and digest against what the image says."""
+        import json  # writers and readers off the run path (see the imports)
         import tempfile  # not at module level: `run` never needs it
 
         from minirun.images import tarsafe
@@ -657,6 +661,7 @@ class ImageStore:
         Raises MissingLayer if a layer is neither stored nor staged (e.g. `rm` removed it
         since has_layer() said yes): the caller unpacks it and calls again."""
         import hashlib  # noqa: PLC0415 — OpenSSL costs 2 ms to load; only writers need it
+        import json  # writers and readers off the run path (see the imports)
 
         image_id = hashlib.sha256(config_blob).hexdigest()
         try:
@@ -746,7 +751,7 @@ class ImageStore:
             self._discard(self.blobs / image_id)
             for d in gone:
                 self._discard(self.layers_dir / d.removeprefix("sha256:"))
-                with contextlib.suppress(FileNotFoundError):
+                with lean.suppress(FileNotFoundError):
                     os.unlink(self.links / d.removeprefix("sha256:")[:LINK_CHARS])
         for n in removed[:-1]:
             self._event("untag", image_id, n)
@@ -769,6 +774,7 @@ class ImageStore:
     def history(self, ref: str) -> list[dict]:
         """The config's history, newest first, each step with the size of the layer it made
         (0 for steps that only changed the config), as `docker history` shows it."""
+        import json  # writers and readers off the run path (see the imports)
         img = self.get(ref)
         sizes = []
         for path in img.layers:
@@ -815,12 +821,13 @@ class ImageStore:
         removed = []
         for image_id in index["images"]:
             if image_id not in keep:
-                with contextlib.suppress(ImageNotFound):
+                with lean.suppress(ImageNotFound):
                     self.remove(image_id)
                     removed.append(image_id)
         return removed
 
     def _diff_ids(self, image_id: str) -> list[str]:
+        import json  # writers and readers off the run path (see the imports)
         raw = json.loads((self.blobs / image_id).read_bytes())
         return list(raw.get("rootfs", {}).get("diff_ids", []))
 
@@ -874,7 +881,7 @@ class ImageStore:
         )
 
     @staticmethod
-    @contextlib.contextmanager
+    @lean.contextmanager
     def _open_source(source):
         if isinstance(source, str | os.PathLike):
             try:
@@ -891,6 +898,7 @@ class ImageStore:
 
 def config_json(doc: dict) -> bytes:
     """The canonical bytes of an image config we write (its sha256 is the image id)."""
+    import json  # writers and readers off the run path (see the imports)
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 

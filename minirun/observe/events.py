@@ -28,12 +28,17 @@ NETWORK, "type": "bridge"}` as attributes, as Docker does.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-import re
 import time
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+
+# every container start emits events: no json (it imports re), no pathlib at import; the
+# readers (`minirun events`) are not on that path
+from minirun import lean
+
+TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from pathlib import Path
 
 ROTATE_BYTES = 1 << 20
 FILE = "events.jsonl"
@@ -42,6 +47,8 @@ FILTER_KEYS = ("type", "event", "container", "image", "network")
 
 
 def path(root: str | os.PathLike) -> Path:
+    from pathlib import Path
+
     return Path(root) / "events" / FILE
 
 
@@ -50,21 +57,20 @@ def encode(type: str, action: str, actor_id: str, attributes: dict | None = None
     """One event as the line written to the log (Docker's field names; attribute values strings)."""
     t = time.time_ns() if time_ns is None else time_ns
     attrs = {str(k): str(v) for k, v in (attributes or {}).items() if v is not None}
-    return (json.dumps({"Type": type, "Action": action, "Actor": {"ID": actor_id, "Attributes": attrs},
-                        "scope": "local", "time": t // 1_000_000_000, "timeNano": t},
-                       separators=(",", ":")) + "\n").encode()
+    return (lean.dumps({"Type": type, "Action": action, "Actor": {"ID": actor_id, "Attributes": attrs},
+                        "scope": "local", "time": t // 1_000_000_000, "timeNano": t}) + "\n").encode()
 
 
 def emit(root: str | os.PathLike, type: str, action: str, actor_id: str,
          attributes: dict | None = None) -> None:
     """Append one event to ROOT's log: one write(2) on an O_APPEND descriptor."""
     line = encode(type, action, actor_id, attributes)
-    p = path(root)
+    p = os.path.join(root, "events", FILE)      # path(root), as a str
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
     try:
         fd = os.open(p, flags, 0o644)
     except FileNotFoundError:                   # first event under this root
-        p.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(p), mode=0o755, exist_ok=True)
         fd = os.open(p, flags, 0o644)
     try:
         os.write(fd, line)
@@ -74,7 +80,7 @@ def emit(root: str | os.PathLike, type: str, action: str, actor_id: str,
         os.close(fd)
 
 
-def _rotate(fd: int, p: Path) -> None:
+def _rotate(fd: int, p: str) -> None:
     """Rename the full file to .1. Of several writers that see it full, the one holding the
     file's lock renames it, and only if the path still names this file (no one rotated it yet)."""
     try:
@@ -83,7 +89,7 @@ def _rotate(fd: int, p: Path) -> None:
         return                                  # another writer is rotating it
     try:
         if os.stat(p).st_ino == os.fstat(fd).st_ino:
-            os.rename(p, p.with_name(FILE + ".1"))
+            os.rename(p, p + ".1")                  # events.jsonl.1
     except FileNotFoundError:
         pass
     finally:
@@ -96,6 +102,7 @@ def parse_time(text: str, now: float | None = None) -> int:
     duration before now (`10m`, `1h30m`, `45s`, `500ms`), or an RFC 3339 / ISO 8601 time
     (`2026-11-26T00:10:00Z`; a time without a zone is UTC). Returns nanoseconds since the epoch."""
     import datetime as _dt
+    import re
 
     from minirun.errors import UsageError
 
@@ -166,7 +173,7 @@ def _lines(f) -> Iterator[dict]:
     for raw in f:
         if raw.endswith(b"\n"):
             try:
-                yield json.loads(raw)
+                yield lean.loads(raw)
             except ValueError:
                 continue                        # a line cut by a crash mid-write: skip it
 
@@ -240,7 +247,7 @@ def follow(root: str | os.PathLike, filters: dict[str, set[str]] | None = None,
 def _decode(lines: Iterable[bytes], filters) -> Iterator[dict]:
     for raw in lines:
         try:
-            ev = json.loads(raw)
+            ev = lean.loads(raw)
         except ValueError:
             continue
         if matches(ev, filters):

@@ -8,14 +8,16 @@ workers keep one per process: the "warm path", with every import already done).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
 import time
-from pathlib import Path
 
-from minirun import records
+# not signal, contextlib or pathlib: `minirun run` imports this module for every container, and
+# signal wraps its numbers in IntEnums (enum), contextlib imports collections and functools;
+# _signal and minirun.lean give what the run path uses (signal_number imports signal itself)
+from _signal import SIGKILL, pidfd_send_signal
+
+from minirun import lean, records
 from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError, UsageError
 from minirun.observe import events
 from minirun.paths import data_root
@@ -26,11 +28,12 @@ from minirun.runtime.state import ContainerRecord, StateStore, now_iso
 
 TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 # /proc/PID/ns/NAME and the spec's namespace type, in the order exec joins them: the mount
 # namespace last, since entering it changes our root and the other files would be out of reach
-_UNTRACED = contextlib.nullcontext()   # a phase marker when nobody traces: no clock read, no import
+_UNTRACED = lean.suppress()   # a phase marker when nobody traces (a null context): no clock read
 
 
 @records.record
@@ -365,7 +368,7 @@ class Runtime:
             raise
 
     # -- signals, stop, wait --------------------------------------------------------------
-    def kill(self, ref: str | ContainerRecord, sig: int = signal.SIGKILL) -> ContainerRecord:
+    def kill(self, ref: str | ContainerRecord, sig: int = SIGKILL) -> ContainerRecord:
         record = ref if isinstance(ref, ContainerRecord) else self.store.get(ref)
         record.require("kill")
         self._event("kill", record, signal=int(sig))
@@ -383,8 +386,8 @@ class Runtime:
         _signal(record, sig)
         faults.point("stop:signalled")
         if not self.wait_exit(record, timeout):
-            self._event("kill", record, signal=int(signal.SIGKILL))
-            _signal(record, signal.SIGKILL)
+            self._event("kill", record, signal=int(SIGKILL))
+            _signal(record, SIGKILL)
             faults.point("stop:killed")
             self.wait_exit(record, 10.0)
         self._event("stop", record)
@@ -423,8 +426,8 @@ class Runtime:
                 if not force:
                     raise InvalidTransition(
                         f"cannot remove container {record.name}: it is running (stop it first, or use --force)")
-                self._event("kill", record, signal=int(signal.SIGKILL))
-                _signal(record, signal.SIGKILL)
+                self._event("kill", record, signal=int(SIGKILL))
+                _signal(record, SIGKILL)
                 self.wait_exit(record, 10.0)
             self.cgroups.open(f"minirun/{record.id}", look=False).destroy()
             faults.point("rm:cgroup-destroyed")
@@ -463,7 +466,7 @@ class Runtime:
         removed = []
         for record in self.store.list():
             if record.status() != "running":
-                with contextlib.suppress(ContainerNotFound, InvalidTransition):
+                with lean.suppress(ContainerNotFound, InvalidTransition):
                     removed.append(self.remove(record))
         return removed
 
@@ -663,7 +666,7 @@ def _signal(record: ContainerRecord, sig: int) -> None:
         return
     try:
         if procfs.start_time(pid) == record.state.pid_start:
-            signal.pidfd_send_signal(pidfd, sig)
+            pidfd_send_signal(pidfd, sig)
     except ProcessLookupError:
         pass
     finally:
@@ -673,6 +676,8 @@ def _signal(record: ContainerRecord, sig: int) -> None:
 def signal_number(name: str | int) -> int:
     if isinstance(name, int) or str(name).isdigit():
         return int(name)
+    import signal  # names to numbers: stop and kill, not the run path
+
     name = str(name).upper()
     name = name if name.startswith("SIG") else f"SIG{name}"
     try:
@@ -683,12 +688,12 @@ def signal_number(name: str | int) -> int:
 
 def _signal_pid(pid: int) -> None:
     """Kill a child of ours that never got GO (it cannot have been recycled: we did not reap it)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    with lean.suppress(ProcessLookupError):
+        os.kill(pid, SIGKILL)
 
 
 def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
+    with lean.suppress(ChildProcessError):
         os.waitpid(pid, 0)
 
 
@@ -705,5 +710,5 @@ def _reap_if_ours(monitor_pid: int | None, timeout: float = 1.0) -> None:
     except ChildProcessError:
         return                  # not ours (started by another process), or already collected
     procfs.wait_exited(monitor_pid, timeout)
-    with contextlib.suppress(ChildProcessError):
+    with lean.suppress(ChildProcessError):
         os.waitpid(monitor_pid, os.WNOHANG)

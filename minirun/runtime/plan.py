@@ -498,9 +498,9 @@ def _fsops(np: NativePlan, spec: dict[str, Any], launch: Launch) -> None:
 
 def _device_hosts(spec: dict[str, Any]) -> dict[str, str]:
     """Container path -> host path of the --device nodes (runtime/security.py keeps them)."""
-    import json
+    from minirun import lean  # not json: it imports re, and every start comes here
 
-    asked = json.loads(spec.get("annotations", {}).get("org.minirun.security", "{}"))
+    asked = lean.loads(spec.get("annotations", {}).get("org.minirun.security", "{}"))
     return {text.split(":")[1]: text.split(":")[0] for text in asked.get("devices", [])}
 
 

@@ -29,11 +29,10 @@ def monitor_argv(container_id: str, exit_file: str, oom_file: str | None = None,
                     [ON_EXIT_COMMAND...]
     EVENT_ATTRS is the JSON members the monitor adds to its "oom" and "die" events' attributes
     (`"image":"busybox","name":"web"`), encoded here so the C side never escapes anything."""
-    import json
+    from minirun import lean  # json.dumps(separators=(",", ":")) without json, which imports re
 
     logging = log_file is not None and log_fds[0] >= 0
-    attrs = json.dumps({str(k): str(v) for k, v in (event_attrs or {}).items()},
-                       separators=(",", ":"))[1:-1]
+    attrs = lean.dumps({str(k): str(v) for k, v in (event_attrs or {}).items()})[1:-1]
     return [MONITOR, container_id, exit_file, oom_file or "-", log_file if logging else "-",
             str(log_fds[0]) if logging else "-", str(log_fds[1]) if logging else "-",
             events_file or "-", attrs or "-", *(on_exit or [])]

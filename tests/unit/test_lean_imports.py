@@ -18,7 +18,12 @@ import pytest
 LEAN = ["minirun.runtime.cgroups", "minirun.oci.main", "minirun.oci.container", "minirun.oci.hooks",
         "minirun.runtime.plan", "minirun.runtime.spawn", "minirun.runtime.sync",
         "minirun.runtime.options", "minirun.runtime.userns", "minirun.runtime.state",
-        "minirun.runtime.seccomp", "minirun.runtime.cgroup_warm", "minirun.paths", "minirun.lean"]
+        "minirun.runtime.seccomp", "minirun.runtime.cgroup_warm", "minirun.paths", "minirun.lean",
+        # and `minirun run`'s own (tests/integration/test_startup_imports.py runs it): the run
+        # path still has pathlib, through the image store and the Path-typed data root, but the
+        # modules below must not be what brings it, nor any other of HEAVY
+        "minirun.cli.main", "minirun.cli.fastrun", "minirun.cli.attach",
+        "minirun.runtime.containers", "minirun.observe.events"]
 
 HEAVY = ("pathlib", "re", "signal", "enum", "contextlib", "functools", "collections",
          "threading", "typing", "json", "array", "hashlib")
