@@ -9,7 +9,8 @@ point at a binary absent here, and an rlimit above what root may raise here. Eve
 namespaces, mounts, masked and read-only paths, the seccomp profile, capabilities, no_new_privs,
 rlimits, sysctls, cgroup resources, devices — is the client's. The container reports what it sees
 (a busybox script); the test compares it with the config, looks at the cgroup from outside, and
-checks that nothing is left after `delete`.
+checks that nothing is left after `delete`. The same scenario runs with runc, the reference:
+every fixture runs there, so a failure of minirun-oci alone is minirun-oci's.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import time
 import uuid
@@ -27,7 +29,6 @@ import pytest
 
 from minirun.spec import cap_mask
 from tests.conftest import IMAGE_TAR, extract_trusted, requires
-from tests.oci.conftest import Oci
 
 OCI = str(Path(sys.executable).with_name("minirun-oci"))
 FIXTURES = Path(__file__).parent / "fixtures" / "clients"
@@ -128,8 +129,36 @@ def cgroup_parent():
     assert not left, f"groups left under {PARENT}: {left}"
 
 
-@pytest.mark.parametrize("fixture", sorted(p.name for p in FIXTURES.glob("*.json")))
-def test_a_client_s_config_runs_as_the_client_wrote_it(fixture, tmp_path):
+class Runtime:
+    """minirun-oci or runc, with a --root of its own; create's stdio on a file (the container
+    inherits them, as from a client's shim)."""
+
+    def __init__(self, command: str, root: Path):
+        self.command, self.root = command, root
+
+    def __call__(self, *args: str, stdout=None) -> subprocess.CompletedProcess:
+        return subprocess.run([self.command, "--root", str(self.root), *args],
+                              stdin=subprocess.DEVNULL, stdout=stdout or subprocess.PIPE,
+                              stderr=stdout or subprocess.PIPE, text=True, timeout=30)
+
+    def state(self, cid: str) -> dict:
+        proc = self("state", cid)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    def wait_status(self, cid: str, status: str, timeout: float = 10) -> str:
+        deadline = time.monotonic() + timeout
+        while (now := self.state(cid)["status"]) != status and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return now
+
+    def exists(self, cid: str) -> bool:
+        return self("state", cid).returncode == 0
+
+
+def run_fixture(command: str, fixture: str, tmp_path: Path) -> None:
+    """Create, look from outside, start, compare what the container saw with the config, kill,
+    delete; then nothing may be left."""
     requires("root", "busybox-image")
     config = json.loads((FIXTURES / fixture).read_text())
     bundle = tmp_path / "bundle"
@@ -138,19 +167,21 @@ def test_a_client_s_config_runs_as_the_client_wrote_it(fixture, tmp_path):
     cid = f"{fixture.split('.')[0]}-{uuid.uuid4().hex[:8]}"
     changed = adapt(config, bundle, tmp_path / "sources", cid)
     (bundle / "config.json").write_text(json.dumps(config))
-    oci = Oci(tmp_path / "state", bundle)
-    out = bundle / "create.out"
+    rt = Runtime(command, tmp_path / "state")
+    out = tmp_path / "container.out"
+    group = config["linux"].get("cgroupsPath", f"/minirun-oci/{cid}")
     try:
-        created = oci("create", "--bundle", str(bundle), cid, check=False, detached=True)
-        assert created.returncode == 0, (f"{fixture}: create failed: {created.stderr.strip()}\n"
+        with open(out, "w") as f:
+            created = rt("create", "--bundle", str(bundle), cid, stdout=f)
+        assert created.returncode == 0, (f"{fixture}: create failed: {out.read_text().strip()}\n"
                                          f"adapted: {changed}")
-        state = oci.state(cid)
+        state = rt.state(cid)
         assert state["status"] == "created"
         pid = state["pid"]
         # from outside: the process is in the group the config names, with its limits
         cgroups = Path(f"/proc/{pid}/cgroup").read_text()
-        group = config["linux"].get("cgroupsPath", f"/minirun-oci/{cid}")
-        assert f":{group}\n" in cgroups, cgroups
+        if command == OCI or "cgroupsPath" in config["linux"]:
+            assert f":{group}\n" in cgroups, cgroups
         resources = config["linux"].get("resources", {})
         if "limit" in resources.get("pids", {}):
             pids_max = [d / "pids.max" for d in cgroup_dirs(group) if (d / "pids.max").exists()]
@@ -159,10 +190,11 @@ def test_a_client_s_config_runs_as_the_client_wrote_it(fixture, tmp_path):
             shares = next(d / "cpu.shares" for d in cgroup_dirs(group) if (d / "cpu.shares").exists())
             assert shares.read_text().strip() == str(resources["cpu"]["shares"])
 
-        oci("start", cid)
+        started = rt("start", cid)
+        assert started.returncode == 0, started.stderr
         deadline = time.monotonic() + 10
         while "waiting" not in out.read_text():
-            assert oci.state(cid)["status"] == "running", out.read_text()
+            assert rt.state(cid)["status"] == "running", out.read_text()
             assert time.monotonic() < deadline, out.read_text()
             time.sleep(0.05)
         seen = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
@@ -188,17 +220,33 @@ def test_a_client_s_config_runs_as_the_client_wrote_it(fixture, tmp_path):
             expected["unshare"] = "refused"
         assert {k: seen.get(k) for k in expected} == expected, f"adapted: {changed}"
 
-        oci("kill", cid, "TERM")
-        assert oci.wait_status(cid, "stopped", timeout=10)["status"] == "stopped"
+        assert rt("kill", cid, "TERM").returncode == 0
+        assert rt.wait_status(cid, "stopped") == "stopped"
         assert out.read_text().splitlines()[-1] == "got-term"
-        oci("delete", cid)
+        deleted = rt("delete", cid)
+        assert deleted.returncode == 0, deleted.stderr
     finally:
-        if (oci.root / cid).exists():
-            oci("delete", "--force", cid, check=False)
+        if rt.exists(cid):
+            rt("delete", "--force", cid)
     # nothing left: state, the group, mounts under the bundle, the process
-    assert not (oci.root / cid).exists()
+    assert not rt.exists(cid)
+    assert not (rt.root / cid).exists()
     assert not cgroup_dirs(group)
     assert str(bundle) not in Path("/proc/self/mountinfo").read_text()
     stat = Path(f"/proc/{pid}/stat")
     assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
     shutil.rmtree(tmp_path / "sources", ignore_errors=True)
+
+
+@pytest.mark.parametrize("fixture", sorted(p.name for p in FIXTURES.glob("*.json")))
+def test_a_client_s_config_runs_as_the_client_wrote_it(fixture, tmp_path):
+    run_fixture(OCI, fixture, tmp_path)
+
+
+@pytest.mark.parametrize("fixture", sorted(p.name for p in FIXTURES.glob("*.json")))
+def test_runc_runs_each_fixture_the_same_way(fixture, tmp_path):
+    """The reference: the same scenario with runc, so a failure above is minirun-oci's, not the
+    fixture's or the machine's."""
+    if shutil.which("runc") is None:
+        pytest.skip("runc is not installed (`make prereqs-ecosystem` installs it)")
+    run_fixture(shutil.which("runc"), fixture, tmp_path)
