@@ -60,6 +60,15 @@ prereqs-ecosystem:  ## podman, conmon, runc, containerd, docker.io without their
 		status=$$?; [ -z "$$policy" ] || rm -f $$policy; exit $$status; \
 	fi
 
+# what tests/oci/capture_clients.py needs beyond the clients: Go and runtime-tools' generator
+CAPTURE_PACKAGES := golang-go golang-github-opencontainers-runtime-tools-dev
+.PHONY: capture-clients
+capture-clients: install image prereqs-ecosystem  ## re-capture the config.json real clients write (tests/oci/fixtures/clients)
+	@missing=$$(for p in $(CAPTURE_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing: $$missing"; export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null; fi
+	$(PY) -m tests.oci.capture_clients
+
 test-ecosystem: install image prereqs-ecosystem  ## only the tests where podman, containerd and dockerd drive minirun-oci
 	$(PY) -m pytest -q tests/oci/test_podman.py tests/oci/test_containerd.py tests/oci/test_docker.py
 

@@ -1,7 +1,6 @@
 """Capture the config.json that real OCI clients write, as fixtures for test_client_configs.py.
 
-    make install image prereqs-ecosystem
-    .venv/bin/python -m tests.oci.capture_clients [OUT_DIR]   # default tests/oci/fixtures/clients
+    make capture-clients       # or: .venv/bin/python -m tests.oci.capture_clients [OUT_DIR]
 
 Each client is configured to use a tiny wrapper runtime (a shell script written here) that copies
 the bundle's config.json on `create` (or `run`), then execs runc: the client writes exactly what it
@@ -160,6 +159,42 @@ def dockerd(cap: Capture) -> tuple[dict, list[str]]:
     return json.loads(out.read_text()), ["docker", *cmd]
 
 
+GENERATE = """package main
+
+// the default config.json of runtime-tools' generator, which the OCI validation suite starts
+// every test from (validation/util: generate.New("linux"))
+import (
+	"encoding/json"
+	"os"
+
+	"github.com/opencontainers/runtime-tools/generate"
+)
+
+func main() {
+	g, err := generate.New("linux")
+	if err != nil {
+		panic(err)
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(g.Config); err != nil {
+		panic(err)
+	}
+}
+"""
+
+
+def runtime_tools_generate(work: Path) -> dict:
+    """Built from Debian's golang-github-opencontainers-runtime-tools-dev, offline (GOPATH mode
+    on /usr/share/gocode, where Debian's Go packages are)."""
+    d = work / "generate"
+    d.mkdir()
+    (d / "main.go").write_text(GENERATE)
+    env = {**os.environ, "GO111MODULE": "off", "GOPATH": "/usr/share/gocode",
+           "GOCACHE": str(d / "cache"), "GOFLAGS": ""}
+    subprocess.run(["go", "build", "-o", str(d / "generate"), "."], cwd=d, env=env, check=True)
+    return json.loads(subprocess.run([str(d / "generate")], capture_output=True, text=True,
+                                     check=True).stdout)
+
+
 def minimal_allowlist(spec: dict) -> dict:
     config = json.loads(json.dumps(spec))
     config["process"]["noNewPrivileges"] = False
@@ -189,6 +224,13 @@ def main() -> None:
             "ctr-run.json": (*containerd(cap, False), version("containerd", "--version")),
             "ctr-run-seccomp.json": (*containerd(cap, True), version("containerd", "--version")),
             "dockerd.json": (*dockerd(cap), f"dockerd {docker_version}"),
+            "runtime-tools-generate.json": (
+                runtime_tools_generate(work), ['generate.New("linux")'],
+                "runtime-tools " + subprocess.run(
+                    ["dpkg-query", "-W", "-f", "${Version}",
+                     "golang-github-opencontainers-runtime-tools-dev"],
+                    capture_output=True, text=True).stdout + " (Debian), " + version(
+                    "go", "version").split()[2]),
         }
         captures["minimal-allowlist.json"] = (
             minimal_allowlist(spec), ["(made from runc-spec.json by capture_clients.py)"],
@@ -202,10 +244,9 @@ def main() -> None:
 
 Written by `tests/oci/capture_clients.py` on {today}, on Debian 12 (kernel {os.uname().release}),
 as root, each client configured to use a wrapper runtime that copies the bundle's config.json on
-`create` and then execs runc. Regenerate with
-
-    make install image prereqs-ecosystem
-    .venv/bin/python -m tests.oci.capture_clients
+`create` and then execs runc. Regenerate with `make capture-clients`
+(which installs the clients, golang-go and golang-github-opencontainers-runtime-tools-dev, then
+runs `.venv/bin/python -m tests.oci.capture_clients`).
 
 podman, containerd and dockerd run privately (state under a temporary directory), on
 `--network none` (their default networks would change the host's network configuration), with the
@@ -215,7 +256,10 @@ those of the capture run: tests/oci/test_client_configs.py adapts what must be m
 that point at a binary absent here, an rlimit above what root may raise here) and keeps the rest
 as the client wrote it. The seccomp profiles are the clients' own defaults: podman's and
 Docker's built-in profiles, containerd's with `ctr run --seccomp` (ctr applies none without it);
-`runc spec` writes none. dockerd's cgroup parent is test_docker.py's private one (its default
+`runc spec` writes none. runtime-tools-generate.json is the config the OCI runtime validation
+suite starts each of its tests from (runtime-tools' `generate.New("linux")`, printed by a small Go
+program built offline from Debian's golang-github-opencontainers-runtime-tools-dev): its seccomp
+profile denies by default and predates close_range. dockerd's cgroup parent is test_docker.py's private one (its default
 is /docker). minimal-allowlist.json is `runc spec`'s config with noNewPrivileges false and a
 seccomp profile that denies by default and allows only what busybox and runc 1.1's steps after
 the filter need (runc runs it; it needs fstatfs to check /proc/self/fd), without close_range.
