@@ -22,6 +22,8 @@ APT_PACKAGES += chromium
 # real OCI clients driving minirun-oci (tests/oci/test_podman.py). Without recommends they are
 # ~15 MB to fetch and seconds to install, so `make test` gets them (docs/oci.md)
 ECOSYSTEM_PACKAGES := podman conmon runc
+# podman builds its pods' pause image around catatonit (a Recommends, so not pulled in above)
+ECOSYSTEM_PACKAGES += catatonit
 # containerd + ctr + its runc shim (tests/oci/test_containerd.py starts a private containerd; the
 # package's service is not used: on a systemd machine, `systemctl disable --now containerd`)
 ECOSYSTEM_PACKAGES += containerd
