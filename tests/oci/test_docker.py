@@ -105,9 +105,9 @@ class Dockerd:
             self.docker("rm", "-f", cid, check=False)
 
     def state_dirs(self) -> list[Path]:
-        """minirun-oci's state of each container: its --root, as the shim passes it
-        (EXEC_ROOT/runtime-minirun/moby/ID)."""
-        return [p for p in (self.base / "exec").glob("runtime-*/moby/[!.]*")]
+        """minirun-oci's state of each container, in the --root dockerd 20.10's shim passes
+        whatever the runtime's name: EXEC_ROOT/runtime-runc/moby/ID."""
+        return [p for p in (self.base / "exec").glob("runtime-runc/moby/[!.]*")]
 
     def cgroups(self) -> list[Path]:
         """The groups under this run's cgroup parent, in every hierarchy, deepest first."""
