@@ -44,6 +44,8 @@ echo "nofile=$(grep '^Max open files' /proc/self/limits | awk '{print $4":"$5}')
 echo "masked=$(stat -L -c '%F' MASKED 2>&1)"
 echo "procsys=$(grep ' /proc/sys ' /proc/self/mounts | awk '{print substr($4,1,2)}')"
 unshare -U true 2>/dev/null && echo unshare=allowed || echo unshare=refused
+for k in SYSCTLS; do echo "sysctl:$k=$(tr -s '\t ' '  ' < /proc/sys/$(echo $k | tr . /))"; done
+env | sed 's/^/env:/'
 trap 'echo got-term; exit 0' TERM
 echo waiting
 while :; do sleep 0.1; done
@@ -56,7 +58,9 @@ def adapt(config: dict, bundle: Path, sources: Path, cid: str) -> list[str]:
     config["root"]["path"] = str(bundle / "rootfs")
     # the first masked file this kernel has (/proc/kcore is not on every kernel)
     masked = [p for p in config.get("linux", {}).get("maskedPaths", []) if Path(p).is_file()]
-    config["process"]["args"] = ["sh", "-c", SCRIPT.replace("MASKED", masked[0] if masked else "/")]
+    sysctls = " ".join(config.get("linux", {}).get("sysctl", {}))
+    script = SCRIPT.replace("MASKED", masked[0] if masked else "/").replace("SYSCTLS", sysctls)
+    config["process"]["args"] = ["sh", "-c", script]
     if config["process"].get("terminal"):
         config["process"]["terminal"] = False
         changed.append("process.terminal: false (no console socket here)")
@@ -218,6 +222,10 @@ def run_fixture(command: str, fixture: str, tmp_path: Path) -> None:
             expected["procsys"] = "ro"
         if seccomp_allows(config["linux"].get("seccomp"), "unshare") is False:
             expected["unshare"] = "refused"
+        for key, value in config["linux"].get("sysctl", {}).items():
+            expected[f"sysctl:{key}"] = " ".join(value.split())
+        for entry in process.get("env", []):
+            expected[f"env:{entry.split('=', 1)[0]}"] = entry.split("=", 1)[1]
         assert {k: seen.get(k) for k in expected} == expected, f"adapted: {changed}"
 
         assert rt("kill", cid, "TERM").returncode == 0
