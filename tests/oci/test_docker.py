@@ -204,14 +204,18 @@ def private_dockerd(base: Path, runtimes: dict[str, str] | None = None):
     finally:
         forced = d.stop()
         for path in reversed(created):
-            if path.is_dir():
-                # /run/docker holds only dockerd's empty plugins directory; the others are
-                # directories the daemons made for themselves
+            if path.parent == Path("/run/containerd") or path == Path("/run/containerd"):
+                with contextlib.suppress(OSError):
+                    path.rmdir()      # only if empty: another containerd may use it meanwhile
+            else:
+                # dockerd's plugins directory, its managed containerd's opt directory, the key
                 shutil.rmtree(path, ignore_errors=True)
         subprocess.run(["umount", "-R", str(base)], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
     assert not forced, f"dockerd + minirun-oci left these behind: {forced}"
-    assert host_network() == network, "the host's links or nft ruleset changed"
+    links, nft = host_network()
+    assert links == network[0], f"the host's links changed:\nbefore:\n{network[0]}\nafter:\n{links}"
+    assert nft == network[1], f"the host's nft ruleset changed:\nbefore:\n{network[1]}\nafter:\n{nft}"
 
 
 @pytest.fixture(scope="module")
