@@ -85,7 +85,7 @@ def runc_spec(work: Path) -> dict:
     return json.loads((d / "config.json").read_text())
 
 
-def podman(cap: Capture) -> tuple[dict, list[str]]:
+def podman(cap: Capture, *flags: str) -> tuple[dict, list[str]]:
     base = cap.work / "podman"
     wrapper, out = cap.wrapper()
     argv = ["podman", "--root", str(base / "root"), "--runroot", str(base / "runroot"),
@@ -99,7 +99,7 @@ def podman(cap: Capture) -> tuple[dict, list[str]]:
     try:
         subprocess.run([*argv, "import", str(IMAGE_TAR), "localhost/minirun-busybox"],
                        check=True, capture_output=True)
-        cmd = ["run", "--rm", "--network", "none", "localhost/minirun-busybox", "true"]
+        cmd = ["run", "--rm", *flags, "--network", "none", "localhost/minirun-busybox", "true"]
         # runc refuses podman's default RLIMIT_NOFILE 1048576 here (root lacks
         # CAP_SYS_RESOURCE on this VM): the config is written all the same
         subprocess.run([*argv, *cmd], capture_output=True)
@@ -147,15 +147,17 @@ def containerd(cap: Capture, seccomp: bool) -> tuple[dict, list[str]]:
                                           *cmd[1:]]
 
 
-def dockerd(cap: Capture) -> tuple[dict, list[str]]:
+def dockerd(cap: Capture, *flags: str) -> tuple[dict, list[str]]:
     from tests.oci.test_docker import IMAGE, private_dockerd
 
     wrapper, out = cap.wrapper()
-    base = cap.work / "dockerd"
+    base = cap.work / f"dockerd-{cap.n}"
     base.mkdir()
-    cmd = ["run", "--rm", "--runtime", "capture", "--network", "none", IMAGE, "true"]
+    cmd = ["run", "--rm", *flags, "--runtime", "capture", "--network", "none", IMAGE, "true"]
     with private_dockerd(base, {"capture": wrapper}) as d:
-        d.docker(*cmd)
+        # runc refuses --privileged here (a capability outside the bounding set): the config is
+        # written all the same
+        d.docker(*cmd, check=False)
     return json.loads(out.read_text()), ["docker", *cmd]
 
 
@@ -221,9 +223,11 @@ def main() -> None:
         captures = {
             "runc-spec.json": (spec, ["runc", "spec"], version("runc", "--version")),
             "podman.json": (*podman(cap), version("podman", "--version")),
+            "podman-privileged.json": (*podman(cap, "--privileged"), version("podman", "--version")),
             "ctr-run.json": (*containerd(cap, False), version("containerd", "--version")),
             "ctr-run-seccomp.json": (*containerd(cap, True), version("containerd", "--version")),
             "dockerd.json": (*dockerd(cap), f"dockerd {docker_version}"),
+            "dockerd-privileged.json": (*dockerd(cap, "--privileged"), f"dockerd {docker_version}"),
             "runtime-tools-generate.json": (
                 runtime_tools_generate(work), ['generate.New("linux")'],
                 "runtime-tools " + subprocess.run(
@@ -256,7 +260,9 @@ those of the capture run: tests/oci/test_client_configs.py adapts what must be m
 that point at a binary absent here, an rlimit above what root may raise here) and keeps the rest
 as the client wrote it. The seccomp profiles are the clients' own defaults: podman's and
 Docker's built-in profiles, containerd's with `ctr run --seccomp` (ctr applies none without it);
-`runc spec` writes none. runtime-tools-generate.json is the config the OCI runtime validation
+`runc spec` writes none. The `-privileged` ones are `run --privileged`: every capability (this
+VM's bounding set lacks CAP_SYS_RESOURCE, so runc refuses them here), every host device, no
+seccomp. runtime-tools-generate.json is the config the OCI runtime validation
 suite starts each of its tests from (runtime-tools' `generate.New("linux")`, printed by a small Go
 program built offline from Debian's golang-github-opencontainers-runtime-tools-dev): its seccomp
 profile denies by default and predates close_range. dockerd's cgroup parent is test_docker.py's private one (its default
