@@ -177,9 +177,10 @@ class Dockerd:
 
 
 def host_network() -> tuple[str, str]:
-    """`ip link` (names and flags) and `nft list ruleset`, to compare before and after."""
+    """The names `ip link` lists and `nft list ruleset`, to compare before and after (names
+    only: another link's carrier may change meanwhile)."""
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    links = "\n".join(" ".join(line.split()[1:3]) for line in links.splitlines())
+    links = "\n".join(sorted(line.split()[1].split("@")[0] for line in links.splitlines()))
     nft = ""
     if shutil.which("nft"):
         nft = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
