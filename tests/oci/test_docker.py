@@ -177,14 +177,21 @@ class Dockerd:
 
 
 def host_network() -> tuple[str, str]:
-    """The names `ip link` lists and `nft list ruleset`, to compare before and after (names
-    only: another link's carrier may change meanwhile)."""
+    """The names `ip link` lists and the nft tables with their rules, to compare before and after.
+    Names only (another link's carrier may change meanwhile), and leaving out minirun's own links
+    (mr*) and tables (minirun_*), which other tests on the machine may make meanwhile: dockerd
+    would make docker0, br-*, veth* and iptables' filter and nat tables."""
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    links = "\n".join(sorted(line.split()[1].split("@")[0] for line in links.splitlines()))
-    nft = ""
+    names = sorted(line.split()[1].split("@")[0].rstrip(":") for line in links.splitlines())
+    nft = []
     if shutil.which("nft"):
-        nft = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
-    return links, nft
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+        for table in sorted(tables.splitlines()):
+            family, name = table.split()[1:3]
+            if not name.startswith("minirun_"):
+                nft.append(subprocess.run(["nft", "list", "table", family, name],
+                                          capture_output=True, text=True).stdout)
+    return "\n".join(n for n in names if not n.startswith("mr")), "".join(nft)
 
 
 @contextlib.contextmanager
