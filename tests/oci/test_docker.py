@@ -10,8 +10,9 @@ touching the host's network: `--iptables=false --ip6tables=false --bridge=none -
 docker 28 on the VM) talks to that socket with `-H` and negotiates the daemon's API version. The
 busybox image comes from the project's rootfs tarball (`docker import`), never from a registry.
 dockerd starts and stops its own containerd; containerd 1.6 puts the shims' sockets in
-/run/containerd/s, and the managed containerd makes /opt/containerd and dockerd /run/docker/plugins
-whatever their configuration says: they are removed after if they were not there before.
+/run/containerd/s, the managed containerd makes /opt/containerd, and dockerd /run/docker/plugins
+and runc's default root /run/runc, whatever their configuration says: they are removed after if
+they were not there before.
 
 Afterwards dockerd is stopped by pid, and what it and minirun-oci made is checked for: containers,
 shims, mounts under the directory, the cgroups under its cgroup parent, minirun-oci's state, and
@@ -41,7 +42,9 @@ BINARIES = ("dockerd", "docker", "containerd", "containerd-shim-runc-v2")
 PARENT = f"minirun-docker-{os.getpid()}"
 # made outside the private directory whatever the configuration says; removed after if new
 HOST_PATHS = [Path(p) for p in ("/run/containerd", "/run/containerd/s", "/opt/containerd",
-                                "/run/docker", "/etc/docker")]
+                                "/run/docker", "/etc/docker", "/run/runc")]
+# of those, the ones another runtime may use meanwhile: removed only if empty
+SHARED_PATHS = {Path(p) for p in ("/run/containerd", "/run/containerd/s", "/run/runc")}
 RUN = ["--network", "none"]
 
 
@@ -212,9 +215,9 @@ def private_dockerd(base: Path, runtimes: dict[str, str] | None = None):
     finally:
         forced = d.stop()
         for path in reversed(created):
-            if path.parent == Path("/run/containerd") or path == Path("/run/containerd"):
+            if path in SHARED_PATHS:
                 with contextlib.suppress(OSError):
-                    path.rmdir()      # only if empty: another containerd may use it meanwhile
+                    path.rmdir()
             else:
                 # dockerd's plugins directory, its managed containerd's opt directory, the key
                 shutil.rmtree(path, ignore_errors=True)
