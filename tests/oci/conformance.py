@@ -4,7 +4,8 @@
 What the suite does, and what this module does the same way:
   * the bundle is the root filesystem itself (busybox untarred), `root.path` is ".", so
     config.json sits inside it and the container sees /config.json;
-  * config.json starts from the suite's generator defaults (`suite_config`): hostname
+  * config.json starts from the suite's generator defaults (`suite_config`, the generator's own
+    output in fixtures/clients/runtime-tools-generate.json): hostname
     "mrsdalloway", all five capability sets (ambient too), RLIMIT_NOFILE 1024, the /proc, /dev,
     /dev/pts, /dev/shm, /dev/mqueue and /sys mounts, a deny-all devices rule, the pid, network,
     ipc, uts and mount namespaces, and a seccomp profile;
@@ -24,7 +25,6 @@ import time
 import uuid
 from pathlib import Path
 
-from minirun import spec as oci
 from tests.conftest import extract_trusted
 
 CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
@@ -32,29 +32,19 @@ CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD"
         "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
 
 
+# runtime-tools' generate.New("linux") as the suite calls it, captured by capture_clients.py
+GENERATED = Path(__file__).parent / "fixtures" / "clients" / "runtime-tools-generate.json"
+
+
 def suite_config(args: list[str] | None = None) -> dict:
-    """The validation suite's default config.json (runtime-tools generate.New("linux"), with
-    root "." as util.GetDefaultGenerator sets it)."""
-    mounts = [m for m in oci.default_mounts() if m["destination"] != "/sys/fs/cgroup"]
-    return {
-        "ociVersion": "1.0.2",
-        "hostname": "mrsdalloway",
-        "root": {"path": ".", "readonly": False},
-        "process": {
-            "terminal": False, "user": {"uid": 0, "gid": 0},
-            "args": args or ["sh"], "cwd": "/",
-            "env": [f"PATH={oci.DEFAULT_PATH}", "TERM=xterm"],
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "capabilities": {k: list(CAPS) for k in
-                             ("bounding", "permitted", "inheritable", "effective", "ambient")},
-        },
-        "mounts": mounts,
-        "linux": {
-            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
-            "seccomp": oci.default_seccomp(CAPS),
-        },
-    }
+    """The validation suite's default config.json: what runtime-tools' generator writes
+    (generate.New("linux"): hostname "mrsdalloway", all five capability sets, RLIMIT_NOFILE 1024,
+    its mounts and namespaces, a deny-all devices rule and its seccomp allow-list, which denies by
+    default and has no close_range), with root "." as util.GetDefaultGenerator sets it."""
+    config = json.loads(GENERATED.read_text())
+    config["root"] = {"path": ".", "readonly": False}
+    config["process"].update(terminal=False, args=args or ["sh"])
+    return config
 
 
 class Runtime:
