@@ -89,8 +89,8 @@ def output_file(path: str | os.PathLike):
     replace a file). Where the file system has no O_TMPFILE, a named temp file stands in,
     removed on any error. A directory that cannot be written to, or a full or read-only file
     system, is one line: `cannot write PATH: ...`."""
+    from minirun import faults
     from minirun.errors import UsageError, storage_errors
-    from minirun.runtime import faults
 
     target = os.fspath(path)
     what = f"cannot write {target}"

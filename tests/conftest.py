@@ -258,7 +258,7 @@ def container_ids(m: Minirun) -> list[str]:
 
 
 def cluster_leftovers(root: Path, ids: list[str]) -> list[str]:
-    from minirun.runtime import procfs
+    from minirun import procfs
 
     found = []
     cdir = root / "cluster"

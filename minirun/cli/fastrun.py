@@ -178,7 +178,7 @@ def run_container(root: str | None, params: dict, *, creating: bool = False, tra
         code = started.record.exit_code()
     finally:
         if rm:
-            from minirun.runtime import faults
+            from minirun import faults
 
             faults.point("run:exited")
             rt.remove(started.record, force=True)

@@ -309,8 +309,9 @@ class Builder:
         key = self._key(state, "RUN", argv)
 
         def make():
+            from minirun import faults
             from minirun.images import tree
-            from minirun.runtime import faults, logs
+            from minirun.runtime import logs
             from minirun.runtime.options import RunOptions
             from minirun.runtime.state import owner
 

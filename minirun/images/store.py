@@ -34,12 +34,11 @@ from pathlib import Path
 
 # no json or contextlib at import: `run` reads the index and one config blob (lean.loads, json's
 # C scanner) and needs lean's contextmanager and suppress; the writers import json themselves
-from minirun import lean
+from minirun import faults, lean, procfs
 from minirun.errors import ImageFormatError, ImageNotFound, UsageError, storage_errors
 from minirun.observe import events
 from minirun.paths import rmtree
 from minirun.records import field, record
-from minirun.runtime import faults, procfs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

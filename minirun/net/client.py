@@ -26,7 +26,7 @@ def socket_path(root: Path) -> Path:
 
 def call(root: Path, request: dict, start: bool = True) -> dict:
     """Send a request, return the reply; raises NetworkError (or the kind netd names)."""
-    from minirun.runtime import faults
+    from minirun import faults
 
     root = Path(os.path.abspath(root))
     if faults.armed():                       # a test crashes us, and netd, at one of netd's steps

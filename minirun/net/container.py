@@ -18,11 +18,11 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from minirun import faults
 from minirun.errors import MinirunError, UsageError
 from minirun.net import etcfiles
 from minirun.net.etcfiles import load_info
 from minirun.net.networks import DEFAULT, MODES, NetworkStore
-from minirun.runtime import faults
 
 
 def is_bridge(mode: str) -> bool:

@@ -27,8 +27,8 @@ import time
 import traceback
 from pathlib import Path
 
+from minirun import faults
 from minirun.errors import MinirunError
-from minirun.runtime import faults
 
 
 class Server:

@@ -26,11 +26,10 @@ import select
 # _signal, not signal: signal wraps these in IntEnums, and enum costs ~3 ms of start-up here
 from _signal import SIGKILL, SIGSYS, SIGTERM, pidfd_send_signal
 
-from minirun import lean
+from minirun import lean, procfs
 from minirun import spec as oci
 from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError, SpecError, UsageError
 from minirun.records import asdict, field, fields, record
-from minirun.runtime import procfs
 from minirun.runtime.state import now_iso, remove_tree, write_atomic, write_json
 
 TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated

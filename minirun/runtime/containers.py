@@ -17,12 +17,12 @@ import time
 # _signal and minirun.lean give what the run path uses (signal_number imports signal itself)
 from _signal import SIGKILL, pidfd_send_signal
 
-from minirun import lean, records
+from minirun import faults, lean, procfs, records
 from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError, UsageError
 from minirun.observe import events
 from minirun.paths import data_root
 from minirun.runtime import cgroup_warm as warm
-from minirun.runtime import faults, procfs, sync
+from minirun.runtime import sync
 from minirun.runtime.options import RunOptions
 from minirun.runtime.state import ContainerRecord, StateStore, now_iso
 

@@ -19,10 +19,9 @@ import fcntl
 import os
 import time
 
-from minirun import lean
+from minirun import faults, lean, procfs
 from minirun.errors import AmbiguousId, ContainerNotFound, InvalidTransition, NameInUse, UsageError
 from minirun.records import asdict, field, record
-from minirun.runtime import faults, procfs
 
 TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
 if TYPE_CHECKING:

@@ -76,7 +76,7 @@ def _log_tail(log: Path) -> str:
 
 
 def _wait_for(what: str, ready, pid: int | None, log: Path, timeout: float = 15.0) -> Any:
-    from minirun.runtime import procfs
+    from minirun import procfs
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -136,7 +136,7 @@ def up(root: Path, workers: int, cpu: int, memory: int, attributes: dict[str, st
     """Start the manager unless it runs, then `workers` workers unless some are alive.
     The dashboard listens on loopback unless dashboard_host says otherwise, which needs a
     token of the user's (dashboard/__init__.py, docs/security.md)."""
-    from minirun.runtime import procfs
+    from minirun import procfs
     from minirun.sched import dashboard
 
     root = Path(root)
@@ -183,7 +183,7 @@ def add_workers(root: Path, n: int, cpu: int, memory: int, attributes: dict[str,
 
 def _terminate(pid: int, start: int, timeout: float) -> bool:
     """SIGTERM, then SIGKILL after `timeout`; True if it had to be killed."""
-    from minirun.runtime import procfs
+    from minirun import procfs
 
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)

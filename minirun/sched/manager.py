@@ -519,7 +519,7 @@ class Manager:
 
     def _clean_lost(self, w: dict, task_ids: list[str]) -> None:
         """Fence the lost worker (kill it if it still exists), then kill its leftover containers."""
-        from minirun.runtime import procfs
+        from minirun import procfs
 
         if w.get("pid") and procfs.is_alive(w["pid"], w.get("pid_start")):
             with contextlib.suppress(ProcessLookupError):

@@ -71,7 +71,7 @@ class ClusterPaths:
 
     @staticmethod
     def write_pid(path: Path, pid: int) -> None:
-        from minirun.runtime import procfs
+        from minirun import procfs
 
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -81,7 +81,7 @@ class ClusterPaths:
     @staticmethod
     def read_pid(path: Path) -> tuple[int, int] | None:
         """(pid, start time) if the file exists and its process is still that process."""
-        from minirun.runtime import procfs
+        from minirun import procfs
 
         try:
             pid, start = (int(x) for x in path.read_text().split())

@@ -36,8 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from minirun import faults
 from minirun.errors import ClusterError, InvalidTransition, MinirunError, ResourceNotFound
-from minirun.runtime import faults
 from minirun.sched import client, taskdef
 from minirun.sched.manager import container_name
 from minirun.sched.paths import ClusterPaths
@@ -514,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     w = Worker(Path(args.root), args.id)
     w.paths.write_pid(w.paths.worker_pid(args.id), os.getpid())
     threading.Thread(target=w.reaper.run, name="reaper", daemon=True).start()
-    from minirun.runtime import procfs
+    from minirun import procfs
 
     reply = client.call(w.root, "POST", f"/v1/workers/{w.id}/started",
                         {"pid": os.getpid(), "pid_start": procfs.start_time(os.getpid()),

@@ -1,7 +1,7 @@
 """Crash minirun (SIGKILL via MINIRUN_FAULT) at every named point of a container's life, then
 check what a user relies on: `minirun gc` leaves no cgroup, process, half-made directory or
 dangling name behind, the state is true (every listed container can be removed), and a second
-gc finds nothing. The points are listed in minirun/runtime/faults.py."""
+gc finds nothing. The points are listed in minirun/faults.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from minirun.runtime.faults import POINTS
+from minirun.faults import POINTS
 from tests.conftest import MINIRUN
 
 pytestmark = pytest.mark.root

@@ -2,7 +2,7 @@
 the image store, then check what a user relies on: no half image is ever visible (every image
 `image ls -a` shows runs, before gc and after), `minirun gc` releases the staging, the
 unreferenced layers and blobs and a build's orphaned step container, and a second gc finds
-nothing. The points are listed in minirun/runtime/faults.py."""
+nothing. The points are listed in minirun/faults.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import tarfile
 
 import pytest
 
-from minirun.runtime.faults import POINTS
+from minirun.faults import POINTS
 from tests.conftest import IMAGE_TAR, MINIRUN
 
 pytestmark = pytest.mark.root

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from minirun.runtime.faults import POINTS
+from minirun.faults import POINTS
 from tests.conftest import MINIRUN
 
 pytestmark = pytest.mark.root

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from minirun.runtime.faults import POINTS
+from minirun.faults import POINTS
 from tests.conftest import MINIRUN
 from tests.integration.cluster_helpers import register, sleeper, wait_until
 

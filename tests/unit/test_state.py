@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
+from minirun import procfs
 from minirun.errors import AmbiguousId, ContainerNotFound, InvalidTransition, NameInUse, UsageError
-from minirun.runtime import procfs
 from minirun.runtime.state import StateStore, write_atomic
 
 
