@@ -64,7 +64,7 @@ def export(
         tree.write_merged(sys.stdout.buffer, dirs, userns.id_mapper(record.spec()))
         sys.stdout.buffer.flush()
         return
-    from minirun.paths import output_file
+    from minirun.storage import output_file
 
     with output_file(output) as f:          # whole or not at all, even if we are killed
         tree.write_merged(f, dirs, userns.id_mapper(record.spec()))

@@ -104,7 +104,7 @@ def export(
         return
     from pathlib import Path
 
-    from minirun.runtime.state import write_atomic
+    from minirun.storage import write_atomic
 
     try:
         write_atomic(Path(output).absolute(), text, durable=False)

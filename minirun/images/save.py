@@ -172,7 +172,7 @@ def save(store, refs: list[str], out, fmt: str = "oci", progress=None) -> None:
 
 def save_to_path(store, refs: list[str], path: str, fmt: str = "oci", progress=None) -> None:
     """save() into `path`, atomically: nothing is there until the archive is complete, and a
-    command killed half way leaves nothing (paths.output_file)."""
-    from minirun.paths import output_file
+    command killed half way leaves nothing (storage.output_file)."""
+    from minirun.storage import output_file
     with output_file(path) as f:
         save(store, refs, f, fmt, progress)

@@ -37,8 +37,8 @@ from pathlib import Path
 from minirun import faults, lean, procfs
 from minirun.errors import ImageFormatError, ImageNotFound, UsageError, storage_errors
 from minirun.observe import events
-from minirun.paths import rmtree
 from minirun.records import field, record
+from minirun.storage import rmtree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -268,7 +268,7 @@ class ImageStore:
             os.rename(path, trash / "x")
         except FileNotFoundError:
             pass
-        rmtree(trash)           # paths.rmtree: read-only directories of ours too (rootless)
+        rmtree(trash)           # storage.rmtree: read-only directories of ours too (rootless)
 
     def _link(self, hexid: str) -> Path:
         """l/<first 16 hex> -> ../layers/<hex>/diff: a short name for the overlay lowerdir

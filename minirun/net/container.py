@@ -30,7 +30,7 @@ def is_bridge(mode: str) -> bool:
 
 
 def _write_info(container_dir: Path, info: dict) -> None:
-    from minirun.runtime.state import write_json
+    from minirun.storage import write_json
 
     write_json(container_dir / "network.json", info, durable=False)
 

@@ -29,17 +29,17 @@ class Leases:
         self.record_path = root / "networks" / f"{network.name}.json"
 
     def locked(self):
-        from minirun.runtime.state import flocked
+        from minirun.storage import flocked
 
         return flocked(self.lock_path)
 
     def read(self) -> dict[str, dict]:
-        from minirun.runtime.state import read_json
+        from minirun.storage import read_json
 
         return read_json(self.path, {})
 
     def _write(self, leases: dict[str, dict]) -> None:
-        from minirun.runtime.state import write_json
+        from minirun.storage import write_json
 
         write_json(self.path, leases, durable=False)
 

@@ -175,7 +175,7 @@ class NetworkStore:
         return net
 
     def create(self, name: str, subnet: str | None = None, gateway: str | None = None) -> Network:
-        from minirun.runtime.state import NAME_CHARS
+        from minirun.storage import NAME_CHARS
 
         if name in (DEFAULT, *MODES):
             raise UsageError(f"network name {name!r} is reserved (predefined network)")
@@ -200,7 +200,7 @@ class NetworkStore:
     def _new(self, name: str, bridge: str, subnet: str, gateway: str | None, *,
              default: bool = False, net_id: str | None = None) -> Network:
         """Validate and write a record (the caller holds the lock)."""
-        from minirun.runtime.state import now_iso, write_json
+        from minirun.storage import now_iso, write_json
 
         if len(bridge) > IFNAMSIZ:
             raise UsageError(f"bridge name {bridge!r} is longer than {IFNAMSIZ} characters")

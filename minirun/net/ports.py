@@ -110,19 +110,19 @@ class PortRegistry:
         self.lock_path = root / "net" / "ports.lock"
 
     def locked(self):
-        from minirun.runtime.state import flocked
+        from minirun.storage import flocked
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         return flocked(self.lock_path)
 
     def read(self) -> dict[str, dict]:
-        from minirun.runtime.state import read_json
+        from minirun.storage import read_json
 
         return read_json(self.path, {})
 
     def claim(self, cid: str, name: str, wanted: list[PortMapping]) -> list[PortMapping]:
         """Claim every port or none: a taken one raises AddressInUse and nothing is recorded."""
-        from minirun.runtime.state import write_json
+        from minirun.storage import write_json
 
         with self.locked():
             table = self.read()
@@ -143,7 +143,7 @@ class PortRegistry:
         return got
 
     def release(self, cid: str) -> None:
-        from minirun.runtime.state import write_json
+        from minirun.storage import write_json
 
         with self.locked():
             table = self.read()

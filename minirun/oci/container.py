@@ -30,7 +30,8 @@ from minirun import lean, procfs
 from minirun import spec as oci
 from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError, SpecError, UsageError
 from minirun.records import asdict, field, fields, record
-from minirun.runtime.state import now_iso, remove_tree, write_atomic, write_json
+from minirun.runtime.state import remove_tree
+from minirun.storage import now_iso, write_atomic, write_json
 
 TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
 if TYPE_CHECKING:

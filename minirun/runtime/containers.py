@@ -24,7 +24,8 @@ from minirun.paths import data_root
 from minirun.runtime import cgroup_warm as warm
 from minirun.runtime import sync
 from minirun.runtime.options import RunOptions
-from minirun.runtime.state import ContainerRecord, StateStore, now_iso
+from minirun.runtime.state import ContainerRecord, StateStore
+from minirun.storage import now_iso
 
 TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
 if TYPE_CHECKING:

@@ -95,8 +95,9 @@ def collect(rt, grace: float = GRACE) -> list[str]:
 def _dead_workers(root: Path) -> list[str]:
     """Pid files of scheduler workers that died (killed; their containers went above, as
     orphans): `cluster status` still lists the worker until the manager declares it lost."""
-    from minirun.runtime.state import owner_gone, read_json
+    from minirun.runtime.state import owner_gone
     from minirun.sched.paths import ClusterPaths
+    from minirun.storage import read_json
 
     paths = ClusterPaths(root)
     released = []

@@ -115,9 +115,9 @@ def program(profile: dict[str, Any], cache_dir: str | Path | None = None) -> byt
 
 
 def _write_atomic(path: str, data: bytes) -> None:
-    """A reader sees the old file, no file, or the whole new one (state.write_atomic). The
+    """A reader sees the old file, no file, or the whole new one (storage.write_atomic). The
     directory is root's (like the image store): whoever can write it could weaken filters."""
-    from minirun.runtime.state import write_atomic
+    from minirun.storage import write_atomic
 
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     write_atomic(path, data)

@@ -14,14 +14,13 @@ that a power loss makes moot: live pids, and the spec of a container removed whe
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
-import time
 
-from minirun import faults, lean, procfs
+from minirun import faults, lean, procfs, storage
 from minirun.errors import AmbiguousId, ContainerNotFound, InvalidTransition, NameInUse, UsageError
 from minirun.records import asdict, field, record
+from minirun.storage import NAME_CHARS, now_iso, write_json
 
 TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
 if TYPE_CHECKING:
@@ -34,67 +33,6 @@ TRANSITIONS: dict[str, set[str]] = {
     "running": {"stop", "kill", "exec", "pause", "update", "top", "inspect", "wait"},
     "exited": {"start", "rm", "inspect", "update", "wait"},
 }
-
-NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
-
-
-def now_iso() -> str:
-    """UTC, to the microsecond: 2026-11-26T01:55:04.123456Z (without datetime's import)."""
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns // 1000 % 1_000_000:06d}Z"
-
-
-def write_atomic(path: Path, data: bytes | str, mode: int = 0o644, durable: bool = True) -> None:
-    """Readers see the old content or the new, never half: temp file, (fsync,) rename.
-
-    durable=False skips the fsync: right for records of live processes (pid, start time), which
-    a power loss makes stale anyway, since no container survives it; the rename alone already
-    makes the write atomic for every crash of minirun itself."""
-    if isinstance(data, str):
-        data = data.encode()
-    path = os.fspath(path)
-    head, name = os.path.split(path)
-    tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        try:
-            if os.write(fd, data) != len(data):      # a short write: the file system is full
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-    except BaseException:
-        with lean.suppress(FileNotFoundError):     # a full disk leaves no temp file behind
-            os.unlink(tmp)
-        raise
-
-
-@lean.contextmanager
-def flocked(lock_path: Path):
-    """Hold an exclusive flock(2) on `lock_path` (made if missing): a file of records read,
-    changed and written by one command at a time (network leases, port claims)."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def read_json(path: Path, missing: Any) -> Any:
-    """A JSON file's content, or `missing` if there is no such file yet."""
-    try:
-        return lean.load_file(path)
-    except FileNotFoundError:
-        return missing
-
-
-def write_json(path: Path, obj: Any, durable: bool = True) -> None:
-    # compact on purpose: with indent, json falls back to its pure-Python encoder (~0.4 ms for a
-    # spec); people read these through `minirun inspect`
-    write_atomic(path, lean.dumps(obj) + "\n", durable=durable)
 
 
 @record
@@ -347,39 +285,17 @@ class StateStore:
 
 def remove_tree(path: str | Path) -> None:
     """Delete a container's directory, its overlay upper dir included (written by the container:
-    any names, modes, symlinks). Through directory fds, never following a symlink, as
-    shutil.rmtree does; shutil itself is not imported, which would cost `run --rm` more (its
-    archive formats bring bz2 and lzma) than the deletion."""
+    any names, modes, owners): storage.remove_tree, and for a user who is not root, what that
+    cannot delete (files the container made as one of our subordinate ids) is deleted as root of
+    our user namespace, where those ids are ours (runtime/rootless.py)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            _rm_contents(fd)
-        finally:
-            os.close(fd)
-        os.rmdir(path)
+        storage.remove_tree(path)
     except PermissionError:
-        if os.geteuid() == 0:
+        from minirun.runtime import rootless
+
+        if os.geteuid() == 0 or rootless.single_id({"linux": {"uidMappings": rootless.maps()[0]}}):
             raise
-        from minirun.paths import rmtree
-
-        # rootless: a directory the container made unreadable (or files of our subordinate ids);
-        # paths.rmtree opens them up, or deletes them in our user namespace
-        rmtree(path)
-
-
-def _rm_contents(dir_fd: int) -> None:
-    with os.scandir(dir_fd) as it:
-        entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
-    for name, is_dir in entries:
-        if not is_dir:
-            os.unlink(name, dir_fd=dir_fd)
-            continue
-        sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-        try:
-            _rm_contents(sub)
-        finally:
-            os.close(sub)
-        os.rmdir(name, dir_fd=dir_fd)
+        rootless.run_in_userns(lambda: storage.rmtree(path))
 
 
 _ADJECTIVES = "brave calm eager fancy gentle happy jolly keen lucky merry nimble proud quiet swift tidy witty".split()

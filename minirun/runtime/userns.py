@@ -329,12 +329,12 @@ def idmap_points(container_dir: Path, n: int) -> list[Path]:
 
 def prune_copies(cache: Path, layers_dir: Path) -> list[Path]:
     """Remove the shifted copies of layers the image store no longer has (after `image rm`)."""
-    from minirun.paths import rmtree
+    from minirun.runtime.state import remove_tree
 
     removed = []
     for copy in cache.glob("*/*_diff"):
         if not (layers_dir / copy.name.removesuffix("_diff")).is_dir():
-            rmtree(copy)             # rootless: copies owned by our subordinate ids (paths.py)
+            remove_tree(copy)        # rootless: copies owned by our subordinate ids
             removed.append(copy)
     return removed
 

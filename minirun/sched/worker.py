@@ -332,7 +332,7 @@ class Worker:
             if not source:
                 task_dir = self.paths.volumes / task.id
                 if not (task_dir / ".owner").exists():     # the journal first: gc's if we die
-                    from minirun.runtime.state import write_json
+                    from minirun.storage import write_json
 
                     task_dir.mkdir(parents=True, exist_ok=True)
                     write_json(task_dir / ".owner", self.owner, durable=False)

@@ -9,7 +9,8 @@ import pytest
 
 from minirun import procfs
 from minirun.errors import AmbiguousId, ContainerNotFound, InvalidTransition, NameInUse, UsageError
-from minirun.runtime.state import StateStore, write_atomic
+from minirun.runtime.state import StateStore
+from minirun.storage import write_atomic
 
 
 @pytest.fixture
