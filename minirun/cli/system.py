@@ -18,6 +18,7 @@ def gc(
     """Release what crashed or killed minirun commands left behind (idempotent)."""
     from minirun.runtime import gc as collector
     from minirun.runtime.containers import Runtime
+    from minirun.sched import gc as _cluster_cleaner  # noqa: F401 — registers the scheduler's cleaner
 
     released = collector.collect(Runtime(root(ctx)), grace=grace)
     if format == "json":

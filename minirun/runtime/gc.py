@@ -15,8 +15,9 @@ namespace and vanish with its last process. So the directories are the journal, 
   the owner's pid and start time, recorded when the container is created);
 * what a container that no longer exists still holds on a network: its address lease, port
   claims, nft rules and veth (minirun/net/container.py `gc`, after the sweeps above);
-* the pid file of a scheduler worker that died, and the scratch volumes of its tasks (journaled
-  by owner in ROOT/cluster/volumes/TASK/.owner);
+* what an owner above the runtime registered a cleaner for (`register`): the scheduler's
+  (sched/gc.py) releases the pid file of a worker that died and the scratch volumes of its
+  tasks;
 * the image store's leftovers: staging directories of dead processes (named after their pid and
   start time), layers and config blobs no image names (minirun/images/store.py `gc`).
 
@@ -31,12 +32,25 @@ import contextlib
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from minirun.errors import ContainerNotFound, InvalidTransition
 from minirun.runtime.state import REMOVING, ContainerRecord
 
 GRACE = 10.0
+
+# What owners above the runtime leave under the data root is theirs to find: each registers a
+# cleaner, called with the root, that returns one line per thing released. The runtime knows
+# no cluster; the scheduler registers its own (sched/gc.py) and the `gc` verb imports it.
+CLEANERS: list[Callable[[Path], list[str]]] = []
+
+
+def register(cleaner: Callable[[Path], list[str]]) -> Callable[[Path], list[str]]:
+    """Have `collect` call cleaner(root) after its own sweeps (a decorator)."""
+    if cleaner not in CLEANERS:
+        CLEANERS.append(cleaner)
+    return cleaner
 
 
 def collect(rt, grace: float = GRACE) -> list[str]:
@@ -51,13 +65,13 @@ def collect(rt, grace: float = GRACE) -> list[str]:
         except FileNotFoundError:
             return False
 
-    for link in _entries(store.names):
+    for link in entries(store.names):
         if link.is_symlink() and not (store.containers / os.readlink(link)).is_dir() and old(link):
             with contextlib.suppress(FileNotFoundError):
                 link.unlink()
             released.append(f"name {link.name} (no container)")
 
-    for directory in _entries(store.containers):
+    for directory in entries(store.containers):
         name = directory.name
         if name.startswith(REMOVING):
             if old(directory):
@@ -88,28 +102,8 @@ def collect(rt, grace: float = GRACE) -> list[str]:
         released += [f"network {name} (its removal died half way)" for name in swept["networks"]]
     if (rt.root / "images").is_dir():
         released += rt.images.gc()
-    released += _dead_workers(rt.root)
-    return released
-
-
-def _dead_workers(root: Path) -> list[str]:
-    """Pid files of scheduler workers that died (killed; their containers went above, as
-    orphans): `cluster status` still lists the worker until the manager declares it lost."""
-    from minirun.runtime.state import owner_gone
-    from minirun.sched.paths import ClusterPaths
-    from minirun.storage import read_json
-
-    paths = ClusterPaths(root)
-    released = []
-    for pidfile in _entries(paths.workers):
-        if pidfile.suffix == ".pid" and paths.read_pid(pidfile) is None:
-            pidfile.unlink(missing_ok=True)
-            released.append(f"worker {pidfile.stem} pid file (its process is gone)")
-    for volumes in _entries(paths.volumes):      # a task's scratch volumes, journaled by owner
-        owner = read_json(volumes / ".owner", None)
-        if owner_gone(owner):
-            shutil.rmtree(volumes, ignore_errors=True)
-            released.append(f"scratch volumes of task {volumes.name} (its {owner.get('what')} is gone)")
+    for cleaner in CLEANERS:
+        released += cleaner(rt.root)
     return released
 
 
@@ -154,13 +148,14 @@ def _destroy_cgroup(rt, cid: str) -> None:
 
 
 def _unlink_names_of(names: Path, cid: str) -> None:
-    for link in _entries(names):
+    for link in entries(names):
         with contextlib.suppress(OSError):
             if os.readlink(link) == cid:
                 link.unlink()
 
 
-def _entries(directory: Path) -> list[Path]:
+def entries(directory: Path) -> list[Path]:
+    """A directory's entries, sorted; none when it does not exist (yet)."""
     try:
         return sorted(directory.iterdir())
     except FileNotFoundError:
