@@ -84,9 +84,9 @@ def build(
     import os
     from pathlib import Path
 
+    from minirun.build import Builder
     from minirun.cli.progress import Reporter
     from minirun.errors import UsageError
-    from minirun.images.build import Builder
     from minirun.runtime.containers import Runtime
 
     ctx_dir = Path(context)

@@ -411,7 +411,7 @@ def _descriptor(d, what: str) -> tuple[str, int, str]:
 
 
 def _names_from_annotations(ann: dict) -> list[str]:
-    from minirun.images.store import parse_reference
+    from minirun.images.reference import parse_reference
 
     for key in ("io.containerd.image.name", "org.opencontainers.image.ref.name"):
         ref = ann.get(key) if isinstance(ann, dict) else None
@@ -496,7 +496,7 @@ def _diff_ids(config, what: str) -> list[str]:
 
 
 def read_docker(tree: _Tree) -> list[ImageRef]:
-    from minirun.images.store import parse_reference
+    from minirun.images.reference import parse_reference
 
     manifest, _ = tree.read_json("manifest.json")
     if not isinstance(manifest, list) or not manifest:

@@ -105,7 +105,7 @@ def save(store, refs: list[str], out, fmt: str = "oci", progress=None) -> None:
         if img.id not in asked:
             images.append(img)
             asked[img.id] = []
-        from minirun.images.store import parse_reference
+        from minirun.images.reference import parse_reference
 
         try:
             tagged = parse_reference(ref)

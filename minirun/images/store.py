@@ -36,6 +36,7 @@ from pathlib import Path
 # C scanner) and needs lean's contextmanager and suppress; the writers import json themselves
 from minirun import faults, lean, procfs
 from minirun.errors import ImageFormatError, ImageNotFound, UsageError, storage_errors
+from minirun.images.reference import parse_reference
 from minirun.observe import events
 from minirun.records import field, record
 from minirun.storage import rmtree
@@ -52,12 +53,6 @@ INDEX_VERSION = 1
 LINK_CHARS = 16  # images/l/<this many hex digits of the diff_id>
 
 _HEX = re.compile(r"[0-9a-f]{4,64}")
-_NAME = re.compile(
-    r"(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?"  # optional registry host[:port]/
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-)
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _GOARCH = {
     "x86_64": "amd64",
     "aarch64": "arm64",
@@ -67,25 +62,6 @@ _GOARCH = {
     "s390x": "s390x",
     "riscv64": "riscv64",
 }
-
-
-def parse_reference(ref: str) -> str:
-    """'busybox' -> 'busybox:latest'; 'name:tag' stays. UsageError if it cannot be a name."""
-    if "@" in ref:
-        raise UsageError(f"invalid image name {ref!r}: digest references are not supported")
-    name, tag = ref, "latest"
-    colon, slash = ref.rfind(":"), ref.rfind("/")
-    if colon > slash:
-        name, tag = ref[:colon], ref[colon + 1 :]
-    if not _NAME.fullmatch(name) or len(name) > 255:
-        raise UsageError(
-            f"invalid image name {ref!r}: use lowercase letters, digits, '.', '_', '-' and '/'"
-        )
-    if not _TAG.fullmatch(tag):
-        raise UsageError(f"invalid image tag {tag!r} in {ref!r}")
-    if re.fullmatch(r"[0-9a-f]{64}", name):
-        raise UsageError(f"invalid image name {ref!r}: a 64-hex-digit name looks like an id")
-    return f"{name}:{tag}"
 
 
 def _now_rfc3339() -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from minirun.build import parse, substitute
 from minirun.errors import BuildError
-from minirun.images.build import parse, substitute
 
 
 def test_parse_joins_continuations_and_skips_comments():
@@ -34,7 +34,7 @@ def test_substitute_like_a_dockerfile():
 
 
 def test_ignore_file_rules(tmp_path):
-    from minirun.images.build import Ignore
+    from minirun.build import Ignore
 
     (tmp_path / ".dockerignore").write_text(
         "# comment\n.git\n*.log\n**/secret*\n!keep.log\nbuild/\n/tmp?\n")

@@ -188,7 +188,7 @@ def test_any_document_of_an_image_layout_is_read_or_refused(name, value, docker)
         _read(docs)
 
 
-# -- Containerfiles (minirun/images/build.py) ------------------------------------------------------
+# -- Containerfiles (minirun/build.py) ------------------------------------------------------
 INSTRUCTIONS = ["FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "CMD", "ENTRYPOINT",
                 "EXPOSE", "LABEL", "ONBUILD", "HEALTHCHECK", "from", "#", ""]
 words = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
@@ -197,7 +197,7 @@ lines = st.tuples(st.sampled_from(INSTRUCTIONS), st.lists(words | st.sampled_fro
 
 
 def _check_containerfile(text: str) -> None:
-    from minirun.images import build
+    from minirun import build
 
     try:
         instructions = build.parse(text)

@@ -21,7 +21,8 @@ import pytest
 import typer
 
 from minirun.errors import ImageFormatError, ImageNotFound, UsageError
-from minirun.images.store import DEFAULT_PATH, ImageStore, parse_reference
+from minirun.images.reference import parse_reference
+from minirun.images.store import DEFAULT_PATH, ImageStore
 
 
 def rootfs_tar(marker: str = "one", pad: int = 0) -> bytes:

@@ -12,6 +12,9 @@ names, types, modes, bytes). A key seen before names the image that step made, s
 rebuild makes no container and writes nothing. Intermediate images are kept (hidden from `image
 ls`) as long as a named image descends from them; `image prune` removes the rest.
 
+The builder sits above the runtime beside the other adapters (cli, oci, sched): its RUN steps are
+containers (Runtime.run), and the image store below never imports the runtime.
+
 The context is untrusted like any archive: a source that leaves it (`../x`, an absolute path,
 or a symlink pointing out) is refused, and the sources' own symlinks are copied as symlinks.
 """
@@ -160,7 +163,7 @@ class Builder:
         if sum(1 for s in steps if s.cmd == "FROM") > 1:
             raise BuildError(f"{self.file}: multi-stage builds (several FROM) are not supported")
         for n in names:
-            from minirun.images.store import parse_reference
+            from minirun.images.reference import parse_reference
 
             parse_reference(n)
         state = _State(None, {})
