@@ -89,7 +89,7 @@ def _add_host(text: str) -> list[str]:
     """--add-host NAME:IP (Docker also accepts NAME=IP)."""
     sep = "=" if "=" in text else ":"
     name, _, ip = text.partition(sep)
-    from minirun.net.networks import ip_to_int
+    from minirun.net.addresses import ip_to_int
 
     try:
         ip_to_int(ip)
@@ -241,8 +241,10 @@ def teardown(root: Path) -> None:
 # -- network verbs --------------------------------------------------------------------------------
 def remove_network(root: Path, ref: str):
     """`network rm`: refused while a container holds an address on it (NetworkInUse)."""
+    from minirun.net.ipam import Leases
+
     store = NetworkStore(root)
-    net = store.remove(ref)
+    net = store.remove(ref, leases_of=lambda net: Leases(root, net))
     faults.point("network-rm:record-removed")
     _remove_bridge(root, net)
     store.removing(net.name).unlink()

@@ -18,7 +18,8 @@ import json
 from pathlib import Path
 
 from minirun.errors import AddressInUse, NetworkNotFound, UsageError
-from minirun.net.networks import Network, host_mask, int_to_ip, ip_to_int
+from minirun.net.addresses import host_mask, int_to_ip, ip_to_int
+from minirun.net.networks import Network
 
 
 class Leases:

@@ -18,49 +18,12 @@ import os
 from pathlib import Path
 
 from minirun.errors import NetworkInUse, NetworkNotFound, UsageError
+from minirun.net.addresses import host_mask, host_routes, int_to_ip, ip_to_int, overlaps, parse_cidr
 from minirun.net.settings import Settings
 
 DEFAULT = "bridge"
 MODES = ("host", "none")             # network modes without a record (and without a bridge)
 IFNAMSIZ = 15                        # the longest interface name the kernel accepts
-
-
-# -- IPv4 arithmetic on ints (the ipaddress module costs 3 ms to import on every `run`) ----------
-def ip_to_int(text: str) -> int:
-    parts = text.split(".")
-    if len(parts) != 4 or not all(p.isascii() and p.isdigit() and int(p) < 256 for p in parts):
-        raise ValueError(text)
-    return int.from_bytes(bytes(int(p) for p in parts), "big")
-
-
-def int_to_ip(value: int) -> str:
-    return ".".join(str(b) for b in value.to_bytes(4, "big"))
-
-
-def parse_cidr(text: str, what: str = "subnet") -> tuple[int, int]:
-    """"10.87.0.0/16" -> (network address as int, prefix length); host bits must be zero."""
-    addr, _, plen = text.partition("/")
-    try:
-        value, prefix = ip_to_int(addr), int(plen)
-        if not 8 <= prefix <= 30:
-            raise ValueError
-    except ValueError:
-        raise UsageError(f"invalid {what} {text!r}: use an IPv4 network like 10.90.0.0/24 "
-                         "(prefix length 8 to 30)") from None
-    if value & host_mask(prefix):
-        raise UsageError(f"invalid {what} {text!r}: the host bits are set "
-                         f"(did you mean {int_to_ip(value & ~host_mask(prefix))}/{prefix}?)")
-    return value, prefix
-
-
-def host_mask(prefix: int) -> int:
-    return (1 << (32 - prefix)) - 1
-
-
-def overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
-    prefix = min(a[1], b[1])
-    keep = 0xFFFFFFFF ^ host_mask(prefix)
-    return (a[0] & keep) == (b[0] & keep)
 
 
 class Network:
@@ -86,23 +49,6 @@ class Network:
     def from_json(cls, data: dict) -> Network:
         return cls(name=data["Name"], id=data["Id"], bridge=data["Bridge"], subnet=data["Subnet"],
                    gateway=data["Gateway"], created=data["Created"], default=data.get("Default", False))
-
-
-def host_routes(exclude_ifaces: set[str] = frozenset()) -> list[tuple[str, tuple[int, int]]]:
-    """The host's IPv4 routes (main table) as (interface, (network, prefix)); default routes
-    (0.0.0.0/0) are left out: every subnet 'overlaps' them and that is fine."""
-    out = []
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/net/route").read_text().splitlines()[1:]:
-            cols = line.split()
-            if len(cols) < 8 or cols[0] in exclude_ifaces:
-                continue
-            dest = int.from_bytes(bytes.fromhex(cols[1])[::-1], "big")
-            mask = int.from_bytes(bytes.fromhex(cols[7])[::-1], "big")
-            prefix = bin(mask).count("1")
-            if prefix:
-                out.append((cols[0], (dest, prefix)))
-    return out
 
 
 class NetworkStore:
@@ -239,15 +185,14 @@ class NetworkStore:
         raise UsageError(f"no free /{s.pool_prefix} subnet left in the pool {s.pool}: "
                          "remove a network or give --subnet")
 
-    def remove(self, ref: str) -> Network:
-        """Drop a record; refused for the default network and while any container holds a lease.
-        The caller (container.remove_network) takes the bridge down first."""
-        from minirun.net.ipam import Leases
-
+    def remove(self, ref: str, leases_of) -> Network:
+        """Drop a record; refused for the default network and while any container holds a lease
+        (leases_of(net): its ipam.Leases, given by the caller, since the leases of a network sit
+        above its record). The caller (container.remove_network) takes the bridge down first."""
         net = self.get(ref)
         if net.default:
             raise UsageError(f"{net.name} is a pre-defined network and cannot be removed")
-        leases = Leases(self.root, net)
+        leases = leases_of(net)
         with leases.locked():
             users = leases.read()
             if users:

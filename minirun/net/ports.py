@@ -63,7 +63,7 @@ def parse(spec: str) -> PortMapping:
     else:
         raise UsageError(f"invalid -p {spec!r}: use [ip:][hostPort:]containerPort[/tcp|udp]")
     ip = ip or "0.0.0.0"
-    from minirun.net.networks import ip_to_int
+    from minirun.net.addresses import ip_to_int
 
     try:
         ip_to_int(ip)

@@ -59,7 +59,7 @@ def private(root: Path, tag: str) -> Settings:
     import hashlib
     import random
 
-    from minirun.net.networks import host_routes, overlaps
+    from minirun.net.addresses import host_routes, overlaps
 
     taken = [r for _, r in host_routes()]
     candidates = [n for n in range(128, 250)

@@ -278,7 +278,7 @@ def test_gc_sweeps_what_a_crashed_container_left(clean, data_root, user_net):
 
 
 def test_a_subnet_the_host_routes_is_refused(clean):
-    from minirun.net.networks import host_routes, int_to_ip
+    from minirun.net.addresses import host_routes, int_to_ip
 
     routes = [(iface, r) for iface, r in host_routes() if not iface.startswith("mr")]
     if not routes:

@@ -257,7 +257,7 @@ quads = st.lists(st.text(alphabet=st.characters(whitelist_categories=("Nd",)), m
 @given(st.text(alphabet="0123456789./abc:=² ١", max_size=24) | st.text(max_size=24) | quads
        | quads.map(lambda q: "host:" + q) | quads.map(lambda q: q + "/24"))
 def test_addresses_hosts_and_subnets_parse_or_are_refused(text):
-    from minirun.net import networks
+    from minirun.net import addresses
     from minirun.net.container import _add_host
 
     try:
@@ -266,12 +266,12 @@ def test_addresses_hosts_and_subnets_parse_or_are_refused(text):
     except MinirunError as e:
         one_line(e)
     try:
-        value, prefix = networks.parse_cidr(text)
+        value, prefix = addresses.parse_cidr(text)
         assert 8 <= prefix <= 30 and 0 <= value < 2**32
     except MinirunError as e:
         one_line(e)
     try:
-        value = networks.ip_to_int(text)
+        value = addresses.ip_to_int(text)
         assert 0 <= value < 2**32 and text.isascii()
     except ValueError:
         pass                           # the documented contract: callers turn it into their line
@@ -282,8 +282,9 @@ def test_addresses_hosts_and_subnets_parse_or_are_refused(text):
 def test_a_wanted_ip_is_leased_or_refused_in_one_line(wanted):
     """--ip goes through ipam's allocate: an address of the subnet is leased, anything else is
     one line, and a refused one writes no lease."""
+    from minirun.net.addresses import ip_to_int
     from minirun.net.ipam import Leases
-    from minirun.net.networks import NetworkStore, ip_to_int
+    from minirun.net.networks import NetworkStore
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

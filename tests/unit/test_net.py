@@ -11,8 +11,9 @@ import pytest
 
 from minirun.errors import AddressInUse, NetworkNotFound, UsageError
 from minirun.net import etcfiles, ports
+from minirun.net.addresses import overlaps, parse_cidr
 from minirun.net.ipam import Leases
-from minirun.net.networks import NetworkStore, overlaps, parse_cidr
+from minirun.net.networks import NetworkStore
 from minirun.net.settings import Settings
 
 
@@ -80,11 +81,11 @@ def test_networks_get_distinct_subnets_and_refuse_overlaps(store):
         store.create("host")
     with pytest.raises(UsageError, match="host bits"):
         store.create("d", subnet="10.253.0.1/24")
-    store.remove("a")
+    store.remove("a", leases_of=lambda net: Leases(store.root, net))
     with pytest.raises(NetworkNotFound):
         store.get("a")
     with pytest.raises(UsageError, match="pre-defined"):
-        store.remove("bridge")
+        store.remove("bridge", leases_of=lambda net: Leases(store.root, net))
 
 
 def test_a_network_in_use_is_not_removed(store, tmp_path):
@@ -93,7 +94,7 @@ def test_a_network_in_use_is_not_removed(store, tmp_path):
     net = store.create("busy")
     Leases(tmp_path, net).allocate("cid", "web")
     with pytest.raises(NetworkInUse, match="in use by container web"):
-        store.remove("busy")
+        store.remove("busy", leases_of=lambda net: Leases(store.root, net))
     assert store.get("busy").id == net.id
 
 
