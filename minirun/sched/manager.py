@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import http.server
 import json
 import os
@@ -964,7 +965,8 @@ def serve(m: Manager, metrics_port: int = 0, dashboard_host: str = "127.0.0.1",
         token = dashboard.new_token()
         m.paths.write_dashboard_token(token)
     # before the socket: whoever sees the socket can read the dashboard's address
-    board = dashboard.serve(m, dashboard_host, dashboard_port, token, m.paths.dashboard_url())
+    board = dashboard.serve(functools.partial(route, m), error_reply, dashboard_host, dashboard_port,
+                            token, m.paths.dashboard_url())
     m.paths.dashboard.write_text(json.dumps({"url": board.url()}) + "\n")
     sock = m.paths.socket
     with contextlib.suppress(FileNotFoundError):

@@ -28,13 +28,17 @@ import mimetypes
 import secrets
 import socket
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from minirun.errors import MinirunError, UsageError
 
-if TYPE_CHECKING:
-    from minirun.sched.manager import Manager
+# What the dashboard serves, given by the manager that starts it (manager.serve), which is why
+# the dashboard never imports the manager: the API table, api(method, path parts, query, body)
+# (manager.route bound to the manager), and error_reply(exception) -> (HTTP status, body).
+Api = Callable[[str, list[str], dict[str, str], Any], Any]
+ErrorReply = Callable[[Exception], tuple[int, dict]]
 
 STATIC = Path(__file__).parent / "static"
 MIN_TOKEN = 16
@@ -94,7 +98,8 @@ def allowed(method: str, parts: list[str], body: Any) -> str | None:
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    manager: Manager
+    api: Api
+    error_reply: ErrorReply
     token: str
     server_version = "minirun-dashboard"
     protocol_version = "HTTP/1.1"
@@ -141,7 +146,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self.token.encode())
 
     def _dispatch(self, method: str) -> None:
-        from minirun.sched.manager import error_reply, route
         from minirun.sched.placement import PlacementError
 
         url = urllib.parse.urlsplit(self.path)
@@ -178,9 +182,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             if parts[1:2] == ["events"]:    # a page long-polls: keep a thread from waiting 30 s
                 query["wait"] = str(min(float(query.get("wait", 0) or 0), 10.0))
-            self._json(200, route(self.manager, method, parts, query, body))
+            self._json(200, self.api(method, parts, query, body))
         except (MinirunError, PlacementError, ValueError, TypeError) as e:
-            status, payload = error_reply(e)
+            status, payload = self.error_reply(e)
             self._json(status, payload)
 
     def do_GET(self) -> None:
@@ -206,8 +210,9 @@ class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, manager: Manager, host: str, port: int, token: str):
-        handler = type("DashboardHandler", (Handler,), {"manager": manager, "token": token})
+    def __init__(self, api: Api, error_reply: ErrorReply, host: str, port: int, token: str):
+        handler = type("DashboardHandler", (Handler,), {
+            "api": staticmethod(api), "error_reply": staticmethod(error_reply), "token": token})
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         super().__init__((host, port), handler)
 
@@ -223,7 +228,8 @@ class Server(http.server.ThreadingHTTPServer):
         return f"http://{shown}:{port}/"
 
 
-def serve(manager: Manager, host: str, port: int, token: str, previous: str | None) -> Server:
+def serve(api: Api, error_reply: ErrorReply, host: str, port: int, token: str,
+          previous: str | None) -> Server:
     """The dashboard's server. With port 0 (any), a restarted manager (after a crash, the
     address file is still there) takes its predecessor's port if it is free, so an open page
     keeps working."""
@@ -231,7 +237,7 @@ def serve(manager: Manager, host: str, port: int, token: str, previous: str | No
         old = urllib.parse.urlsplit(previous)
         if old.port and is_loopback(host) == is_loopback(old.hostname or ""):
             try:
-                return Server(manager, host, old.port, token)
+                return Server(api, error_reply, host, old.port, token)
             except OSError:
                 pass
-    return Server(manager, host, port, token)
+    return Server(api, error_reply, host, port, token)
