@@ -138,7 +138,7 @@ def apply(spec: dict[str, Any], opts) -> None:
 def _drop_unmapped_mount_ids(spec: dict[str, Any]) -> None:
     """devpts' gid=5 (tty) makes the mount fail with EINVAL when 5 is not mapped: without a
     range, the terminal then belongs to root's group, as with podman."""
-    from minirun.runtime.userns import to_host
+    from minirun.runtime.idmaps import to_host
 
     linux = spec["linux"]
     for m in spec["mounts"]:
@@ -166,7 +166,7 @@ def explain_clone_failure(err: MinirunError) -> MinirunError:
 
 def check_user(spec: dict[str, Any]) -> None:
     """The process's ids must exist in the container (be mapped)."""
-    from minirun.runtime.userns import to_host
+    from minirun.runtime.idmaps import to_host
 
     user = spec["process"]["user"]
     linux = spec["linux"]
@@ -184,7 +184,7 @@ def check_user(spec: dict[str, Any]) -> None:
 def check_layer_owners(spec: dict[str, Any], owners: dict[str, list[int]], image: str) -> None:
     """Image files owned by ids the map leaves out cannot keep their owners: refuse. (With the
     one-id map that is every id but 0.)"""
-    from minirun.runtime.userns import to_host
+    from minirun.runtime.idmaps import to_host
 
     if owners and single_id(spec):
         path, (uid, gid) = next(iter(owners.items()))

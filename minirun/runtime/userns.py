@@ -20,6 +20,7 @@ import os
 
 from minirun import lean
 from minirun.errors import MinirunError, UsageError
+from minirun.runtime.idmaps import to_container, to_host
 
 TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
 if TYPE_CHECKING:
@@ -101,22 +102,6 @@ def _used_host_ids(containers_dir: Path) -> list[tuple[int, int]]:
             for m in linux.get("uidMappings", []) + linux.get("gidMappings", []):
                 used.append((m["hostID"], m["hostID"] + m["size"]))
     return used
-
-
-def to_host(maps: list[dict], cid: int) -> int | None:
-    """The host id a container id maps to, or None if the map leaves it out."""
-    for m in maps:
-        if m["containerID"] <= cid < m["containerID"] + m["size"]:
-            return m["hostID"] + cid - m["containerID"]
-    return None
-
-
-def to_container(maps: list[dict], hid: int) -> int | None:
-    """The container id a host id is, or None if the map leaves it out."""
-    for m in maps:
-        if m["hostID"] <= hid < m["hostID"] + m["size"]:
-            return m["containerID"] + hid - m["hostID"]
-    return None
 
 
 def id_mapper(spec: dict[str, Any]):
