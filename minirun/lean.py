@@ -17,6 +17,27 @@ from __future__ import annotations
 
 import _json
 
+# The lean boundary, written once (docs/architecture.md, "The lean boundary"): the modules a
+# container start imports every time, `minirun-oci run` for each container podman or containerd
+# starts (the hook and id-map modules only for bundles that use them), and `minirun run`. Inside this list the
+# code avoids the slow stdlib imports (pathlib, re, json, contextlib, enum, signal, threading,
+# typing, dataclasses: tests/unit/test_lean_imports.py imports each module alone and fails if
+# one comes back); outside it, plain stdlib is welcome.
+PER_CONTAINER = (
+    "minirun.oci.main", "minirun.oci.container", "minirun.oci.hooks",
+    "minirun.runtime.plan", "minirun.runtime.spawn", "minirun.runtime.sync",
+    "minirun.runtime.options", "minirun.runtime.state", "minirun.runtime.seccomp",
+    "minirun.runtime.cgroup_warm", "minirun.runtime.cgroups",
+    "minirun.runtime.userns", "minirun.runtime.idmaps", "minirun.runtime.rootless",
+    "minirun.spec", "minirun.storage", "minirun.faults", "minirun.procfs", "minirun.paths",
+    "minirun.errors", "minirun.records", "minirun.lean",
+    # and `minirun run`'s own (tests/integration/test_startup_imports.py runs it): the run path
+    # still has pathlib, through the image store and the Path-typed data root, but these modules
+    # must not be what brings it, nor any other slow module
+    "minirun.cli.main", "minirun.cli.fastrun", "minirun.cli.attach",
+    "minirun.runtime.containers", "minirun.observe.events",
+)
+
 # -- json: the C scanner and encoder that json itself uses, without json's pure-Python fallbacks
 
 _CONSTANTS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}

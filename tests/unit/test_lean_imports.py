@@ -14,16 +14,11 @@ import sys
 
 import pytest
 
-# the modules on the per-container path (tests/oci/test_oci_startup.py runs the command itself)
-LEAN = ["minirun.runtime.cgroups", "minirun.oci.main", "minirun.oci.container", "minirun.oci.hooks",
-        "minirun.runtime.plan", "minirun.runtime.spawn", "minirun.runtime.sync",
-        "minirun.runtime.options", "minirun.runtime.userns", "minirun.runtime.state",
-        "minirun.runtime.seccomp", "minirun.runtime.cgroup_warm", "minirun.paths", "minirun.lean",
-        # and `minirun run`'s own (tests/integration/test_startup_imports.py runs it): the run
-        # path still has pathlib, through the image store and the Path-typed data root, but the
-        # modules below must not be what brings it, nor any other of HEAVY
-        "minirun.cli.main", "minirun.cli.fastrun", "minirun.cli.attach",
-        "minirun.runtime.containers", "minirun.observe.events"]
+from minirun.lean import PER_CONTAINER
+
+# the modules on the per-container path and `minirun run`'s own, listed once in minirun/lean.py
+# (tests/oci/test_oci_startup.py and tests/integration/test_startup_imports.py run the commands)
+LEAN = PER_CONTAINER
 
 HEAVY = ("pathlib", "re", "signal", "enum", "contextlib", "functools", "collections",
          "threading", "typing", "json", "array", "hashlib")
