@@ -20,7 +20,6 @@ import os
 
 from minirun import lean
 from minirun.errors import MinirunError, UsageError
-from minirun.runtime.idmaps import to_container, to_host
 
 TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
 if TYPE_CHECKING:
@@ -111,6 +110,8 @@ def id_mapper(spec: dict[str, Any]):
     linux = spec.get("linux", {})
     if not linux.get("uidMappings"):
         return None
+    from minirun.runtime.idmaps import to_container
+
     uids, gids = linux["uidMappings"], linux["gidMappings"]
 
     def ids(uid: int, gid: int) -> tuple[int, int]:
@@ -124,6 +125,9 @@ def host_root(spec: dict[str, Any]) -> tuple[int, int] | None:
     linux = spec.get("linux", {})
     if not linux.get("uidMappings"):
         return None
+    # imported here: `run` calls this for every container, and only one with maps needs it
+    from minirun.runtime.idmaps import to_host
+
     return to_host(linux["uidMappings"], 0), to_host(linux["gidMappings"], 0)
 
 
@@ -158,6 +162,8 @@ def _shift_copy(layer: Path, target: Path, uids: list[dict], gids: list[dict]) -
     import shutil
     import stat
     import subprocess
+
+    from minirun.runtime.idmaps import to_host
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
