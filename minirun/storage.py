@@ -3,8 +3,9 @@ the scheduler's files): a file is replaced whole or not at all (write-temp, fsyn
 file of records is changed by one command at a time (flock(2)), records are compact JSON, and a
 tree is deleted through directory fds, never following a symlink.
 
-A leaf: it imports only the standard library, the errors and the fault points, and it sits on
-every container's start-up path, so no pathlib, re or contextlib (see `minirun.lean`).
+A leaf: it imports the standard library, minirun.lean and (in output_file) the errors and the
+fault points, nothing of the runtime, images or net that use it; and it sits on every
+container's start-up path, so no pathlib, re or contextlib (the lean boundary, minirun/lean.py).
 """
 
 from __future__ import annotations
