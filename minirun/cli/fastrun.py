@@ -129,7 +129,7 @@ def run_container(root: str | None, params: dict, *, creating: bool = False, tra
     from minirun.errors import UsageError
     from minirun.paths import data_root
     from minirun.runtime.containers import Runtime
-    from minirun.runtime.options import RunOptions
+    from minirun.runtime.options import Mount, RunOptions, Ulimit
 
     def parse_bytes(text: str) -> int:
         from minirun.units import parse_bytes  # only for -m/--memory-swap: it imports re, math
@@ -147,15 +147,22 @@ def run_container(root: str | None, params: dict, *, creating: bool = False, tra
     def many(name: str) -> list[str]:
         return list(p[name] or [])
 
+    def ports(specs: list[str]) -> list:
+        if not specs:
+            return []
+        from minirun.net import ports  # only with -p: it imports _socket and addresses
+
+        return [ports.parse(s) for s in specs]
+
     opts = RunOptions(
         image=p["image"], command=many("command"), entrypoint=p["entrypoint"], env=many("env"),
         env_files=many("env_file"), workdir=p["workdir"], user=p["user"], hostname=p["hostname"],
         name=p["name"], memory=parse_bytes(p["memory"]) if p["memory"] else None,
         memory_swap=swap, cpus=p["cpus"], cpu_shares=p["cpu_shares"],
-        cpuset_cpus=p["cpuset_cpus"], pids_limit=p["pids_limit"], ulimits=many("ulimit"),
-        volumes=many("volume"), tmpfs=many("tmpfs"), read_only=p["read_only"], init=p["init"],
+        cpuset_cpus=p["cpuset_cpus"], pids_limit=p["pids_limit"], ulimits=[Ulimit.parse(u) for u in many("ulimit")],
+        volumes=[Mount.parse(v) for v in many("volume")], tmpfs=many("tmpfs"), read_only=p["read_only"], init=p["init"],
         interactive=p["interactive"], tty=tty, network=p["network"], ip=p["ip"],
-        network_aliases=many("network_alias"), publish=many("publish"),
+        network_aliases=many("network_alias"), publish=ports(many("publish")),
         publish_all=p["publish_all"], dns=many("dns"), add_hosts=many("add_host"),
         auto_remove=rm, detach=detach or creating, security_opt=many("security_opt"),
         cap_add=many("cap_add"), cap_drop=many("cap_drop"), privileged=p["privileged"],

@@ -55,7 +55,7 @@ def create(root: Path, record, opts, image_config: dict, hostname: str) -> dict:
 
     store = NetworkStore(root)
     net = store.get(opts.network)
-    wanted = [portmod.parse(p) for p in opts.publish]
+    wanted = list(opts.publish)
     if opts.publish_all:
         wanted += [p for p in portmod.exposed(image_config)
                    if all(p.container_port != w.container_port or p.proto != w.proto for w in wanted)]

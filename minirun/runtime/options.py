@@ -22,7 +22,67 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
+    from minirun.net.ports import PortMapping
+
 INIT_PATH_IN_CONTAINER = "/dev/init"
+
+
+@record
+class Mount:
+    """A bind mount of a host path (`-v HOST:CONTAINER[:ro]`); both paths absolute. A missing
+    host directory is made when the container is created, as Docker's -v does."""
+    source: str
+    destination: str
+    read_only: bool = False
+
+    @staticmethod
+    def parse(text: str) -> Mount:
+        """`-v`'s text -> a Mount: the one place the flag is split (the CLI's edge)."""
+        parts = text.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+            raise UsageError(f"invalid volume {text!r}: use /host/path:/container/path[:ro]")
+        host, target = parts[0], parts[1]
+        mode = parts[2] if len(parts) == 3 else "rw"
+        if not host.startswith("/"):
+            raise UsageError(f"invalid volume {text!r}: named volumes are not supported; give an absolute host path")
+        if not target.startswith("/"):
+            raise UsageError(f"invalid volume {text!r}: the container path must be absolute")
+        if mode not in ("ro", "rw"):
+            raise UsageError(f"invalid volume {text!r}: mode must be ro or rw")
+        return Mount(host, target, mode == "ro")
+
+
+_ULIMITS = {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
+            "nproc", "rss", "rtprio", "rttime", "sigpending", "stack", "as"}
+UNLIMITED = 2**64 - 1             # RLIM_INFINITY
+
+
+@record
+class Ulimit:
+    """A resource limit (`--ulimit NAME=SOFT[:HARD]`): name as setrlimit's RLIMIT_NAME lower-cased,
+    values as setrlimit takes them (UNLIMITED for Docker's -1)."""
+    name: str
+    soft: int
+    hard: int
+
+    @staticmethod
+    def parse(text: str) -> Ulimit:
+        """`--ulimit`'s text -> a Ulimit: the one place the flag is split (the CLI's edge)."""
+        name, _, values = text.partition("=")
+        soft, _, hard = values.partition(":")
+        try:
+            if name not in _ULIMITS:
+                raise ValueError
+            limits = [UNLIMITED if v == "-1" else int(v) for v in (soft, hard or soft)]
+            if limits[0] > limits[1] or min(limits) < 0:
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"invalid --ulimit {text!r}: use NAME=SOFT[:HARD], e.g. nofile=1024:2048") from None
+        return Ulimit(name, limits[0], limits[1])
+
+    def to_oci(self) -> dict[str, Any]:
+        """The OCI process.rlimits entry."""
+        return {"type": f"RLIMIT_{self.name.upper()}", "soft": self.soft, "hard": self.hard}
 
 
 @record
@@ -42,8 +102,8 @@ class RunOptions:
     cpu_shares: int | None = None
     cpuset_cpus: str | None = None
     pids_limit: int | None = None
-    ulimits: list[str] = field(default_factory=list)
-    volumes: list[str] = field(default_factory=list)
+    ulimits: list[Ulimit] = field(default_factory=list)
+    volumes: list[Mount] = field(default_factory=list)
     tmpfs: list[str] = field(default_factory=list)
     read_only: bool = False
     init: bool = False
@@ -52,7 +112,7 @@ class RunOptions:
     network: str | None = None            # None: bridge, or none when rootless (runtime/rootless.py)
     ip: str | None = None
     network_aliases: list[str] = field(default_factory=list)
-    publish: list[str] = field(default_factory=list)
+    publish: list[PortMapping] = field(default_factory=list)   # net/ports.py parses -p
     publish_all: bool = False
     dns: list[str] = field(default_factory=list)
     add_hosts: list[str] = field(default_factory=list)
@@ -97,7 +157,7 @@ def build_spec(opts: RunOptions, image_config: dict[str, Any], layers_top_first:
     proc["user"] = resolve_user(opts.user or image_config.get("User") or "", layers_top_first)
     proc["terminal"] = opts.tty
     if opts.ulimits:
-        proc["rlimits"] = [_ulimit(u) for u in opts.ulimits]
+        proc["rlimits"] = [u.to_oci() for u in opts.ulimits]
     spec["root"] = {"path": str(container_dir / "rootfs"), "readonly": opts.read_only}
     spec["hostname"] = opts.hostname or container_id[:12]
     spec["mounts"].extend(_network_files(opts, container_dir, spec["hostname"]))
@@ -167,26 +227,6 @@ def _args(opts: RunOptions, cfg: dict[str, Any]) -> list[str]:
     return args
 
 
-_ULIMITS = {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
-            "nproc", "rss", "rtprio", "rttime", "sigpending", "stack", "as"}
-_UNLIMITED = 2**64 - 1            # RLIM_INFINITY
-
-
-def _ulimit(text: str) -> dict[str, Any]:
-    """Docker's --ulimit NAME=SOFT[:HARD] (-1: unlimited) -> an OCI process.rlimits entry."""
-    name, _, values = text.partition("=")
-    soft, _, hard = values.partition(":")
-    try:
-        if name not in _ULIMITS:
-            raise ValueError
-        limits = [_UNLIMITED if v == "-1" else int(v) for v in (soft, hard or soft)]
-        if limits[0] > limits[1] or min(limits) < 0:
-            raise ValueError
-    except ValueError:
-        raise UsageError(f"invalid --ulimit {text!r}: use NAME=SOFT[:HARD], e.g. nofile=1024:2048") from None
-    return {"type": f"RLIMIT_{name.upper()}", "soft": limits[0], "hard": limits[1]}
-
-
 def _env(opts: RunOptions) -> list[str]:
     out = []
     for path in opts.env_files:
@@ -209,24 +249,13 @@ def _env(opts: RunOptions) -> list[str]:
     return result
 
 
-def _volumes(volumes: list[str]) -> list[dict[str, Any]]:
+def _volumes(volumes: list[Mount]) -> list[dict[str, Any]]:
     mounts = []
     for v in volumes:
-        parts = v.split(":")
-        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-            raise UsageError(f"invalid volume {v!r}: use /host/path:/container/path[:ro]")
-        host, target = parts[0], parts[1]
-        mode = parts[2] if len(parts) == 3 else "rw"
-        if not host.startswith("/"):
-            raise UsageError(f"invalid volume {v!r}: named volumes are not supported; give an absolute host path")
-        if not target.startswith("/"):
-            raise UsageError(f"invalid volume {v!r}: the container path must be absolute")
-        if mode not in ("ro", "rw"):
-            raise UsageError(f"invalid volume {v!r}: mode must be ro or rw")
-        if not os.path.exists(host):
-            os.makedirs(host, exist_ok=True)   # Docker's -v creates a missing host directory
-        options = ["rbind", "rprivate"] + (["ro"] if mode == "ro" else [])
-        mounts.append({"destination": target, "type": "bind", "source": host, "options": options})
+        if not os.path.exists(v.source):
+            os.makedirs(v.source, exist_ok=True)   # Docker's -v creates a missing host directory
+        options = ["rbind", "rprivate"] + (["ro"] if v.read_only else [])
+        mounts.append({"destination": v.destination, "type": "bind", "source": v.source, "options": options})
     return mounts
 
 

@@ -16,7 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from minirun.sched.taskdef import CPU_UNITS_PER_CPU, start_order
+from minirun.sched.ecs_units import mebibytes, millicores
+from minirun.sched.taskdef import start_order
 
 KINDS = ("deployment", "pod")
 TASK_ANNOTATION = "minirun.io/task-definition"
@@ -37,10 +38,6 @@ def dns_label(name: str) -> str:
     lowercase, '_' -> '-', no leading or trailing '-', at most 63 characters."""
     label = re.sub(r"[^a-z0-9-]", "-", name.lower()).strip("-")[:63].strip("-")
     return label or "task"
-
-
-def millicores(units: int) -> str:
-    return f"{max(1, round(units * 1000 / CPU_UNITS_PER_CPU))}m"
 
 
 def export(td: dict[str, Any], *, kind: str = "deployment", replicas: int = 1,
@@ -212,10 +209,10 @@ def _resources(c: dict[str, Any]) -> dict[str, Any]:
     if c.get("cpu"):
         requests["cpu"] = millicores(c["cpu"])
     if c.get("memoryReservation"):
-        requests["memory"] = f"{c['memoryReservation']}Mi"
+        requests["memory"] = mebibytes(c['memoryReservation'])
     if c.get("memory"):
-        limits["memory"] = f"{c['memory']}Mi"
-        requests.setdefault("memory", f"{c['memory']}Mi")
+        limits["memory"] = mebibytes(c['memory'])
+        requests.setdefault("memory", mebibytes(c['memory']))
     return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
 
 

@@ -42,7 +42,7 @@ from typing import Any
 
 from minirun import errors
 from minirun.errors import ClusterError, MinirunError, ResourceNotFound, UsageError
-from minirun.sched import backoff, placement, reconcile, taskdef
+from minirun.sched import backoff, ecs_units, placement, reconcile, taskdef
 from minirun.sched.paths import ClusterPaths
 from minirun.sched.store import Store
 
@@ -449,7 +449,7 @@ class Manager:
         """New task-level cpu/memory: applied live when every task still fits where it runs
         (the workers change the cgroups), otherwise by rolling replacement."""
         for key, value in live.items():
-            if not isinstance(value, int) or value < (128 if key == "cpu" else taskdef.MIN_MEMORY_MIB):
+            if not isinstance(value, int) or value < (128 if key == "cpu" else ecs_units.MIN_MEMORY_MIB):
                 raise UsageError(f"--{key}: must be an integer ≥ {128 if key == 'cpu' else 6} "
                                  f"({'CPU units' if key == 'cpu' else 'MiB'})")
         svc["overrides"] = {**svc.get("overrides", {}), **live}

@@ -21,9 +21,8 @@ import re
 from typing import Any
 
 from minirun.errors import TaskDefinitionError
+from minirun.sched.ecs_units import CPU_UNITS_PER_CPU, MIN_MEMORY_MIB
 
-CPU_UNITS_PER_CPU = 1024
-MIN_MEMORY_MIB = 6                   # ECS (and Docker): a container needs at least 6 MiB
 MAX_CONTAINERS = 10
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 NETWORK_MODES = ("none", "host", "bridge")     # bridge: the data root's default network

@@ -34,29 +34,30 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minirun import faults
 from minirun.errors import ClusterError, InvalidTransition, MinirunError, ResourceNotFound
-from minirun.sched import client, taskdef
+from minirun.sched import client, ecs_units, taskdef
 from minirun.sched.manager import container_name
 from minirun.sched.paths import ClusterPaths
+
+if TYPE_CHECKING:
+    from minirun.net.ports import PortMapping
 
 TICK = 0.2
 
 
-def _publish(td: dict, cd: dict) -> list[str]:
-    """ECS portMappings as `-p` specs: with networkMode bridge a hostPort (0: any free one) is
-    published on 127.0.0.1, as `minirun run -p` does; with host the container's ports are the
+def _ports(td: dict, cd: dict) -> list[PortMapping]:
+    """ECS portMappings as published ports: with networkMode bridge a hostPort (0: any free one)
+    is published on 127.0.0.1, as `minirun run -p` does; with host the container's ports are the
     host's already, and with none there is nothing to publish to."""
     if td.get("networkMode") != "bridge":
         return []
-    out = []
-    for m in cd.get("portMappings", []):
-        host = m.get("hostPort") or 0
-        out.append(f"{host}:{m['containerPort']}/{m.get('protocol', 'tcp')}" if host
-                   else f"{m['containerPort']}/{m.get('protocol', 'tcp')}")
-    return out
+    from minirun.net.ports import DEFAULT_HOST_IP, PortMapping
+
+    return [PortMapping(m.get("protocol", "tcp"), DEFAULT_HOST_IP, m.get("hostPort") or 0, m["containerPort"])
+            for m in cd.get("portMappings", [])]
 
 class Reaper:
     """Collects every exited child; others ask it for a pid's exit status."""
@@ -317,7 +318,7 @@ class Worker:
         return True
 
     def start_container(self, task: Task, c: Container) -> None:
-        from minirun.runtime.options import RunOptions
+        from minirun.runtime.options import Mount, RunOptions, Ulimit
 
         cd, td = c.cdef, task.td
         memory = task.overrides.get("memory") if task.overrides.get("memory") else None
@@ -345,14 +346,14 @@ class Worker:
             env=[f"{e['name']}={e.get('value', '')}" for e in cd.get("environment", [])],
             workdir=cd.get("workingDirectory"), user=cd.get("user"), hostname=cd.get("hostname"),
             name=container_name(task.id, c.name),
-            memory=memory * 1024 * 1024 if memory else None,
-            cpu_shares=max(2, cd["cpu"]) if cd.get("cpu") else None,
-            cpus=min(cpu / taskdef.CPU_UNITS_PER_CPU, os.cpu_count() or 1) if cpu else None,
-            ulimits=[f"{u['name']}={u['softLimit']}:{u['hardLimit']}" for u in cd.get("ulimits", [])],
-            volumes=[f"{volumes[m['sourceVolume']]}:{m['containerPath']}" + (":ro" if m["readOnly"] else "")
+            memory=ecs_units.mib_to_bytes(memory) if memory else None,
+            cpu_shares=ecs_units.cpu_shares(cd["cpu"]) if cd.get("cpu") else None,
+            cpus=ecs_units.cpus(cpu, os.cpu_count()) if cpu else None,
+            ulimits=[Ulimit(u["name"], u["softLimit"], u["hardLimit"]) for u in cd.get("ulimits", [])],
+            volumes=[Mount(volumes[m["sourceVolume"]], m["containerPath"], m["readOnly"])
                      for m in cd.get("mountPoints", [])],
             read_only=cd.get("readonlyRootFilesystem", False), network=td.get("networkMode", "none"),
-            publish=_publish(td, cd), detach=True, owner=self.owner)
+            publish=_ports(td, cd), detach=True, owner=self.owner)
         try:
             c.record = self.rt.create(opts)
             faults.point("worker:container-created")
@@ -382,9 +383,9 @@ class Worker:
                 continue
             changes: dict[str, Any] = {}
             if overrides.get("memory") and not c.cdef.get("memory"):
-                changes["memory"] = {"limit": overrides["memory"] * 1024 * 1024}
+                changes["memory"] = {"limit": ecs_units.mib_to_bytes(overrides["memory"])}
             if overrides.get("cpu"):
-                quota, period = cpus_to_quota(min(overrides["cpu"] / taskdef.CPU_UNITS_PER_CPU, os.cpu_count() or 1))
+                quota, period = cpus_to_quota(ecs_units.cpus(overrides["cpu"], os.cpu_count()))
                 changes["cpu"] = {"quota": quota, "period": period}
             if changes:
                 with contextlib.suppress(InvalidTransition):

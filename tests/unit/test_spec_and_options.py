@@ -6,7 +6,8 @@ import pytest
 
 from minirun import spec as oci
 from minirun.errors import SpecError, UsageError
-from minirun.runtime.options import RunOptions, build_spec, resolve_user
+from minirun.net import ports
+from minirun.runtime.options import Mount, RunOptions, Ulimit, build_spec, resolve_user
 
 
 @pytest.fixture
@@ -91,7 +92,7 @@ def test_user_lookup_in_the_image(layer):
 @pytest.mark.parametrize("volume", ["relative:/x", "/a", "/a:rel", "/a:/b:rw:extra", "/a:/b:maybe"])
 def test_bad_volumes_are_refused(layer, tmp_path, volume):
     with pytest.raises(UsageError, match="invalid volume"):
-        spec_for(layer, tmp_path, volumes=[volume])
+        spec_for(layer, tmp_path, volumes=[Mount.parse(volume)])
 
 
 def test_limits_become_oci_resources(layer, tmp_path):
@@ -108,18 +109,18 @@ def test_network_host_shares_the_host_namespace(layer, tmp_path):
     with pytest.raises(UsageError, match="--network 'container:x'"):
         spec_for(layer, tmp_path, network="container:x")
     with pytest.raises(UsageError, match="published ports need a bridge network"):
-        spec_for(layer, tmp_path, network="host", publish=["80:80"])
+        spec_for(layer, tmp_path, network="host", publish=[ports.parse("80:80")])
 
 
 def test_ulimits_become_rlimits(layer, tmp_path):
-    s = spec_for(layer, tmp_path, ulimits=["nofile=1024:2048", "core=-1"])
+    s = spec_for(layer, tmp_path, ulimits=[Ulimit.parse("nofile=1024:2048"), Ulimit.parse("core=-1")])
     assert s["process"]["rlimits"] == [
         {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048},
         {"type": "RLIMIT_CORE", "soft": 2**64 - 1, "hard": 2**64 - 1},
     ]
     for bad in ("nofile", "bogus=1", "nofile=2:1", "nofile=x"):
         with pytest.raises(UsageError, match="invalid --ulimit"):
-            spec_for(layer, tmp_path, ulimits=[bad])
+            Ulimit.parse(bad)
 
 
 def test_a_cgroup_mount_becomes_read_only_binds_of_the_containers_groups():
