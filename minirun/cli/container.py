@@ -6,6 +6,7 @@ verb so that `minirun --help` does not pay for it.
 
 import sys
 from datetime import UTC, datetime
+from inspect import Parameter, Signature  # the module name is taken by the inspect verb
 
 import typer
 
@@ -24,52 +25,8 @@ def _runtime(ctx: typer.Context):
     return Runtime(root(ctx), tracer=(ctx.find_root().obj or {}).get("tracer"))
 
 
-def run(
-    ctx: typer.Context,
-    image: str = typer.Argument(..., help="Image name or id."),
-    command: list[str] = typer.Argument(None, help="Command and arguments (default: the image's)."),
-    detach: bool = typer.Option(False, "-d", "--detach", help="Run in the background; print the id."),
-    rm: bool = typer.Option(False, "--rm", help="Remove the container when it exits."),
-    name: str = typer.Option(None, "--name", help="A name for the container."),
-    env: list[str] = typer.Option(None, "-e", "--env", help="Set KEY=value (or copy KEY)."),
-    env_file: list[str] = typer.Option(None, "--env-file", help="Read KEY=value lines from a file."),
-    workdir: str = typer.Option(None, "-w", "--workdir", help="Working directory inside."),
-    user: str = typer.Option(None, "-u", "--user", help="user[:group], by name or number."),
-    hostname: str = typer.Option(None, "-h", "--hostname", help="Container host name."),
-    entrypoint: str = typer.Option(None, "--entrypoint", help="Override the image's entrypoint."),
-    memory: str = typer.Option(None, "-m", "--memory", help="Memory limit (e.g. 64m)."),
-    memory_swap: str = typer.Option(None, "--memory-swap", help="Memory + swap limit (-1: unlimited)."),
-    cpus: float = typer.Option(None, "--cpus", help="CPU quota in CPUs (e.g. 0.5)."),
-    cpu_shares: int = typer.Option(None, "--cpu-shares", help="Relative CPU weight (default 1024)."),
-    cpuset_cpus: str = typer.Option(None, "--cpuset-cpus", help="CPUs allowed (e.g. 0-1)."),
-    pids_limit: int = typer.Option(None, "--pids-limit", help="Max processes (default 2048; -1: none)."),
-    ulimit: list[str] = typer.Option(None, "--ulimit", help="Resource limit NAME=SOFT[:HARD]."),
-    volume: list[str] = typer.Option(None, "-v", "--volume", help="Bind mount /host:/ctr[:ro]."),
-    tmpfs: list[str] = typer.Option(None, "--tmpfs", help="Mount a tmpfs at /path[:options]."),
-    read_only: bool = typer.Option(False, "--read-only", help="Mount the root filesystem read-only."),
-    init: bool = typer.Option(False, "--init", help="Run a tiny init as PID 1 (reaps, forwards signals)."),
-    interactive: bool = typer.Option(False, "-i", "--interactive", help="Keep stdin attached."),
-    tty: bool = typer.Option(False, "-t", "--tty", help="Allocate a terminal."),
-    network: str = typer.Option(None, "--network", "--net", help="bridge (default; none when rootless), none, host or a network name."),
-    ip: str = typer.Option(None, "--ip", help="The container's IPv4 address on its network."),
-    network_alias: list[str] = typer.Option(None, "--network-alias", help="Another name peers can use."),
-    publish: list[str] = typer.Option(None, "-p", "--publish", help="[ip:]hostPort:containerPort[/udp] (ip default 127.0.0.1)."),
-    publish_all: bool = typer.Option(False, "-P", "--publish-all", help="Publish the image's exposed ports on free host ports."),
-    dns: list[str] = typer.Option(None, "--dns", help="A nameserver for /etc/resolv.conf."),
-    add_host: list[str] = typer.Option(None, "--add-host", help="NAME:IP line for /etc/hosts."),
-    # security (docs/security.md)
-    security_opt: list[str] = typer.Option(None, "--security-opt", help="seccomp=PROFILE.json|unconfined, no-new-privileges[=false]."),
-    cap_add: list[str] = typer.Option(None, "--cap-add", help="Add a capability (NET_ADMIN, ..., ALL)."),
-    cap_drop: list[str] = typer.Option(None, "--cap-drop", help="Drop a capability (CHOWN, ..., ALL)."),
-    privileged: bool = typer.Option(False, "--privileged", help="Every capability and device, no filter: host root."),
-    sysctl: list[str] = typer.Option(None, "--sysctl", help="Namespaced kernel setting NAME=VALUE."),
-    device: list[str] = typer.Option(None, "--device", help="Host device HOST[:CONTAINER][:rwm]."),
-    userns: str = typer.Option(None, "--userns", help="auto: root inside is an unprivileged host uid (/etc/subuid)."),
-    uidmap: list[str] = typer.Option(None, "--uidmap", help="User namespace map CONTAINER:HOST:SIZE."),
-    gidmap: list[str] = typer.Option(None, "--gidmap", help="Group map CONTAINER:HOST:SIZE (default: the uid map)."),
-) -> None:
+def run(ctx: typer.Context, **params) -> None:
     """Run a command in a new container."""
-    params = {k: v for k, v in locals().items() if k != "ctx"}   # exactly run's parameters
     from minirun.cli.fastrun import run_container
 
     creating = ctx.info_name == "create"
@@ -78,6 +35,29 @@ def run(
     if creating or params["detach"]:
         return
     raise typer.Exit(code)
+
+
+def _run_signature() -> Signature:
+    """run's parameters for typer: the image, the command and fastrun's flag table (the one list
+    of run's flags, which the fast parser reads too)."""
+    from minirun.cli.fastrun import DEFAULTS, RUN_OPTIONS
+
+    types = {"flag": bool, "str": str, "list": list[str], "int": int, "float": float}
+    arg = Parameter.POSITIONAL_OR_KEYWORD
+    params = [
+        Parameter("ctx", arg, annotation=typer.Context),
+        Parameter("image", arg, annotation=str,
+                  default=typer.Argument(..., help="Image name or id.")),
+        Parameter("command", arg, annotation=list[str], default=typer.Argument(
+            None, help="Command and arguments (default: the image's).")),
+    ]
+    params += [Parameter(name, arg, annotation=types[kind],
+                         default=typer.Option(DEFAULTS[kind], *names, help=help))
+               for name, (kind, names, help) in RUN_OPTIONS.items()]
+    return Signature(params, return_annotation=None)
+
+
+run.__signature__ = _run_signature()
 
 
 def start(ctx: typer.Context, containers: list[str] = typer.Argument(..., help="Containers.")) -> None:

@@ -6,9 +6,10 @@ read it (options before the image, `--opt value` or `--opt=value`, clustered sho
 `-it`, a short option's value attached or next, the last of a repeated value); anything else
 (`--help`, an unknown or misspelled flag, a value of the wrong type, no image, `--`) returns
 None and goes through typer as before, which reports it. `run_container` is the verb's body,
-shared with the typer command (cli/container.py), so both paths do the same thing;
-tests/unit/test_cli_fastrun.py checks the flag table against the typer command and the parse
-against click's.
+shared with the typer command (cli/container.py), so both paths do the same thing, and so is
+the flag table, RUN_OPTIONS, from which cli/container.py makes the typer command's options;
+tests/unit/test_cli_fastrun.py checks the command typer builds from it and the parse against
+click's.
 """
 
 from __future__ import annotations
@@ -16,30 +17,50 @@ from __future__ import annotations
 import os
 import sys
 
-# parameter -> (kind, option names); kind: flag | str | list | int | float
-RUN_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "detach": ("flag", ("-d", "--detach")), "rm": ("flag", ("--rm",)),
-    "name": ("str", ("--name",)), "env": ("list", ("-e", "--env")),
-    "env_file": ("list", ("--env-file",)), "workdir": ("str", ("-w", "--workdir")),
-    "user": ("str", ("-u", "--user")), "hostname": ("str", ("-h", "--hostname")),
-    "entrypoint": ("str", ("--entrypoint",)), "memory": ("str", ("-m", "--memory")),
-    "memory_swap": ("str", ("--memory-swap",)), "cpus": ("float", ("--cpus",)),
-    "cpu_shares": ("int", ("--cpu-shares",)), "cpuset_cpus": ("str", ("--cpuset-cpus",)),
-    "pids_limit": ("int", ("--pids-limit",)), "ulimit": ("list", ("--ulimit",)),
-    "volume": ("list", ("-v", "--volume")), "tmpfs": ("list", ("--tmpfs",)),
-    "read_only": ("flag", ("--read-only",)), "init": ("flag", ("--init",)),
-    "interactive": ("flag", ("-i", "--interactive")), "tty": ("flag", ("-t", "--tty")),
-    "network": ("str", ("--network", "--net")), "ip": ("str", ("--ip",)),
-    "network_alias": ("list", ("--network-alias",)), "publish": ("list", ("-p", "--publish")),
-    "publish_all": ("flag", ("-P", "--publish-all")), "dns": ("list", ("--dns",)),
-    "add_host": ("list", ("--add-host",)), "security_opt": ("list", ("--security-opt",)),
-    "cap_add": ("list", ("--cap-add",)), "cap_drop": ("list", ("--cap-drop",)),
-    "privileged": ("flag", ("--privileged",)), "sysctl": ("list", ("--sysctl",)),
-    "device": ("list", ("--device",)), "userns": ("str", ("--userns",)),
-    "uidmap": ("list", ("--uidmap",)), "gidmap": ("list", ("--gidmap",)),
+# run's (and create's) flags, the one table: parameter -> (kind, option names, help); kind: flag |
+# str | list | int | float. parse() reads it here; cli/container.py makes typer's options of it.
+RUN_OPTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "detach": ("flag", ("-d", "--detach"), "Run in the background; print the id."),
+    "rm": ("flag", ("--rm",), "Remove the container when it exits."),
+    "name": ("str", ("--name",), "A name for the container."),
+    "env": ("list", ("-e", "--env"), "Set KEY=value (or copy KEY)."),
+    "env_file": ("list", ("--env-file",), "Read KEY=value lines from a file."),
+    "workdir": ("str", ("-w", "--workdir"), "Working directory inside."),
+    "user": ("str", ("-u", "--user"), "user[:group], by name or number."),
+    "hostname": ("str", ("-h", "--hostname"), "Container host name."),
+    "entrypoint": ("str", ("--entrypoint",), "Override the image's entrypoint."),
+    "memory": ("str", ("-m", "--memory"), "Memory limit (e.g. 64m)."),
+    "memory_swap": ("str", ("--memory-swap",), "Memory + swap limit (-1: unlimited)."),
+    "cpus": ("float", ("--cpus",), "CPU quota in CPUs (e.g. 0.5)."),
+    "cpu_shares": ("int", ("--cpu-shares",), "Relative CPU weight (default 1024)."),
+    "cpuset_cpus": ("str", ("--cpuset-cpus",), "CPUs allowed (e.g. 0-1)."),
+    "pids_limit": ("int", ("--pids-limit",), "Max processes (default 2048; -1: none)."),
+    "ulimit": ("list", ("--ulimit",), "Resource limit NAME=SOFT[:HARD]."),
+    "volume": ("list", ("-v", "--volume"), "Bind mount /host:/ctr[:ro]."),
+    "tmpfs": ("list", ("--tmpfs",), "Mount a tmpfs at /path[:options]."),
+    "read_only": ("flag", ("--read-only",), "Mount the root filesystem read-only."),
+    "init": ("flag", ("--init",), "Run a tiny init as PID 1 (reaps, forwards signals)."),
+    "interactive": ("flag", ("-i", "--interactive"), "Keep stdin attached."),
+    "tty": ("flag", ("-t", "--tty"), "Allocate a terminal."),
+    "network": ("str", ("--network", "--net"), "bridge (default; none when rootless), none, host or a network name."),
+    "ip": ("str", ("--ip",), "The container's IPv4 address on its network."),
+    "network_alias": ("list", ("--network-alias",), "Another name peers can use."),
+    "publish": ("list", ("-p", "--publish"), "[ip:]hostPort:containerPort[/udp] (ip default 127.0.0.1)."),
+    "publish_all": ("flag", ("-P", "--publish-all"), "Publish the image's exposed ports on free host ports."),
+    "dns": ("list", ("--dns",), "A nameserver for /etc/resolv.conf."),
+    "add_host": ("list", ("--add-host",), "NAME:IP line for /etc/hosts."),
+    "security_opt": ("list", ("--security-opt",), "seccomp=PROFILE.json|unconfined, no-new-privileges[=false]."),
+    "cap_add": ("list", ("--cap-add",), "Add a capability (NET_ADMIN, ..., ALL)."),
+    "cap_drop": ("list", ("--cap-drop",), "Drop a capability (CHOWN, ..., ALL)."),
+    "privileged": ("flag", ("--privileged",), "Every capability and device, no filter: host root."),
+    "sysctl": ("list", ("--sysctl",), "Namespaced kernel setting NAME=VALUE."),
+    "device": ("list", ("--device",), "Host device HOST[:CONTAINER][:rwm]."),
+    "userns": ("str", ("--userns",), "auto: root inside is an unprivileged host uid (/etc/subuid)."),
+    "uidmap": ("list", ("--uidmap",), "User namespace map CONTAINER:HOST:SIZE."),
+    "gidmap": ("list", ("--gidmap",), "Group map CONTAINER:HOST:SIZE (default: the uid map)."),
 }
 DEFAULTS = {"flag": False, "str": None, "list": None, "int": None, "float": None}
-_BY_NAME = {opt: (param, kind) for param, (kind, names) in RUN_OPTIONS.items() for opt in names}
+_BY_NAME = {opt: (param, kind) for param, (kind, names, _) in RUN_OPTIONS.items() for opt in names}
 
 
 def parse(argv: list[str]) -> tuple[str | None, dict] | None:
@@ -59,7 +80,7 @@ def parse(argv: list[str]) -> tuple[str | None, dict] | None:
         i += 1
     if i >= n:
         return None
-    params = {param: DEFAULTS[kind] for param, (kind, _) in RUN_OPTIONS.items()}
+    params = {param: DEFAULTS[kind] for param, (kind, _, _) in RUN_OPTIONS.items()}
     i += 1
     while i < n:
         arg = argv[i]

@@ -1,6 +1,6 @@
 """`minirun run`'s typer-free path (cli/fastrun.py) must read a command line exactly as click
-reads it for the typer command, or leave it to typer: its flag table is the command's, and
-whatever it accepts, click accepts with the same values."""
+reads it for the typer command, or leave it to typer: the typer command is made of its flag
+table, and whatever it accepts, click accepts with the same values."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def _norm(params: dict) -> dict:
     return {k: list(v or []) if k in LISTS else v for k, v in params.items()}
 
 
-LISTS = {p for p, (kind, _) in fastrun.RUN_OPTIONS.items() if kind == "list"} | {"command"}
+LISTS = {p for p, (kind, _, _) in fastrun.RUN_OPTIONS.items() if kind == "list"} | {"command"}
 
 
 def _same(argv: list[str], monkeypatch) -> None:
@@ -50,13 +50,13 @@ def _same(argv: list[str], monkeypatch) -> None:
     assert _norm(fast[1]) == _norm(params), argv
 
 
-def test_the_flag_table_is_the_typer_commands():
+def test_the_typer_command_is_made_of_the_flag_table():
     command = typer.main.get_command(build("run")).get_command(None, "run")
     options = {p.name: p for p in command.params if isinstance(p, click.Option)}
     assert set(options) == set(fastrun.RUN_OPTIONS)
-    for name, (kind, names) in fastrun.RUN_OPTIONS.items():
+    for name, (kind, names, help) in fastrun.RUN_OPTIONS.items():
         o = options[name]
-        assert set(o.opts) == set(names), name
+        assert set(o.opts) == set(names) and o.help == help, name
         expected = {"flag": o.is_flag, "list": o.multiple, "int": isinstance(o.type, click.types.IntParamType),
                     "float": isinstance(o.type, click.types.FloatParamType)}.get(kind, True)
         assert expected and (kind != "str" or (not o.is_flag and not o.multiple)), name
