@@ -88,6 +88,8 @@ class Manager:
         # a service's own events (service describe, the dashboard) are this cluster's only
         self.cluster_since = int(self.store.meta("cluster_since", "0") or 0)
         for td in self.store.load("task_definitions"):
+            if not taskdef.DERIVED_FIELDS <= td.keys():     # stored by an older manager
+                td = taskdef.derive(td)
             self.taskdefs[(td["family"], td["revision"])] = td
         for w in self.store.load("workers"):
             self.workers[w["id"]] = w

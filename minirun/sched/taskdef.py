@@ -33,7 +33,11 @@ ULIMIT_NAMES = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", 
 TASK_FIELDS = {"family", "containerDefinitions", "cpu", "memory", "networkMode", "volumes",
                "placementConstraints"}
 # what `describe` adds; accepted (and dropped) so a described definition registers again
-READ_ONLY_FIELDS = {"revision", "status", "registeredAt", "taskDefinitionArn"}
+# What validate() works out once and stores with the definition, so that placement, the worker
+# and the Kubernetes export read it instead of walking the containers again. Read-only: a
+# definition sent back (describe, edit, register) is validated again and they are worked out anew.
+DERIVED_FIELDS = {"startOrder", "reservation", "hostPorts"}
+READ_ONLY_FIELDS = {"revision", "status", "registeredAt", "taskDefinitionArn"} | DERIVED_FIELDS
 CONTAINER_FIELDS = {"name", "image", "cpu", "memory", "memoryReservation", "essential", "command",
                     "entryPoint", "environment", "portMappings", "healthCheck", "dependsOn",
                     "mountPoints", "ulimits", "workingDirectory", "user", "hostname",
@@ -156,6 +160,15 @@ def validate(definition: Any) -> dict[str, Any]:
             p.add("cpu", f"the containers' cpu adds up to {units} units, more than the task's {task_cpu}")
     if p.items:
         raise TaskDefinitionError(p.items)
+    return derive(td)
+
+
+def derive(td: dict[str, Any]) -> dict[str, Any]:
+    """`td` (valid) with DERIVED_FIELDS filled in; validate() calls it, and the manager for a
+    definition stored before they existed."""
+    cpu, memory = _reservation(td)
+    td.update(startOrder=_start_order(td), reservation={"cpu": cpu, "memory": memory},
+              hostPorts=_host_ports(td))
     return td
 
 
@@ -337,15 +350,30 @@ def _no_cycles(containers: list[dict], p: _Problems) -> None:
 
 # -- what the scheduler needs from a definition ----------------------------------------------
 def reservation(td: dict[str, Any]) -> tuple[int, int]:
-    """(CPU units, MiB) a task of this definition reserves on a worker, as ECS counts them: the
-    task-level values when set, else the containers' sum (memoryReservation before memory)."""
+    """(CPU units, MiB) a task of this (validated) definition reserves on a worker."""
+    return td["reservation"]["cpu"], td["reservation"]["memory"]
+
+
+def host_ports(td: dict[str, Any]) -> list[int]:
+    """Host ports a task of this (validated) definition takes."""
+    return list(td["hostPorts"])
+
+
+def start_order(td: dict[str, Any]) -> list[str]:
+    """The (validated) definition's container names, dependencies first."""
+    return list(td["startOrder"])
+
+
+def _reservation(td: dict[str, Any]) -> tuple[int, int]:
+    """As ECS counts them: the task-level values when set, else the containers' sum
+    (memoryReservation before memory)."""
     containers = td["containerDefinitions"]
     cpu = td.get("cpu") or sum(c.get("cpu", 0) for c in containers)
     memory = td.get("memory") or sum(c.get("memoryReservation") or c.get("memory") or 0 for c in containers)
     return int(cpu), int(memory)
 
 
-def host_ports(td: dict[str, Any]) -> list[int]:
+def _host_ports(td: dict[str, Any]) -> list[int]:
     """Host ports the task takes (networkMode host: the container ports themselves)."""
     ports = []
     for c in td["containerDefinitions"]:
@@ -356,7 +384,7 @@ def host_ports(td: dict[str, Any]) -> list[int]:
     return ports
 
 
-def start_order(td: dict[str, Any]) -> list[str]:
+def _start_order(td: dict[str, Any]) -> list[str]:
     """Container names in an order that respects dependsOn (dependencies first)."""
     deps = {c["name"]: [d["containerName"] for d in c.get("dependsOn", [])]
             for c in td["containerDefinitions"]}
