@@ -245,9 +245,8 @@ class Manager:
         tasks = []
         for t in self._tasks_on(w["id"]):
             if t["desired"] == "RUNNING" and t["status"] != "STOPPED":
-                family, rev = t["taskdef"].rsplit(":", 1)
-                tasks.append({"id": t["id"], "definition": self.taskdefs[(family, int(rev))],
-                              "overrides": t.get("overrides", {})})
+                # the definition by name: the worker asks for one it has not seen, once
+                tasks.append({"id": t["id"], "taskdef": t["taskdef"], "overrides": t.get("overrides", {})})
         status = "STOPPED" if self.shutting_down and not tasks else w["status"]
         return {"status": status, "tasks": tasks, "generation": self.generation.get(w["id"], 0),
                 "grace": 1 if self.shutting_down else None}

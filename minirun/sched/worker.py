@@ -161,6 +161,7 @@ class Worker:
         self.owner = owner(f"worker {wid}")
         self.lock = threading.RLock()
         self.desired: dict[str, dict] | None = None
+        self.definitions: dict[str, dict] = {}    # family:revision -> its validated definition
         self.generation = 0
         self.wake = threading.Event()
         self.dirty = threading.Event()
@@ -198,6 +199,13 @@ class Worker:
                 self.state = reply["status"]
                 self.grace = reply.get("grace")
         self.wake.set()
+
+    def definition(self, ref: str) -> dict:
+        """The task definition `ref` (family:revision), asked of the manager once: an assignment
+        names it, and a registered revision never changes."""
+        if ref not in self.definitions:
+            self.definitions[ref] = client.call(self.root, "GET", f"/v1/task-definitions/{ref}", timeout=10)
+        return self.definitions[ref]
 
     def poll(self) -> None:
         while not self.exiting:
@@ -250,8 +258,12 @@ class Worker:
         now = time.monotonic()
         for tid, spec in desired.items():
             if tid not in self.tasks:
+                try:
+                    definition = self.definition(spec["taskdef"])
+                except (ClusterError, ResourceNotFound):
+                    continue                  # the manager is away: the next pass asks again
                 with self.lock:
-                    self.tasks[tid] = Task(tid, spec["definition"], spec.get("overrides", {}))
+                    self.tasks[tid] = Task(tid, definition, spec.get("overrides", {}))
             else:
                 self.apply_overrides(self.tasks[tid], spec.get("overrides", {}))
         for task in list(self.tasks.values()):
