@@ -24,7 +24,7 @@ import os
 import select
 
 # _signal, not signal: signal wraps these in IntEnums, and enum costs ~3 ms of start-up here
-from _signal import SIGKILL, SIGSYS, SIGTERM, pidfd_send_signal
+from _signal import SIGKILL, SIGSYS, SIGTERM
 
 from minirun import lean, procfs
 from minirun import spec as oci
@@ -394,7 +394,7 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
     except BaseException:
         if pid is not None:
             os.kill(pid, SIGKILL)
-            _reap(pid)
+            procfs.reap(pid)
         parent_sock.close()
         raise
     finally:
@@ -419,7 +419,7 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
         report = sync.go_and_wait(parent_sock, record_pid, on_hooks=run_hooks)  # (5), (4), (6b), (7)
     except BaseException:
         _kill_pid(c, SIGKILL)
-        _reap(pid)
+        procfs.reap(pid)
         raise
     try:
         if report.error is not None:
@@ -431,7 +431,7 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
             _send_console(console_socket, report.tty_master)
     except BaseException:
         _kill_pid(c, SIGKILL)
-        _reap(pid)
+        procfs.reap(pid)
         raise
 
 
@@ -709,28 +709,12 @@ def wait(c: Container) -> int:
 
 
 def _kill_pid(c: Container, sig: int) -> None:
-    """Through a pidfd checked against the recorded start time: a recycled pid is never hit."""
-    try:
-        pidfd = os.pidfd_open(c.record.pid)
-    except (ProcessLookupError, TypeError):
-        return
-    try:
-        if procfs.start_time(c.record.pid) == c.record.pid_start:
-            pidfd_send_signal(pidfd, sig)
-    except ProcessLookupError:
-        pass
-    finally:
-        os.close(pidfd)
+    procfs.send_signal(c.record.pid, c.record.pid_start, sig)
 
 
 def _wait_pid(pid: int, timeout: float) -> None:
     procfs.wait_exited(pid, timeout)
-    _reap(pid, os.WNOHANG)
-
-
-def _reap(pid: int, flags: int = 0) -> None:
-    with lean.suppress(ChildProcessError):
-        os.waitpid(pid, flags)
+    procfs.reap(pid, os.WNOHANG)
 
 
 # -- spec, features -------------------------------------------------------------------------

@@ -14,8 +14,8 @@ import time
 
 # not signal, contextlib or pathlib: `minirun run` imports this module for every container, and
 # signal wraps its numbers in IntEnums (enum), contextlib imports collections and functools;
-# _signal and minirun.lean give what the run path uses (signal_number imports signal itself)
-from _signal import SIGKILL, pidfd_send_signal
+# _signal and minirun.lean give what the run path uses
+from _signal import SIGKILL
 
 from minirun import faults, lean, procfs, records
 from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError, UsageError
@@ -267,8 +267,8 @@ class Runtime:
                 try:
                     (rootless if rootless.is_rootless(spec) else userns).write_maps(pid, spec)   # (4)
                 except BaseException:
-                    _signal_pid(pid)
-                    _reap(monitor_pid)
+                    procfs.kill_child(pid)
+                    procfs.reap(monitor_pid)
                     raise
         except BaseException:
             parent_sock.close()
@@ -286,10 +286,10 @@ class Runtime:
                 with self._phase("network attach"):
                     net.attach(self.root, record, pid)
             except BaseException:
-                _signal_pid(pid)                    # it waits for GO: it never ran anything
+                procfs.kill_child(pid)                    # it waits for GO: it never ran anything
                 parent_sock.close()
                 warm.linger()
-                _reap(monitor_pid)
+                procfs.reap(monitor_pid)
                 cg.destroy()
                 (record.dir / "exit.json").unlink(missing_ok=True)
                 raise
@@ -312,14 +312,14 @@ class Runtime:
             # GO went out but the pid could not be recorded (e.g. a full data root): a container
             # its record does not know of must not run on. Everything it started is in its cgroup.
             cg.destroy()
-            _reap(monitor_pid)
+            procfs.reap(monitor_pid)
             (record.dir / "exit.json").unlink(missing_ok=True)
             raise
         finally:
             warm.linger()                  # joined; the next start, if soon, finds the lock warm
         if report.error is not None:
             err = spawn.error_from_native(report.error, np, np.program)
-            _reap(monitor_pid)
+            procfs.reap(monitor_pid)
             cg.destroy()
             (record.dir / "exit.json").unlink(missing_ok=True)
             record.state.pid = record.state.pid_start = record.state.monitor_pid = None
@@ -382,7 +382,7 @@ class Runtime:
         if record.status() != "running":
             return record                           # stopping a stopped container is not an error
         annotations = record.spec().get("annotations", {})
-        sig = signal_number(annotations.get("org.opencontainers.image.stopSignal", "SIGTERM"))
+        sig = procfs.signal_number(annotations.get("org.opencontainers.image.stopSignal", "SIGTERM"))
         self._event("kill", record, signal=sig)
         _signal(record, sig)
         faults.point("stop:signalled")
@@ -657,45 +657,13 @@ def _wire_stdio(detached: bool, interactive: bool, fds: list[int]):
     return (devnull, out_w, err_w), (out_r, err_r)
 
 
+# the CLI's stop and the worker import it from here
+signal_number = procfs.signal_number
+
+
 def _signal(record: ContainerRecord, sig: int) -> None:
-    """Signal the container's PID 1 through a pidfd checked against the recorded start time,
-    so a recycled pid is never hit."""
-    pid = record.state.pid
-    try:
-        pidfd = os.pidfd_open(pid)
-    except (ProcessLookupError, TypeError):
-        return
-    try:
-        if procfs.start_time(pid) == record.state.pid_start:
-            pidfd_send_signal(pidfd, sig)
-    except ProcessLookupError:
-        pass
-    finally:
-        os.close(pidfd)
-
-
-def signal_number(name: str | int) -> int:
-    if isinstance(name, int) or str(name).isdigit():
-        return int(name)
-    import signal  # names to numbers: stop and kill, not the run path
-
-    name = str(name).upper()
-    name = name if name.startswith("SIG") else f"SIG{name}"
-    try:
-        return int(getattr(signal.Signals, name))
-    except AttributeError:
-        raise MinirunError(f"unknown signal {name}") from None
-
-
-def _signal_pid(pid: int) -> None:
-    """Kill a child of ours that never got GO (it cannot have been recycled: we did not reap it)."""
-    with lean.suppress(ProcessLookupError):
-        os.kill(pid, SIGKILL)
-
-
-def _reap(pid: int) -> None:
-    with lean.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
+    """Signal the container's PID 1, if it is still the process the record names."""
+    procfs.send_signal(record.state.pid, record.state.pid_start, sig)
 
 
 def _reap_if_ours(monitor_pid: int | None, timeout: float = 1.0) -> None:
