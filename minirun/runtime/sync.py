@@ -1,15 +1,8 @@
-"""The parent's side of the conversation with the native child (the table is in c_ext/sync.h).
+"""The parent's side of the conversation with the native child (unix(7) SOCK_SEQPACKET).
 
-    1 build plan, create cgroup              2 mr_spawn: fork monitor, clone
-    3 child: join cgroup, wait               4 parent: uid maps, network (minirun/net: veth
-                                             into the child's netns)
-    3' (plan.share_memory: no maps, network, hooks or fifo) no GO: the child runs through to
-      execve while mr_spawn waits (c_ext/spawn.c); go_and_wait(go=False) reads its report
-    5 send_go(), then record the pid         6 child: mounts, pivot_root, credentials, caps
-    6b (OCI hooks) MR_MSG_HOOKS before pivot_root: `on_hooks` runs them, then send_go() again
-    7 wait_ready(): MR_MSG_TTY (pty master), MR_MSG_TRACE (timestamps), MR_MSG_READY (exec fifo),
-      MR_MSG_ERROR {errno, step, index}, or EOF = execve succeeded
-    8 `start` opens exec.fifo: EOF there means the program runs (OCI create/start)
+The protocol is drawn once, with its numbered sync points, at the top of c_ext/sync.h; the
+numbers in this module's comments are those. Here: send_go() is (5), wait_ready() reads (7)
+(and (6a) the pty master, (6b) the hooks stop), go_and_wait() runs (5) to (7) in order.
 """
 
 from __future__ import annotations
@@ -58,7 +51,7 @@ def send_go(sock: socket.socket) -> None:
 def go_and_wait(sock: socket.socket, record_pid: Callable[[], None],
                 waiting: AbstractContextManager | None = None,
                 on_hooks: Callable[[], None] | None = None, go: bool = True) -> ChildReport:
-    """(5) GO, then (4) record the pid while the child builds its container, then (7) its
+    """(5) GO, then record the pid while the child builds its container (6), then (7) its
     report; the socket is closed at the end. Recording after GO is safe because the cgroup,
     made before the clone and named after the container, already ties the process to it.
     `waiting` wraps the wait (a tracer's phase). (6b) If the child stops for the hooks,
