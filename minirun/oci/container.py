@@ -30,7 +30,7 @@ from minirun import lean, procfs
 from minirun import spec as oci
 from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError, SpecError, UsageError
 from minirun.records import asdict, field, fields, record
-from minirun.runtime.state import remove_tree
+from minirun.runtime.state import check_transition, remove_tree
 from minirun.storage import now_iso, write_atomic, write_json
 
 TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
@@ -65,18 +65,6 @@ def semver_1(version: str) -> bool:
     parts = core.split(".")
     return (len(parts) == 3 and parts[0] == "1"
             and all(p.isascii() and p.isdigit() and (p == "0" or p[0] != "0") for p in parts[1:]))
-
-# operation -> the statuses it is allowed in ("delete" of a running container needs --force)
-TRANSITIONS: dict[str, set[str]] = {
-    "start": {"created"},
-    "kill": {"created", "running", "paused"},
-    "delete": {"creating", "created", "stopped"},
-    "exec": {"created", "running"},
-    "pause": {"running"},
-    "resume": {"paused"},
-    "ps": {"created", "running", "paused"},
-    "update": {"created", "running", "paused"},
-}
 
 # Fields of config.json we cannot honour. Each is refused by name rather than skipped, since a
 # caller that asked for it relies on it (minirun.spec.validate covers AppArmor and SELinux).
@@ -145,10 +133,9 @@ class Container:
         return cg
 
     def require(self, operation: str) -> str:
-        status = self.status()
-        if status not in TRANSITIONS[operation]:
-            raise InvalidTransition(f"cannot {operation} container {self.record.id}: it is {status}")
-        return status
+        """The transitions table is the runtime's (runtime/state.py); "delete" of a running or
+        paused container needs --force."""
+        return check_transition(self.record.id, self.status(), operation)
 
     @lean.contextmanager
     def locked(self):
