@@ -349,45 +349,39 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
     c.warnings += manager.skipped(resources)
     os.mkfifo(c.fifo)
     os.chmod(c.fifo, 0o622)      # not mkfifo's mode, which the umask cuts: a non-root process opens it
-    fds: list[int] = []
-    parent_sock, child_sock = sync.socketpair()
     pid = None
-    try:
-        fifo_fd = os.open(c.fifo, os.O_PATH | os.O_CLOEXEC)
-        fds.append(fifo_fd)
-        idmap_binds = {}
-        if any("uidMappings" in m for m in spec.get("mounts", [])):   # idmapped mounts (OCI 1.1)
-            from minirun.runtime import userns
+    with sync.Channel() as channel:
+        try:
+            fifo_fd = os.open(c.fifo, os.O_PATH | os.O_CLOEXEC)
+            channel.lend(fifo_fd)
+            idmap_binds = {}
+            if any("uidMappings" in m for m in spec.get("mounts", [])):   # idmapped mounts (OCI 1.1)
+                from minirun.runtime import userns
 
-            idmap_binds = userns.idmapped_binds(spec, bundle)
-            fds += idmap_binds.values()
-        launch = plan.Launch(rootfs=rootfs, rootfs_fstype=None, bundle=bundle,
-                             cgroup_procs_fds=[], monitor_argv=None, stdio=(0, 1, 2),
-                             sync_fd=child_sock.fileno(), parent_sync_fd=parent_sock.fileno(),
-                             exec_fifo_fd=fifo_fd,
-                             host_mounts_allowed=True,
-                             hooks_sync=bool(c.record.hooks)
-                             and any(c.record.hooks.get(k) for k in hooks_at_create()),
-                             preserve_fds=preserve_fds, cache_dir=c.seccomp_cache(),
-                             cgroup_views=planned.views(),
-                             idmap_binds=idmap_binds)
-        np = plan.build(spec, launch)
-        pid, _ = spawn.spawn(np)                   # (2) the child waits for GO
-        manager.create(c.record.cgroup, resources).add(pid)       # (1) and (3), by us
-        if spec["linux"].get("uidMappings"):
-            from minirun.runtime import userns
+                idmap_binds = userns.idmapped_binds(spec, bundle)
+                channel.lend(*idmap_binds.values())
+            launch = plan.Launch(rootfs=rootfs, rootfs_fstype=None, bundle=bundle,
+                                 cgroup_procs_fds=[], monitor_argv=None, stdio=(0, 1, 2),
+                                 sync_fd=channel.child.fileno(), parent_sync_fd=channel.parent.fileno(),
+                                 exec_fifo_fd=fifo_fd,
+                                 host_mounts_allowed=True,
+                                 hooks_sync=bool(c.record.hooks)
+                                 and any(c.record.hooks.get(k) for k in hooks_at_create()),
+                                 preserve_fds=preserve_fds, cache_dir=c.seccomp_cache(),
+                                 cgroup_views=planned.views(),
+                                 idmap_binds=idmap_binds)
+            np = plan.build(spec, launch)
+            pid, _ = spawn.spawn(np)                   # (2) the child waits for GO
+            manager.create(c.record.cgroup, resources).add(pid)       # (1) and (3), by us
+            if spec["linux"].get("uidMappings"):
+                from minirun.runtime import userns
 
-            userns.write_maps(pid, spec)           # (4), before GO
-    except BaseException:
-        if pid is not None:
-            os.kill(pid, SIGKILL)
-            procfs.reap(pid)
-        parent_sock.close()
-        raise
-    finally:
-        child_sock.close()
-        for fd in fds:
-            os.close(fd)
+                userns.write_maps(pid, spec)           # (4), before GO
+        except BaseException:
+            if pid is not None:                    # it waits for GO: it never ran anything
+                procfs.kill_child(pid)
+                procfs.reap(pid)
+            raise
 
     def record_pid() -> None:
         c.record.pid, c.record.pid_start = pid, procfs.start_time(pid)
@@ -403,7 +397,7 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
             hooks.run(c.record.hooks, kind, c.oci_state("created" if kind == "prestart" else "creating"))
 
     try:
-        report = sync.go_and_wait(parent_sock, record_pid, on_hooks=run_hooks)  # (5), (4), (6b), (7)
+        report = sync.go_and_wait(channel.parent, record_pid, on_hooks=run_hooks)  # (5), (4), (6b), (7)
     except BaseException:
         _kill_pid(c, SIGKILL)
         procfs.reap(pid)

@@ -202,82 +202,78 @@ class Runtime:
             resources.io_accounting = _io_devices(self.root, spec)
             cg = self._create_cgroup(name, resources)
         faults.point("start:cgroup-created")
-        fds: list[int] = []                         # our copies of what the child/monitor get
-        parent_sock, child_sock = sync.socketpair()
         try:
-            procs = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cg.procs_files()]
-            fds += procs
-            stdio, log_fds = _wire_stdio(record.state.detached, interactive, fds)
-            upper, work = record.dir / "upper", record.dir / "work"
-            lower, extra = image.lowerdir(), ""    # top layer first, by short links (store.py)
-            idmap_layers: list[tuple[int, str]] = []
-            if rootless.is_rootless(spec):
-                # our own files (owners recorded, not applied): the map shows us as root
-                with self._phase("user namespace layers"):
-                    for layer in image.layers:
-                        rootless.check_layer_owners(spec, self.images.layer_owners(layer), record.state.image)
-                    if not rootless.single_id(spec):
-                        layers = rootless.owned_layers(image.layers, spec, self.root / "cache" / "idmap",
-                                                       self.images.layer_owners)
-                        lower = ":".join(str(p) for p in reversed(layers))
-                extra = ",userxattr"
-            elif userns.host_root(spec) is not None:
-                with self._phase("user namespace layers"):
-                    idmapped = userns.idmapped_layers(image.layers, spec)
-                    if idmapped is not None:          # the layers as they are, seen through the map
-                        fds += idmapped
-                        # attached where the mapped root can reach (the store is root's alone)
-                        points = userns.idmap_points(record.dir, len(idmapped))
-                        idmap_layers = list(zip(idmapped, [str(p) for p in points], strict=True))
-                        lower = ":".join(str(p) for p in reversed(points))
-                    else:                             # copies with shifted owners, cached
-                        layers = userns.shifted_layers(image.layers, spec, self.root / "cache" / "idmap")
-                        lower = ":".join(str(p) for p in reversed(layers))
-                    userns.prepare_container_dirs(record.dir, spec)
-                extra = ",userxattr"
-            monitor_argv = self._monitor_argv(record, cg.oom_events_file(), log_fds)
-            maps = userns.host_root(spec) is not None       # (4) uid maps to write
-            attach = (record.dir / "network.json").exists()  # (4) interfaces to move in
-            launch = plan.Launch(
-                rootfs=spec["root"]["path"], rootfs_fstype="overlay",
-                rootfs_data=f"lowerdir={lower},upperdir={upper},workdir={work}{extra}",
-                cgroup_procs_fds=procs, monitor_argv=monitor_argv, monitor_fds=log_fds,
-                stdio=stdio, sync_fd=child_sock.fileno(), parent_sync_fd=parent_sock.fileno(),
-                console=console, trace=trace,
-                cache_dir=self.seccomp_cache, cgroup_views=cg.views(),
-                idmap_layers=idmap_layers,
-                # (3') nothing of ours is needed before the execve: the child runs straight
-                # through, in our memory rather than a copy of it (c_ext/spawn.c)
-                share_memory=not maps and not attach)
-            with self._phase("plan build"):
-                np = plan.build(spec, launch)
-            if launch.share_memory:
-                # "start" must be in the log before the monitor's "die", and this container
-                # runs before mr_spawn returns: so before it (below, for the others)
-                self._event("start", record)
-            with self._phase("mr_spawn"):
-                try:
-                    pid, monitor_pid = spawn.spawn(np)
-                except MinirunError as e:
-                    if rootless.is_rootless(spec):
-                        raise rootless.explain_clone_failure(e) from None
-                    raise
-            faults.point("start:spawned")
-            if maps:
-                try:
-                    (rootless if rootless.is_rootless(spec) else userns).write_maps(pid, spec)   # (4)
-                except BaseException:
-                    procfs.kill_child(pid)
-                    procfs.reap(monitor_pid)
-                    raise
+            # the channel closes its ends and the fds lent to the child/monitor (our copies)
+            with sync.Channel() as channel:
+                for path in cg.procs_files():
+                    channel.lend(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+                procs = list(channel.lent)
+                stdio, log_fds = _wire_stdio(record.state.detached, interactive, channel.lent)
+                upper, work = record.dir / "upper", record.dir / "work"
+                lower, extra = image.lowerdir(), ""    # top layer first, by short links (store.py)
+                idmap_layers: list[tuple[int, str]] = []
+                if rootless.is_rootless(spec):
+                    # our own files (owners recorded, not applied): the map shows us as root
+                    with self._phase("user namespace layers"):
+                        for layer in image.layers:
+                            rootless.check_layer_owners(spec, self.images.layer_owners(layer), record.state.image)
+                        if not rootless.single_id(spec):
+                            layers = rootless.owned_layers(image.layers, spec, self.root / "cache" / "idmap",
+                                                           self.images.layer_owners)
+                            lower = ":".join(str(p) for p in reversed(layers))
+                    extra = ",userxattr"
+                elif userns.host_root(spec) is not None:
+                    with self._phase("user namespace layers"):
+                        idmapped = userns.idmapped_layers(image.layers, spec)
+                        if idmapped is not None:          # the layers as they are, seen through the map
+                            channel.lend(*idmapped)
+                            # attached where the mapped root can reach (the store is root's alone)
+                            points = userns.idmap_points(record.dir, len(idmapped))
+                            idmap_layers = list(zip(idmapped, [str(p) for p in points], strict=True))
+                            lower = ":".join(str(p) for p in reversed(points))
+                        else:                             # copies with shifted owners, cached
+                            layers = userns.shifted_layers(image.layers, spec, self.root / "cache" / "idmap")
+                            lower = ":".join(str(p) for p in reversed(layers))
+                        userns.prepare_container_dirs(record.dir, spec)
+                    extra = ",userxattr"
+                monitor_argv = self._monitor_argv(record, cg.oom_events_file(), log_fds)
+                maps = userns.host_root(spec) is not None       # (4) uid maps to write
+                attach = (record.dir / "network.json").exists()  # (4) interfaces to move in
+                launch = plan.Launch(
+                    rootfs=spec["root"]["path"], rootfs_fstype="overlay",
+                    rootfs_data=f"lowerdir={lower},upperdir={upper},workdir={work}{extra}",
+                    cgroup_procs_fds=procs, monitor_argv=monitor_argv, monitor_fds=log_fds,
+                    stdio=stdio, sync_fd=channel.child.fileno(), parent_sync_fd=channel.parent.fileno(),
+                    console=console, trace=trace,
+                    cache_dir=self.seccomp_cache, cgroup_views=cg.views(),
+                    idmap_layers=idmap_layers,
+                    # (3') nothing of ours is needed before the execve: the child runs straight
+                    # through, in our memory rather than a copy of it (c_ext/spawn.c)
+                    share_memory=not maps and not attach)
+                with self._phase("plan build"):
+                    np = plan.build(spec, launch)
+                if launch.share_memory:
+                    # "start" must be in the log before the monitor's "die", and this container
+                    # runs before mr_spawn returns: so before it (below, for the others)
+                    self._event("start", record)
+                with self._phase("mr_spawn"):
+                    try:
+                        pid, monitor_pid = spawn.spawn(np)
+                    except MinirunError as e:
+                        if rootless.is_rootless(spec):
+                            raise rootless.explain_clone_failure(e) from None
+                        raise
+                faults.point("start:spawned")
+                if maps:
+                    try:
+                        (rootless if rootless.is_rootless(spec) else userns).write_maps(pid, spec)   # (4)
+                    except BaseException:
+                        procfs.kill_child(pid)
+                        procfs.reap(monitor_pid)
+                        raise
         except BaseException:
-            parent_sock.close()
             cg.destroy()
             raise
-        finally:
-            child_sock.close()
-            for fd in fds:
-                os.close(fd)
         if attach:
             # (4) the child waits for GO: give its namespace its interfaces now
             try:
@@ -287,7 +283,7 @@ class Runtime:
                     net.attach(self.root, record, pid)
             except BaseException:
                 procfs.kill_child(pid)                    # it waits for GO: it never ran anything
-                parent_sock.close()
+                channel.parent.close()
                 warm.linger()
                 procfs.reap(monitor_pid)
                 cg.destroy()
@@ -306,7 +302,7 @@ class Runtime:
         if not launch.share_memory:
             self._event("start", record)
         try:
-            report = sync.go_and_wait(parent_sock, record_pid, self._phase("wait for the child"),
+            report = sync.go_and_wait(channel.parent, record_pid, self._phase("wait for the child"),
                                       go=not launch.share_memory)
         except BaseException:
             # GO went out but the pid could not be recorded (e.g. a full data root): a container

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 # The C module, not socket.py: the wrapper's imports cost ~1.5 ms on every `minirun run`.
 import _socket as socket
+import os
 import sys
 
 from minirun import lean
@@ -39,6 +40,35 @@ class ChildReport:
 def socketpair() -> tuple[socket.socket, socket.socket]:
     """(parent end, child end); both close-on-exec, so execve in the child closes its end."""
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+
+class Channel:
+    """The spawn channel: the socketpair of one spawn (2) and the fds lent to the child for it
+    (namespace and cgroup.procs files, the exec fifo, pipes). As a context manager around the
+    launch: when the block ends, however it ends, the child's end and the lent fds are closed
+    (the child has its copies by then); if it raised, our end too, which makes a child that
+    waits for GO fail and exit. After a successful block, `parent` is left for the handshake
+    (go_and_wait or wait_ready close it)."""
+
+    def __init__(self):
+        self.parent, self.child = socketpair()
+        self.lent: list[int] = []
+
+    def lend(self, *fds: int) -> None:
+        """Close these fds of ours when the launch is over."""
+        self.lent += fds
+
+    def __enter__(self) -> Channel:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> bool:
+        self.child.close()
+        for fd in self.lent:
+            os.close(fd)
+        self.lent.clear()
+        if kind is not None:
+            self.parent.close()
+        return False
 
 
 def send_go(sock: socket.socket) -> None:
