@@ -336,7 +336,7 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
     lets the plan and the clone run during it, instead of after it. The child does nothing of
     the container's until GO, and the cgroup namespace is unshared after GO, so the child's
     cgroup root is its own group, as before."""
-    from minirun.runtime import plan, spawn, sync
+    from minirun.runtime import spawn, sync
     from minirun.runtime.cgroups import Resources, detect
 
     rootfs = os.path.realpath(os.path.join(bundle, spec["root"]["path"]))
@@ -349,39 +349,51 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
     c.warnings += manager.skipped(resources)
     os.mkfifo(c.fifo)
     os.chmod(c.fifo, 0o622)      # not mkfifo's mode, which the umask cuts: a non-root process opens it
-    pid = None
     with sync.Channel() as channel:
-        try:
-            fifo_fd = os.open(c.fifo, os.O_PATH | os.O_CLOEXEC)
-            channel.lend(fifo_fd)
-            idmap_binds = {}
-            if any("uidMappings" in m for m in spec.get("mounts", [])):   # idmapped mounts (OCI 1.1)
-                from minirun.runtime import userns
-
-                idmap_binds = userns.idmapped_binds(spec, bundle)
-                channel.lend(*idmap_binds.values())
-            launch = plan.Launch(rootfs=rootfs, rootfs_fstype=None, bundle=bundle,
-                                 cgroup_procs_fds=[], monitor_argv=None, stdio=(0, 1, 2),
-                                 sync_fd=channel.child.fileno(), parent_sync_fd=channel.parent.fileno(),
-                                 exec_fifo_fd=fifo_fd,
-                                 host_mounts_allowed=True,
-                                 hooks_sync=bool(c.record.hooks)
-                                 and any(c.record.hooks.get(k) for k in hooks_at_create()),
-                                 preserve_fds=preserve_fds, cache_dir=c.seccomp_cache(),
-                                 cgroup_views=planned.views(),
-                                 idmap_binds=idmap_binds)
-            np = plan.build(spec, launch)
-            pid, _ = spawn.spawn(np)                   # (2) the child waits for GO
+        np = _plan(c, spec, bundle, rootfs, planned.views(), channel, preserve_fds)
+        pid, _ = spawn.spawn(np)                   # (2) the child waits for GO
+        with lean.ExitStack() as undo:             # it waits for GO: it never ran anything
+            undo.callback(procfs.reap, pid)
+            undo.callback(procfs.kill_child, pid)
             manager.create(c.record.cgroup, resources).add(pid)       # (1) and (3), by us
             if spec["linux"].get("uidMappings"):
                 from minirun.runtime import userns
 
                 userns.write_maps(pid, spec)           # (4), before GO
-        except BaseException:
-            if pid is not None:                    # it waits for GO: it never ran anything
-                procfs.kill_child(pid)
-                procfs.reap(pid)
-            raise
+            undo.pop_all()
+    _handshake(c, channel.parent, np, pid, console_socket)
+
+
+def _plan(c: Container, spec: dict[str, Any], bundle: str, rootfs: str, cgroup_views,
+          channel, preserve_fds: int):
+    """(1) The plan: the bundle's rootfs bound onto itself, the exec fifo, idmapped binds."""
+    from minirun.runtime import plan
+
+    fifo_fd = os.open(c.fifo, os.O_PATH | os.O_CLOEXEC)
+    channel.lend(fifo_fd)
+    idmap_binds = {}
+    if any("uidMappings" in m for m in spec.get("mounts", [])):   # idmapped mounts (OCI 1.1)
+        from minirun.runtime import userns
+
+        idmap_binds = userns.idmapped_binds(spec, bundle)
+        channel.lend(*idmap_binds.values())
+    launch = plan.Launch(rootfs=rootfs, rootfs_fstype=None, bundle=bundle,
+                         cgroup_procs_fds=[], monitor_argv=None, stdio=(0, 1, 2),
+                         sync_fd=channel.child.fileno(), parent_sync_fd=channel.parent.fileno(),
+                         exec_fifo_fd=fifo_fd,
+                         host_mounts_allowed=True,
+                         hooks_sync=bool(c.record.hooks)
+                         and any(c.record.hooks.get(k) for k in hooks_at_create()),
+                         preserve_fds=preserve_fds, cache_dir=c.seccomp_cache(),
+                         cgroup_views=cgroup_views,
+                         idmap_binds=idmap_binds)
+    return plan.build(spec, launch)
+
+
+def _handshake(c: Container, sock, np, pid: int, console_socket: str | None) -> None:
+    """(5) GO and record the pid, (6b) the create hooks, (7) READY, the pty master handed on.
+    On any failure the process is killed (through its checked pid, once recorded) and reaped."""
+    from minirun.runtime import spawn, sync
 
     def record_pid() -> None:
         c.record.pid, c.record.pid_start = pid, procfs.start_time(pid)
@@ -396,13 +408,10 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
             # would say now; the kinds added in 1.0.2 see "creating", as runc passes them
             hooks.run(c.record.hooks, kind, c.oci_state("created" if kind == "prestart" else "creating"))
 
-    try:
-        report = sync.go_and_wait(channel.parent, record_pid, on_hooks=run_hooks)  # (5), (4), (6b), (7)
-    except BaseException:
-        _kill_pid(c, SIGKILL)
-        procfs.reap(pid)
-        raise
-    try:
+    with lean.ExitStack() as undo:
+        undo.callback(procfs.reap, pid)
+        undo.callback(_kill_pid, c, SIGKILL)
+        report = sync.go_and_wait(sock, record_pid, on_hooks=run_hooks)   # (5), (6b), (7)
         if report.error is not None:
             raise spawn.error_from_native(report.error, np, np.program)
         if not report.ready:
@@ -410,10 +419,7 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
                                f"ready{_how_it_ended(pid)}")
         if report.tty_master is not None:
             _send_console(console_socket, report.tty_master)
-    except BaseException:
-        _kill_pid(c, SIGKILL)
-        procfs.reap(pid)
-        raise
+        undo.pop_all()
 
 
 def _how_it_ended(pid: int) -> str:
