@@ -292,7 +292,7 @@ int mr_readonly_paths(const char *const *paths, int n, struct mr_err *err)
 int mr_idmap_tree(const char *path, int userns_fd, int recursive, int index, struct mr_err *err)
 {
     memset(err, 0, sizeof(*err));
-    int fd = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+    mr_autoclose int fd = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
                                        (recursive ? AT_RECURSIVE : 0));
     if (fd < 0)
         return mr_fail(err, MR_STEP_OPEN_TREE, index, path);
@@ -300,11 +300,7 @@ int mr_idmap_tree(const char *path, int userns_fd, int recursive, int index, str
     memset(&attr, 0, sizeof(attr));
     attr.attr_set = MOUNT_ATTR_IDMAP;
     attr.userns_fd = (uint64_t)userns_fd;
-    if (mount_setattr(fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr, sizeof(attr)) < 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
+    if (mount_setattr(fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr, sizeof(attr)) < 0)
         return mr_fail(err, MR_STEP_IDMAP, index, path);
-    }
-    return fd;
+    return mr_take_fd(&fd);
 }

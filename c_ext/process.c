@@ -239,12 +239,11 @@ struct mr_dirent64 { uint64_t ino; int64_t off; unsigned short reclen; unsigned 
  * mount could otherwise offer a /proc/self/fd of its own that lists nothing. */
 static int cloexec_through_proc(int from, struct mr_err *err)
 {
-    int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    mr_autoclose int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir < 0)
         return mr_fail(err, MR_STEP_CLOSE_FDS, -1, "/proc/self/fd");
     struct statfs fs;
     if (fstatfs(dir, &fs) < 0 || fs.f_type != PROC_SUPER_MAGIC) {
-        close(dir);
         errno = EXDEV;
         return mr_fail(err, MR_STEP_CLOSE_FDS, -1, "/proc/self/fd is not procfs");
     }
@@ -259,17 +258,10 @@ static int cloexec_through_proc(int from, struct mr_err *err)
             for (; *name >= '0' && *name <= '9'; name++)
                 fd = fd * 10 + (*name - '0');
             /* EBADF: an fd of the listing itself, gone by now */
-            if (fd >= from && fd != dir && fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 && errno != EBADF) {
-                int saved = errno;
-                close(dir);
-                errno = saved;
+            if (fd >= from && fd != dir && fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 && errno != EBADF)
                 return mr_fail(err, MR_STEP_CLOSE_FDS, fd, NULL);
-            }
         }
     }
-    int saved = errno;
-    close(dir);
-    errno = saved;
     return n < 0 ? mr_fail(err, MR_STEP_CLOSE_FDS, -1, "/proc/self/fd") : 0;
 }
 

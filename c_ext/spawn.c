@@ -1,14 +1,11 @@
 /*
  * spawn.c — start a container: clone() into new namespaces, then execute the plan step by step.
  *
- * The sync points (numbers in comments) are drawn in sync.h. In short: Python builds the plan (1),
- * mr_spawn forks the monitor, which clones the container (2); the child joins its cgroup and waits
- * (3) while Python records the pid and writes uid maps (4), then sends GO (5); the child builds its
- * root and process (6), reports an error or nothing (7), and execve()s (9). When Python has
- * nothing to do before the execve (no uid maps, no network, no hooks, no exec fifo), there is no
- * GO: the child runs straight through in Python's own memory (3', clone_container). EOF on the socket,
- * which is close-on-exec, tells the parent the program is running. Namespaces given by path are
- * joined, not made: a pid namespace by the cloner before (2), the others by the child first of all.
+ * The sync points (numbers in comments) are drawn once, in sync.h, and cited here by number:
+ * the child joins its cgroup and waits for GO (3), or, when Python has nothing to do before the
+ * execve, runs straight through in Python's own memory (3', clone_container); it builds its root
+ * and process (6), reports an error (7) and execve()s (9). Namespaces given by path are joined,
+ * not made: a pid namespace by the cloner before (2), the others by the child first of all.
  *
  * Man pages: clone(2), namespaces(7), pid_namespaces(7), cgroup_namespaces(7).
  */
@@ -146,15 +143,14 @@ static int become_userns_root(const struct mr_plan *p, struct mr_err *err)
 static int write_sysctls(const struct mr_plan *p, struct mr_err *err)
 {
     for (int i = 0; i < p->n_sysctls; i++) {
-        int fd = open(p->sysctl_paths[i], O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+        mr_autoclose int fd = open(p->sysctl_paths[i], O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
             return mr_fail(err, MR_STEP_SYSCTL, i, NULL);
         size_t len = strlen(p->sysctl_values[i]);
         ssize_t w = write(fd, p->sysctl_values[i], len);
-        int saved = errno;
-        close(fd);
         if (w != (ssize_t)len) {
-            errno = w < 0 ? saved : EIO;
+            if (w >= 0)
+                errno = EIO;                /* a short write: no errno of its own */
             return mr_fail(err, MR_STEP_SYSCTL, i, NULL);
         }
     }
@@ -371,16 +367,11 @@ static int container_entry(void *arg)
  */
 static pid_t clone_container(const struct mr_plan *p, void *stack, struct mr_err *err)
 {
-    int own = -1;
+    mr_autoclose int own = -1;
     if (p->join_pid_fd >= 0) {
         own = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
-        if (own < 0 || setns(p->join_pid_fd, CLONE_NEWPID) < 0) {
-            int saved = errno;
-            if (own >= 0)
-                close(own);
-            errno = saved;
+        if (own < 0 || setns(p->join_pid_fd, CLONE_NEWPID) < 0)
             return mr_fail(err, MR_STEP_JOIN_PIDNS, -1, NULL);
-        }
     }
     pid_t pid;
     if (p->share_memory)
@@ -394,10 +385,8 @@ static pid_t clone_container(const struct mr_plan *p, void *stack, struct mr_err
             /* cannot happen (our own namespace is always allowed); never leave it changed */
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
-            close(own);
             return mr_fail(err, MR_STEP_JOIN_PIDNS, -1, "back to our own");
         }
-        close(own);
     }
     errno = saved;
     return pid < 0 ? mr_fail(err, MR_STEP_CLONE, -1, NULL) : pid;

@@ -27,6 +27,27 @@ static inline int mr_fail(struct mr_err *err, int step, int index, const char *t
     return -1;
 }
 
+/* crun's cleanup_close: `mr_autoclose int fd = open(...);` closes fd (if >= 0) when it leaves
+ * scope, on every path out, so a failure path needs no close of its own. The return value is
+ * computed first (mr_fail has read errno by then); errno is kept anyway, for a caller that
+ * reads it after. Only close(2): safe in the child. `mr_take_fd` hands the fd on instead. */
+static inline void mr_close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        int saved = errno;
+        close(*fd);
+        errno = saved;
+    }
+}
+#define mr_autoclose __attribute__((cleanup(mr_close_fd)))
+
+static inline int mr_take_fd(int *fd)
+{
+    int taken = *fd;
+    *fd = -1;
+    return taken;
+}
+
 static inline uint64_t mr_now_ns(void)
 {
     struct timespec ts;

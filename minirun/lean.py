@@ -1,4 +1,4 @@
-"""Start-up-cheap stand-ins for the three stdlib helpers the per-container path uses.
+"""Start-up-cheap stand-ins for the stdlib helpers the per-container path uses.
 
 `minirun-oci run` (and `minirun run`) are new processes for every container, so what they import
 is paid every time: podman and containerd call minirun-oci once per container. Three stdlib
@@ -6,7 +6,8 @@ modules cost far more to import than what we use of them:
 
     json        imports re (and so enum, functools, collections): ~5 ms, although decoding and
                 encoding are done by its C accelerator, _json, which imports nothing
-    contextlib  imports collections and functools: ~2 ms, for suppress() and @contextmanager
+    contextlib  imports collections and functools: ~2 ms, for suppress(), @contextmanager and
+                ExitStack (the undo stack of a container start)
 
 So the modules on that path use these instead. Each behaves as its stdlib original for what we
 use (tests/unit/test_lean.py checks them against it); anything else should use the stdlib.
@@ -179,3 +180,47 @@ def contextmanager(function):
 
     make.__name__, make.__doc__, make.__wrapped__ = function.__name__, function.__doc__, function
     return make
+
+
+class ExitStack:
+    """contextlib.ExitStack, for its undo use: as each resource is made, `callback(release,
+    *args)`; when the block ends they run last-made first, even if one of them raises (the last
+    failure goes on, the block's exception as its context). On success `pop_all()` moves them
+    to a new stack, so nothing is released here: whoever made a resource says how to undo it,
+    and a start that went through keeps them all."""
+
+    def __init__(self):
+        self._callbacks: list[tuple] = []
+
+    def callback(self, release, *args) -> None:
+        self._callbacks.append((release, args))
+
+    def pop_all(self) -> ExitStack:
+        stack = ExitStack()
+        stack._callbacks, self._callbacks = self._callbacks, []
+        return stack
+
+    def close(self) -> None:
+        self.__exit__(None, None, None)
+
+    def __enter__(self) -> ExitStack:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> bool:
+        callbacks, self._callbacks = self._callbacks, []
+        failure = None
+        for release, args in reversed(callbacks):
+            try:
+                release(*args)
+            except BaseException as e:
+                if failure is not None:
+                    e.__context__ = failure       # the earlier failure, as contextlib chains it
+                failure = e
+        if failure is not None:
+            context = failure.__context__
+            try:
+                raise failure       # a bare raise here would make the block's exception its context
+            except BaseException:
+                failure.__context__ = context
+                raise
+        return False

@@ -6,7 +6,12 @@ in clock ticks since boot) names one process for the life of the machine.
 
 from __future__ import annotations
 
+# _signal, not signal: the C module signal.py wraps, loaded at start-up already (no new module
+# on the run path); its SIG* constants are signal.Signals' members
+import _signal
 import os
+
+from minirun.errors import MinirunError
 
 PROC = "/proc"
 
@@ -26,6 +31,52 @@ def start_time(pid: int, proc: str = PROC) -> int | None:
 
 def is_alive(pid: int | None, started: int | None, proc: str = PROC) -> bool:
     return bool(pid) and started is not None and start_time(pid, proc) == started
+
+
+def send_signal(pid: int | None, started: int | None, sig: int) -> None:
+    """Send `sig` to process `pid` if it is still the one that started at `started`: through a
+    pidfd (pidfd_open(2)) checked against the start time, so a recycled pid is never hit. No such
+    process (or none recorded): nothing to do."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (ProcessLookupError, TypeError):
+        return
+    try:
+        if start_time(pid) == started:
+            _signal.pidfd_send_signal(pidfd, sig)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(pidfd)
+
+
+def kill_child(pid: int) -> None:
+    """SIGKILL a child of ours (one we have not reaped cannot have been recycled: no pid check)."""
+    try:
+        os.kill(pid, _signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def reap(pid: int, flags: int = 0) -> None:
+    """Collect child `pid`'s exit status (waitpid(2)); not our child, or collected: no-op."""
+    try:
+        os.waitpid(pid, flags)
+    except ChildProcessError:
+        pass
+
+
+def signal_number(name: str | int) -> int:
+    """9, KILL or SIGKILL, as kill(1) and runc accept them."""
+    if isinstance(name, int) or str(name).isdigit():
+        return int(name)
+    name = str(name).upper()
+    name = name if name.startswith("SIG") else f"SIG{name}"
+    # SIG_DFL, SIG_IGN, SIG_BLOCK...: constants of _signal, but no signals
+    number = getattr(_signal, name, None) if "_" not in name else None
+    if not isinstance(number, int):
+        raise MinirunError(f"unknown signal {name}")
+    return number
 
 
 def wait_exited(pid: int, timeout: float | None) -> bool:

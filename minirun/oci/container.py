@@ -24,13 +24,13 @@ import os
 import select
 
 # _signal, not signal: signal wraps these in IntEnums, and enum costs ~3 ms of start-up here
-from _signal import SIGKILL, SIGSYS, SIGTERM, pidfd_send_signal
+from _signal import SIGKILL, SIGSYS, SIGTERM
 
 from minirun import lean, procfs
 from minirun import spec as oci
 from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError, SpecError, UsageError
 from minirun.records import asdict, field, fields, record
-from minirun.runtime.state import remove_tree
+from minirun.runtime.state import check_transition, remove_tree
 from minirun.storage import now_iso, write_atomic, write_json
 
 TYPE_CHECKING = False     # typing costs start-up time; annotations are never evaluated
@@ -65,18 +65,6 @@ def semver_1(version: str) -> bool:
     parts = core.split(".")
     return (len(parts) == 3 and parts[0] == "1"
             and all(p.isascii() and p.isdigit() and (p == "0" or p[0] != "0") for p in parts[1:]))
-
-# operation -> the statuses it is allowed in ("delete" of a running container needs --force)
-TRANSITIONS: dict[str, set[str]] = {
-    "start": {"created"},
-    "kill": {"created", "running", "paused"},
-    "delete": {"creating", "created", "stopped"},
-    "exec": {"created", "running"},
-    "pause": {"running"},
-    "resume": {"paused"},
-    "ps": {"created", "running", "paused"},
-    "update": {"created", "running", "paused"},
-}
 
 # Fields of config.json we cannot honour. Each is refused by name rather than skipped, since a
 # caller that asked for it relies on it (minirun.spec.validate covers AppArmor and SELinux).
@@ -145,10 +133,9 @@ class Container:
         return cg
 
     def require(self, operation: str) -> str:
-        status = self.status()
-        if status not in TRANSITIONS[operation]:
-            raise InvalidTransition(f"cannot {operation} container {self.record.id}: it is {status}")
-        return status
+        """The transitions table is the runtime's (runtime/state.py); "delete" of a running or
+        paused container needs --force."""
+        return check_transition(self.record.id, self.status(), operation)
 
     @lean.contextmanager
     def locked(self):
@@ -349,7 +336,7 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
     lets the plan and the clone run during it, instead of after it. The child does nothing of
     the container's until GO, and the cgroup namespace is unshared after GO, so the child's
     cgroup root is its own group, as before."""
-    from minirun.runtime import plan, spawn, sync
+    from minirun.runtime import spawn, sync
     from minirun.runtime.cgroups import Resources, detect
 
     rootfs = os.path.realpath(os.path.join(bundle, spec["root"]["path"]))
@@ -362,45 +349,51 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
     c.warnings += manager.skipped(resources)
     os.mkfifo(c.fifo)
     os.chmod(c.fifo, 0o622)      # not mkfifo's mode, which the umask cuts: a non-root process opens it
-    fds: list[int] = []
-    parent_sock, child_sock = sync.socketpair()
-    pid = None
-    try:
-        fifo_fd = os.open(c.fifo, os.O_PATH | os.O_CLOEXEC)
-        fds.append(fifo_fd)
-        idmap_binds = {}
-        if any("uidMappings" in m for m in spec.get("mounts", [])):   # idmapped mounts (OCI 1.1)
-            from minirun.runtime import userns
-
-            idmap_binds = userns.idmapped_binds(spec, bundle)
-            fds += idmap_binds.values()
-        launch = plan.Launch(rootfs=rootfs, rootfs_fstype=None, bundle=bundle,
-                             cgroup_procs_fds=[], monitor_argv=None, stdio=(0, 1, 2),
-                             sync_fd=child_sock.fileno(), parent_sync_fd=parent_sock.fileno(),
-                             exec_fifo_fd=fifo_fd,
-                             host_mounts_allowed=True,
-                             hooks_sync=bool(c.record.hooks)
-                             and any(c.record.hooks.get(k) for k in hooks_at_create()),
-                             preserve_fds=preserve_fds, cache_dir=c.seccomp_cache(),
-                             cgroup_views=planned.views(),
-                             idmap_binds=idmap_binds)
-        np = plan.build(spec, launch)
+    with sync.Channel() as channel:
+        np = _plan(c, spec, bundle, rootfs, planned.views(), channel, preserve_fds)
         pid, _ = spawn.spawn(np)                   # (2) the child waits for GO
-        manager.create(c.record.cgroup, resources).add(pid)       # (1) and (3), by us
-        if spec["linux"].get("uidMappings"):
-            from minirun.runtime import userns
+        with lean.ExitStack() as undo:             # it waits for GO: it never ran anything
+            undo.callback(procfs.reap, pid)
+            undo.callback(procfs.kill_child, pid)
+            manager.create(c.record.cgroup, resources).add(pid)       # (1) and (3), by us
+            if spec["linux"].get("uidMappings"):
+                from minirun.runtime import userns
 
-            userns.write_maps(pid, spec)           # (4), before GO
-    except BaseException:
-        if pid is not None:
-            os.kill(pid, SIGKILL)
-            _reap(pid)
-        parent_sock.close()
-        raise
-    finally:
-        child_sock.close()
-        for fd in fds:
-            os.close(fd)
+                userns.write_maps(pid, spec)           # (4), before GO
+            undo.pop_all()
+    _handshake(c, channel.parent, np, pid, console_socket)
+
+
+def _plan(c: Container, spec: dict[str, Any], bundle: str, rootfs: str, cgroup_views,
+          channel, preserve_fds: int):
+    """(1) The plan: the bundle's rootfs bound onto itself, the exec fifo, idmapped binds."""
+    from minirun.runtime import plan
+
+    fifo_fd = os.open(c.fifo, os.O_PATH | os.O_CLOEXEC)
+    channel.lend(fifo_fd)
+    idmap_binds = {}
+    if any("uidMappings" in m for m in spec.get("mounts", [])):   # idmapped mounts (OCI 1.1)
+        from minirun.runtime import userns
+
+        idmap_binds = userns.idmapped_binds(spec, bundle)
+        channel.lend(*idmap_binds.values())
+    launch = plan.Launch(rootfs=rootfs, rootfs_fstype=None, bundle=bundle,
+                         cgroup_procs_fds=[], monitor_argv=None, stdio=(0, 1, 2),
+                         sync_fd=channel.child.fileno(), parent_sync_fd=channel.parent.fileno(),
+                         exec_fifo_fd=fifo_fd,
+                         host_mounts_allowed=True,
+                         hooks_sync=bool(c.record.hooks)
+                         and any(c.record.hooks.get(k) for k in hooks_at_create()),
+                         preserve_fds=preserve_fds, cache_dir=c.seccomp_cache(),
+                         cgroup_views=cgroup_views,
+                         idmap_binds=idmap_binds)
+    return plan.build(spec, launch)
+
+
+def _handshake(c: Container, sock, np, pid: int, console_socket: str | None) -> None:
+    """(5) GO and record the pid, (6b) the create hooks, (7) READY, the pty master handed on.
+    On any failure the process is killed (through its checked pid, once recorded) and reaped."""
+    from minirun.runtime import spawn, sync
 
     def record_pid() -> None:
         c.record.pid, c.record.pid_start = pid, procfs.start_time(pid)
@@ -415,13 +408,10 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
             # would say now; the kinds added in 1.0.2 see "creating", as runc passes them
             hooks.run(c.record.hooks, kind, c.oci_state("created" if kind == "prestart" else "creating"))
 
-    try:
-        report = sync.go_and_wait(parent_sock, record_pid, on_hooks=run_hooks)  # (5), (4), (6b), (7)
-    except BaseException:
-        _kill_pid(c, SIGKILL)
-        _reap(pid)
-        raise
-    try:
+    with lean.ExitStack() as undo:
+        undo.callback(procfs.reap, pid)
+        undo.callback(_kill_pid, c, SIGKILL)
+        report = sync.go_and_wait(sock, record_pid, on_hooks=run_hooks)   # (5), (6b), (7)
         if report.error is not None:
             raise spawn.error_from_native(report.error, np, np.program)
         if not report.ready:
@@ -429,10 +419,7 @@ def _spawn(c: Container, spec: dict[str, Any], bundle: str, console_socket: str 
                                f"ready{_how_it_ended(pid)}")
         if report.tty_master is not None:
             _send_console(console_socket, report.tty_master)
-    except BaseException:
-        _kill_pid(c, SIGKILL)
-        _reap(pid)
-        raise
+        undo.pop_all()
 
 
 def _how_it_ended(pid: int) -> str:
@@ -709,28 +696,12 @@ def wait(c: Container) -> int:
 
 
 def _kill_pid(c: Container, sig: int) -> None:
-    """Through a pidfd checked against the recorded start time: a recycled pid is never hit."""
-    try:
-        pidfd = os.pidfd_open(c.record.pid)
-    except (ProcessLookupError, TypeError):
-        return
-    try:
-        if procfs.start_time(c.record.pid) == c.record.pid_start:
-            pidfd_send_signal(pidfd, sig)
-    except ProcessLookupError:
-        pass
-    finally:
-        os.close(pidfd)
+    procfs.send_signal(c.record.pid, c.record.pid_start, sig)
 
 
 def _wait_pid(pid: int, timeout: float) -> None:
     procfs.wait_exited(pid, timeout)
-    _reap(pid, os.WNOHANG)
-
-
-def _reap(pid: int, flags: int = 0) -> None:
-    with lean.suppress(ChildProcessError):
-        os.waitpid(pid, flags)
+    procfs.reap(pid, os.WNOHANG)
 
 
 # -- spec, features -------------------------------------------------------------------------

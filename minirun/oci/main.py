@@ -257,10 +257,10 @@ def _command(argv: list[str]) -> int:
 def _reap_helper(pid: str) -> None:
     """Wait for the launcher's helper: it ends once its grace period has passed (by now, for a
     verb that started a container)."""
-    try:
-        os.waitpid(int(pid), 0)
-    except (ChildProcessError, ValueError):
-        pass        # not ours (an inherited variable, a pid that is not our child)
+    from minirun import procfs
+
+    if pid.isdigit():   # else not a pid (an inherited variable); a pid not our child: no-op
+        procfs.reap(int(pid))
 
 
 class UserFault(Exception):
@@ -344,24 +344,11 @@ def _state(args) -> int:
 
 
 def _kill(args) -> int:
+    from minirun import procfs
     from minirun.oci import container
 
-    container.kill(_root(args), args.id, _signal_number(args.signal), all_processes=args.all)
+    container.kill(_root(args), args.id, procfs.signal_number(args.signal), all_processes=args.all)
     return 0
-
-
-def _signal_number(name: str) -> int:
-    """9, KILL or SIGKILL, as runc accepts them. (The names are read from _signal, whose
-    constants are signal.Signals' members: the SIG* names without an underscore.)"""
-    import _signal
-
-    if name.isdigit():
-        return int(name)
-    name = name.upper() if name.upper().startswith("SIG") else f"SIG{name.upper()}"
-    number = getattr(_signal, name, None) if "_" not in name else None
-    if not isinstance(number, int):
-        raise UserFault(f"unknown signal {name}")
-    return number
 
 
 def _delete(args) -> int:

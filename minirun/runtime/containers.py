@@ -14,8 +14,8 @@ import time
 
 # not signal, contextlib or pathlib: `minirun run` imports this module for every container, and
 # signal wraps its numbers in IntEnums (enum), contextlib imports collections and functools;
-# _signal and minirun.lean give what the run path uses (signal_number imports signal itself)
-from _signal import SIGKILL, pidfd_send_signal
+# _signal and minirun.lean give what the run path uses
+from _signal import SIGKILL
 
 from minirun import faults, lean, procfs, records
 from minirun.errors import ContainerNotFound, InvalidTransition, MinirunError, UsageError
@@ -179,10 +179,8 @@ class Runtime:
 
     def _spawn(self, record: ContainerRecord, *, interactive: bool, console: tuple[int, int],
                trace: bool) -> Started:
-        from minirun.runtime import plan, rootless, spawn, userns
-        from minirun.runtime.cgroups import Resources
-        from minirun.runtime.options import DEFAULT_PIDS_ANNOTATION
-
+        """Prepare the rootfs and the plan, launch, handshake (c_ext/sync.h). Each step pushes
+        the undoing of what it made on `undo`; a start that goes through keeps it all."""
         if any(c in str(self.root) for c in ",:\\"):
             raise UsageError(f"the data root {self.root} contains ',', ':' or '\\', which "
                              "overlayfs mount options cannot carry: choose another --root")
@@ -190,109 +188,148 @@ class Runtime:
         spec = record.spec()
         with self._phase("image lookup"):
             image = self.images.get(record.state.image_id)
-        (record.dir / "exit.json").unlink(missing_ok=True)
+        exit_file = record.dir / "exit.json"
+        exit_file.unlink(missing_ok=True)
+        cg = self._new_cgroup(record, spec)
+        with lean.ExitStack() as undo:
+            undo.callback(exit_file.unlink, True)   # (missing_ok) what a monitor may have written
+            undo.callback(cg.destroy)
+            faults.point("start:cgroup-created")
+            # the channel closes its child end and the fds lent to the child/monitor (our copies)
+            with sync.Channel() as channel:
+                np, launch = self._plan(record, spec, image, cg, channel, interactive=interactive,
+                                        console=console, trace=trace)
+                pid, monitor_pid = self._launch(record, spec, np, launch)
+            # last made, first undone: our end of the channel, the warmer, the container's
+            # group (whatever it started), then its monitor, which ends with it
+            undo.callback(procfs.reap, monitor_pid)
+            undo.callback(cg.destroy)
+            undo.callback(warm.linger)
+            undo.callback(channel.parent.close)
+            faults.point("start:spawned")
+            self._before_go(record, spec, pid, launch)
+            report = self._handshake(record, channel, np, launch, pid, monitor_pid)
+            undo.pop_all()
+        faults.point("start:running")
+        return Started(record, pid, monitor_pid, report.tty_master, report.stamps or None)
+
+    def _new_cgroup(self, record: ContainerRecord, spec: dict[str, Any]):
+        """(1) The container's group, with its limits; the previous run's (kept for its stats)
+        goes first."""
+        from minirun.runtime.cgroups import Resources
+        from minirun.runtime.options import DEFAULT_PIDS_ANNOTATION
+
         name = f"minirun/{record.id}"
         if record.state.started_at is not None:
-            self.cgroups.open(name).destroy()      # the previous run's group (kept for its stats)
+            self.cgroups.open(name).destroy()
         with self._phase("cgroup create"):
             resources = Resources.from_oci(spec["linux"].get("resources", {}))
             if (spec.get("annotations", {}).get(DEFAULT_PIDS_ANNOTATION) == "default"
                     and "pids" not in self.cgroups.available()):
                 resources.pids_limit = None      # our default needs the controller; asked-for limits do
             resources.io_accounting = _io_devices(self.root, spec)
-            cg = self._create_cgroup(name, resources)
-        faults.point("start:cgroup-created")
-        fds: list[int] = []                         # our copies of what the child/monitor get
-        parent_sock, child_sock = sync.socketpair()
-        try:
-            procs = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cg.procs_files()]
-            fds += procs
-            stdio, log_fds = _wire_stdio(record.state.detached, interactive, fds)
-            upper, work = record.dir / "upper", record.dir / "work"
-            lower, extra = image.lowerdir(), ""    # top layer first, by short links (store.py)
-            idmap_layers: list[tuple[int, str]] = []
-            if rootless.is_rootless(spec):
-                # our own files (owners recorded, not applied): the map shows us as root
-                with self._phase("user namespace layers"):
-                    for layer in image.layers:
-                        rootless.check_layer_owners(spec, self.images.layer_owners(layer), record.state.image)
-                    if not rootless.single_id(spec):
-                        layers = rootless.owned_layers(image.layers, spec, self.root / "cache" / "idmap",
-                                                       self.images.layer_owners)
-                        lower = ":".join(str(p) for p in reversed(layers))
-                extra = ",userxattr"
-            elif userns.host_root(spec) is not None:
-                with self._phase("user namespace layers"):
-                    idmapped = userns.idmapped_layers(image.layers, spec)
-                    if idmapped is not None:          # the layers as they are, seen through the map
-                        fds += idmapped
-                        # attached where the mapped root can reach (the store is root's alone)
-                        points = userns.idmap_points(record.dir, len(idmapped))
-                        idmap_layers = list(zip(idmapped, [str(p) for p in points], strict=True))
-                        lower = ":".join(str(p) for p in reversed(points))
-                    else:                             # copies with shifted owners, cached
-                        layers = userns.shifted_layers(image.layers, spec, self.root / "cache" / "idmap")
-                        lower = ":".join(str(p) for p in reversed(layers))
-                    userns.prepare_container_dirs(record.dir, spec)
-                extra = ",userxattr"
-            monitor_argv = self._monitor_argv(record, cg.oom_events_file(), log_fds)
-            maps = userns.host_root(spec) is not None       # (4) uid maps to write
-            attach = (record.dir / "network.json").exists()  # (4) interfaces to move in
-            launch = plan.Launch(
-                rootfs=spec["root"]["path"], rootfs_fstype="overlay",
-                rootfs_data=f"lowerdir={lower},upperdir={upper},workdir={work}{extra}",
-                cgroup_procs_fds=procs, monitor_argv=monitor_argv, monitor_fds=log_fds,
-                stdio=stdio, sync_fd=child_sock.fileno(), parent_sync_fd=parent_sock.fileno(),
-                console=console, trace=trace,
-                cache_dir=self.seccomp_cache, cgroup_views=cg.views(),
-                idmap_layers=idmap_layers,
-                # (3') nothing of ours is needed before the execve: the child runs straight
-                # through, in our memory rather than a copy of it (c_ext/spawn.c)
-                share_memory=not maps and not attach)
-            with self._phase("plan build"):
-                np = plan.build(spec, launch)
-            if launch.share_memory:
-                # "start" must be in the log before the monitor's "die", and this container
-                # runs before mr_spawn returns: so before it (below, for the others)
-                self._event("start", record)
-            with self._phase("mr_spawn"):
-                try:
-                    pid, monitor_pid = spawn.spawn(np)
-                except MinirunError as e:
-                    if rootless.is_rootless(spec):
-                        raise rootless.explain_clone_failure(e) from None
-                    raise
-            faults.point("start:spawned")
-            if maps:
-                try:
-                    (rootless if rootless.is_rootless(spec) else userns).write_maps(pid, spec)   # (4)
-                except BaseException:
-                    _signal_pid(pid)
-                    _reap(monitor_pid)
-                    raise
-        except BaseException:
-            parent_sock.close()
-            cg.destroy()
-            raise
-        finally:
-            child_sock.close()
-            for fd in fds:
-                os.close(fd)
-        if attach:
-            # (4) the child waits for GO: give its namespace its interfaces now
+            return self._create_cgroup(name, resources)
+
+    def _lower_layers(self, record: ContainerRecord, spec: dict[str, Any], image,
+                      channel: sync.Channel) -> tuple[str, str, list[tuple[int, str]]]:
+        """The overlay's lowerdir, its extra options, and the idmapped layers to attach (their
+        fds lent on `channel`): the image's layers as the container's user namespace sees them."""
+        from minirun.runtime import rootless, userns
+
+        lower = image.lowerdir()            # top layer first, by short links (store.py)
+        if rootless.is_rootless(spec):
+            # our own files (owners recorded, not applied): the map shows us as root
+            with self._phase("user namespace layers"):
+                for layer in image.layers:
+                    rootless.check_layer_owners(spec, self.images.layer_owners(layer), record.state.image)
+                if not rootless.single_id(spec):
+                    layers = rootless.owned_layers(image.layers, spec, self.root / "cache" / "idmap",
+                                                   self.images.layer_owners)
+                    lower = ":".join(str(p) for p in reversed(layers))
+            return lower, ",userxattr", []
+        if userns.host_root(spec) is None:
+            return lower, "", []
+        idmap_layers: list[tuple[int, str]] = []
+        with self._phase("user namespace layers"):
+            idmapped = userns.idmapped_layers(image.layers, spec)
+            if idmapped is not None:          # the layers as they are, seen through the map
+                channel.lend(*idmapped)
+                # attached where the mapped root can reach (the store is root's alone)
+                points = userns.idmap_points(record.dir, len(idmapped))
+                idmap_layers = list(zip(idmapped, [str(p) for p in points], strict=True))
+                lower = ":".join(str(p) for p in reversed(points))
+            else:                             # copies with shifted owners, cached
+                layers = userns.shifted_layers(image.layers, spec, self.root / "cache" / "idmap")
+                lower = ":".join(str(p) for p in reversed(layers))
+            userns.prepare_container_dirs(record.dir, spec)
+        return lower, ",userxattr", idmap_layers
+
+    def _plan(self, record: ContainerRecord, spec: dict[str, Any], image, cg,
+              channel: sync.Channel, *, interactive: bool, console: tuple[int, int], trace: bool):
+        """(1) The plan: the overlay rootfs, the cgroup to join, stdio and the monitor."""
+        from minirun.runtime import plan, userns
+
+        for path in cg.procs_files():
+            channel.lend(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+        procs = list(channel.lent)
+        stdio, log_fds = _wire_stdio(record.state.detached, interactive, channel.lent)
+        lower, extra, idmap_layers = self._lower_layers(record, spec, image, channel)
+        upper, work = record.dir / "upper", record.dir / "work"
+        maps = userns.host_root(spec) is not None       # (4) uid maps to write
+        attach = (record.dir / "network.json").exists()  # (4) interfaces to move in
+        launch = plan.Launch(
+            rootfs=spec["root"]["path"], rootfs_fstype="overlay",
+            rootfs_data=f"lowerdir={lower},upperdir={upper},workdir={work}{extra}",
+            cgroup_procs_fds=procs, monitor_argv=self._monitor_argv(record, cg.oom_events_file(), log_fds),
+            monitor_fds=log_fds, stdio=stdio,
+            sync_fd=channel.child.fileno(), parent_sync_fd=channel.parent.fileno(),
+            console=console, trace=trace, cache_dir=self.seccomp_cache, cgroup_views=cg.views(),
+            idmap_layers=idmap_layers,
+            # (3') nothing of ours is needed before the execve: the child runs straight
+            # through, in our memory rather than a copy of it (c_ext/spawn.c)
+            share_memory=not maps and not attach)
+        with self._phase("plan build"):
+            return plan.build(spec, launch), launch
+
+    def _launch(self, record: ContainerRecord, spec: dict[str, Any], np, launch) -> tuple[int, int]:
+        """(2) mr_spawn: the monitor and the container's first process; (pid, monitor's pid)."""
+        from minirun.runtime import rootless, spawn
+
+        if launch.share_memory:
+            # "start" must be in the log before the monitor's "die", and this container
+            # runs before mr_spawn returns: so before it (_handshake, for the others)
+            self._event("start", record)
+        with self._phase("mr_spawn"):
             try:
+                return spawn.spawn(np)
+            except MinirunError as e:
+                if rootless.is_rootless(spec):
+                    raise rootless.explain_clone_failure(e) from None
+                raise
+
+    def _before_go(self, record: ContainerRecord, spec: dict[str, Any], pid: int, launch) -> None:
+        """(4) While the child waits for GO: its uid/gid maps, its network interfaces."""
+        if launch.share_memory:
+            return
+        from minirun.runtime import rootless, userns
+
+        with lean.ExitStack() as undo:
+            undo.callback(procfs.kill_child, pid)      # it waits for GO: it never ran anything
+            if userns.host_root(spec) is not None:
+                (rootless if rootless.is_rootless(spec) else userns).write_maps(pid, spec)
+            if (record.dir / "network.json").exists():
                 from minirun.net import container as net
 
                 with self._phase("network attach"):
                     net.attach(self.root, record, pid)
-            except BaseException:
-                _signal_pid(pid)                    # it waits for GO: it never ran anything
-                parent_sock.close()
-                warm.linger()
-                _reap(monitor_pid)
-                cg.destroy()
-                (record.dir / "exit.json").unlink(missing_ok=True)
-                raise
+            undo.pop_all()
+
+    def _handshake(self, record: ContainerRecord, channel: sync.Channel, np, launch, pid: int,
+                   monitor_pid: int):
+        """(5) GO and record the pid, (7) the child's report. A failure after GO leaves the
+        undoing to the caller's stack: the container's group holds all it started."""
+        from minirun.runtime import spawn
+
         def record_pid() -> None:
             record.state.pid = pid
             record.state.pid_start = procfs.start_time(pid)
@@ -306,22 +343,12 @@ class Runtime:
         if not launch.share_memory:
             self._event("start", record)
         try:
-            report = sync.go_and_wait(parent_sock, record_pid, self._phase("wait for the child"),
+            report = sync.go_and_wait(channel.parent, record_pid, self._phase("wait for the child"),
                                       go=not launch.share_memory)
-        except BaseException:
-            # GO went out but the pid could not be recorded (e.g. a full data root): a container
-            # its record does not know of must not run on. Everything it started is in its cgroup.
-            cg.destroy()
-            _reap(monitor_pid)
-            (record.dir / "exit.json").unlink(missing_ok=True)
-            raise
         finally:
             warm.linger()                  # joined; the next start, if soon, finds the lock warm
         if report.error is not None:
             err = spawn.error_from_native(report.error, np, np.program)
-            _reap(monitor_pid)
-            cg.destroy()
-            (record.dir / "exit.json").unlink(missing_ok=True)
             record.state.pid = record.state.pid_start = record.state.monitor_pid = None
             record.state.started_at = None
             record.state.error = str(err)
@@ -330,8 +357,7 @@ class Runtime:
         if self.tracer is not None:
             self.tracer.stamps = report.stamps
             self.tracer.set_items("mount", report.items, np.fsop_labels)
-        faults.point("start:running")
-        return Started(record, pid, monitor_pid, report.tty_master, report.stamps or None)
+        return report
 
     def _create_cgroup(self, name: str, resources):
         """A new group; one left by a start that crashed before its process ran (no process can
@@ -382,7 +408,7 @@ class Runtime:
         if record.status() != "running":
             return record                           # stopping a stopped container is not an error
         annotations = record.spec().get("annotations", {})
-        sig = signal_number(annotations.get("org.opencontainers.image.stopSignal", "SIGTERM"))
+        sig = procfs.signal_number(annotations.get("org.opencontainers.image.stopSignal", "SIGTERM"))
         self._event("kill", record, signal=sig)
         _signal(record, sig)
         faults.point("stop:signalled")
@@ -657,45 +683,13 @@ def _wire_stdio(detached: bool, interactive: bool, fds: list[int]):
     return (devnull, out_w, err_w), (out_r, err_r)
 
 
+# the CLI's stop and the worker import it from here
+signal_number = procfs.signal_number
+
+
 def _signal(record: ContainerRecord, sig: int) -> None:
-    """Signal the container's PID 1 through a pidfd checked against the recorded start time,
-    so a recycled pid is never hit."""
-    pid = record.state.pid
-    try:
-        pidfd = os.pidfd_open(pid)
-    except (ProcessLookupError, TypeError):
-        return
-    try:
-        if procfs.start_time(pid) == record.state.pid_start:
-            pidfd_send_signal(pidfd, sig)
-    except ProcessLookupError:
-        pass
-    finally:
-        os.close(pidfd)
-
-
-def signal_number(name: str | int) -> int:
-    if isinstance(name, int) or str(name).isdigit():
-        return int(name)
-    import signal  # names to numbers: stop and kill, not the run path
-
-    name = str(name).upper()
-    name = name if name.startswith("SIG") else f"SIG{name}"
-    try:
-        return int(getattr(signal.Signals, name))
-    except AttributeError:
-        raise MinirunError(f"unknown signal {name}") from None
-
-
-def _signal_pid(pid: int) -> None:
-    """Kill a child of ours that never got GO (it cannot have been recycled: we did not reap it)."""
-    with lean.suppress(ProcessLookupError):
-        os.kill(pid, SIGKILL)
-
-
-def _reap(pid: int) -> None:
-    with lean.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
+    """Signal the container's PID 1, if it is still the process the record names."""
+    procfs.send_signal(record.state.pid, record.state.pid_start, sig)
 
 
 def _reap_if_ours(monitor_pid: int | None, timeout: float = 1.0) -> None:

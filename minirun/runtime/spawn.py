@@ -107,37 +107,30 @@ def enter_process(pid: int, ns_types: set[str], procs_files: list[str], process:
     np = plan.NativePlan()
     ex = ffi.new("struct mr_enter *")
     np._keep.append(ex)
-    fds: list[int] = []
-    parent_sock, child_sock = sync.socketpair()
-    try:
-        fds += [os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
-                for name, spec_type in NS_JOIN_ORDER if spec_type in ns_types]
-        n_ns = len(fds)
-        fds += [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in procs_files]
-        ex.ns_fds = np.array("int", fds[:n_ns])
+    with sync.Channel() as channel:
+        for name, spec_type in NS_JOIN_ORDER:
+            if spec_type in ns_types:
+                channel.lend(os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC))
+        n_ns = len(channel.lent)
+        for path in procs_files:
+            channel.lend(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+        ex.ns_fds = np.array("int", channel.lent[:n_ns])
         ex.n_ns_fds = n_ns
-        ex.cgroup_procs_fds = np.array("int", fds[n_ns:])
-        ex.n_cgroup_procs_fds = len(fds) - n_ns
+        ex.cgroup_procs_fds = np.array("int", channel.lent[n_ns:])
+        ex.n_cgroup_procs_fds = len(channel.lent) - n_ns
         ex.root_dir = ffi.NULL
         with phase("plan build"):
             plan.set_process(np, ex.process, process, stdio=stdio, console=console,
                              seccomp_bpf=seccomp_bpf, setgroups=setgroups)
-        ex.sync_fd = child_sock.fileno()
+        ex.sync_fd = channel.child.fileno()
         ex.trace = int(tracer is not None)
         with phase("mr_enter"):
             child = enter(np, ex)
-    except BaseException:
-        parent_sock.close()
-        raise
-    finally:
-        child_sock.close()
-        for fd in fds:
-            os.close(fd)
     try:
         with phase("wait for the child"):
-            report = sync.wait_ready(parent_sock)
+            report = sync.wait_ready(channel.parent)
     finally:
-        parent_sock.close()
+        channel.parent.close()
     if tracer is not None:
         tracer.stamps = report.stamps
         tracer.set_items("setns", report.items,

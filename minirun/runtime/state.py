@@ -27,12 +27,28 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-# status -> operations allowed in it (runc's libcontainer keeps the same kind of table)
+# status -> the operations allowed in it, for both flavours of the lifecycle (runc's libcontainer
+# keeps the same kind of table). A `minirun` container is created, running or exited; a
+# `minirun-oci` one (runtime-spec runtime.md) creating, created, running, paused or stopped.
+# The flavours' verbs: minirun's rm, stop, top, inspect, wait; the OCI's delete, ps, resume.
 TRANSITIONS: dict[str, set[str]] = {
-    "created": {"start", "rm", "update", "inspect"},
-    "running": {"stop", "kill", "exec", "pause", "update", "top", "inspect", "wait"},
+    "creating": {"delete"},
+    "created": {"start", "rm", "delete", "update", "inspect", "kill", "exec", "ps"},
+    "running": {"stop", "kill", "exec", "pause", "update", "top", "ps", "inspect", "wait"},
+    "paused": {"kill", "resume", "update", "ps"},
     "exited": {"start", "rm", "inspect", "update", "wait"},
+    "stopped": {"delete"},
 }
+# What needs a process to act on. Only OCI's "created" has one (it waits at the exec fifo, and
+# may be signalled and entered); minirun's "created" has none until `start` makes it.
+NEEDS_PROCESS = frozenset({"kill", "exec", "ps"})
+
+
+def check_transition(name: str, status: str, operation: str, has_process: bool = True) -> str:
+    """Refuse an operation the status does not allow (InvalidTransition); return the status."""
+    if operation not in TRANSITIONS[status] or (not has_process and operation in NEEDS_PROCESS):
+        raise InvalidTransition(f"cannot {operation} container {name}: it is {status}")
+    return status
 
 
 @record
@@ -122,10 +138,7 @@ class ContainerRecord:
 
     def require(self, operation: str) -> str:
         """Refuse an operation the current status does not allow; return the status."""
-        status = self.status()
-        if operation not in TRANSITIONS[status]:
-            raise InvalidTransition(f"cannot {operation} container {self.name}: it is {status}")
-        return status
+        return check_transition(self.name, self.status(), operation, self.state.pid is not None)
 
     @lean.contextmanager
     def locked(self):

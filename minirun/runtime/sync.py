@@ -1,21 +1,15 @@
-"""The parent's side of the conversation with the native child (the table is in c_ext/sync.h).
+"""The parent's side of the conversation with the native child (unix(7) SOCK_SEQPACKET).
 
-    1 build plan, create cgroup              2 mr_spawn: fork monitor, clone
-    3 child: join cgroup, wait               4 parent: uid maps, network (minirun/net: veth
-                                             into the child's netns)
-    3' (plan.share_memory: no maps, network, hooks or fifo) no GO: the child runs through to
-      execve while mr_spawn waits (c_ext/spawn.c); go_and_wait(go=False) reads its report
-    5 send_go(), then record the pid         6 child: mounts, pivot_root, credentials, caps
-    6b (OCI hooks) MR_MSG_HOOKS before pivot_root: `on_hooks` runs them, then send_go() again
-    7 wait_ready(): MR_MSG_TTY (pty master), MR_MSG_TRACE (timestamps), MR_MSG_READY (exec fifo),
-      MR_MSG_ERROR {errno, step, index}, or EOF = execve succeeded
-    8 `start` opens exec.fifo: EOF there means the program runs (OCI create/start)
+The protocol is drawn once, with its numbered sync points, at the top of c_ext/sync.h; the
+numbers in this module's comments are those. Here: send_go() is (5), wait_ready() reads (7)
+(and (6a) the pty master, (6b) the hooks stop), go_and_wait() runs (5) to (7) in order.
 """
 
 from __future__ import annotations
 
 # The C module, not socket.py: the wrapper's imports cost ~1.5 ms on every `minirun run`.
 import _socket as socket
+import os
 import sys
 
 from minirun import lean
@@ -48,6 +42,35 @@ def socketpair() -> tuple[socket.socket, socket.socket]:
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 
 
+class Channel:
+    """The spawn channel: the socketpair of one spawn (2) and the fds lent to the child for it
+    (namespace and cgroup.procs files, the exec fifo, pipes). As a context manager around the
+    launch: when the block ends, however it ends, the child's end and the lent fds are closed
+    (the child has its copies by then); if it raised, our end too, which makes a child that
+    waits for GO fail and exit. After a successful block, `parent` is left for the handshake
+    (go_and_wait or wait_ready close it)."""
+
+    def __init__(self):
+        self.parent, self.child = socketpair()
+        self.lent: list[int] = []
+
+    def lend(self, *fds: int) -> None:
+        """Close these fds of ours when the launch is over."""
+        self.lent += fds
+
+    def __enter__(self) -> Channel:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> bool:
+        self.child.close()
+        for fd in self.lent:
+            os.close(fd)
+        self.lent.clear()
+        if kind is not None:
+            self.parent.close()
+        return False
+
+
 def send_go(sock: socket.socket) -> None:
     """(5) The parent has done its part; the child may build the container."""
     msg = ffi.new("struct mr_msg *")
@@ -58,7 +81,7 @@ def send_go(sock: socket.socket) -> None:
 def go_and_wait(sock: socket.socket, record_pid: Callable[[], None],
                 waiting: AbstractContextManager | None = None,
                 on_hooks: Callable[[], None] | None = None, go: bool = True) -> ChildReport:
-    """(5) GO, then (4) record the pid while the child builds its container, then (7) its
+    """(5) GO, then record the pid while the child builds its container (6), then (7) its
     report; the socket is closed at the end. Recording after GO is safe because the cgroup,
     made before the clone and named after the container, already ties the process to it.
     `waiting` wraps the wait (a tracer's phase). (6b) If the child stops for the hooks,

@@ -178,3 +178,37 @@ def test_semver_1_accepts(version):
                                      "1.0.0\n", "v1.0.0", "1.0.0-é"])
 def test_semver_1_refuses(version):
     assert not semver_1(version)
+
+
+@pytest.mark.parametrize("stack", [lean.ExitStack, contextlib.ExitStack])
+def test_exit_stack_undoes_last_made_first_unless_popped(stack):
+    undone = []
+    with pytest.raises(ValueError, match="block"), stack() as undo:
+        undo.callback(undone.append, "cgroup")
+        undo.callback(undone.append, "child")
+        raise ValueError("block")
+    assert undone == ["child", "cgroup"]
+    undone.clear()
+    with stack() as undo:
+        undo.callback(undone.append, "cgroup")
+        kept = undo.pop_all()
+    assert undone == []
+    kept.close()
+    assert undone == ["cgroup"]
+
+
+@pytest.mark.parametrize("stack", [lean.ExitStack, contextlib.ExitStack])
+def test_exit_stack_runs_every_callback_and_raises_the_last_failure(stack):
+    undone = []
+
+    def fail(what):
+        raise OSError(what)
+
+    with pytest.raises(OSError, match="second") as raised, stack() as undo:
+        undo.callback(undone.append, "first")
+        undo.callback(fail, "second")
+        undo.callback(fail, "third")
+        raise ValueError("block")
+    assert undone == ["first"]
+    assert str(raised.value.__context__) == "third"
+    assert isinstance(raised.value.__context__.__context__, ValueError)
