@@ -130,7 +130,8 @@ def test_layers_are_idmapped_not_copied_nor_chowned(clean, data_root):
     idmap = ("--uidmap", f"0:{IDMAP_HOST}:65536")
     layers = list((data_root / "images" / "layers").glob("*/diff/bin/busybox"))
     before = [(p.stat().st_uid, p.stat().st_gid, p.stat().st_ctime_ns) for p in layers]
-    with clean.detached(*idmap, "busybox", "sh", "-c", "touch /made; sleep 30") as cid:
+    with clean.detached(*idmap, "busybox", "sh", "-c", "touch /made; echo made; sleep 30") as cid:
+        clean.wait_for_log(cid, "made")      # the exec below could otherwise beat the touch
         inside = clean.out("exec", cid, "sh", "-c", "stat -c %u:%g /bin/busybox /etc/passwd /tmp; "
                            "grep ' / / ' /proc/self/mountinfo")
         owners, root_line = inside.splitlines()[:3], inside.splitlines()[3]
