@@ -69,7 +69,7 @@ class Minirun:
                  timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
         proc = subprocess.run(
             [*MINIRUN, "--root", str(self.root), *args], input=input, capture_output=True,
-            text=not isinstance(input, bytes), timeout=timeout, env=env,
+            text=not isinstance(input, bytes), timeout=slow(timeout), env=env,
         )
         if check and proc.returncode != 0:
             raise AssertionError(
@@ -82,7 +82,7 @@ class Minirun:
     def wait_for_log(self, cid: str, text: str, timeout: float = 10.0) -> None:
         """Poll `logs` until `text` shows (a detached script saying it got this far); returns
         at the timeout either way, for the caller's own assertions to report what is missing."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + slow(timeout)
         while text not in self.out("logs", cid) and time.monotonic() < deadline:
             time.sleep(0.05)
 
