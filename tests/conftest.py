@@ -106,6 +106,18 @@ def cgroup_value(cid: str, controller: str, v1_file: str, v2_file: str) -> str:
     return Path(group.paths[controller], name).read_text().strip()
 
 
+def cgroup_dirs(pattern: str) -> list[Path]:
+    """The directories matching `pattern` ("minirun/<id>", "minirun-oci") in every cgroup
+    hierarchy mounted here, found as the runtime finds them (/proc/self/mountinfo): each v1
+    controller's mount, and cgroup2's wherever it is (/sys/fs/cgroup/unified on a hybrid host,
+    /sys/fs/cgroup itself with cgroup v2 alone, where a glob of "*/pattern" would miss them)."""
+    from minirun.runtime.cgroups._mounts import cgroup_mounts
+
+    mounts = cgroup_mounts("/proc/self/mountinfo")
+    points = dict.fromkeys([*mounts.v1.values(), *([mounts.unified] if mounts.unified else [])])
+    return sorted({d for point in points for d in Path(point).glob(pattern)})
+
+
 def quiet_warmer() -> None:
     """Stop the cgroup-lock warmer and wait for its thread to end (runtime/cgroup_warm.py). It
     lingers a second after each container start, a native thread that opens our cgroup.procs
@@ -120,9 +132,9 @@ def quiet_warmer() -> None:
 def oci_cgroup_parent():
     """minirun-oci keeps its default cgroup parent (minirun-oci/, in every hierarchy) once made,
     as Docker keeps docker/: at the end, the tests remove the ones they made, if empty."""
-    before = set(Path("/sys/fs/cgroup").glob("*/minirun-oci"))
+    before = set(cgroup_dirs("minirun-oci"))
     yield
-    for parent in set(Path("/sys/fs/cgroup").glob("*/minirun-oci")) - before:
+    for parent in set(cgroup_dirs("minirun-oci")) - before:
         with contextlib.suppress(OSError):
             parent.rmdir()
 
@@ -181,7 +193,7 @@ def leftovers(data_root: Path) -> list[str]:
     mountinfo = Path("/proc/self/mountinfo").read_text()
     found += [f"mount {line.split()[4]}" for line in mountinfo.splitlines() if str(data_root) in line]
     for ids in (p.name for p in containers.iterdir()) if containers.exists() else []:
-        found += [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/minirun/{ids}")]
+        found += [str(p) for p in cgroup_dirs(f"minirun/{ids}")]
     staging = data_root / "images" / "tmp"  # an import, load, save or build left half-done work
     if staging.exists():
         found += [f"image staging {p.name}" for p in staging.iterdir()]
@@ -288,7 +300,7 @@ def cluster_leftovers(root: Path, ids: list[str]) -> list[str]:
     if (root / "containers").exists():
         found += [f"container dir {p.name[:12]}" for p in (root / "containers").iterdir()]
     for cid in ids:
-        found += [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/minirun/{cid}*")]
+        found += [str(p) for p in cgroup_dirs(f"minirun/{cid}*")]
     mountinfo = Path("/proc/self/mountinfo").read_text()
     found += [f"mount {line.split()[4]}" for line in mountinfo.splitlines() if str(root) in line]
     return found

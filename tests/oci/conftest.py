@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IMAGE_TAR, extract_trusted, requires, slow
+from tests.conftest import IMAGE_TAR, cgroup_dirs, extract_trusted, requires, slow
 
 OCI = str(Path(sys.executable).with_name("minirun-oci"))
 
@@ -86,7 +86,7 @@ def oci(rootfs_tar, tmp_path):
 def assert_nothing_left(o: Oci, cid: str | None) -> None:
     if cid is not None:
         assert not (o.root / cid).exists()
-        assert not list(Path("/sys/fs/cgroup").glob(f"*/minirun-oci/{cid}"))
+        assert not cgroup_dirs(f"minirun-oci/{cid}")
         monitors = subprocess.run(["pgrep", "-f", f"minirun-monitor {cid} "], capture_output=True)
         assert monitors.returncode == 1, "a monitor is still running"
     assert str(o.bundle) not in Path("/proc/self/mountinfo").read_text()
