@@ -50,6 +50,14 @@ def requires(*features: str) -> None:
             pytest.skip("needs root")
         elif feature == "overlay" and "overlay" not in Path("/proc/filesystems").read_text():
             pytest.skip("the kernel has no overlayfs")
+        elif feature == "cgroup:devices":
+            # v1's devices controller, or else on cgroup2 an eBPF program the runtime attaches
+            # to each group (devices_bpf.py): either way, device rules are enforced
+            from minirun.runtime.cgroups import detect
+
+            mgr = detect()
+            if "devices" not in mgr.available() and mgr.mounts.unified is None:
+                pytest.skip("this machine has neither a v1 devices controller nor cgroup2")
         elif feature.startswith("cgroup:"):
             from minirun.runtime.cgroups import detect
 
