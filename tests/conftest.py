@@ -58,6 +58,13 @@ def requires(*features: str) -> None:
             mgr = detect()
             if "devices" not in mgr.available() and mgr.mounts.unified is None:
                 pytest.skip("this machine has neither a v1 devices controller nor cgroup2")
+        elif feature == "cgroup:cpuacct":
+            # CPU time: v1's cpuacct, or cgroup2's cpu.stat (core: in every v2 group)
+            from minirun.runtime.cgroups import detect
+
+            mgr = detect()
+            if "cpuacct" not in mgr.available() and mgr.mounts.unified is None:
+                pytest.skip("this machine has neither a v1 cpuacct controller nor cgroup2")
         elif feature.startswith("cgroup:"):
             from minirun.runtime.cgroups import detect
 
