@@ -3,13 +3,13 @@
 # shared read-only over 9p, cgroup v1 off. Make the guest look like a systemd host with cgroup
 # v2 only, measure how slow it is, run the chosen tests, and say how they ended.
 #
-#   guest.sh HOST_START_MS PYTEST_ARGS...
+#   guest.sh HOST_START_MS ARGS_FILE       (ARGS_FILE: pytest's arguments, NUL-separated)
 #
 # The last line it prints is "test-vm: guest pytest exit N"; the host reads it (a guest that
 # panics or hangs never prints it, and the host fails).
 set -uo pipefail
 host_ms=$1
-shift
+mapfile -d '' args < "$2" || exit 1     # read before /tmp is covered below
 say() { echo "test-vm: $*"; }
 
 # Writable places. virtme-ng lays an overlay (upper on a tmpfs) over /tmp, /var, ...; the
@@ -52,7 +52,7 @@ export MINIRUN_TEST_SLOWNESS=$(awk -v g="$guest_ms" -v h="$host_ms" 'BEGIN { f =
 say "a Python start: ${guest_ms} ms here, ${host_ms} ms on the host: slowness ${MINIRUN_TEST_SLOWNESS}"
 
 # -p no:cacheprovider: the work tree is read-only here
-$PY -m pytest -p no:cacheprovider "$@"
+$PY -m pytest -p no:cacheprovider "${args[@]}"
 status=$?
 say "guest pytest exit $status"
 exit $status
