@@ -19,6 +19,7 @@ import pytest
 
 from minirun.errors import CgroupError
 from minirun.runtime.cgroups import Resources, detect
+from tests.conftest import slow
 
 pytestmark = pytest.mark.root
 
@@ -254,7 +255,9 @@ def test_destroy_leaves_nothing_and_is_idempotent(mgr, name, procs):
     p = procs("sh", "-c", "sleep 30 & sleep 30 & wait")
     cg.add(p.pid)
     release(p)
-    time.sleep(0.1)
+    deadline = time.monotonic() + slow(2)       # the shell forks its two sleeps meanwhile
+    while len(cg.pids()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert len(cg.pids()) == 3
     cg.destroy()
     assert leftovers(mgr, name) == []
