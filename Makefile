@@ -32,6 +32,14 @@ ECOSYSTEM_PACKAGES += containerd
 # start (it would add docker0 and firewall rules): the install runs under a policy-rc.d that
 # refuses service starts when the machine has none (on systemd: `systemctl disable docker`)
 ECOSYSTEM_PACKAGES += docker.io
+# the VM tier (`make test-vm`, tests/vm/): qemu and Debian's stock kernel to boot in it (its
+# 9p, virtio and overlay modules included), without recommends (firmware, initramfs tools' extras)
+VM_PACKAGES := qemu-system-x86 linux-image-amd64
+# virtme-ng boots that kernel on this machine's root; a tool venv of its own, pinned, so the
+# project's .venv (every minirun start) carries none of it
+VM_VENV := .venv-vm
+VNG := $(VM_VENV)/bin/vng
+VIRTME_NG := virtme-ng==1.42
 NATIVE_SOURCES := $(wildcard c_ext/*.c c_ext/*.h c_ext/build.py bin/*) setup.py pyproject.toml
 IMAGE := rootfs/build/busybox.tar
 
@@ -62,6 +70,22 @@ prereqs-ecosystem:  ## podman, conmon, runc, containerd, docker.io without their
 		apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
 		status=$$?; [ -z "$$policy" ] || rm -f $$policy; exit $$status; \
 	fi
+
+.PHONY: prereqs-vm test-vm
+prereqs-vm:  ## qemu and Debian's kernel for the VM tier (only the missing ones)
+	@missing=$$(for p in $(VM_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(VNG):
+	@test -x $(VM_VENV)/bin/python || $(PYTHON) -m venv $(VM_VENV)
+	$(VM_VENV)/bin/pip install -q --disable-pip-version-check '$(VIRTME_NG)'
+
+test-vm: install image prereqs-vm $(VNG)  ## the cgroup v2 tests in a VM on Debian 12's kernel (6.1, v1 off; ~15 min; docs/compatibility.md)
+	tests/vm/run
 
 # what tests/oci/capture_clients.py needs beyond the clients: Go and runtime-tools' generator
 CAPTURE_PACKAGES := golang-go golang-github-opencontainers-runtime-tools-dev
@@ -143,4 +167,4 @@ lint: install  ## ruff and the import-layer contracts
 	$(VENV)/bin/lint-imports
 
 clean:  ## remove build outputs and the venv (not /var/lib/minirun)
-	rm -rf $(VENV) build rootfs/build minirun/_native*.so minirun/libexec *.egg-info .pytest_cache
+	rm -rf $(VENV) $(VM_VENV) build rootfs/build minirun/_native*.so minirun/libexec *.egg-info .pytest_cache

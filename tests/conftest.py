@@ -18,6 +18,15 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 MINIRUN = [str(Path(sys.executable).with_name("minirun"))]
 IMAGE_TAR = REPO / "rootfs" / "build" / "busybox.tar"
+# How many times slower than this project's usual machine the tests run here: 1 on the host;
+# in the VM tier (tests/vm/guest.sh measures a Python start in the guest against the host's)
+# qemu without KVM is tens of times slower. Time limits go through slow(), never skips.
+SLOWNESS = max(1.0, float(os.environ.get("MINIRUN_TEST_SLOWNESS") or 1))
+
+
+def slow(seconds: float) -> float:
+    """A time limit tuned on the usual machine, stretched by how slow this one is."""
+    return seconds * SLOWNESS
 
 
 def extract_trusted(tar: Path, dest: Path) -> None:
@@ -41,6 +50,21 @@ def requires(*features: str) -> None:
             pytest.skip("needs root")
         elif feature == "overlay" and "overlay" not in Path("/proc/filesystems").read_text():
             pytest.skip("the kernel has no overlayfs")
+        elif feature == "cgroup:devices":
+            # v1's devices controller, or else on cgroup2 an eBPF program the runtime attaches
+            # to each group (devices_bpf.py): either way, device rules are enforced
+            from minirun.runtime.cgroups import detect
+
+            mgr = detect()
+            if "devices" not in mgr.available() and mgr.mounts.unified is None:
+                pytest.skip("this machine has neither a v1 devices controller nor cgroup2")
+        elif feature == "cgroup:cpuacct":
+            # CPU time: v1's cpuacct, or cgroup2's cpu.stat (core: in every v2 group)
+            from minirun.runtime.cgroups import detect
+
+            mgr = detect()
+            if "cpuacct" not in mgr.available() and mgr.mounts.unified is None:
+                pytest.skip("this machine has neither a v1 cpuacct controller nor cgroup2")
         elif feature.startswith("cgroup:"):
             from minirun.runtime.cgroups import detect
 
@@ -60,7 +84,7 @@ class Minirun:
                  timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
         proc = subprocess.run(
             [*MINIRUN, "--root", str(self.root), *args], input=input, capture_output=True,
-            text=not isinstance(input, bytes), timeout=timeout, env=env,
+            text=not isinstance(input, bytes), timeout=slow(timeout), env=env,
         )
         if check and proc.returncode != 0:
             raise AssertionError(
@@ -73,7 +97,7 @@ class Minirun:
     def wait_for_log(self, cid: str, text: str, timeout: float = 10.0) -> None:
         """Poll `logs` until `text` shows (a detached script saying it got this far); returns
         at the timeout either way, for the caller's own assertions to report what is missing."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + slow(timeout)
         while text not in self.out("logs", cid) and time.monotonic() < deadline:
             time.sleep(0.05)
 
@@ -97,6 +121,18 @@ def cgroup_value(cid: str, controller: str, v1_file: str, v2_file: str) -> str:
     return Path(group.paths[controller], name).read_text().strip()
 
 
+def cgroup_dirs(pattern: str) -> list[Path]:
+    """The directories matching `pattern` ("minirun/<id>", "minirun-oci") in every cgroup
+    hierarchy mounted here, found as the runtime finds them (/proc/self/mountinfo): each v1
+    controller's mount, and cgroup2's wherever it is (/sys/fs/cgroup/unified on a hybrid host,
+    /sys/fs/cgroup itself with cgroup v2 alone, where a glob of "*/pattern" would miss them)."""
+    from minirun.runtime.cgroups._mounts import cgroup_mounts
+
+    mounts = cgroup_mounts("/proc/self/mountinfo")
+    points = dict.fromkeys([*mounts.v1.values(), *([mounts.unified] if mounts.unified else [])])
+    return sorted({d for point in points for d in Path(point).glob(pattern)})
+
+
 def quiet_warmer() -> None:
     """Stop the cgroup-lock warmer and wait for its thread to end (runtime/cgroup_warm.py). It
     lingers a second after each container start, a native thread that opens our cgroup.procs
@@ -111,9 +147,9 @@ def quiet_warmer() -> None:
 def oci_cgroup_parent():
     """minirun-oci keeps its default cgroup parent (minirun-oci/, in every hierarchy) once made,
     as Docker keeps docker/: at the end, the tests remove the ones they made, if empty."""
-    before = set(Path("/sys/fs/cgroup").glob("*/minirun-oci"))
+    before = set(cgroup_dirs("minirun-oci"))
     yield
-    for parent in set(Path("/sys/fs/cgroup").glob("*/minirun-oci")) - before:
+    for parent in set(cgroup_dirs("minirun-oci")) - before:
         with contextlib.suppress(OSError):
             parent.rmdir()
 
@@ -172,7 +208,7 @@ def leftovers(data_root: Path) -> list[str]:
     mountinfo = Path("/proc/self/mountinfo").read_text()
     found += [f"mount {line.split()[4]}" for line in mountinfo.splitlines() if str(data_root) in line]
     for ids in (p.name for p in containers.iterdir()) if containers.exists() else []:
-        found += [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/minirun/{ids}")]
+        found += [str(p) for p in cgroup_dirs(f"minirun/{ids}")]
     staging = data_root / "images" / "tmp"  # an import, load, save or build left half-done work
     if staging.exists():
         found += [f"image staging {p.name}" for p in staging.iterdir()]
@@ -279,7 +315,7 @@ def cluster_leftovers(root: Path, ids: list[str]) -> list[str]:
     if (root / "containers").exists():
         found += [f"container dir {p.name[:12]}" for p in (root / "containers").iterdir()]
     for cid in ids:
-        found += [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/minirun/{cid}*")]
+        found += [str(p) for p in cgroup_dirs(f"minirun/{cid}*")]
     mountinfo = Path("/proc/self/mountinfo").read_text()
     found += [f"mount {line.split()[4]}" for line in mountinfo.splitlines() if str(root) in line]
     return found

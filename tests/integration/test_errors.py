@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import leftovers
+from tests.conftest import cgroup_dirs, leftovers
 
 pytestmark = pytest.mark.root
 
@@ -67,7 +67,7 @@ def test_a_mount_failing_without_go_leaves_a_created_container_and_no_cgroup(cle
     assert info["State"]["Status"] == "created" and info["State"]["Pid"] == 0
     assert "mount tmpfs on /x: Invalid argument" in info["State"]["Error"]
     cid = info["Id"]
-    left = [c for c in os.listdir("/sys/fs/cgroup") if os.path.exists(f"/sys/fs/cgroup/{c}/minirun/{cid}")]
+    left = cgroup_dirs(f"minirun/{cid}")
     assert left == []
     r = clean("start", "badmount", check=False)            # the same again, on a second start
     assert r.returncode == 125 and "mount tmpfs on /x: Invalid argument" in one_line(r)

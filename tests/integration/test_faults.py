@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from minirun.faults import POINTS
-from tests.conftest import MINIRUN
+from tests.conftest import MINIRUN, cgroup_dirs
 
 pytestmark = pytest.mark.root
 
@@ -76,7 +76,7 @@ def test_gc_after_a_crash_leaves_the_host_clean_and_the_state_true(clean, point)
     for cid in touched:
         if cid[:12] in running:
             continue
-        groups = list(Path("/sys/fs/cgroup").glob(f"*/minirun/{cid}"))
+        groups = cgroup_dirs(f"minirun/{cid}")
         assert groups == [], f"cgroup left for {cid[:12]} after gc: {groups}"
     # every container that is listed is a whole one: it can be inspected and removed
     for short in listed:

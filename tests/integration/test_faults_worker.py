@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from minirun.faults import POINTS
-from tests.conftest import MINIRUN
+from tests.conftest import MINIRUN, cgroup_dirs
 from tests.integration.cluster_helpers import register, sleeper, wait_until
 
 pytestmark = pytest.mark.root
@@ -55,6 +55,6 @@ def test_gc_after_a_worker_crash_removes_its_containers(cluster, tmp_path, point
     volumes = m.root / "cluster" / "volumes"
     assert not volumes.exists() or os.listdir(volumes) == [], "a dead worker's task volumes outlived gc"
     for cid in ids:
-        assert list(Path("/sys/fs/cgroup").glob(f"*/minirun/{cid}")) == []
+        assert cgroup_dirs(f"minirun/{cid}") == []
     monitors = subprocess.run(["pgrep", "-f", f"minirun-monitor.*{m.root}"], capture_output=True, text=True)
     assert monitors.stdout.split() == [], "a monitor of a dead worker's container is left"

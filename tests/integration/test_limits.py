@@ -40,11 +40,19 @@ def test_default_pids_limit_is_set(clean):
 
 
 def test_cpu_quota_is_in_effect(clean):
+    """--cpus 0.2: a busy loop gets a fifth of a CPU. The share is the group's CPU time (what
+    `stats` reads) over a window whose ends this process reads, so the seconds a slow machine
+    (the VM tier) spends starting `minirun` commands are not counted as the container's."""
+    from minirun.runtime.cgroups import detect
+
     requires("cgroup:cpu")
     with clean.detached("--cpus", "0.2", "busybox", "sh", "-c", "while :; do :; done") as cid:
+        group = detect().open(f"minirun/{cid}")
+        used, start = group.stats()["cpu_usage_ns"], time.monotonic()
         time.sleep(1.5)
-        used = sum(p["cpu_seconds"] for p in json.loads(clean.out("top", cid, "--format", "json")))
-        assert 0.05 < used <= 0.5, f"a 0.2-cpu container used {used:.2f}s of cpu in 1.5s"
+        used, took = (group.stats()["cpu_usage_ns"] - used) / 1e9, time.monotonic() - start
+        assert 0.03 < used / took <= 0.3, f"a 0.2-cpu container used {used:.2f}s of cpu in {took:.2f}s"
+        assert sum(p["cpu_seconds"] for p in json.loads(clean.out("top", cid, "--format", "json"))) > 0
 
 
 def test_update_changes_limits_live(clean):
@@ -67,12 +75,30 @@ def test_the_container_reads_its_own_limits_under_sys_fs_cgroup(clean):
     """Docker's read-only cgroup mount: programs (a JVM, Go's runtime) read their limits there,
     see only their own group, and cannot change it."""
     requires("cgroup:memory", "cgroup:pids")
-    script = ("cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; "
-              "ls /sys/fs/cgroup/memory | grep -c '^[0-9a-f]\\{64\\}$'; "
-              "echo 1 > /sys/fs/cgroup/pids/pids.max && echo WROTE")
+    memory = inside("memory", "memory.limit_in_bytes", "memory.max")
+    pids = inside("pids", "pids.max", "pids.max")
+    script = (f"cat {memory} {pids}; "
+              f"ls {memory.rpartition('/')[0]} | grep -c '^[0-9a-f]\\{{64\\}}$'; "
+              f"echo 1 > {pids} && echo WROTE")
     out = clean("run", "--rm", "-m", "48m", "--pids-limit", "33", "busybox", "sh", "-c", script,
                 check=False)
     limit, pids, siblings = out.stdout.split()[:3]
     assert int(limit) == 48 << 20 and pids == "33"
     assert siblings == "0", "another container's group is visible"
     assert "WROTE" not in out.stdout and "Read-only file system" in out.stderr
+
+
+def inside(controller: str, v1_file: str, v2_file: str) -> str:
+    """Where a container sees one of its cgroup files: the group of each hierarchy is mounted
+    at /sys/fs/cgroup/<the host's mount name> (memory, pids, unified), or, on a host with
+    cgroup v2 alone, at /sys/fs/cgroup itself (Cgroup.views())."""
+    import os
+
+    from minirun.runtime.cgroups import detect
+
+    mgr = detect()
+    if mgr.available()[controller] == "v1":
+        return f"/sys/fs/cgroup/{os.path.basename(mgr.hierarchies()[controller])}/{v1_file}"
+    if not mgr.mounts.v1:
+        return f"/sys/fs/cgroup/{v2_file}"
+    return f"/sys/fs/cgroup/{os.path.basename(mgr.mounts.unified)}/{v2_file}"

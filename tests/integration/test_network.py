@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from minirun.net import client
-from tests.conftest import network_leftovers
+from tests.conftest import cgroup_dirs, network_leftovers
 
 pytestmark = pytest.mark.root
 
@@ -265,7 +265,7 @@ def test_gc_sweeps_what_a_crashed_container_left(clean, data_root, user_net):
         if not Path(f"/proc/{state['pid']}").exists():
             break
         subprocess.run(["sleep", "0.05"])
-    for group in Path("/sys/fs/cgroup").glob(f"*/minirun/{cid}"):
+    for group in cgroup_dirs(f"minirun/{cid}"):
         group.rmdir()
     shutil.rmtree(data_root / "containers" / cid)            # the "crash"
     (data_root / "names" / state["name"]).unlink()

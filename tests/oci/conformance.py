@@ -25,7 +25,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.conftest import extract_trusted
+from tests.conftest import extract_trusted, slow
 
 CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
         "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
@@ -70,7 +70,7 @@ class Runtime:
 
     def _run(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
         return subprocess.run([self.command, "--root", str(self.root), *args],
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=True, timeout=slow(timeout))
 
     def create(self, cid: str | None = None) -> subprocess.CompletedProcess:
         """As the suite: stdout and stderr are files in the bundle (the container inherits them)."""
@@ -82,7 +82,7 @@ class Runtime:
             args.append(cid if cid is not None else self.id)
         with open(self.bundle / "stdout", "w") as out, open(self.bundle / "stderr", "w") as err:
             proc = subprocess.run([self.command, "--root", str(self.root), *args],
-                                  stdin=subprocess.DEVNULL, stdout=out, stderr=err, timeout=30)
+                                  stdin=subprocess.DEVNULL, stdout=out, stderr=err, timeout=slow(30))
         proc.stderr = (self.bundle / "stderr").read_text()
         return proc
 
@@ -100,7 +100,7 @@ class Runtime:
         return self._run("delete", *(["--force"] if force else []), cid if cid is not None else self.id)
 
     def wait_status(self, *statuses: str, timeout: float = 10.0) -> dict | None:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + slow(timeout)
         while True:
             st = self.state()
             if st is None or st["status"] in statuses or time.monotonic() > deadline:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IMAGE_TAR, extract_trusted, requires
+from tests.conftest import IMAGE_TAR, cgroup_dirs, extract_trusted, requires, slow
 
 OCI = str(Path(sys.executable).with_name("minirun-oci"))
 
@@ -29,11 +29,11 @@ class Oci:
         if detached:
             with open(self.bundle / "create.out", "w+") as out:
                 proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                      timeout=timeout)
+                                      timeout=slow(timeout))
                 out.seek(0)
                 proc.stdout, proc.stderr = "", out.read()
         else:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=slow(timeout))
         if check and proc.returncode != 0:
             raise AssertionError(f"minirun-oci {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
         return proc
@@ -42,7 +42,7 @@ class Oci:
         return json.loads(self("state", cid).stdout)
 
     def wait_status(self, cid: str, status: str, timeout: float = 5.0) -> dict:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + slow(timeout)
         while True:
             st = self.state(cid)
             if st["status"] == status or time.monotonic() > deadline:
@@ -86,7 +86,7 @@ def oci(rootfs_tar, tmp_path):
 def assert_nothing_left(o: Oci, cid: str | None) -> None:
     if cid is not None:
         assert not (o.root / cid).exists()
-        assert not list(Path("/sys/fs/cgroup").glob(f"*/minirun-oci/{cid}"))
+        assert not cgroup_dirs(f"minirun-oci/{cid}")
         monitors = subprocess.run(["pgrep", "-f", f"minirun-monitor {cid} "], capture_output=True)
         assert monitors.returncode == 1, "a monitor is still running"
     assert str(o.bundle) not in Path("/proc/self/mountinfo").read_text()

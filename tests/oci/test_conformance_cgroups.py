@@ -11,18 +11,29 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import requires
+from minirun.runtime.cgroups import detect
+from minirun.runtime.cgroups.v2 import shares_to_weight
+from tests.conftest import cgroup_dirs, requires, slow
 from tests.oci.conformance import Runtime, suite_config
 
-CG = Path("/sys/fs/cgroup")
+
+def mount_of(controller: str) -> Path:
+    """The hierarchy that holds a controller here: its v1 mount, or cgroup2's."""
+    return Path(detect().hierarchies()[controller])
+
+
+def v2(controller: str) -> bool:
+    return detect().available().get(controller) == "v2"
 
 
 def group_dir(pid: int, controller: str) -> Path:
-    """Where the suite reads a controller's files: its v1 mount + the path in /proc/PID/cgroup."""
+    """Where the suite reads a controller's files, from /proc/PID/cgroup: a v1 line names its
+    controllers ("4:memory:/path": that controller's mount + the path); cgroup2's is "0::/path"
+    (its mount + the path), for a controller that v1 does not hold."""
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
-        if controller in controllers.split(","):
-            return CG / controller / path.lstrip("/")
+        if controller in controllers.split(",") or (controllers == "" and v2(controller)):
+            return mount_of(controller) / path.lstrip("/")
     raise AssertionError(f"{controller} is not in /proc/{pid}/cgroup")
 
 
@@ -58,11 +69,14 @@ MEMORY = {"limit": 50593792, "reservation": 50593792, "swap": 50593792, "kernelT
 @pytest.mark.parametrize("absolute", [True, False], ids=["absolute", "relative"])
 def test_memory_limits_are_in_the_group(rt, name, absolute):
     requires("cgroup:memory")
-    memsw = Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
+    if v2("memory"):
+        memory_on_cgroup2(rt, name, absolute)
+        return
+    memsw = (mount_of("memory") / "memory.memsw.limit_in_bytes").exists()
     memory = MEMORY if memsw else {k: v for k, v in MEMORY.items() if k != "swap"}
     pid = created(rt, {"memory": memory}, f"/{name}" if absolute else name)
     d = group_dir(pid, "memory")
-    assert d == CG / "memory" / name if absolute else str(d).endswith(name)
+    assert d == mount_of("memory") / name if absolute else str(d).endswith(name)
     values = {f: read(pid, "memory", f"memory.{f}") for f in
               ("limit_in_bytes", "soft_limit_in_bytes", "kmem.tcp.limit_in_bytes", "swappiness")}
     assert values == {"limit_in_bytes": "50593792", "soft_limit_in_bytes": "50593792",
@@ -74,16 +88,35 @@ def test_memory_limits_are_in_the_group(rt, name, absolute):
     assert not d.exists()
 
 
+def memory_on_cgroup2(rt: Runtime, name: str, absolute: bool) -> None:
+    """cgroup2 has no swappiness, kernel TCP or OOM-killer switch (runc leaves them out there
+    too): the limit, the reservation (memory.low) and swap (memory.swap.max holds swap alone)."""
+    swap = (mount_of("memory") / "memory.swap.max").exists()
+    memory = {k: MEMORY[k] for k in ("limit", "reservation", *(["swap"] if swap else []))}
+    pid = created(rt, {"memory": memory}, f"/{name}" if absolute else name)
+    d = group_dir(pid, "memory")
+    assert d == mount_of("memory") / name if absolute else str(d).endswith(name)
+    assert [read(pid, "memory", f) for f in ("memory.max", "memory.low")] == ["50593792"] * 2
+    if swap:
+        assert read(pid, "memory", "memory.swap.max") == "0"     # limit + 0 of swap
+    stop_and_delete(rt)
+    assert not d.exists()
+
+
 def test_cpu_shares_quota_period_realtime_and_cpuset(rt, name):
     requires("cgroup:cpu", "cgroup:cpuset")
     cpus = f"0-{os.cpu_count() - 1}" if os.cpu_count() > 1 else "0"
     cpu = {"shares": 2048, "period": 500000, "quota": 200000, "cpus": cpus, "mems": "0"}
-    rt_knobs = (CG / "cpu/cpu.rt_runtime_us").exists()
-    if rt_knobs:   # the suite sets them when the kernel has CONFIG_RT_GROUP_SCHED
+    rt_knobs = (mount_of("cpu") / "cpu.rt_runtime_us").exists()
+    if rt_knobs:   # the suite sets them when the kernel has CONFIG_RT_GROUP_SCHED (v1 only)
         cpu.update(realtimePeriod=1000000, realtimeRuntime=950000)
     pid = created(rt, {"cpu": cpu}, f"/{name}")
-    assert [read(pid, "cpu", f"cpu.{f}") for f in ("shares", "cfs_quota_us", "cfs_period_us")] == \
-        ["2048", "200000", "500000"]
+    if v2("cpu"):
+        assert [read(pid, "cpu", f"cpu.{f}") for f in ("weight", "max")] == \
+            [str(shares_to_weight(2048)), "200000 500000"]
+    else:
+        assert [read(pid, "cpu", f"cpu.{f}") for f in ("shares", "cfs_quota_us", "cfs_period_us")] == \
+            ["2048", "200000", "500000"]
     assert [read(pid, "cpuset", f"cpuset.{f}") for f in ("cpus", "mems")] == [cpus, "0"]
     if rt_knobs:
         assert [read(pid, "cpu", f"cpu.rt_{f}_us") for f in ("period", "runtime")] == \
@@ -99,11 +132,14 @@ def test_pids_limit_and_delete_removes_the_group(rt, name, absolute):
     assert read(pid, "pids", "pids.max") == "1000"
     stop_and_delete(rt)
     assert not d.exists()                    # delete_resources
-    assert not list(CG.glob(f"*/{name}"))
+    assert not cgroup_dirs(name)
 
 
 def test_device_rules_are_in_the_devices_list(rt, name):
     requires("cgroup:devices")
+    if "devices" not in detect().available():
+        pytest.skip("cgroup2 has no devices.list (the rules are an eBPF program): "
+                    "tests/security/test_devices.py checks that fence by what opens")
     rules = [{"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rw"},
              {"allow": True, "type": "b", "major": 8, "minor": 0, "access": "r"}]
     pid = created(rt, {"devices": [{"allow": False, "access": "rwm"}, *rules]}, f"/{name}")
@@ -147,19 +183,19 @@ def test_a_device_the_kernel_lacks_fails_create_naming_the_file(rt, name):
     assert proc.returncode == 1
     assert proc.stderr.strip() == (f"minirun-oci: cgroup: write '8:0 102400' to /sys/fs/cgroup/"
                                    f"blkio/{name}/blkio.throttle.read_bps_device: No such device")
-    assert not list(CG.glob(f"*/{name}")) and rt.state() is None
+    assert not cgroup_dirs(name) and rt.state() is None
 
 
 def test_delete_leaves_a_group_it_did_not_make(rt, name):
     """delete_only_create_resources: the suite moves the container into a group of its own
     making; delete must not remove that group."""
     requires("cgroup:pids")
-    theirs = CG / "pids" / name
+    theirs = mount_of("pids") / name
     theirs.mkdir()
     try:
         rt.configure(suite_config(["true"]))
         assert rt.create().returncode == 0
-        (theirs / "tasks").write_text(str(rt.state()["pid"]))
+        (theirs / "cgroup.procs").write_text(str(rt.state()["pid"]))
         assert rt.start().returncode == 0
         assert rt.wait_status("stopped")["status"] == "stopped"
         assert rt.delete().returncode == 0
@@ -200,7 +236,7 @@ def test_dockerds_zero_weight_and_shares_are_unset(rt, name):
         if (group_dir(pid, "blkio") / f).exists():      # a proportional scheduler: its default
             assert read(pid, "blkio", f) == (group_dir(pid, "blkio").parent / f).read_text().strip()
     stop_and_delete(rt)
-    assert not list(CG.glob(f"*/{name}"))
+    assert not cgroup_dirs(name)
 
 
 def test_a_weight_the_kernel_cannot_apply_fails_create_as_runcs_does(rt, name):
@@ -209,7 +245,7 @@ def test_a_weight_the_kernel_cannot_apply_fails_create_as_runcs_does(rt, name):
     (`openat2 .../blkio.bfq.weight: no such file or directory`); so do we, in one line that
     says what to load, and leave nothing behind."""
     requires("cgroup:blkio")
-    if any((CG / "blkio" / f).exists() for f in ("blkio.weight", "blkio.bfq.weight")):
+    if any((mount_of("blkio") / f).exists() for f in ("blkio.weight", "blkio.bfq.weight")):
         pytest.skip("this machine has a proportional I/O scheduler (bfq or cfq)")
     config = suite_config(["true"])
     config["linux"]["cgroupsPath"] = f"/{name}"
@@ -220,13 +256,13 @@ def test_a_weight_the_kernel_cannot_apply_fails_create_as_runcs_does(rt, name):
     assert proc.stderr.strip() == (
         f"minirun-oci: cgroup: blkio weight needs a proportional I/O scheduler (no blkio.weight "
         f"or blkio.bfq.weight in /sys/fs/cgroup/blkio/{name}; load bfq)")
-    assert not list(CG.glob(f"*/{name}")) and rt.state() is None
+    assert not cgroup_dirs(name) and rt.state() is None
 
 
 def test_kernel_tcp_without_v1_memory_warns_and_runs(rt, name, tmp_path):
     """linux.resources.memory.kernelTCP where the memory controller is not v1 (cgroup v2 has no
     such limit): runc warns and runs; minirun-oci says it on stderr and in --log, and runs.
-    The host's v1 memory hierarchy is unmounted in a mount namespace of the test's own, so
+    On a hybrid host its v1 memory hierarchy is unmounted in a mount namespace of the test's own, so
     minirun-oci there sees memory as a cgroup2-only host's (the host's mounts are untouched)."""
     requires("cgroup:memory")
     if subprocess.run(["unshare", "--version"], capture_output=True).returncode != 0:
@@ -236,16 +272,18 @@ def test_kernel_tcp_without_v1_memory_warns_and_runs(rt, name, tmp_path):
     config["linux"]["resources"]["memory"] = {"kernelTCP": 50593792}
     rt.configure(config)
     log = tmp_path / "oci.log"
-    proc = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c",
-         'umount /sys/fs/cgroup/memory && exec "$@"', "sh", rt.command, "--root", str(rt.root),
-         "--log", str(log), "run", "--bundle", str(rt.bundle), rt.id],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    command = [rt.command, "--root", str(rt.root), "--log", str(log), "run", "--bundle",
+               str(rt.bundle), rt.id]
+    if not v2("memory"):        # a hybrid host: hide its v1 memory hierarchy, in our namespace only
+        command = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                   f'umount {mount_of("memory")} && exec "$@"', "sh", *command]
+    proc = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=slow(60))
     warning = ("linux.resources.memory.kernelTCP is ignored: cgroup v2 has no such limit "
                "(kernel memory counts in the memory limit)")
     assert (proc.returncode, proc.stderr) == (0, f"minirun-oci: warning: {warning}\n")
     assert f'level=warning msg="{warning}"' in log.read_text()
-    assert not list(CG.glob(f"*/{name}")) and rt.state() is None
+    assert not cgroup_dirs(name) and rt.state() is None
 
 
 def test_dockerds_defaults_ask_nothing_of_cgroup2():

@@ -152,8 +152,10 @@ def test_cgroup_limits_cannot_be_raised(clean):
     read-only, remounting or unmounting them and mounting a hierarchy of its own are refused, and
     the host's value is unchanged after the attempts."""
     requires("cgroup:pids")
+    # the group holding pids.max: /sys/fs/cgroup/pids with v1, /sys/fs/cgroup itself with v2 alone
     script = ("mkdir -p /mnt; for f in $(find /sys/fs/cgroup -name pids.max); do echo max > $f && echo WROTE $f; done; "
-              "mount -o remount,rw /sys/fs/cgroup/pids && echo REMOUNTED; umount /sys/fs/cgroup/pids && echo UNMOUNTED; "
+              "d=$(dirname $(find /sys/fs/cgroup -name pids.max | head -n 1)); "
+              "mount -o remount,rw $d && echo REMOUNTED; umount $d && echo UNMOUNTED; "
               "mount -t cgroup -o pids none /mnt && echo MOUNTED; mount -t cgroup2 none /mnt && echo MOUNTED2; "
               "echo done; sleep 30")
     with clean.detached("--pids-limit", "100", "busybox", "sh", "-c", script) as cid:

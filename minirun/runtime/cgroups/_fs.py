@@ -98,11 +98,12 @@ def rmdir(path: str | os.PathLike, timeout: float = 1.0) -> None:
 
 
 def rmdir_if_empty(path: str | os.PathLike) -> None:
-    """Remove a shared parent if nobody uses it; another container may, so don't insist."""
+    """Remove a shared parent if nobody uses it; another container may, so don't insist. On a
+    read-only hierarchy (EROFS) there is none of ours to remove: nothing could be made there."""
     try:
         os.rmdir(path)
     except OSError as err:
-        if err.errno not in (errno.EBUSY, errno.ENOTEMPTY, errno.ENOENT):
+        if err.errno not in (errno.EBUSY, errno.ENOTEMPTY, errno.ENOENT, errno.EROFS):
             raise CgroupError(f"cgroup: rmdir {path}: {os.strerror(err.errno or errno.EIO)}",
                               path=str(path)) from err
 
