@@ -16,8 +16,17 @@ say() { echo "test-vm: $*"; }
 # runtime's own overlay mounts cannot use an overlay as their upper layer, so the tests' data
 # roots (mkdtemp in /tmp) and the default data root get tmpfs of their own. Nothing reaches the
 # host: its root is read-only to the guest.
+# A work tree inside one of them (a CI clone in /tmp) would be hidden, and with it the package
+# its .venv points at: held open here and bound back at its path once the tmpfs is on (through
+# the fd: --no-canonicalize, else mount(8) resolves /proc/self/fd/9 to the path, now the tmpfs's).
+repo=$PWD
+exec 9<"$repo" || exit 1
 mount -t tmpfs -o mode=1777 tmpfs /tmp || exit 1
 mkdir -p /var/lib/minirun /run/minirun && mount -t tmpfs -o mode=0711 tmpfs /var/lib/minirun || exit 1
+if [ ! -e "$repo/tests/vm/guest.sh" ]; then
+    mkdir -p "$repo" && mount --no-canonicalize --bind /proc/self/fd/9 "$repo" && cd "$repo" || exit 1
+fi
+exec 9<&-
 export TMPDIR=/tmp HOME=/root PYTHONDONTWRITEBYTECODE=1
 
 # cgroup v2 as systemd lays it out: every process in a leaf (init.scope, and the tests in a
