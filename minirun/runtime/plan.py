@@ -40,6 +40,13 @@ DEV_SYMLINKS = [
 ]
 
 
+
+def _kcore_link() -> list[tuple[str, str]]:
+    """/dev/core -> /proc/kcore where the kernel has one (CONFIG_PROC_KCORE), as runc makes it:
+    the same /dev as under runc on such a host (the default masked paths hide what it names)."""
+    return [("/proc/kcore", "/dev/core")] if os.path.exists("/proc/kcore") else []
+
+
 @record
 class Launch:
     """What one start adds to the spec: where the root is, how stdio and the monitor are wired."""
@@ -467,7 +474,7 @@ def _fsops(np: NativePlan, spec: dict[str, Any], launch: Launch) -> None:
         np.fsop_names.append(d["path"])
     if dev_mounted:
         listed = {d["path"] for d in spec.get("linux", {}).get("devices", [])} - {"/dev/ptmx"}
-        for source, target in DEV_SYMLINKS:
+        for source, target in DEV_SYMLINKS + _kcore_link():
             if target in listed:
                 continue     # a device node of that name is there already (runc keeps it too)
             ops.append({"kind": lib.MR_OP_SYMLINK, "source": source, "target": target})
