@@ -84,7 +84,7 @@ $(VNG):
 	@test -x $(VM_VENV)/bin/python || $(PYTHON) -m venv $(VM_VENV)
 	$(VM_VENV)/bin/pip install -q --disable-pip-version-check '$(VIRTME_NG)'
 
-test-vm: install image prereqs-vm $(VNG)  ## the cgroup v2 tests in a VM on Debian 12's kernel (6.1, v1 off; ~15 min; docs/compatibility.md)
+test-vm: install image prereqs-vm $(VNG)  ## the cgroup v2 tests in a VM on Debian 12's kernel (6.1, v1 off; ~8-10 min; docs/compatibility.md)
 	tests/vm/run
 
 # what tests/oci/capture_clients.py needs beyond the clients: Go and runtime-tools' generator
