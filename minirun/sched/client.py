@@ -55,6 +55,9 @@ def call(root: str | os.PathLike, method: str, path: str, body: Any = None,
                                "start it with minirun cluster up") from None
         except TimeoutError:
             raise ClusterError(f"the manager did not answer {method} {path} within {timeout:g} s") from None
+        except BlockingIOError:
+            # connect() to a Unix socket whose backlog is full: EAGAIN, not a wait
+            raise ClusterError("the manager is busy (its queue of connections is full): try again") from None
         except (ConnectionError, http.client.HTTPException) as e:
             raise ClusterError(f"lost the connection to the manager ({e.__class__.__name__})") from None
     finally:

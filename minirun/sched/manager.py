@@ -767,6 +767,10 @@ def error_reply(e: Exception) -> tuple[int, dict]:
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: the workers' long polls, their fetches of task
+    # definitions and the CLI's --wait polls arriving together overflowed it, and a connect()
+    # with a timeout to a full Unix-socket backlog fails at once (EAGAIN) instead of waiting
+    request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # a client that went away mid-reply (a worker killed during its long poll) is normal
