@@ -17,7 +17,6 @@ close_range, with noNewPrivileges false.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import os
@@ -105,13 +104,9 @@ def podman(cap: Capture, *flags: str) -> tuple[dict, list[str]]:
         subprocess.run([*argv, *cmd], capture_output=True)
         subprocess.run([*argv, "rmi", "-af"], capture_output=True)
     finally:
-        subprocess.run(["umount", "-R", str(base)], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
-        for path in created:
-            shutil.rmtree(path, ignore_errors=True)
-        for group in {*Path("/sys/fs/cgroup").glob("*/libpod_parent")} - parents:
-            with contextlib.suppress(OSError):
-                group.rmdir()
+        from tests.oci.test_podman import remove_podman_store
+
+        remove_podman_store(base, created, parents)
     return json.loads(out.read_text()), ["podman", "--cgroup-manager", "cgroupfs",
                                           "--runtime", "WRAPPER", *cmd]
 

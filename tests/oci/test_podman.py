@@ -102,15 +102,21 @@ def podman(tmp_path_factory):
         p("rm", "-af", "-t", "0", check=False)
         p("rmi", "-af", check=False)
         leaks = leftovers(p, ids)
-        subprocess.run(["umount", "-R", str(base)], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
-        for path in created:
-            shutil.rmtree(path, ignore_errors=True)
-        for group in {*Path("/sys/fs/cgroup").glob("*/libpod_parent")} - parents:
-            with contextlib.suppress(OSError):
-                group.rmdir()
+        remove_podman_store(base, created, parents)
     assert not ids, f"a test left podman containers behind: {ids}"
     assert not leaks, f"podman + minirun-oci left these behind: {leaks}"
+
+
+def remove_podman_store(base: Path, created: list[Path], parents: set[Path]) -> None:
+    """Undo a private podman store: its mounts under `base`, `base` itself, the host paths it
+    made (`created`), and the libpod_parent groups that were not there before (`parents`)."""
+    subprocess.run(["umount", "-R", str(base)], capture_output=True)
+    shutil.rmtree(base, ignore_errors=True)
+    for path in created:
+        shutil.rmtree(path, ignore_errors=True)
+    for group in {*Path("/sys/fs/cgroup").glob("*/libpod_parent")} - parents:
+        with contextlib.suppress(OSError):
+            group.rmdir()
 
 
 def leftovers(p: Podman, ids: list[str]) -> list[str]:
