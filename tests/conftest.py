@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -131,6 +132,37 @@ def cgroup_dirs(pattern: str) -> list[Path]:
     mounts = cgroup_mounts("/proc/self/mountinfo")
     points = dict.fromkeys([*mounts.v1.values(), *([mounts.unified] if mounts.unified else [])])
     return sorted({d for point in points for d in Path(point).glob(pattern)})
+
+
+def start_daemon(argv: list[str], log: Path, answers, timeout: float, poll: float = 0.1) -> subprocess.Popen:
+    """Start a daemon of a test's own (dockerd, containerd) in a session of its own, its output
+    in `log`, and wait until `answers()` is true; if it exits or the time runs out first, fail
+    with the end of its log."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not answers():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = "\n".join(log.read_text().splitlines()[-20:])
+            raise AssertionError(f"{Path(argv[0]).name} did not start:\n{tail}")
+        time.sleep(poll)
+    return proc
+
+
+def stop_daemon(proc: subprocess.Popen | None, timeout: float) -> list[str]:
+    """SIGTERM to a daemon start_daemon started, SIGKILL after `timeout` s; returns what had to
+    be forced (a leak to report)."""
+    if proc is None or proc.poll() is not None:
+        return []
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+        return []
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return [f"{Path(proc.args[0]).name} ignored SIGTERM"]
 
 
 def quiet_warmer() -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IMAGE_TAR, requires
+from tests.conftest import IMAGE_TAR, requires, start_daemon, stop_daemon
 
 OCI = str(Path(sys.executable).with_name("minirun-oci"))
 MINIRUN = str(Path(sys.executable).with_name("minirun"))
@@ -107,19 +107,9 @@ class Containerd:
         self.fifos.mkdir()
         for d in ("cni/bin", "cni/net.d", "pods"):
             (self.base / d).mkdir(parents=True)
-        log = open(self.base / "containerd.log", "w")
-        self.proc = subprocess.Popen(["containerd", "--config", str(self.base / "config.toml")],
-                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                     start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + 20
-        while self.ctr("version", check=False).returncode != 0:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"containerd did not start:\n{self.log_tail()}")
-            time.sleep(0.1)
-
-    def log_tail(self, lines: int = 20) -> str:
-        return "\n".join((self.base / "containerd.log").read_text().splitlines()[-lines:])
+        self.proc = start_daemon(["containerd", "--config", str(self.base / "config.toml")],
+                                 self.base / "containerd.log", timeout=20,
+                                 answers=lambda: self.ctr("version", check=False).returncode == 0)
 
     def ctr(self, *args: str, check: bool = True, timeout: float = 60,
             input: str | None = None, ns: str = NS) -> subprocess.CompletedProcess:
@@ -223,15 +213,7 @@ class Containerd:
     def stop(self) -> list[str]:
         """Stop containerd by pid, then its shims; remove mounts and cgroups. Returns what had to
         be removed by force (a leak to report)."""
-        forced = []
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                forced.append("containerd ignored SIGTERM")
-                self.proc.kill()
-                self.proc.wait()
+        forced = stop_daemon(self.proc, 10)
         for pid in self.shim_pids():
             forced.append(f"shim pid {pid}")
             with contextlib.suppress(ProcessLookupError):

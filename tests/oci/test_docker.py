@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IMAGE_TAR, requires
+from tests.conftest import IMAGE_TAR, requires, start_daemon, stop_daemon
 
 OCI = str(Path(sys.executable).with_name("minirun-oci"))
 IMAGE = "minirun-busybox:latest"
@@ -71,17 +71,8 @@ class Dockerd:
                 "--pidfile", str(self.base / "docker.pid"), "-H", f"unix://{self.sock}",
                 "--iptables=false", "--ip6tables=false", "--bridge=none", "--ip-forward=false",
                 "--ip-masq=false", "--userland-proxy=false"]
-        with open(self.base / "dockerd.log", "w") as log:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         start_new_session=True)
-        deadline = time.monotonic() + 30
-        while self.docker("version", check=False).returncode != 0:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"dockerd did not start:\n{self.log_tail()}")
-            time.sleep(0.2)
-
-    def log_tail(self, lines: int = 20) -> str:
-        return "\n".join((self.base / "dockerd.log").read_text().splitlines()[-lines:])
+        self.proc = start_daemon(argv, self.base / "dockerd.log", timeout=30, poll=0.2,
+                                 answers=lambda: self.docker("version", check=False).returncode == 0)
 
     def docker(self, *args: str, check: bool = True, timeout: float = 60,
                input: str | None = None) -> subprocess.CompletedProcess:
@@ -148,15 +139,7 @@ class Dockerd:
     def stop(self) -> list[str]:
         """Stop dockerd by pid (it stops its containerd); remove by force what is still there and
         return it (a leak to report)."""
-        forced = []
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                forced.append("dockerd ignored SIGTERM")
-                self.proc.kill()
-                self.proc.wait()
+        forced = stop_daemon(self.proc, 30)
         deadline = time.monotonic() + 10
         while (left := self.helpers()) and time.monotonic() < deadline:
             time.sleep(0.1)
