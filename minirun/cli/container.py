@@ -206,7 +206,7 @@ def kill(
     signal_: str = typer.Option("KILL", "-s", "--signal", help="Signal name or number."),
 ) -> None:
     """Send a signal to containers' main process."""
-    from minirun.runtime.containers import signal_number
+    from minirun.procfs import signal_number
 
     rt = _runtime(ctx)
     sig = signal_number(signal_)

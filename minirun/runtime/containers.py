@@ -683,9 +683,6 @@ def _wire_stdio(detached: bool, interactive: bool, fds: list[int]):
     return (devnull, out_w, err_w), (out_r, err_r)
 
 
-# the CLI's stop and the worker import it from here
-signal_number = procfs.signal_number
-
 
 def _signal(record: ContainerRecord, sig: int) -> None:
     """Signal the container's PID 1, if it is still the process the record names."""

@@ -504,7 +504,7 @@ class Worker:
 
 def _stop_signal(c: Container) -> int:
     annotations = c.record.spec().get("annotations", {}) if c.record else {}
-    from minirun.runtime.containers import signal_number
+    from minirun.procfs import signal_number
 
     return signal_number(annotations.get("org.opencontainers.image.stopSignal", "SIGTERM"))
 
